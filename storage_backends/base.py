@@ -1,0 +1,125 @@
+"""The storage driver interface.
+
+A driver stores bytes at slash-separated paths and knows nothing of OCI. Paths are
+relative ("blobs/sha256/ab/abcd..."), never start with "/" and never contain "." or ".."
+components; `checked.CheckedDriver` enforces that for every driver.
+
+Writers are the one subtle part. `writer(path)` starts a new object at `path`;
+`writer(path, append=True)` resumes one that an earlier writer `close()`d (possibly in
+another process or replica). Until `commit()` the data need not be readable with
+`reader`/`get_content`. `commit()` makes it durable and readable; `cancel()` discards it.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str
+    size: int
+    mtime: float
+    is_dir: bool = False
+
+
+class FileWriter(abc.ABC):
+    """A resumable writer. `size` is the number of bytes durably accepted so far."""
+
+    path: str
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int: ...
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> int:
+        """Append `data`; returns len(data)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush and release; the data can be resumed with writer(path, append=True)."""
+
+    @abc.abstractmethod
+    async def commit(self) -> None:
+        """Make the data durable and readable at `path`. The writer is closed afterwards."""
+
+    @abc.abstractmethod
+    async def cancel(self) -> None:
+        """Discard everything written. The writer is closed afterwards."""
+
+    async def __aenter__(self) -> "FileWriter":
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            await self.cancel()
+        else:
+            await self.close()
+
+
+class StorageDriver(abc.ABC):
+    """Bytes at paths. About ten async methods; keep it that small."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    async def get_content(self, path: str) -> bytes: ...
+
+    @abc.abstractmethod
+    async def put_content(self, path: str, data: bytes) -> None:
+        """Atomically replace the object at `path`."""
+
+    @abc.abstractmethod
+    async def reader(self, path: str, offset: int = 0, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """An iterator over the bytes from `offset`.
+
+        Raises PathNotFoundError / InvalidOffsetError when awaited, before any byte is
+        produced, so a caller can still answer with an error status.
+        """
+
+    @abc.abstractmethod
+    async def writer(self, path: str, append: bool = False) -> FileWriter: ...
+
+    @abc.abstractmethod
+    async def stat(self, path: str) -> FileInfo: ...
+
+    @abc.abstractmethod
+    async def list(self, path: str) -> list[str]:
+        """Direct children of directory `path` as full paths, sorted."""
+
+    @abc.abstractmethod
+    async def move(self, src: str, dst: str) -> None:
+        """Atomically move `src` to `dst`, replacing `dst`."""
+
+    @abc.abstractmethod
+    async def delete(self, path: str) -> None:
+        """Delete the object or the whole tree at `path`."""
+
+    async def redirect_url(self, path: str, method: str = "GET", expires_in: int = 1200) -> str | None:
+        """A URL a client can fetch the object from directly, or None if unsupported."""
+        return None
+
+    async def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        """Every file (not directory) below `path`, depth first, in sorted order."""
+        try:
+            children = await self.list(path)
+        except PathNotFoundError:
+            return
+        for child in children:
+            info = await self.stat(child)
+            if info.is_dir:
+                async for sub in self.walk(child):
+                    yield sub
+            else:
+                yield info
+
+    def local_path(self, path: str) -> Path | None:
+        """A local filesystem path holding the committed object (for sendfile), or None."""
+        return None
+
+    async def aclose(self) -> None:
+        """Release pools and clients."""

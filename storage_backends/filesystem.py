@@ -1,0 +1,277 @@
+"""Local filesystem driver; also the driver for a shared NFS mount used by many replicas.
+
+Durability: committed objects and moved files are fsynced, and so is the directory
+that received them. Atomicity: put_content writes a temp file beside the target and
+renames it into place; readers never see a partial object. Nothing relies on local
+locks, so several processes (or hosts on one NFS export) can share a root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from .base import FileInfo, FileWriter, StorageDriver
+from .errors import InvalidOffsetError, PathNotFoundError, StorageError, WriterClosedError
+
+_run = asyncio.to_thread
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _FsWriter(FileWriter):
+    def __init__(self, driver: "FilesystemDriver", path: str, fd: int, size: int):
+        self._driver = driver
+        self.path = path
+        self._fd: int | None = fd
+        self._size = size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def _require_fd(self) -> int:
+        if self._fd is None:
+            raise WriterClosedError(self.path)
+        return self._fd
+
+    async def write(self, data: bytes) -> int:
+        fd = self._require_fd()
+        n = len(data)
+        if n:
+            await _run(_write_all, fd, data)
+            self._size += n
+        return n
+
+    async def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            await _run(os.close, fd)
+
+    async def commit(self) -> None:
+        fd = self._require_fd()
+        self._fd = None
+        full = self._driver._full(self.path)
+
+        def _commit() -> None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _fsync_dir(full.parent)
+
+        await _run(_commit)
+
+    async def cancel(self) -> None:
+        fd, self._fd = self._fd, None
+        full = self._driver._full(self.path)
+
+        def _cancel() -> None:
+            if fd is not None:
+                os.close(fd)
+            try:
+                os.unlink(full)
+            except FileNotFoundError:
+                pass
+            self._driver._prune(full.parent)
+
+        await _run(_cancel)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class FilesystemDriver(StorageDriver):
+    name = "filesystem"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _full(self, path: str) -> Path:
+        return self.root / path if path else self.root
+
+    def _prune(self, directory: Path) -> None:
+        """Remove empty directories from `directory` up to (not including) the root."""
+        while directory != self.root and self.root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+    def _makedirs(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _retrying(self, target: Path, op):
+        """Run op() after creating target's parent; retry if a concurrent prune removed it."""
+        for attempt in range(5):
+            self._makedirs(target.parent)
+            try:
+                return op()
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
+        return None
+
+    async def get_content(self, path: str) -> bytes:
+        full = self._full(path)
+
+        def _read() -> bytes:
+            try:
+                return full.read_bytes()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise PathNotFoundError(path) from None
+
+        return await _run(_read)
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        full = self._full(path)
+
+        def _put() -> None:
+            tmp = full.with_name(f".tmp-{full.name}-{uuid.uuid4().hex}")
+
+            def _write_tmp() -> None:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, full)
+
+            try:
+                self._retrying(full, _write_tmp)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            _fsync_dir(full.parent)
+
+        await _run(_put)
+
+    async def reader(self, path: str, offset: int = 0, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        full = self._full(path)
+
+        def _open():
+            try:
+                f = open(full, "rb")
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise PathNotFoundError(path) from None
+            size = os.fstat(f.fileno()).st_size
+            if offset < 0 or offset > size:
+                f.close()
+                raise InvalidOffsetError(path, offset)
+            f.seek(offset)
+            return f
+
+        f = await _run(_open)
+
+        async def gen() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    chunk = await _run(f.read, chunk_size)
+                    if not chunk:
+                        return
+                    yield chunk
+            finally:
+                f.close()
+
+        return gen()
+
+    async def writer(self, path: str, append: bool = False) -> FileWriter:
+        full = self._full(path)
+
+        def _open() -> tuple[int, int]:
+            if append:
+                try:
+                    fd = os.open(full, os.O_WRONLY | os.O_APPEND)
+                except (FileNotFoundError, NotADirectoryError):
+                    raise PathNotFoundError(path) from None
+            else:
+                fd = self._retrying(
+                    full, lambda: os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+                )
+            return fd, os.fstat(fd).st_size
+
+        fd, size = await _run(_open)
+        return _FsWriter(self, path, fd, size)
+
+    async def stat(self, path: str) -> FileInfo:
+        full = self._full(path)
+
+        def _stat() -> FileInfo:
+            try:
+                st = full.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                raise PathNotFoundError(path) from None
+            is_dir = full.is_dir()
+            return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir)
+
+        return await _run(_stat)
+
+    async def list(self, path: str) -> list[str]:
+        full = self._full(path)
+
+        def _list() -> list[str]:
+            try:
+                names = os.listdir(full)
+            except (FileNotFoundError, NotADirectoryError):
+                raise PathNotFoundError(path) from None
+            prefix = path + "/" if path else ""
+            return sorted(prefix + n for n in names if not n.startswith(".tmp-"))
+
+        return await _run(_list)
+
+    async def move(self, src: str, dst: str) -> None:
+        full_src, full_dst = self._full(src), self._full(dst)
+
+        def _move() -> None:
+            if not full_src.is_file():
+                raise PathNotFoundError(src)
+            try:
+                self._retrying(full_dst, lambda: os.replace(full_src, full_dst))
+            except FileNotFoundError:
+                raise PathNotFoundError(src) from None
+            _fsync_dir(full_dst.parent)
+            if full_src.parent != full_dst.parent:
+                _fsync_dir(full_src.parent)
+                self._prune(full_src.parent)
+
+        await _run(_move)
+
+    async def delete(self, path: str) -> None:
+        full = self._full(path)
+
+        def _delete() -> None:
+            try:
+                if full.is_dir() and not full.is_symlink():
+                    shutil.rmtree(full)
+                else:
+                    full.unlink()
+            except (FileNotFoundError, NotADirectoryError):
+                raise PathNotFoundError(path) from None
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    raise PathNotFoundError(path) from None
+                raise StorageError(f"delete {path}: {exc}") from exc
+            self._prune(full.parent)
+
+        await _run(_delete)
+
+    def local_path(self, path: str) -> Path | None:
+        return self._full(path)
