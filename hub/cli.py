@@ -1,0 +1,111 @@
+"""`daohub serve | migrate | version`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from . import __version__
+from .config import ConfigError, load_config
+from .logs import setup_logging
+
+log = logging.getLogger("daohub")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    overrides: dict = {}
+    if getattr(args, "addr", None):
+        overrides.setdefault("server", {})["addr"] = args.addr
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    return overrides
+
+
+async def _serve(config) -> None:
+    from aiohttp import web
+
+    from .app import create_app
+    from .middlewares import JsonAccessLogger
+
+    app = create_app(config)
+    access_logger = logging.getLogger("daohub.access")
+    runner = web.AppRunner(
+        app,
+        access_log_class=JsonAccessLogger,
+        access_log=access_logger if config.log.access_log else None,
+        shutdown_timeout=config.server.shutdown_timeout,
+        handle_signals=False,
+    )
+    await runner.setup()
+    host, port = config.host_port
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    shown_host = f"[{host}]" if ":" in host else host
+    log.info("daohub %s listening on http://%s:%d (storage=%s, metadata=%s)", __version__, shown_host, port,
+             config.storage.driver, config.database_url.split(":", 1)[0])
+    await stop.wait()
+    log.info("shutting down: finishing in-flight requests (up to %.0fs)", config.server.shutdown_timeout)
+    await runner.cleanup()
+    log.info("stopped")
+
+
+async def _migrate(config) -> list[int]:
+    from .db import create_store
+
+    store = create_store(config.database_url, sqlite_synchronous=config.database.sqlite_synchronous)
+    await store.open()
+    try:
+        return await store.migrate()
+    finally:
+        await store.close()
+
+
+def _run(coro) -> None:
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        uvloop.run(coro)
+    except ImportError:
+        asyncio.run(coro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="daohub", description="DaoHub container registry")
+    parser.add_argument("--config", help="YAML config file (default: $DAOHUB_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the registry")
+    serve.add_argument("--config", dest="sub_config", help="YAML config file")
+    serve.add_argument("--addr", help="HOST:PORT to listen on (default 127.0.0.1:5000)")
+    serve.add_argument("--data-dir", help="data directory (default ./data)")
+    migrate = sub.add_parser("migrate", help="apply metadata schema migrations")
+    migrate.add_argument("--config", dest="sub_config", help="YAML config file")
+    migrate.add_argument("--data-dir", help="data directory (default ./data)")
+    sub.add_parser("version", help="print the version")
+    args = parser.parse_args(argv)
+
+    if args.command == "version":
+        print(__version__)
+        return 0
+    try:
+        config = load_config(getattr(args, "sub_config", None) or args.config, overrides=_overrides(args))
+    except ConfigError as exc:
+        print(f"daohub: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log.level, config.log.format)
+    if args.command == "serve":
+        _run(_serve(config))
+    elif args.command == "migrate":
+        applied = asyncio.run(_migrate(config))
+        print(f"applied migrations: {applied}" if applied else "schema is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Typed configuration: safe defaults < YAML file < DAOHUB_* environment < CLI flags.
+
+Every key can be set from the environment as DAOHUB_<SECTION>_<KEY> (top-level keys as
+DAOHUB_<KEY>). Unknown keys, in the file or in the environment, are errors. Values of
+type `Secret` never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class Secret(str):
+    """A string that hides itself in repr() and str() formatting of containers."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+@dataclasses.dataclass
+class ServerConfig:
+    addr: str = "127.0.0.1:5000"
+    # Seconds in-flight requests get to finish on SIGTERM.
+    shutdown_timeout: float = 30.0
+    # External URL of this registry, if behind a proxy (used in absolute links).
+    public_url: str = ""
+
+
+@dataclasses.dataclass
+class StorageConfig:
+    driver: str = "filesystem"
+    # Filesystem root; empty means <data_dir>/storage.
+    root: str = ""
+
+
+@dataclasses.dataclass
+class DatabaseConfig:
+    # sqlite:///path/to/file.db ; empty means sqlite:///<data_dir>/daohub.db
+    url: str = ""
+    # SQLite synchronous mode: FULL survives power loss, NORMAL survives process crashes.
+    sqlite_synchronous: str = "FULL"
+
+
+@dataclasses.dataclass
+class LogConfig:
+    level: str = "INFO"
+    # "json" or "text"
+    format: str = "text"
+    access_log: bool = True
+
+
+@dataclasses.dataclass
+class RegistryConfig:
+    max_manifest_bytes: int = 4 * 1024 * 1024
+    # Largest single blob accepted, in bytes (0: no limit).
+    max_blob_bytes: int = 0
+    # Uploads untouched for this long are abandoned and may be purged by GC.
+    upload_ttl_seconds: int = 24 * 3600
+    # Default and maximum page size for tag and catalog listings.
+    default_page_size: int = 1000
+    max_page_size: int = 10000
+
+
+@dataclasses.dataclass
+class AuthConfig:
+    enabled: bool = False
+
+
+@dataclasses.dataclass
+class Config:
+    data_dir: str = "./data"
+    server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
+    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
+    database: DatabaseConfig = dataclasses.field(default_factory=DatabaseConfig)
+    log: LogConfig = dataclasses.field(default_factory=LogConfig)
+    registry: RegistryConfig = dataclasses.field(default_factory=RegistryConfig)
+    auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
+
+    # Derived values -----------------------------------------------------------------
+    @property
+    def storage_root(self) -> Path:
+        return Path(self.storage.root) if self.storage.root else Path(self.data_dir) / "storage"
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{Path(self.data_dir).resolve() / 'daohub.db'}"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_addr(self.server.addr)
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"server.addr must be HOST:PORT, got {addr!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(f"{where}: expected a boolean, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if typ is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if typ is Secret:
+        return Secret(str(value))
+    if typ is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
+        return str(value)
+    origin = typing.get_origin(typ)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list")
+        (inner,) = typing.get_args(typ)[:1]
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        return value
+    raise ConfigError(f"{where}: unsupported type {typ!r}")
+
+
+def _apply(obj: Any, data: dict[str, Any], where: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping")
+    hints = typing.get_type_hints(type(obj))
+    fields = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise ConfigError(f"unknown configuration key: {path}")
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ):
+            _apply(getattr(obj, key), value or {}, path)
+        else:
+            setattr(obj, key, _coerce(value, typ, path))
+
+
+def _env_overrides(cfg: Config, environ: typing.Mapping[str, str]) -> None:
+    hints = typing.get_type_hints(Config)
+    known: dict[str, tuple[Any, str, Any]] = {}
+    for f in dataclasses.fields(Config):
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            section = getattr(cfg, f.name)
+            sub_hints = typing.get_type_hints(typ)
+            for sf in dataclasses.fields(typ):
+                known[f"DAOHUB_{f.name}_{sf.name}".upper()] = (section, sf.name, sub_hints[sf.name])
+        else:
+            known[f"DAOHUB_{f.name}".upper()] = (cfg, f.name, typ)
+    # Variables that configure something other than this object (documented elsewhere).
+    reserved = {"DAOHUB_CONFIG", "DAOHUB_ADMIN_PASSWORD"}
+    for name, value in environ.items():
+        if not name.startswith("DAOHUB_") or name in reserved:
+            continue
+        if name not in known:
+            raise ConfigError(f"unknown configuration variable: {name}")
+        obj, attr, typ = known[name]
+        setattr(obj, attr, _coerce(value, typ, name))
+
+
+def validate(cfg: Config) -> Config:
+    parse_addr(cfg.server.addr)
+    if cfg.log.format not in ("json", "text"):
+        raise ConfigError("log.format must be 'json' or 'text'")
+    if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"log.level: unknown level {cfg.log.level!r}")
+    if cfg.database.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+        raise ConfigError("database.sqlite_synchronous must be FULL, NORMAL or EXTRA")
+    if cfg.registry.max_manifest_bytes <= 0:
+        raise ConfigError("registry.max_manifest_bytes must be positive")
+    if not 0 < cfg.registry.default_page_size <= cfg.registry.max_page_size:
+        raise ConfigError("registry.default_page_size must be in 1..max_page_size")
+    url = cfg.database_url
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError(f"database.url: unsupported scheme in {url.split(':', 1)[0]!r}")
+    return cfg
+
+
+def load_config(path: str | os.PathLike | None = None, environ: typing.Mapping[str, str] | None = None,
+                overrides: dict[str, Any] | None = None) -> Config:
+    """Build the config from defaults, then the YAML file, then the environment, then overrides."""
+    environ = os.environ if environ is None else environ
+    cfg = Config()
+    path = path or environ.get("DAOHUB_CONFIG")
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        _apply(cfg, data, "")
+    _env_overrides(cfg, environ)
+    if overrides:
+        _apply(cfg, overrides, "")
+    return validate(cfg)

@@ -1,0 +1,143 @@
+"""The metadata store interface. SQLite (embedded) and PostgreSQL implement it.
+
+No SQL lives outside hub/db. Methods take repository *names*; the store maps them to
+ids. Every multi-row change is one transaction.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UploadRecord:
+    id: str
+    repository: str
+    size: int
+    created_at: float
+    updated_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ManifestRecord:
+    digest: str
+    media_type: str
+    size: int
+    content: bytes | None
+    subject: str | None = None
+    artifact_type: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewManifest:
+    digest: str
+    media_type: str
+    content: bytes
+    subject: str | None
+    artifact_type: str | None
+    annotations_json: str | None
+    blob_refs: tuple[str, ...]
+    manifest_refs: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReferrerRecord:
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    annotations_json: str | None
+
+
+class MetadataStore(abc.ABC):
+    dialect: str = "abstract"
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise if the store cannot answer a trivial query."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied."""
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int: ...
+
+    # Repositories -----------------------------------------------------------------
+    @abc.abstractmethod
+    async def repository_exists(self, repository: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def list_repositories(self, limit: int, last: str | None) -> list[str]:
+        """Repositories holding at least one manifest, in lexical order after `last`."""
+
+    # Blobs ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_blob_size(self, repository: str, digest: str) -> int | None:
+        """Size of `digest` if it is linked into `repository`, else None."""
+
+    @abc.abstractmethod
+    async def get_global_blob_size(self, digest: str) -> int | None:
+        """Size of `digest` if any repository links it (the bytes exist), else None."""
+
+    @abc.abstractmethod
+    async def repositories_linking(self, digest: str, limit: int = 100) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def link_blob(self, repository: str, digest: str, size: int) -> None: ...
+
+    @abc.abstractmethod
+    async def unlink_blob(self, repository: str, digest: str) -> bool: ...
+
+    # Uploads ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_upload(self, upload_id: str, repository: str) -> None: ...
+
+    @abc.abstractmethod
+    async def get_upload(self, upload_id: str) -> UploadRecord | None: ...
+
+    @abc.abstractmethod
+    async def set_upload_size(self, upload_id: str, expected: int | None, size: int) -> bool:
+        """Record the durable size; with `expected`, only if the stored size equals it."""
+
+    @abc.abstractmethod
+    async def delete_upload(self, upload_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def complete_upload(self, upload_id: str, repository: str, digest: str, size: int) -> None:
+        """Link the blob into the repository and drop the upload row, atomically."""
+
+    # Manifests and tags -------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_manifest(self, repository: str, reference: str, *, by_digest: bool,
+                           with_content: bool = True) -> ManifestRecord | None: ...
+
+    @abc.abstractmethod
+    async def put_manifest(self, repository: str, manifest: NewManifest, tags: list[str]) -> list[str]:
+        """Store the manifest and point `tags` at it.
+
+        Returns the referenced digests missing from the repository; when that list is
+        not empty nothing was written.
+        """
+
+    @abc.abstractmethod
+    async def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete the manifest and every tag pointing at it."""
+
+    @abc.abstractmethod
+    async def delete_tag(self, repository: str, tag: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
+        """Tags in lexical order after `last`; None if the repository does not exist."""
+
+    @abc.abstractmethod
+    async def list_referrers(self, repository: str, subject: str,
+                             artifact_type: str | None = None) -> list[ReferrerRecord]: ...

@@ -1,0 +1,369 @@
+"""SQLite metadata store: the embedded default for one process.
+
+Threading: all writes go through one connection on one dedicated thread (SQLite allows
+one writer at a time anyway), each as a `BEGIN IMMEDIATE` transaction. Reads use a
+separate connection in WAL mode *inline on the event loop*: a point lookup by primary
+key takes a few microseconds, an order of magnitude less than a hop to a thread, and
+WAL readers never wait for the writer. Reads that may scan (listings) go to a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import schema
+from .base import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord, UploadRecord
+
+T = TypeVar("T")
+
+
+def path_from_url(url: str) -> str:
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a sqlite URL: {url}")
+    # sqlite:////abs/path.db -> /abs/path.db ; sqlite:///rel.db -> rel.db
+    return url[len("sqlite:///"):]
+
+
+class SqliteStore(MetadataStore):
+    dialect = "sqlite"
+
+    def __init__(self, path: str, synchronous: str = "FULL"):
+        self.path = path
+        self.synchronous = synchronous.upper()
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._read_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._scan_reader: sqlite3.Connection | None = None
+
+    # Connection management --------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
+        self._read_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-scan")
+        loop = asyncio.get_running_loop()
+        self._writer = await loop.run_in_executor(self._executor, self._connect)
+        self._reader = self._connect()
+        self._scan_reader = await loop.run_in_executor(self._read_executor, self._connect)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._writer is not None:
+            await loop.run_in_executor(self._executor, self._writer.close)
+            self._writer = None
+        if self._scan_reader is not None:
+            await loop.run_in_executor(self._read_executor, self._scan_reader.close)
+            self._scan_reader = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        for ex in (self._executor, self._read_executor):
+            if ex is not None:
+                ex.shutdown(wait=True)
+        self._executor = self._read_executor = None
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._writer
+        assert conn is not None, "store not open"
+
+        def run() -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    def _one(self, sql: str, args: tuple = ()) -> Any:
+        assert self._reader is not None, "store not open"
+        return self._reader.execute(sql, args).fetchone()
+
+    async def _scan(self, sql: str, args: tuple = ()) -> list[Any]:
+        conn = self._scan_reader
+        assert conn is not None, "store not open"
+        return await asyncio.get_running_loop().run_in_executor(
+            self._read_executor, lambda: conn.execute(sql, args).fetchall()
+        )
+
+    async def ping(self) -> None:
+        self._one("SELECT 1")
+
+    # Migrations -----------------------------------------------------------------------
+    async def migrate(self) -> list[int]:
+        migrations = schema.load("sqlite")
+
+        def run(conn: sqlite3.Connection) -> list[int]:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            applied = []
+            for version, name, sql in migrations:
+                if version in done:
+                    continue
+                for statement in _split_sql(sql):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, time.time()))
+                applied.append(version)
+            return applied
+
+        return await self._write(run)
+
+    async def schema_version(self) -> int:
+        try:
+            row = self._one("SELECT max(version) FROM schema_migrations")
+        except sqlite3.OperationalError:
+            return 0
+        return row[0] or 0
+
+    # Helpers used inside write transactions ------------------------------------------
+    @staticmethod
+    def _repo_id(conn: sqlite3.Connection, name: str, create: bool) -> int | None:
+        row = conn.execute("SELECT id FROM repositories WHERE name = ?", (name,)).fetchone()
+        if row:
+            return row[0]
+        if not create:
+            return None
+        return conn.execute(
+            "INSERT INTO repositories (name, created_at) VALUES (?, ?)", (name, time.time())
+        ).lastrowid
+
+    @staticmethod
+    def _link(conn: sqlite3.Connection, repo_id: int, digest: str, size: int) -> None:
+        now = time.time()
+        conn.execute("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)", (digest, size, now))
+        conn.execute(
+            "INSERT OR IGNORE INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)",
+            (repo_id, digest, now),
+        )
+
+    # Repositories -----------------------------------------------------------------------
+    async def repository_exists(self, repository: str) -> bool:
+        return self._one("SELECT 1 FROM repositories WHERE name = ?", (repository,)) is not None
+
+    async def list_repositories(self, limit: int, last: str | None) -> list[str]:
+        rows = await self._scan(
+            "SELECT r.name FROM repositories r WHERE r.name > ? "
+            "AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) "
+            "ORDER BY r.name LIMIT ?",
+            (last or "", limit),
+        )
+        return [r[0] for r in rows]
+
+    # Blobs ------------------------------------------------------------------------------
+    async def get_blob_size(self, repository: str, digest: str) -> int | None:
+        row = self._one(
+            "SELECT b.size FROM repositories r JOIN repository_blobs rb ON rb.repository_id = r.id "
+            "JOIN blobs b ON b.digest = rb.digest WHERE r.name = ? AND rb.digest = ?",
+            (repository, digest),
+        )
+        return row[0] if row else None
+
+    async def get_global_blob_size(self, digest: str) -> int | None:
+        row = self._one(
+            "SELECT b.size FROM blobs b WHERE b.digest = ? "
+            "AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)",
+            (digest,),
+        )
+        return row[0] if row else None
+
+    async def repositories_linking(self, digest: str, limit: int = 100) -> list[str]:
+        rows = await self._scan(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id "
+            "WHERE rb.digest = ? ORDER BY r.name LIMIT ?",
+            (digest, limit),
+        )
+        return [r[0] for r in rows]
+
+    async def link_blob(self, repository: str, digest: str, size: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            self._link(conn, self._repo_id(conn, repository, True), digest, size)
+
+        await self._write(run)
+
+    async def unlink_blob(self, repository: str, digest: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            repo_id = self._repo_id(conn, repository, False)
+            if repo_id is None:
+                return False
+            cur = conn.execute(
+                "DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?", (repo_id, digest)
+            )
+            return cur.rowcount > 0
+
+        return await self._write(run)
+
+    # Uploads ----------------------------------------------------------------------------
+    async def create_upload(self, upload_id: str, repository: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            repo_id = self._repo_id(conn, repository, True)
+            now = time.time()
+            conn.execute(
+                "INSERT INTO uploads (id, repository_id, size, created_at, updated_at) VALUES (?, ?, 0, ?, ?)",
+                (upload_id, repo_id, now, now),
+            )
+
+        await self._write(run)
+
+    async def get_upload(self, upload_id: str) -> UploadRecord | None:
+        row = self._one(
+            "SELECT u.id, r.name, u.size, u.created_at, u.updated_at FROM uploads u "
+            "JOIN repositories r ON r.id = u.repository_id WHERE u.id = ?",
+            (upload_id,),
+        )
+        return UploadRecord(*row) if row else None
+
+    async def set_upload_size(self, upload_id: str, expected: int | None, size: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            if expected is None:
+                cur = conn.execute(
+                    "UPDATE uploads SET size = ?, updated_at = ? WHERE id = ?", (size, time.time(), upload_id)
+                )
+            else:
+                cur = conn.execute(
+                    "UPDATE uploads SET size = ?, updated_at = ? WHERE id = ? AND size = ?",
+                    (size, time.time(), upload_id, expected),
+                )
+            return cur.rowcount > 0
+
+        return await self._write(run)
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        return await self._write(
+            lambda conn: conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,)).rowcount > 0
+        )
+
+    async def complete_upload(self, upload_id: str, repository: str, digest: str, size: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            self._link(conn, self._repo_id(conn, repository, True), digest, size)
+            conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+
+        await self._write(run)
+
+    # Manifests and tags -----------------------------------------------------------------
+    async def get_manifest(self, repository: str, reference: str, *, by_digest: bool,
+                           with_content: bool = True) -> ManifestRecord | None:
+        cols = "m.digest, m.media_type, m.size, " + ("m.content" if with_content else "NULL")
+        cols += ", m.subject, m.artifact_type"
+        if by_digest:
+            row = self._one(
+                f"SELECT {cols} FROM repositories r JOIN manifests m ON m.repository_id = r.id "
+                "WHERE r.name = ? AND m.digest = ?",
+                (repository, reference),
+            )
+        else:
+            row = self._one(
+                f"SELECT {cols} FROM repositories r JOIN tags t ON t.repository_id = r.id "
+                "JOIN manifests m ON m.repository_id = r.id AND m.digest = t.digest "
+                "WHERE r.name = ? AND t.name = ?",
+                (repository, reference),
+            )
+        return ManifestRecord(*row) if row else None
+
+    async def put_manifest(self, repository: str, manifest: NewManifest, tags: list[str]) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            repo_id = self._repo_id(conn, repository, True)
+            missing = []
+            for digest in manifest.blob_refs:
+                if not conn.execute(
+                    "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?", (repo_id, digest)
+                ).fetchone():
+                    missing.append(digest)
+            for digest in manifest.manifest_refs:
+                if not conn.execute(
+                    "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?", (repo_id, digest)
+                ).fetchone():
+                    missing.append(digest)
+            if missing:
+                return missing
+            now = time.time()
+            conn.execute(
+                "INSERT INTO manifests (repository_id, digest, media_type, size, content, subject, "
+                "artifact_type, annotations, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (repository_id, digest) DO NOTHING",
+                (repo_id, manifest.digest, manifest.media_type, len(manifest.content), manifest.content,
+                 manifest.subject, manifest.artifact_type, manifest.annotations_json, now),
+            )
+            refs = [(repo_id, manifest.digest, d, "blob") for d in set(manifest.blob_refs)]
+            refs += [(repo_id, manifest.digest, d, "manifest") for d in set(manifest.manifest_refs)]
+            conn.executemany("INSERT OR IGNORE INTO manifest_references VALUES (?, ?, ?, ?)", refs)
+            for tag in tags:
+                conn.execute(
+                    "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, "
+                    "updated_at = excluded.updated_at",
+                    (repo_id, tag, manifest.digest, now),
+                )
+            return []
+
+        return await self._write(run)
+
+    async def delete_manifest(self, repository: str, digest: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            repo_id = self._repo_id(conn, repository, False)
+            if repo_id is None:
+                return False
+            cur = conn.execute("DELETE FROM manifests WHERE repository_id = ? AND digest = ?", (repo_id, digest))
+            return cur.rowcount > 0
+
+        return await self._write(run)
+
+    async def delete_tag(self, repository: str, tag: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            repo_id = self._repo_id(conn, repository, False)
+            if repo_id is None:
+                return False
+            return conn.execute(
+                "DELETE FROM tags WHERE repository_id = ? AND name = ?", (repo_id, tag)
+            ).rowcount > 0
+
+        return await self._write(run)
+
+    async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
+        row = self._one("SELECT id FROM repositories WHERE name = ?", (repository,))
+        if row is None:
+            return None
+        rows = await self._scan(
+            "SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?",
+            (row[0], last or "", limit),
+        )
+        return [r[0] for r in rows]
+
+    async def list_referrers(self, repository: str, subject: str,
+                             artifact_type: str | None = None) -> list[ReferrerRecord]:
+        sql = (
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM repositories r "
+            "JOIN manifests m ON m.repository_id = r.id WHERE r.name = ? AND m.subject = ?"
+        )
+        args: tuple = (repository, subject)
+        if artifact_type is not None:
+            sql += " AND m.artifact_type = ?"
+            args += (artifact_type,)
+        rows = await self._scan(sql + " ORDER BY m.created_at, m.digest", args)
+        return [ReferrerRecord(*r) for r in rows]
+
+
+def _split_sql(sql: str) -> list[str]:
+    """Split a migration into statements (no semicolons inside statements here)."""
+    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

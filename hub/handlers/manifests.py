@@ -1,0 +1,50 @@
+"""Manifests by tag or digest: GET, HEAD, PUT (with ?tag=), DELETE."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..keys import REGISTRY
+from .base import manifest_location, read_limited
+
+
+def _headers(record) -> dict[str, str]:
+    return {
+        "Content-Type": record.media_type,
+        "Docker-Content-Digest": record.digest,
+        "ETag": f'"{record.digest}"',
+    }
+
+
+async def get_manifest(request: web.Request, name: str, reference: str) -> web.StreamResponse:
+    record = await request.app[REGISTRY].get_manifest(name, reference)
+    return web.Response(body=record.content, headers=_headers(record))
+
+
+async def head_manifest(request: web.Request, name: str, reference: str) -> web.StreamResponse:
+    record = await request.app[REGISTRY].get_manifest(name, reference, with_content=False)
+    headers = _headers(record)
+    headers["Content-Length"] = str(record.size)
+    return web.Response(headers=headers)
+
+
+async def put_manifest(request: web.Request, name: str, reference: str) -> web.StreamResponse:
+    registry = request.app[REGISTRY]
+    # Read one byte past the limit so an oversized body is refused, not truncated.
+    content = await read_limited(request, registry.max_manifest_bytes)
+    digest, subject = await registry.put_manifest(
+        name, reference, content, request.headers.get("Content-Type"), request.query.getall("tag", [])
+    )
+    headers = {
+        "Location": manifest_location(name, str(digest)),
+        "Docker-Content-Digest": str(digest),
+        "Content-Length": "0",
+    }
+    if subject:
+        headers["OCI-Subject"] = subject
+    return web.Response(status=201, headers=headers)
+
+
+async def delete_manifest(request: web.Request, name: str, reference: str) -> web.StreamResponse:
+    await request.app[REGISTRY].delete_manifest(name, reference)
+    return web.Response(status=202, headers={"Content-Length": "0"})

@@ -1,0 +1,33 @@
+"""Entry point of every /v2/ request: route, validate the name, dispatch."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..errors import NameInvalid, Unsupported
+from ..registry.names import validate_name
+from ..routes import resolve
+
+
+async def api_version_check(request: web.Request) -> web.StreamResponse:
+    return web.json_response({})
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    tail = request.match_info["tail"]
+    if tail == "":
+        request["route"] = "api_version_check"
+        return await api_version_check(request)
+    route, params, other_method = resolve(request.method, tail)
+    if route is None:
+        request["route"] = "unmatched"
+        if other_method:
+            raise Unsupported(f"{request.method} is not supported here", status=405)
+        if "/" not in tail:
+            raise NameInvalid(f"not an API path: /v2/{tail[:200]}")
+        raise Unsupported("no such endpoint", status=404, detail={"path": f"/v2/{tail[:200]}"})
+    request["route"] = route.name
+    request["action"] = route.action
+    if "name" in params:
+        validate_name(params["name"])
+    return await route.handler(request, **params)

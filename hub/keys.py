@@ -1,0 +1,18 @@
+"""Every web.AppKey of the application, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from storage_backends import StorageDriver
+
+from .config import Config
+from .db import MetadataStore
+from .metrics import Metrics
+from .registry.service import Registry
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", MetadataStore)
+STORAGE = web.AppKey("storage", StorageDriver)
+REGISTRY = web.AppKey("registry", Registry)
+METRICS = web.AppKey("metrics", Metrics)

@@ -1,0 +1,108 @@
+"""Request id, metrics, and the one place where errors become OCI JSON bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.web_log import AccessLogger
+
+from .errors import OciError
+from .keys import METRICS
+
+log = logging.getLogger("daohub.http")
+
+API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+
+
+def _error_response(err: OciError, request_id: str) -> web.Response:
+    response = web.Response(
+        status=err.status,
+        body=json.dumps(err.body()).encode(),
+        content_type="application/json",
+    )
+    for key, value in err.headers.items():
+        response.headers[key] = value
+    return response
+
+
+# A client that goes away mid-request: aiohttp sets ConnectionResetError on the body
+# stream. There is nobody left to answer; the handler's cleanup has already run.
+_DISCONNECTS = (ConnectionError, asyncio.IncompleteReadError)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    request["request_id"] = request_id
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    metrics.in_flight.inc()
+    status = 500
+    try:
+        try:
+            response = await handler(request)
+        except OciError as err:
+            response = _error_response(err, request_id)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                response = _error_response(_from_http_exception(exc), request_id)
+            else:
+                raise
+        except _DISCONNECTS as exc:
+            log.info("client went away: %s %s (%s) request_id=%s", request.method, request.path,
+                     type(exc).__name__, request_id)
+            status = 499
+            raise
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        except Exception:
+            log.exception("unhandled error on %s %s request_id=%s", request.method, request.path, request_id)
+            response = _error_response(OciError("internal server error"), request_id)
+        status = response.status
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+            response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
+        return response
+    finally:
+        metrics.in_flight.dec()
+        route = request.get("route") or "other"
+        metrics.requests.labels(request.method, route, str(status)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+def _from_http_exception(exc: web.HTTPException) -> OciError:
+    err = OciError(exc.reason, status=exc.status)
+    err.code = {404: "UNSUPPORTED", 405: "UNSUPPORTED", 413: "SIZE_INVALID"}.get(exc.status, "UNKNOWN")
+    return err
+
+
+class JsonAccessLogger(AccessLogger):
+    """One JSON object per request."""
+
+    def __init__(self, logger: logging.Logger, log_format: str = "") -> None:
+        super().__init__(logger, log_format or AccessLogger.LOG_FORMAT)
+
+    def log(self, request, response, time_taken: float) -> None:  # noqa: A003
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        try:
+            record = {
+                "request_id": request.get("request_id") if request is not None else None,
+                "remote": request.remote if request is not None else None,
+                "method": request.method if request is not None else None,
+                "path": request.path if request is not None else None,
+                "route": request.get("route") if request is not None else None,
+                "status": response.status,
+                "bytes": response.body_length,
+                "duration_ms": round(time_taken * 1000, 3),
+                "user_agent": request.headers.get("User-Agent") if request is not None else None,
+            }
+            self.logger.info(json.dumps(record, separators=(",", ":")))
+        except Exception:  # noqa: BLE001 - logging must never break a response
+            self.logger.exception("access log failed")

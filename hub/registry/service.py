@@ -1,0 +1,467 @@
+"""OCI registry semantics over a metadata store and a storage driver. No HTTP here.
+
+Handlers pass request bodies in as async iterators of bytes; everything that can go
+wrong raises an OciError subclass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from storage_backends import PathNotFoundError, StorageDriver, StorageError
+
+from ..db import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord
+from ..errors import (
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestUnknown,
+    NameUnknown,
+    PayloadTooLarge,
+    RangeNotSatisfiable,
+    SizeInvalid,
+)
+from .manifests import parse_manifest
+from .names import Digest, digest_of, is_tag, looks_like_digest, parse_digest, validate_tag
+
+log = logging.getLogger("daohub.registry")
+
+# Bytes gathered from the network before one write+hash step. Two of these per upload
+# are alive at once (one being written and hashed, one filling), which bounds memory.
+BUFFER_SIZE = 1 << 20
+
+ReadCheck = Callable[[str], bool]
+
+
+@dataclasses.dataclass(slots=True)
+class _RunningHash:
+    """The hash of an upload's first `offset` bytes, kept by the process that received them."""
+
+    algorithm: str
+    hasher: object
+    offset: int
+    touched: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BlobLocation:
+    digest: Digest
+    size: int
+    storage_path: str
+
+
+def upload_path(upload_id: str) -> str:
+    return f"uploads/{upload_id}/data"
+
+
+def _valid_upload_id(upload_id: str) -> bool:
+    try:
+        return str(uuid.UUID(upload_id)) == upload_id
+    except ValueError:
+        return False
+
+
+class Registry:
+    def __init__(self, store: MetadataStore, storage: StorageDriver, *, max_manifest_bytes: int = 4 << 20,
+                 max_blob_bytes: int = 0, hash_cache_size: int = 4096):
+        self.store = store
+        self.storage = storage
+        self.max_manifest_bytes = max_manifest_bytes
+        self.max_blob_bytes = max_blob_bytes
+        self._hashes: OrderedDict[str, _RunningHash] = OrderedDict()
+        self._hash_cache_size = hash_cache_size
+        self._upload_locks: dict[str, asyncio.Lock] = {}
+
+    # Blobs ---------------------------------------------------------------------------
+    async def stat_blob(self, repository: str, digest_str: str) -> BlobLocation:
+        digest = parse_digest(digest_str)
+        size = await self.store.get_blob_size(repository, str(digest))
+        if size is None:
+            raise BlobUnknown(detail={"digest": digest_str})
+        return BlobLocation(digest, size, digest.blob_path)
+
+    def local_blob_path(self, blob: BlobLocation) -> Path | None:
+        return self.storage.local_path(blob.storage_path)
+
+    async def open_blob(self, blob: BlobLocation, offset: int = 0) -> AsyncIterator[bytes]:
+        try:
+            return await self.storage.reader(blob.storage_path, offset)
+        except PathNotFoundError:
+            log.error("blob %s is linked but missing from storage", blob.digest)
+            raise BlobUnknown("blob data is missing from storage", detail={"digest": str(blob.digest)}) from None
+
+    async def blob_redirect_url(self, blob: BlobLocation) -> str | None:
+        return await self.storage.redirect_url(blob.storage_path)
+
+    async def delete_blob(self, repository: str, digest_str: str) -> None:
+        digest = parse_digest(digest_str)
+        if not await self.store.unlink_blob(repository, str(digest)):
+            raise BlobUnknown(detail={"digest": digest_str})
+
+    async def mount_blob(self, repository: str, digest_str: str, source: str | None,
+                         can_read: ReadCheck) -> bool:
+        """Link a blob that `source` (or, without one, any readable repository) has. True if mounted."""
+        digest = str(parse_digest(digest_str))
+        if await self.store.get_blob_size(repository, digest) is not None:
+            return True
+        candidates = [source] if source else await self.store.repositories_linking(digest)
+        for candidate in candidates:
+            if candidate == repository or not can_read(candidate):
+                continue
+            size = await self.store.get_blob_size(candidate, digest)
+            if size is not None:
+                await self.store.link_blob(repository, digest, size)
+                return True
+        return False
+
+    # Uploads -------------------------------------------------------------------------
+    async def start_upload(self, repository: str) -> str:
+        upload_id = str(uuid.uuid4())
+        writer = await self.storage.writer(upload_path(upload_id))
+        await writer.close()
+        await self.store.create_upload(upload_id, repository)
+        return upload_id
+
+    async def _get_upload(self, repository: str, upload_id: str):
+        if not _valid_upload_id(upload_id):
+            raise BlobUploadUnknown(detail={"uuid": upload_id[:100]})
+        record = await self.store.get_upload(upload_id)
+        if record is None or record.repository != repository:
+            raise BlobUploadUnknown(detail={"uuid": upload_id})
+        return record
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        lock = self._upload_locks.get(upload_id)
+        if lock is None:
+            lock = self._upload_locks[upload_id] = asyncio.Lock()
+        return lock
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, upload_id: str):
+        lock = self._lock(upload_id)
+        async with lock:
+            try:
+                yield
+            finally:
+                if not lock._waiters:  # noqa: SLF001 - drop idle locks so the dict stays small
+                    self._upload_locks.pop(upload_id, None)
+
+    async def upload_status(self, repository: str, upload_id: str) -> int:
+        """The number of bytes durably received for an upload."""
+        record = await self._get_upload(repository, upload_id)
+        async with self._locked(upload_id):
+            try:
+                writer = await self.storage.writer(upload_path(upload_id), append=True)
+            except PathNotFoundError:
+                raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
+            size = writer.size
+            await writer.close()
+        if size != record.size:
+            await self.store.set_upload_size(upload_id, None, size)
+        return size
+
+    def _take_hash(self, upload_id: str, algorithm: str, offset: int):
+        running = self._hashes.pop(upload_id, None)
+        if running is None or running.offset != offset or running.algorithm != algorithm:
+            return None
+        return running.hasher
+
+    def _keep_hash(self, upload_id: str, algorithm: str, hasher, offset: int) -> None:
+        self._hashes[upload_id] = _RunningHash(algorithm, hasher, offset, time.monotonic())
+        self._hashes.move_to_end(upload_id)
+        while len(self._hashes) > self._hash_cache_size:
+            self._hashes.popitem(last=False)
+
+    async def _pump(self, chunks: AsyncIterator[bytes], writer, hasher, limit: int | None) -> int:
+        """Copy `chunks` into `writer`, hashing as bytes arrive. Returns bytes written.
+
+        Writing and hashing run on worker threads (hashlib releases the GIL for large
+        buffers) while the event loop keeps reading the next buffer from the network.
+        If the stream breaks, everything received before the break is still written
+        and hashed before the error propagates, so the upload stays resumable.
+        """
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Future | None = None
+        written = 0
+        parts: list[bytes] = []
+        buffered = 0
+
+        def sink(data: bytes) -> None:
+            if hasher is not None:
+                hasher.update(data)
+
+        async def flush(data: bytes) -> None:
+            if hasher is not None:
+                await asyncio.gather(writer.write(data), loop.run_in_executor(None, sink, data))
+            else:
+                await writer.write(data)
+
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                written += len(chunk)
+                if limit is not None and written > limit:
+                    raise PayloadTooLarge("blob exceeds the size limit", detail={"limit": limit})
+                parts.append(chunk)
+                buffered += len(chunk)
+                if buffered >= BUFFER_SIZE:
+                    data = b"".join(parts)
+                    parts.clear()
+                    buffered = 0
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(flush(data))
+        finally:
+            if pending is not None:
+                await pending
+            if parts:
+                await flush(b"".join(parts))
+        return written
+
+    async def _rehash(self, path: str, algorithm: str):
+        hasher = Digest(algorithm, "").hasher()
+        loop = asyncio.get_running_loop()
+        async for chunk in await self.storage.reader(path):
+            await loop.run_in_executor(None, hasher.update, chunk)
+        return hasher
+
+    def _size_limit(self, offset: int) -> int | None:
+        return self.max_blob_bytes - offset if self.max_blob_bytes else None
+
+    @staticmethod
+    def _check_range(start_offset: int, content_range: tuple[int, int] | None,
+                     content_length: int | None) -> None:
+        if content_range is None:
+            return
+        start, end = content_range
+        if start != start_offset or end < start:
+            raise RangeNotSatisfiable(
+                "chunk does not start at the current offset",
+                detail={"offset": start_offset, "range": f"{start}-{end}"},
+                headers={"Range": f"0-{max(start_offset - 1, 0)}"},
+            )
+        if content_length is not None and content_length != end - start + 1:
+            raise RangeNotSatisfiable(
+                "Content-Length does not match Content-Range",
+                detail={"content_length": content_length, "range": f"{start}-{end}"},
+                headers={"Range": f"0-{max(start_offset - 1, 0)}"},
+            )
+
+    async def append_upload(self, repository: str, upload_id: str, chunks: AsyncIterator[bytes],
+                            content_range: tuple[int, int] | None = None,
+                            content_length: int | None = None) -> int:
+        """PATCH: append a chunk (or a whole stream). Returns the new size."""
+        await self._get_upload(repository, upload_id)
+        async with self._locked(upload_id):
+            size, _ = await self._append_locked(upload_id, chunks, content_range, content_length)
+        return size
+
+    async def _append_locked(self, upload_id, chunks, content_range, content_length, algorithm="sha256"):
+        path = upload_path(upload_id)
+        try:
+            writer = await self.storage.writer(path, append=True)
+        except PathNotFoundError:
+            raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
+        start = writer.size
+        try:
+            self._check_range(start, content_range, content_length)
+        except BaseException:
+            await writer.close()
+            raise
+        hasher = self._take_hash(upload_id, algorithm, start)
+        if hasher is None and start == 0:
+            hasher = Digest(algorithm, "").hasher()
+        try:
+            await self._pump(chunks, writer, hasher, self._size_limit(start))
+        except BaseException:
+            hasher = None  # we cannot know how far the hash got; rebuild it on commit
+            raise
+        finally:
+            size = writer.size
+            await writer.close()
+            await self.store.set_upload_size(upload_id, None, size)
+            if hasher is not None:
+                self._keep_hash(upload_id, algorithm, hasher, size)
+        if content_range is not None and size - start != content_range[1] - content_range[0] + 1:
+            raise SizeInvalid("chunk shorter than its Content-Range", detail={"received": size - start})
+        return size, writer
+
+    async def complete_upload(self, repository: str, upload_id: str, digest_str: str | None,
+                              chunks: AsyncIterator[bytes] | None = None,
+                              content_range: tuple[int, int] | None = None,
+                              content_length: int | None = None) -> Digest:
+        """PUT: append the optional last chunk, verify the digest, and publish the blob."""
+        if not digest_str:
+            raise DigestInvalid("the digest query parameter is required")
+        digest = parse_digest(digest_str)
+        await self._get_upload(repository, upload_id)
+        async with self._locked(upload_id):
+            path = upload_path(upload_id)
+            try:
+                writer = await self.storage.writer(path, append=True)
+            except PathNotFoundError:
+                raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
+            start = writer.size
+            try:
+                self._check_range(start, content_range, content_length)
+            except BaseException:
+                await writer.close()
+                raise
+            hasher = self._take_hash(upload_id, digest.algorithm, start)
+            if hasher is None and start == 0:
+                hasher = digest.hasher()
+            if chunks is not None:
+                try:
+                    await self._pump(chunks, writer, hasher, self._size_limit(start))
+                except BaseException:
+                    size = writer.size
+                    await writer.close()
+                    await self.store.set_upload_size(upload_id, None, size)
+                    raise
+            size = writer.size
+            await writer.commit()
+            await self._publish(repository, path, digest, size, hasher,
+                                on_failure=lambda: self._drop_upload(upload_id))
+            await self.store.complete_upload(upload_id, repository, str(digest), size)
+            self._hashes.pop(upload_id, None)
+            await self._delete_quietly(f"uploads/{upload_id}")
+        return digest
+
+    async def monolithic_upload(self, repository: str, digest_str: str, chunks: AsyncIterator[bytes]) -> Digest:
+        """POST ?digest=: the whole blob in one request; no upload session is recorded."""
+        digest = parse_digest(digest_str)
+        upload_id = str(uuid.uuid4())
+        path = upload_path(upload_id)
+        writer = await self.storage.writer(path)
+        hasher = digest.hasher()
+        try:
+            await self._pump(chunks, writer, hasher, self._size_limit(0))
+            size = writer.size
+            await writer.commit()
+            await self._publish(repository, path, digest, size, hasher, on_failure=None)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await writer.cancel()
+            await self._delete_quietly(f"uploads/{upload_id}")
+            raise
+        await self.store.link_blob(repository, str(digest), size)
+        await self._delete_quietly(f"uploads/{upload_id}")
+        return digest
+
+    async def _publish(self, repository: str, path: str, digest: Digest, size: int, hasher, on_failure) -> None:
+        """Verify committed upload data at `path` and move it to its content address."""
+        if hasher is None:
+            hasher = await self._rehash(path, digest.algorithm)
+        if hasher.hexdigest() != digest.hex:
+            if on_failure is not None:
+                await on_failure()
+            raise DigestInvalid(detail={"digest": str(digest), "size": size})
+        if self.max_blob_bytes and size > self.max_blob_bytes:
+            if on_failure is not None:
+                await on_failure()
+            raise PayloadTooLarge("blob exceeds the size limit", detail={"limit": self.max_blob_bytes})
+        if await self.store.get_global_blob_size(str(digest)) is None:
+            await self.storage.move(path, digest.blob_path)
+
+    async def _delete_quietly(self, path: str) -> None:
+        try:
+            await self.storage.delete(path)
+        except PathNotFoundError:
+            pass
+        except StorageError as exc:
+            log.warning("could not delete %s: %s (GC will retry)", path, exc)
+
+    async def _drop_upload(self, upload_id: str) -> None:
+        self._hashes.pop(upload_id, None)
+        await self.store.delete_upload(upload_id)
+        await self._delete_quietly(f"uploads/{upload_id}")
+
+    async def cancel_upload(self, repository: str, upload_id: str) -> None:
+        await self._get_upload(repository, upload_id)
+        async with self._locked(upload_id):
+            await self._drop_upload(upload_id)
+
+    # Manifests -----------------------------------------------------------------------
+    async def get_manifest(self, repository: str, reference: str, *, with_content: bool = True) -> ManifestRecord:
+        by_digest = looks_like_digest(reference)
+        if by_digest:
+            reference = str(parse_digest(reference))
+        else:
+            validate_tag(reference)
+        record = await self.store.get_manifest(repository, reference, by_digest=by_digest,
+                                               with_content=with_content)
+        if record is None:
+            if not await self.store.repository_exists(repository):
+                raise NameUnknown(detail={"name": repository})
+            raise ManifestUnknown(detail={"reference": reference})
+        return record
+
+    async def put_manifest(self, repository: str, reference: str, content: bytes, content_type: str | None,
+                           extra_tags: list[str] | None = None) -> tuple[Digest, str | None]:
+        """Validate and store a manifest. Returns its digest and its subject (if any)."""
+        if len(content) > self.max_manifest_bytes:
+            raise PayloadTooLarge("manifest exceeds the size limit", detail={"limit": self.max_manifest_bytes})
+        tags = [validate_tag(t) for t in (extra_tags or [])]
+        if looks_like_digest(reference):
+            wanted = parse_digest(reference)
+            digest = digest_of(content, wanted.algorithm)
+            if digest != wanted:
+                raise DigestInvalid("manifest digest does not match its content",
+                                    detail={"expected": reference, "actual": str(digest)})
+        else:
+            tags.insert(0, validate_tag(reference))
+            digest = digest_of(content)
+        parsed = parse_manifest(content, content_type)
+        record = NewManifest(
+            digest=str(digest),
+            media_type=parsed.media_type,
+            content=content,
+            subject=parsed.subject,
+            artifact_type=parsed.artifact_type,
+            annotations_json=json.dumps(parsed.annotations, sort_keys=True) if parsed.annotations else None,
+            blob_refs=parsed.blob_refs,
+            manifest_refs=parsed.manifest_refs,
+        )
+        missing = await self.store.put_manifest(repository, record, list(dict.fromkeys(tags)))
+        if missing:
+            raise ManifestBlobUnknown(detail={"missing": missing[:50]})
+        return digest, parsed.subject
+
+    async def delete_manifest(self, repository: str, reference: str) -> None:
+        if looks_like_digest(reference):
+            digest = str(parse_digest(reference))
+            if not await self.store.delete_manifest(repository, digest):
+                raise ManifestUnknown(detail={"reference": reference})
+        else:
+            validate_tag(reference)
+            if not await self.store.delete_tag(repository, reference):
+                raise ManifestUnknown(detail={"reference": reference})
+
+    async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str]:
+        tags = await self.store.list_tags(repository, limit, last)
+        if tags is None:
+            raise NameUnknown(detail={"name": repository})
+        return tags
+
+    async def list_repositories(self, limit: int, last: str | None) -> list[str]:
+        return await self.store.list_repositories(limit, last)
+
+    async def list_referrers(self, repository: str, subject: str,
+                             artifact_type: str | None = None) -> list[ReferrerRecord]:
+        digest = str(parse_digest(subject))
+        return await self.store.list_referrers(repository, digest, artifact_type)
+
+
+__all__ = ["Registry", "BlobLocation", "upload_path", "is_tag"]
