@@ -47,8 +47,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return max(size - suffix, 0), size - 1
     start = int(first)
     end = int(last) if last else size - 1
-    if end < start:
-        return None
+    if last and end < start:
+        return None  # syntactically invalid: ignore the header
     if start >= size:
         raise RangeInvalid(headers={"Content-Range": f"bytes */{size}"})
     return start, min(end, size - 1)

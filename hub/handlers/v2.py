@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from aiohttp import web
 
 from ..errors import NameInvalid, Unsupported
@@ -13,7 +15,21 @@ async def api_version_check(request: web.Request) -> web.StreamResponse:
     return web.json_response({})
 
 
+def _has_dot_segments(raw_path: str) -> bool:
+    """True if the path as sent (before any normalisation) has '.' or '..' segments."""
+    path = raw_path.split("?", 1)[0]
+    for _ in range(3):  # also catch double-encoded dots
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    return any(seg in (".", "..") for seg in path.split("/"))
+
+
 async def dispatch(request: web.Request) -> web.StreamResponse:
+    if _has_dot_segments(request.raw_path):
+        request["route"] = "unmatched"
+        raise NameInvalid("path must not contain '.' or '..' segments")
     tail = request.match_info["tail"]
     if tail == "":
         request["route"] = "api_version_check"

@@ -1,0 +1,105 @@
+"""In-process protocol tests: the app over every storage driver, SQLite metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from hub.app import create_app
+from hub.config import load_config
+
+STORAGE_DRIVERS = ["memory", "filesystem"]
+
+
+@pytest.fixture(params=STORAGE_DRIVERS)
+def config(request, tmp_path):
+    overrides = {
+        "data_dir": str(tmp_path / "data"),
+        "storage": {"driver": request.param},
+        "log": {"access_log": False},
+        "registry": {"max_manifest_bytes": 64 * 1024, "default_page_size": 100},
+    }
+    return load_config(environ={}, overrides=overrides)
+
+
+@pytest.fixture
+async def client(aiohttp_client, config):
+    return await aiohttp_client(create_app(config))
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def sha512(data: bytes) -> str:
+    return "sha512:" + hashlib.sha512(data).hexdigest()
+
+
+class Repo:
+    """Small helpers to push content with the raw protocol."""
+
+    def __init__(self, client, name: str):
+        self.client = client
+        self.name = name
+
+    async def push_blob(self, data: bytes) -> str:
+        digest = sha256(data)
+        r = await self.client.post(f"/v2/{self.name}/blobs/uploads/?digest={digest}", data=data)
+        assert r.status == 201, await r.text()
+        return digest
+
+    def descriptor(self, data: bytes, media_type: str) -> dict:
+        return {"mediaType": media_type, "digest": sha256(data), "size": len(data)}
+
+    async def push_image(self, tag: str | None = "latest", layers: int = 2, extra: dict | None = None,
+                         media_type: str = "application/vnd.oci.image.manifest.v1+json") -> tuple[str, bytes]:
+        config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"},
+                             "n": os.urandom(4).hex()}).encode()
+        await self.push_blob(config)
+        layer_media = ("application/vnd.oci.image.layer.v1.tar" if "oci" in media_type
+                       else "application/vnd.docker.image.rootfs.diff.tar.gzip")
+        config_media = ("application/vnd.oci.image.config.v1+json" if "oci" in media_type
+                        else "application/vnd.docker.container.image.v1+json")
+        layer_blobs = [os.urandom(1000 + i) for i in range(layers)]
+        for blob in layer_blobs:
+            await self.push_blob(blob)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": self.descriptor(config, config_media),
+            "layers": [self.descriptor(b, layer_media) for b in layer_blobs],
+        }
+        manifest.update(extra or {})
+        body = json.dumps(manifest).encode()
+        ref = tag or sha256(body)
+        r = await self.client.put(f"/v2/{self.name}/manifests/{ref}", data=body,
+                                  headers={"Content-Type": media_type})
+        assert r.status == 201, await r.text()
+        return r.headers["Docker-Content-Digest"], body
+
+
+async def error_code(response) -> str:
+    body = await response.json(content_type=None)
+    return body["errors"][0]["code"]
+
+
+async def raw_request(client, method: str, path: str, body: bytes = b"") -> tuple[int, dict]:
+    """Send a request with the path exactly as given (HTTP clients normalise '..' away)."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {len(body)}\r\n"
+                 f"Connection: close\r\n\r\n".encode() + body)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    head, _, payload = response.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    try:
+        parsed = json.loads(payload) if payload else {}
+    except ValueError:
+        parsed = {}
+    return status, parsed
