@@ -1,0 +1,76 @@
+"""Config: defaults < YAML < environment < flags; unknown keys are errors; secrets hidden."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.config import Config, ConfigError, Secret, load_config
+
+
+def test_safe_defaults():
+    cfg = load_config(environ={})
+    assert cfg.server.addr == "127.0.0.1:5000"
+    assert cfg.data_dir == "./data"
+    assert cfg.storage.driver == "filesystem"
+    assert cfg.database_url.startswith("sqlite:////")
+    assert cfg.registry.max_manifest_bytes == 4 * 1024 * 1024
+
+
+def test_precedence(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text("server:\n  addr: 127.0.0.1:6000\nlog:\n  level: DEBUG\ndata_dir: /from/file\n")
+    cfg = load_config(path, environ={"DAOHUB_LOG_LEVEL": "WARNING", "DAOHUB_DATA_DIR": "/from/env"},
+                      overrides={"data_dir": "/from/flag"})
+    assert cfg.server.addr == "127.0.0.1:6000"
+    assert cfg.log.level == "WARNING"
+    assert cfg.data_dir == "/from/flag"
+
+
+@pytest.mark.parametrize("yaml_text,message", [
+    ("bogus: 1\n", "unknown configuration key: bogus"),
+    ("server:\n  port: 80\n", "unknown configuration key: server.port"),
+    ("server:\n  addr: nope\n", "HOST:PORT"),
+    ("registry:\n  max_manifest_bytes: lots\n", "expected an integer"),
+    ("log:\n  access_log: maybe\n", "expected a boolean"),
+    ("log:\n  format: xml\n", "log.format"),
+    ("- a\n- b\n", "expected a mapping"),
+    ("server: [1\n", "not valid YAML"),
+    ("database:\n  url: mysql://x\n", "unsupported scheme"),
+])
+def test_bad_files(tmp_path, yaml_text, message):
+    path = tmp_path / "c.yml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, environ={})
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"DAOHUB_SERVER_PORT": "1"}, "unknown configuration variable: DAOHUB_SERVER_PORT"),
+    ({"DAOHUB_NOPE": "1"}, "unknown configuration variable"),
+    ({"DAOHUB_REGISTRY_MAX_BLOB_BYTES": "x"}, "expected an integer"),
+])
+def test_bad_environment(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ=env)
+
+
+def test_every_key_settable_from_environment():
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        if dataclasses.is_dataclass(hints[f.name]):
+            for sf in dataclasses.fields(hints[f.name]):
+                name = f"DAOHUB_{f.name}_{sf.name}".upper()
+                # Setting the variable to its own default must be accepted.
+                default = getattr(getattr(Config(), f.name), sf.name)
+                value = str(default).lower() if isinstance(default, bool) else str(default)
+                load_config(environ={name: value})
+
+
+def test_secret_is_hidden():
+    s = Secret("hunter2")
+    assert "hunter2" not in repr(s)
+    assert "hunter2" not in repr({"password": s})
+    assert s.reveal() == "hunter2"
