@@ -67,12 +67,12 @@ async def _migrate(config) -> list[int]:
         await store.close()
 
 
-def _run(coro) -> None:
-    try:
+def _run(coro, loop_name: str = "asyncio") -> None:
+    if loop_name == "uvloop":
         import uvloop  # type: ignore[import-not-found]
 
         uvloop.run(coro)
-    except ImportError:
+    else:
         asyncio.run(coro)
 
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(config.log.level, config.log.format)
     if args.command == "serve":
-        _run(_serve(config))
+        _run(_serve(config), config.server.event_loop)
     elif args.command == "migrate":
         applied = asyncio.run(_migrate(config))
         print(f"applied migrations: {applied}" if applied else "schema is up to date")

@@ -38,6 +38,8 @@ class ServerConfig:
     shutdown_timeout: float = 30.0
     # External URL of this registry, if behind a proxy (used in absolute links).
     public_url: str = ""
+    # "asyncio" serves local blobs with sendfile(2); uvloop has no sendfile and copies.
+    event_loop: str = "asyncio"
 
 
 @dataclasses.dataclass
@@ -194,6 +196,8 @@ def _env_overrides(cfg: Config, environ: typing.Mapping[str, str]) -> None:
 
 def validate(cfg: Config) -> Config:
     parse_addr(cfg.server.addr)
+    if cfg.server.event_loop not in ("asyncio", "uvloop"):
+        raise ConfigError("server.event_loop must be 'asyncio' or 'uvloop'")
     if cfg.log.format not in ("json", "text"):
         raise ConfigError("log.format must be 'json' or 'text'")
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
