@@ -3,6 +3,8 @@ resources open and close in cleanup_ctx generators."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -27,27 +29,56 @@ def _storage_options(config: Config) -> dict:
     return {}
 
 
-async def _resources(app: web.Application) -> AsyncIterator[None]:
-    config = app[keys.CONFIG]
+@contextlib.asynccontextmanager
+async def open_registry(config: Config, *, migrate: bool = True) -> AsyncIterator[Registry]:
+    """Open storage and the metadata store and build the Registry on them (CLI and app)."""
     storage = storage_backends.create(config.storage.driver, **_storage_options(config))
     store = create_store(config.database_url, sqlite_synchronous=config.database.sqlite_synchronous)
     await store.open()
     try:
-        applied = await store.migrate()
-        if applied:
-            log.info("applied metadata migrations %s", applied)
-        app[keys.STORAGE] = storage
-        app[keys.STORE] = store
-        app[keys.REGISTRY] = Registry(
+        if migrate:
+            applied = await store.migrate()
+            if applied:
+                log.info("applied metadata migrations %s", applied)
+        yield Registry(
             store,
             storage,
             max_manifest_bytes=config.registry.max_manifest_bytes,
             max_blob_bytes=config.registry.max_blob_bytes,
         )
-        yield
     finally:
         await store.close()
         await storage.aclose()
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    async with open_registry(app[keys.CONFIG]) as registry:
+        app[keys.STORAGE] = registry.storage
+        app[keys.STORE] = registry.store
+        app[keys.REGISTRY] = registry
+        yield
+
+
+async def _upload_purger(app: web.Application) -> AsyncIterator[None]:
+    """Purge abandoned uploads periodically (every replica may run it; it is idempotent)."""
+    cfg = app[keys.CONFIG].registry
+    if cfg.upload_purge_interval_seconds <= 0:
+        yield
+        return
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(cfg.upload_purge_interval_seconds)
+            try:
+                await app[keys.REGISTRY].purge_uploads(cfg.upload_ttl_seconds)
+            except Exception:  # noqa: BLE001 - keep purging on the next round
+                log.exception("upload purge failed")
+
+    task = asyncio.create_task(loop(), name="upload-purger")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(config: Config) -> web.Application:
@@ -56,6 +87,7 @@ def create_app(config: Config) -> web.Application:
     app[keys.CONFIG] = config
     app[keys.METRICS] = Metrics()
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(_upload_purger)
     app.router.add_route("*", "/v2/{tail:.*}", v2.dispatch)
     app.router.add_route("*", "/v2", _redirect_v2)
     app.router.add_get("/healthz", health.healthz)

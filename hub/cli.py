@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import asyncio
 import logging
 import signal
@@ -67,6 +68,14 @@ async def _migrate(config) -> list[int]:
         await store.close()
 
 
+async def _purge_uploads(config, older_than: float | None, dry_run: bool) -> dict:
+    from .app import open_registry
+
+    async with open_registry(config) as registry:
+        ttl = config.registry.upload_ttl_seconds if older_than is None else older_than
+        return await registry.purge_uploads(ttl, dry_run=dry_run)
+
+
 def _run(coro, loop_name: str = "asyncio") -> None:
     if loop_name == "uvloop":
         import uvloop  # type: ignore[import-not-found]
@@ -87,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     migrate = sub.add_parser("migrate", help="apply metadata schema migrations")
     migrate.add_argument("--config", dest="sub_config", help="YAML config file")
     migrate.add_argument("--data-dir", help="data directory (default ./data)")
+    purge = sub.add_parser("purge-uploads", help="delete abandoned blob uploads")
+    purge.add_argument("--config", dest="sub_config", help="YAML config file")
+    purge.add_argument("--data-dir", help="data directory (default ./data)")
+    purge.add_argument("--older-than", type=float, help="seconds idle (default registry.upload_ttl_seconds)")
+    purge.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
 
@@ -104,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "migrate":
         applied = asyncio.run(_migrate(config))
         print(f"applied migrations: {applied}" if applied else "schema is up to date")
+    elif args.command == "purge-uploads":
+        result = asyncio.run(_purge_uploads(config, args.older_than, args.dry_run))
+        print(json.dumps(result))
     return 0
 
 

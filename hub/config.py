@@ -72,6 +72,8 @@ class RegistryConfig:
     max_blob_bytes: int = 0
     # Uploads untouched for this long are abandoned and may be purged by GC.
     upload_ttl_seconds: int = 24 * 3600
+    # How often each process looks for abandoned uploads (0 disables the background purge).
+    upload_purge_interval_seconds: int = 900
     # Default and maximum page size for tag and catalog listings.
     default_page_size: int = 1000
     max_page_size: int = 10000

@@ -28,22 +28,26 @@ class _MemoryWriter(FileWriter):
     async def write(self, data: bytes) -> int:
         self._check()
         self._buf += data
+        self._driver._pending_mtime[self.path] = time.time()
         return len(data)
 
     async def close(self) -> None:
         if not self._done:
             self._done = True
             self._driver._pending[self.path] = self._buf
+            self._driver._pending_mtime.setdefault(self.path, time.time())
 
     async def commit(self) -> None:
         self._check()
         self._done = True
         self._driver._pending.pop(self.path, None)
+        self._driver._pending_mtime.pop(self.path, None)
         self._driver._objects[self.path] = (bytes(self._buf), time.time())
 
     async def cancel(self) -> None:
         self._done = True
         self._driver._pending.pop(self.path, None)
+        self._driver._pending_mtime.pop(self.path, None)
 
 
 class MemoryDriver(StorageDriver):
@@ -52,6 +56,7 @@ class MemoryDriver(StorageDriver):
     def __init__(self) -> None:
         self._objects: dict[str, tuple[bytes, float]] = {}
         self._pending: dict[str, bytearray] = {}
+        self._pending_mtime: dict[str, float] = {}
 
     def _is_dir(self, path: str) -> bool:
         prefix = path + "/" if path else ""
@@ -90,6 +95,7 @@ class MemoryDriver(StorageDriver):
         else:
             buf = bytearray()
             self._pending[path] = buf
+            self._pending_mtime[path] = time.time()
         return _MemoryWriter(self, path, buf)
 
     async def stat(self, path: str) -> FileInfo:
@@ -97,7 +103,7 @@ class MemoryDriver(StorageDriver):
             data, mtime = self._objects[path]
             return FileInfo(path, len(data), mtime)
         if path in self._pending:
-            return FileInfo(path, len(self._pending[path]), time.time())
+            return FileInfo(path, len(self._pending[path]), self._pending_mtime.get(path, time.time()))
         if self._is_dir(path):
             return FileInfo(path, 0, time.time(), is_dir=True)
         raise PathNotFoundError(path)
@@ -124,6 +130,7 @@ class MemoryDriver(StorageDriver):
         for table in (self._objects, self._pending):
             for key in [k for k in table if k == path or k.startswith(prefix)]:
                 del table[key]
+                self._pending_mtime.pop(key, None)
                 found = True
         if not found:
             raise PathNotFoundError(path)

@@ -111,6 +111,14 @@ class MetadataStore(abc.ABC):
     async def delete_upload(self, upload_id: str) -> bool: ...
 
     @abc.abstractmethod
+    async def expired_uploads(self, updated_before: float, limit: int = 1000) -> list[str]:
+        """Ids of uploads not touched since `updated_before`."""
+
+    @abc.abstractmethod
+    async def uploads_exist(self, upload_ids: list[str]) -> set[str]:
+        """The subset of `upload_ids` that have a row."""
+
+    @abc.abstractmethod
     async def complete_upload(self, upload_id: str, repository: str, digest: str, size: int) -> None:
         """Link the blob into the repository and drop the upload row, atomically."""
 

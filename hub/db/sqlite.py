@@ -253,6 +253,20 @@ class SqliteStore(MetadataStore):
             lambda conn: conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,)).rowcount > 0
         )
 
+    async def expired_uploads(self, updated_before: float, limit: int = 1000) -> list[str]:
+        rows = await self._scan("SELECT id FROM uploads WHERE updated_at < ? ORDER BY updated_at LIMIT ?",
+                                (updated_before, limit))
+        return [r[0] for r in rows]
+
+    async def uploads_exist(self, upload_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(upload_ids), 500):
+            batch = upload_ids[i:i + 500]
+            marks = ",".join("?" * len(batch))
+            rows = await self._scan(f"SELECT id FROM uploads WHERE id IN ({marks})", tuple(batch))
+            found.update(r[0] for r in rows)
+        return found
+
     async def complete_upload(self, upload_id: str, repository: str, digest: str, size: int) -> None:
         def run(conn: sqlite3.Connection) -> None:
             self._link(conn, self._repo_id(conn, repository, True), digest, size)

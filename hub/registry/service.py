@@ -393,6 +393,43 @@ class Registry:
         async with self._locked(upload_id):
             await self._drop_upload(upload_id)
 
+    async def purge_uploads(self, ttl_seconds: float, *, dry_run: bool = False) -> dict[str, int]:
+        """Delete uploads untouched for `ttl_seconds`, and upload data with no session row.
+
+        Safe with concurrent pushes and other replicas: a session is purged only once idle
+        past the TTL, and a directory without a row only once its data is that old too
+        (monolithic uploads have no row while they run).
+        """
+        cutoff = time.time() - ttl_seconds
+        expired = await self.store.expired_uploads(cutoff)
+        if not dry_run:
+            for upload_id in expired:
+                async with self._locked(upload_id):
+                    await self._drop_upload(upload_id)
+        orphans = 0
+        try:
+            entries = await self.storage.list("uploads")
+        except PathNotFoundError:
+            entries = []
+        names = [e.rsplit("/", 1)[1] for e in entries]
+        live = await self.store.uploads_exist([n for n in names if _valid_upload_id(n)])
+        for name in names:
+            if name in live or name in expired:
+                continue
+            try:
+                info = await self.storage.stat(upload_path(name)) if _valid_upload_id(name) else None
+            except PathNotFoundError:
+                info = None
+            mtime = info.mtime if info is not None else (await self.storage.stat(f"uploads/{name}")).mtime
+            if mtime < cutoff:
+                orphans += 1
+                if not dry_run:
+                    await self._delete_quietly(f"uploads/{name}")
+        if expired or orphans:
+            log.info("%s %d expired upload sessions and %d orphaned upload directories",
+                     "would purge" if dry_run else "purged", len(expired), orphans)
+        return {"expired_sessions": len(expired), "orphaned_data": orphans}
+
     # Manifests -----------------------------------------------------------------------
     async def get_manifest(self, repository: str, reference: str, *, with_content: bool = True) -> ManifestRecord:
         by_digest = looks_like_digest(reference)

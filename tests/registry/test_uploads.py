@@ -287,3 +287,31 @@ async def test_blob_size_limit(aiohttp_client, tmp_path):
     r = await client.head(f"/v2/{NAME}/blobs/{sha256(data)}")
     assert r.status == 404
     assert not any((cfg.storage_root / "uploads").rglob("*")) if (cfg.storage_root / "uploads").exists() else True
+
+
+async def test_purge_abandoned_uploads(client, config):
+    from hub.keys import REGISTRY
+
+    registry = client.server.app[REGISTRY]
+    stale = await start(client)
+    await client.patch(stale, data=b"abandoned")
+    fresh = await start(client)
+    # Upload data left behind with no session row (a crashed monolithic upload).
+    import uuid as uuid_mod
+
+    writer = await registry.storage.writer(f"uploads/{uuid_mod.uuid4()}/data")
+    await writer.write(b"orphan")
+    await writer.close()
+
+    dry = await registry.purge_uploads(0, dry_run=True)
+    assert dry == {"expired_sessions": 2, "orphaned_data": 1}
+    assert (await client.get(stale)).status == 204
+
+    # Only sessions idle past the TTL go: the fresh one was touched "now", so an hour's TTL keeps both.
+    assert (await registry.purge_uploads(3600))["expired_sessions"] == 0
+    result = await registry.purge_uploads(0)
+    assert result == {"expired_sessions": 2, "orphaned_data": 1}
+    for location in (stale, fresh):
+        r = await client.get(location)
+        assert r.status == 404 and await error_code(r) == "BLOB_UPLOAD_UNKNOWN"
+    assert [p async for p in registry.storage.walk("")] == []
