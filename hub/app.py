@@ -71,7 +71,7 @@ async def _upload_purger(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(cfg.upload_purge_interval_seconds)
             try:
                 await app[keys.REGISTRY].purge_uploads(cfg.upload_ttl_seconds)
-            except Exception:  # noqa: BLE001 - keep purging on the next round
+            except Exception:
                 log.exception("upload purge failed")
 
     task = asyncio.create_task(loop(), name="upload-purger")

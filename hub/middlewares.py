@@ -88,7 +88,7 @@ class JsonAccessLogger(AccessLogger):
     def __init__(self, logger: logging.Logger, log_format: str = "") -> None:
         super().__init__(logger, log_format or AccessLogger.LOG_FORMAT)
 
-    def log(self, request, response, time_taken: float) -> None:  # noqa: A003
+    def log(self, request, response, time_taken: float) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
             return
         try:
@@ -104,5 +104,5 @@ class JsonAccessLogger(AccessLogger):
                 "user_agent": request.headers.get("User-Agent") if request is not None else None,
             }
             self.logger.info(json.dumps(record, separators=(",", ":")))
-        except Exception:  # noqa: BLE001 - logging must never break a response
+        except Exception:
             self.logger.exception("access log failed")

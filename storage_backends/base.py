@@ -16,6 +16,9 @@ import abc
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Self
+
+from .errors import PathNotFoundError
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,7 +54,7 @@ class FileWriter(abc.ABC):
     async def cancel(self) -> None:
         """Discard everything written. The writer is closed afterwards."""
 
-    async def __aenter__(self) -> "FileWriter":
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:

@@ -31,7 +31,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 class _FsWriter(FileWriter):
-    def __init__(self, driver: "FilesystemDriver", path: str, fd: int, size: int):
+    def __init__(self, driver: FilesystemDriver, path: str, fd: int, size: int):
         self._driver = driver
         self.path = path
         self._fd: int | None = fd
@@ -169,7 +169,7 @@ class FilesystemDriver(StorageDriver):
 
         def _open():
             try:
-                f = open(full, "rb")
+                f = open(full, "rb")  # noqa: SIM115 - handed to the generator, closed there
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 raise PathNotFoundError(path) from None
             size = os.fstat(f.fileno()).st_size

@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 
 from .base import FileInfo, FileWriter, StorageDriver
 from .errors import InvalidOffsetError, PathNotFoundError, WriterClosedError
-from .paths import check_path
 
 
 class _MemoryWriter(FileWriter):
-    def __init__(self, driver: "MemoryDriver", path: str, buf: bytearray):
+    def __init__(self, driver: MemoryDriver, path: str, buf: bytearray):
         self._driver = driver
         self.path = path
         self._buf = buf

@@ -8,9 +8,8 @@ import dataclasses
 import json
 from typing import Any
 
-from ..errors import ManifestInvalid
+from ..errors import DigestInvalid, ManifestInvalid
 from . import mediatypes as mt
-from ..errors import DigestInvalid
 from .names import parse_digest
 
 

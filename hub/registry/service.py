@@ -22,7 +22,6 @@ from storage_backends import PathNotFoundError, StorageDriver, StorageError
 from ..db import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord
 from ..errors import (
     BlobUnknown,
-    BlobUploadInvalid,
     BlobUploadUnknown,
     DigestInvalid,
     ManifestBlobUnknown,
@@ -154,7 +153,7 @@ class Registry:
             try:
                 yield
             finally:
-                if not lock._waiters:  # noqa: SLF001 - drop idle locks so the dict stays small
+                if not lock._waiters:
                     self._upload_locks.pop(upload_id, None)
 
     async def upload_status(self, repository: str, upload_id: str) -> int:
@@ -265,38 +264,44 @@ class Registry:
         """PATCH: append a chunk (or a whole stream). Returns the new size."""
         await self._get_upload(repository, upload_id)
         async with self._locked(upload_id):
-            size, _ = await self._append_locked(upload_id, chunks, content_range, content_length)
-        return size
+            writer, hasher = await self._resume(upload_id, "sha256", content_range, content_length)
+            start = writer.size
+            try:
+                await self._pump(chunks, writer, hasher, self._size_limit(start))
+            except BaseException:
+                hasher = None  # how far the hash got is unknown; it is rebuilt at commit
+                raise
+            finally:
+                await self._pause(upload_id, writer, "sha256", hasher)
+            received = writer.size - start
+        if content_range is not None and received != content_range[1] - content_range[0] + 1:
+            raise SizeInvalid("chunk shorter than its Content-Range", detail={"received": received})
+        return writer.size
 
-    async def _append_locked(self, upload_id, chunks, content_range, content_length, algorithm="sha256"):
-        path = upload_path(upload_id)
+    async def _resume(self, upload_id: str, algorithm: str, content_range: tuple[int, int] | None,
+                      content_length: int | None):
+        """Reopen an upload's data for appending; return the writer and the running hash (or None)."""
         try:
-            writer = await self.storage.writer(path, append=True)
+            writer = await self.storage.writer(upload_path(upload_id), append=True)
         except PathNotFoundError:
             raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
-        start = writer.size
         try:
-            self._check_range(start, content_range, content_length)
+            self._check_range(writer.size, content_range, content_length)
         except BaseException:
             await writer.close()
             raise
-        hasher = self._take_hash(upload_id, algorithm, start)
-        if hasher is None and start == 0:
+        hasher = self._take_hash(upload_id, algorithm, writer.size)
+        if hasher is None and writer.size == 0:
             hasher = Digest(algorithm, "").hasher()
-        try:
-            await self._pump(chunks, writer, hasher, self._size_limit(start))
-        except BaseException:
-            hasher = None  # we cannot know how far the hash got; rebuild it on commit
-            raise
-        finally:
-            size = writer.size
-            await writer.close()
-            await self.store.set_upload_size(upload_id, None, size)
-            if hasher is not None:
-                self._keep_hash(upload_id, algorithm, hasher, size)
-        if content_range is not None and size - start != content_range[1] - content_range[0] + 1:
-            raise SizeInvalid("chunk shorter than its Content-Range", detail={"received": size - start})
-        return size, writer
+        return writer, hasher
+
+    async def _pause(self, upload_id: str, writer, algorithm: str, hasher) -> None:
+        """Close the writer, record the durable size, keep the running hash for the next request."""
+        size = writer.size
+        await writer.close()
+        await self.store.set_upload_size(upload_id, None, size)
+        if hasher is not None:
+            self._keep_hash(upload_id, algorithm, hasher, size)
 
     async def complete_upload(self, repository: str, upload_id: str, digest_str: str | None,
                               chunks: AsyncIterator[bytes] | None = None,
@@ -308,31 +313,16 @@ class Registry:
         digest = parse_digest(digest_str)
         await self._get_upload(repository, upload_id)
         async with self._locked(upload_id):
-            path = upload_path(upload_id)
-            try:
-                writer = await self.storage.writer(path, append=True)
-            except PathNotFoundError:
-                raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
-            start = writer.size
-            try:
-                self._check_range(start, content_range, content_length)
-            except BaseException:
-                await writer.close()
-                raise
-            hasher = self._take_hash(upload_id, digest.algorithm, start)
-            if hasher is None and start == 0:
-                hasher = digest.hasher()
+            writer, hasher = await self._resume(upload_id, digest.algorithm, content_range, content_length)
             if chunks is not None:
                 try:
-                    await self._pump(chunks, writer, hasher, self._size_limit(start))
+                    await self._pump(chunks, writer, hasher, self._size_limit(writer.size))
                 except BaseException:
-                    size = writer.size
-                    await writer.close()
-                    await self.store.set_upload_size(upload_id, None, size)
+                    await self._pause(upload_id, writer, digest.algorithm, None)
                     raise
             size = writer.size
             await writer.commit()
-            await self._publish(repository, path, digest, size, hasher,
+            await self._publish(repository, upload_path(upload_id), digest, size, hasher,
                                 on_failure=lambda: self._drop_upload(upload_id))
             await self.store.complete_upload(upload_id, repository, str(digest), size)
             self._hashes.pop(upload_id, None)
@@ -501,4 +491,4 @@ class Registry:
         return await self.store.list_referrers(repository, digest, artifact_type)
 
 
-__all__ = ["Registry", "BlobLocation", "upload_path", "is_tag"]
+__all__ = ["BlobLocation", "Registry", "is_tag", "upload_path"]
