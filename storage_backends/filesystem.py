@@ -36,6 +36,7 @@ class _FsWriter(FileWriter):
         self.path = path
         self._fd: int | None = fd
         self._size = size
+        self._ended = False  # committed or cancelled: a late cancel() must not touch the object
 
     @property
     def size(self) -> int:
@@ -62,6 +63,7 @@ class _FsWriter(FileWriter):
     async def commit(self) -> None:
         fd = self._require_fd()
         self._fd = None
+        self._ended = True
         full = self._driver._full(self.path)
 
         def _commit() -> None:
@@ -74,6 +76,9 @@ class _FsWriter(FileWriter):
         await _run(_commit)
 
     async def cancel(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
         fd, self._fd = self._fd, None
         full = self._driver._full(self.path)
 
