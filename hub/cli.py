@@ -29,6 +29,7 @@ async def _serve(config) -> None:
     from aiohttp import web
 
     from .app import create_app
+    from .keys import METRICS
     from .middlewares import JsonAccessLogger
 
     app = create_app(config)
@@ -53,6 +54,15 @@ async def _serve(config) -> None:
              config.storage.driver, config.database_url.split(":", 1)[0])
     await stop.wait()
     log.info("shutting down: finishing in-flight requests (up to %.0fs)", config.server.shutdown_timeout)
+    # Stop accepting first, then let running handlers finish *with their request bodies*:
+    # aiohttp's own shutdown stops reading from connections at once, which would strand an
+    # upload in the middle of its body until the timeout.
+    for running_site in list(runner.sites):
+        await running_site.stop()
+    if not await app[METRICS].active.wait_idle(config.server.shutdown_timeout):
+        log.warning("shutdown timeout: %d requests still running are cancelled", app[METRICS].active.count)
+    # Responses already produced (file downloads) finish inside aiohttp's graceful cleanup,
+    # which has its own shutdown_timeout.
     await runner.cleanup()
     log.info("stopped")
 

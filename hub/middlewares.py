@@ -42,6 +42,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
     started = time.perf_counter()
     metrics.in_flight.inc()
+    metrics.active.enter()
     status = 500
     try:
         try:
@@ -70,6 +71,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
             response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
         return response
     finally:
+        metrics.active.leave()
         metrics.in_flight.dec()
         route = request.get("route") or "other"
         metrics.requests.labels(request.method, route, str(status)).inc()
