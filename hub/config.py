@@ -38,6 +38,8 @@ class ServerConfig:
     shutdown_timeout: float = 30.0
     # External URL of this registry, if behind a proxy (used in absolute links).
     public_url: str = ""
+    # A request body that sends nothing for this many seconds is treated as a disconnect.
+    body_idle_timeout: float = 60.0
     # "asyncio" serves local blobs with sendfile(2); uvloop has no sendfile and copies.
     event_loop: str = "asyncio"
 

@@ -11,6 +11,8 @@ class OciError(Exception):
     code = "UNKNOWN"
     status = 500
     default_message = "unknown error"
+    # Close the connection after answering (the request body was not read to its end).
+    close_connection = False
 
     def __init__(self, message: str | None = None, detail: Any = None, *, headers: dict[str, str] | None = None,
                  status: int | None = None):
@@ -101,3 +103,10 @@ class PayloadTooLarge(OciError):
 
 class Unavailable(OciError):
     code, status, default_message = "UNAVAILABLE", 503, "service unavailable"
+
+
+class BodyIdleTimeout(OciError):
+    """The request body stopped arriving. What arrived is kept; the upload stays resumable."""
+
+    code, status, default_message = "BLOB_UPLOAD_INVALID", 408, "request body stalled"
+    close_connection = True

@@ -30,6 +30,20 @@ def _error_response(err: OciError, request_id: str) -> web.Response:
     return response
 
 
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send `response`, then close the connection without draining the unread body.
+
+    aiohttp would otherwise keep reading (and discarding) the rest of the body for up to ten
+    seconds before closing; for a stalled upload that is ten seconds of nothing.
+    """
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.protocol is not None:
+        request.protocol.force_close()  # the bytes above are flushed before the socket closes
+    return response
+
+
 # A client that goes away mid-request: aiohttp sets ConnectionResetError on the body
 # stream. There is nobody left to answer; the handler's cleanup has already run.
 _DISCONNECTS = (ConnectionError, asyncio.IncompleteReadError)
@@ -49,16 +63,22 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
             response = await handler(request)
         except OciError as err:
             response = _error_response(err, request_id)
+            if err.close_connection:
+                response.headers["X-Request-Id"] = request_id
+                response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
+                status = response.status
+                return await _answer_and_close(request, response)
         except web.HTTPException as exc:
             if exc.status >= 400:
                 response = _error_response(_from_http_exception(exc), request_id)
             else:
                 raise
         except _DISCONNECTS as exc:
-            log.info("client went away: %s %s (%s) request_id=%s", request.method, request.path,
-                     type(exc).__name__, request_id)
-            status = 499
-            raise
+            # Whatever the request delivered before it went away is kept (uploads stay
+            # resumable). 499 is what the access log shows; nobody is there to read it.
+            log.info("client went away: %s %s (%s: %s) request_id=%s", request.method, request.path,
+                     type(exc).__name__, exc, request_id)
+            response = web.Response(status=499)
         except asyncio.CancelledError:
             status = 499
             raise

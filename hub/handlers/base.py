@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from ..errors import OciError, PayloadTooLarge, RangeNotSatisfiable
+from ..errors import BodyIdleTimeout, OciError, PayloadTooLarge, RangeNotSatisfiable
 from ..keys import CONFIG, METRICS
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 
 
 async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives, counted in the metrics."""
+    """The request body as it arrives, counted in the metrics.
+
+    A body that stalls for `server.body_idle_timeout` seconds ends the request with 408, so
+    a hung client cannot hold an upload forever; what arrived is kept.
+    """
     counter = request.app[METRICS].bytes_received
-    async for chunk in request.content.iter_any():
+    idle = request.app[CONFIG].server.body_idle_timeout
+    content = request.content
+    while True:
+        try:
+            chunk = await asyncio.wait_for(content.readany(), idle)
+        except TimeoutError:
+            raise BodyIdleTimeout(f"no request body bytes for {idle:g}s; resume from the upload's Range",
+                                  detail={"idle_timeout": idle}) from None
+        if not chunk:
+            return
         counter.inc(len(chunk))
         yield chunk
 

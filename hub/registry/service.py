@@ -81,6 +81,8 @@ class Registry:
         self._hashes: OrderedDict[str, _RunningHash] = OrderedDict()
         self._hash_cache_size = hash_cache_size
         self._upload_locks: dict[str, asyncio.Lock] = {}
+        # Writers of uploads receiving data in this process right now, for live status.
+        self._active_writers: dict[str, object] = {}
 
     # Blobs ---------------------------------------------------------------------------
     async def stat_blob(self, repository: str, digest_str: str) -> BlobLocation:
@@ -159,6 +161,11 @@ class Registry:
     async def upload_status(self, repository: str, upload_id: str) -> int:
         """The number of bytes durably received for an upload."""
         record = await self._get_upload(repository, upload_id)
+        active = self._active_writers.get(upload_id)
+        if active is not None:
+            # A request is appending right now (maybe stalled): report what has arrived so
+            # far instead of waiting for it to end.
+            return active.size
         async with self._locked(upload_id):
             try:
                 writer = await self.storage.writer(upload_path(upload_id), append=True)
@@ -293,10 +300,12 @@ class Registry:
         hasher = self._take_hash(upload_id, algorithm, writer.size)
         if hasher is None and writer.size == 0:
             hasher = Digest(algorithm, "").hasher()
+        self._active_writers[upload_id] = writer
         return writer, hasher
 
     async def _pause(self, upload_id: str, writer, algorithm: str, hasher) -> None:
         """Close the writer, record the durable size, keep the running hash for the next request."""
+        self._active_writers.pop(upload_id, None)
         size = writer.size
         await writer.close()
         await self.store.set_upload_size(upload_id, None, size)
@@ -321,6 +330,7 @@ class Registry:
                     await self._pause(upload_id, writer, digest.algorithm, None)
                     raise
             size = writer.size
+            self._active_writers.pop(upload_id, None)
             await writer.commit()
             await self._publish(repository, upload_path(upload_id), digest, size, hasher,
                                 on_failure=lambda: self._drop_upload(upload_id))

@@ -178,8 +178,7 @@ def test_sigkill_mid_upload_then_restart_and_resume(crash_hub):
         piece = data[sent:sent + MiB]
         sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
         sent += len(piece)
-    # Give the server the chance to store some of it. (A status GET is not used to watch: DaoHub
-    # answers it only once the PATCH holding the upload is over; see the xfail test below.)
+    # Give the server the chance to store some of it.
     time.sleep(1.5)
     crash_hub.kill()
     sock.close()
@@ -212,9 +211,6 @@ def test_sigkill_mid_upload_then_restart_and_resume(crash_hub):
 # --------------------------------------------------------------------------------------------
 # (c) a status request while another connection's PATCH is stalled
 # --------------------------------------------------------------------------------------------
-@pytest.mark.xfail(reason="DaoHub's upload status takes the per-upload lock that a stalled PATCH holds, "
-                          "so GET on the upload waits for that PATCH to end",
-                   raises=requests.exceptions.ReadTimeout, strict=False)
 def test_status_answers_while_a_patch_is_stalled(registry, daohub_only):
     """A client whose connection hung reconnects and asks where to resume: it must get an answer."""
     api = Api(registry.url)

@@ -315,3 +315,37 @@ async def test_purge_abandoned_uploads(client, config):
         r = await client.get(location)
         assert r.status == 404 and await error_code(r) == "BLOB_UPLOAD_UNKNOWN"
     assert [p async for p in registry.storage.walk("")] == []
+
+
+async def test_stalled_body_releases_upload_and_keeps_data(aiohttp_client, tmp_path):
+    """A PATCH whose body stops arriving ends after body_idle_timeout; what arrived is kept."""
+    import asyncio
+
+    from hub.app import create_app
+    from hub.config import load_config
+
+    cfg = load_config(environ={}, overrides={"data_dir": str(tmp_path), "log": {"access_log": False},
+                                             "server": {"body_idle_timeout": 0.5}})
+    client = await aiohttp_client(create_app(cfg))
+    location = await start(client)
+    data = os.urandom(2 * 1024 * 1024)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(f"PATCH {location} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(data) * 2}\r\n"
+                 f"Content-Range: 0-{len(data) * 2 - 1}\r\n\r\n".encode() + data)
+    await writer.drain()
+    # While the PATCH is stalled, status answers at once with the bytes stored so far.
+    status = await client.get(location)
+    assert status.status == 204
+    # The server gives up on the silent body: 408 with an OCI error, then it closes the connection.
+    answer = await asyncio.wait_for(reader.read(), 30)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b'"code": "BLOB_UPLOAD_INVALID"' in answer
+    writer.close()
+    status = await client.get(location)
+    assert status.status == 204 and status.headers["Range"] == f"0-{len(data) - 1}"
+    rest = os.urandom(1000)
+    r = await client.patch(location, data=rest, headers={"Content-Range": f"{len(data)}-{len(data) + 999}"})
+    assert r.status == 202
+    r = await client.put(f"{location}?digest={sha256(data + rest)}")
+    assert r.status == 201
+    assert await fetch(client, NAME, sha256(data + rest)) == data + rest
