@@ -1,0 +1,246 @@
+"""Every permission decision in DaoHub, as pure functions over plain dataclasses.
+
+* Repositories are ``<tenant>/<path...>``; the tenant is the first path
+  component.  A single-component name (``alpine``) belongs to no tenant, so
+  only the platform admin may write it.
+* Tenant roles: guest (pull), developer (+push), maintainer (+delete), admin
+  (+ manage members, robots and settings).  The platform admin may do
+  everything everywhere.
+* Public repositories allow pull to everyone, anonymous included.  Nothing
+  else crosses a tenant boundary.
+* Robots are tenant-scoped: they get their listed actions on repositories of
+  their own tenant that match one of their patterns and, like anyone, pull on
+  public repositories; once expired or revoked they get nothing at all, not
+  even public pulls.  In a pattern ``*`` and ``?`` stay inside one path
+  segment and a ``**`` segment spans any number of segments: ``team/ci/*``
+  matches ``team/ci/app`` but not ``team/ci/app/sub``; ``team/ci/**`` matches
+  both.
+* ``registry:catalog:*`` goes to any authenticated principal; listing is
+  filtered per repository elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+
+from .scopes import ALL, CATALOG, DELETE, PULL, PUSH, REGISTRY, REPOSITORY, ResourceScope
+
+__all__ = [
+    "MANAGE_ALL", "ROLE_ACTIONS", "Manage", "Principal", "PrincipalKind", "RepositoryInfo",
+    "RobotGrant", "Role", "allowed_actions", "can_manage_tenant", "can_read", "grant",
+    "pattern_matches", "requested_repository_names", "tenant_of"
+]
+
+RepoLookup = Callable[[str], "RepositoryInfo | None"]
+
+
+class Role(StrEnum):
+    GUEST = "guest"
+    DEVELOPER = "developer"
+    MAINTAINER = "maintainer"
+    ADMIN = "admin"
+
+
+class Manage(StrEnum):
+    MEMBERS = "members"
+    ROBOTS = "robots"
+    SETTINGS = "settings"
+
+
+class PrincipalKind(StrEnum):
+    ANONYMOUS = "anonymous"
+    USER = "user"
+    ROBOT = "robot"
+
+
+_REPO_ACTIONS = frozenset({PULL, PUSH, DELETE})
+_NOTHING: frozenset[str] = frozenset()
+ROLE_ACTIONS: Mapping[Role, frozenset[str]] = {
+    Role.GUEST: frozenset({PULL}),
+    Role.DEVELOPER: frozenset({PULL, PUSH}),
+    Role.MAINTAINER: _REPO_ACTIONS,
+    Role.ADMIN: _REPO_ACTIONS,
+}
+MANAGE_ALL = frozenset(Manage)
+
+
+def tenant_of(name: str) -> str | None:
+    """The tenant owning repository *name*, or None for a name without a ``/``."""
+    tenant, sep, rest = name.partition("/")
+    return tenant if sep and tenant and rest else None
+
+
+def _segment_matches(pat: str, seg: str) -> bool:
+    """Glob within one path segment: ``*`` any run, ``?`` one character.
+
+    Iterative with single-star backtracking, so it is O(len(pat) * len(seg))
+    at worst: no regex, no catastrophic backtracking on hostile patterns.
+    """
+    p = s = 0
+    star, mark = -1, 0
+    while s < len(seg):
+        if p < len(pat) and pat[p] == "*":
+            star, mark, p = p, s, p + 1
+        elif p < len(pat) and pat[p] in ("?", seg[s]):
+            p, s = p + 1, s + 1
+        elif star >= 0:
+            p, mark = star + 1, mark + 1
+            s = mark
+        else:
+            return False
+    while p < len(pat) and pat[p] == "*":
+        p += 1
+    return p == len(pat)
+
+
+def pattern_matches(pattern: str, name: str) -> bool:
+    """Robot repository pattern match, segment by segment.
+
+    A pattern segment ``**`` matches zero or more whole name segments; any
+    other segment is matched against exactly one name segment, where ``*`` and
+    ``?`` never cross a ``/``.  A pattern without wildcards is an exact name.
+    """
+    segments = name.split("/")
+    reachable = {0}  # indexes into segments reachable after the pattern so far
+    for pat in pattern.split("/"):
+        if pat == "**":
+            reachable = set(range(min(reachable), len(segments) + 1))
+        else:
+            reachable = {i + 1 for i in reachable
+                         if i < len(segments) and _segment_matches(pat, segments[i])}
+        if not reachable:
+            return False
+    return len(segments) in reachable
+
+
+@dataclass(frozen=True)
+class RobotGrant:
+    """What a robot account may do: *actions* on *repositories* (names or patterns) of *tenant*."""
+
+    tenant: str
+    repositories: tuple[str, ...]
+    actions: frozenset[str]
+    expires_at: datetime | None = None  # None: never expires
+    revoked: bool = False
+
+    def is_active(self, now: datetime) -> bool:
+        return not self.revoked and (self.expires_at is None or now < self.expires_at)
+
+    def covers(self, repository: str) -> bool:
+        return tenant_of(repository) == self.tenant and any(
+            pattern_matches(p, repository) for p in self.repositories)
+
+
+@dataclass(frozen=True, eq=False)
+class Principal:
+    kind: PrincipalKind
+    name: str = ""
+    is_platform_admin: bool = False
+    memberships: Mapping[str, Role] = field(default_factory=dict)
+    robot: RobotGrant | None = None
+
+    def __post_init__(self) -> None:
+        # Copy and normalise: role names become Role (ValueError if unknown), and the mapping is read-only.
+        roles = {tenant: Role(role) for tenant, role in self.memberships.items()}
+        object.__setattr__(self, "memberships", MappingProxyType(roles))
+        if (self.kind is PrincipalKind.ROBOT) != (self.robot is not None):
+            raise ValueError("a robot principal needs a RobotGrant, and only robots have one")
+        if self.kind is not PrincipalKind.USER and (self.is_platform_admin or self.memberships):
+            raise ValueError("only users can be platform admins or tenant members")
+
+    @classmethod
+    def anonymous(cls) -> Principal:
+        return cls(PrincipalKind.ANONYMOUS)
+
+    @classmethod
+    def user(cls, name: str, memberships: Mapping[str, Role | str] | None = None,
+             is_platform_admin: bool = False) -> Principal:
+        return cls(PrincipalKind.USER, name, is_platform_admin, dict(memberships or {}))  # type: ignore[arg-type]
+
+    @classmethod
+    def for_robot(cls, name: str, grant: RobotGrant) -> Principal:
+        return cls(PrincipalKind.ROBOT, name, robot=grant)
+
+    def is_active(self, now: datetime) -> bool:
+        """False only for an expired or revoked robot."""
+        return self.robot is None or self.robot.is_active(now)
+
+    def is_authenticated(self, now: datetime) -> bool:
+        return self.kind is not PrincipalKind.ANONYMOUS and self.is_active(now)
+
+
+@dataclass(frozen=True)
+class RepositoryInfo:
+    name: str
+    tenant: str | None
+    public: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tenant != tenant_of(self.name):
+            raise ValueError(f"repository {self.name!r} does not belong to tenant {self.tenant!r}")
+
+    @classmethod
+    def for_name(cls, name: str, public: bool = False) -> RepositoryInfo:
+        return cls(name, tenant_of(name), public)
+
+
+def allowed_actions(principal: Principal, repo: RepositoryInfo, now: datetime) -> frozenset[str]:
+    """Every repository action (pull, push, delete) *principal* may perform on *repo* at *now*."""
+    if not principal.is_active(now):
+        return _NOTHING
+    if principal.is_platform_admin:
+        return _REPO_ACTIONS
+    allowed: set[str] = {PULL} if repo.public else set()
+    if repo.tenant is not None:
+        role = principal.memberships.get(repo.tenant)
+        if role is not None:
+            allowed |= ROLE_ACTIONS[role]
+        robot = principal.robot
+        if robot is not None and robot.covers(repo.name):
+            allowed |= robot.actions & _REPO_ACTIONS
+    return frozenset(allowed)
+
+
+def can_read(principal: Principal, repo: RepositoryInfo, now: datetime) -> bool:
+    """May *principal* pull from (and so see in the catalog) *repo*?"""
+    return PULL in allowed_actions(principal, repo, now)
+
+
+def can_manage_tenant(principal: Principal, tenant: str, what: Manage | str) -> bool:
+    """May *principal* manage *what* (members, robots, settings) of *tenant*? Unknown *what*: no."""
+    if what not in MANAGE_ALL or principal.kind is not PrincipalKind.USER:
+        return False
+    return principal.is_platform_admin or principal.memberships.get(tenant) is Role.ADMIN
+
+
+def requested_repository_names(requested: Iterable[ResourceScope]) -> list[str]:
+    """Repository names :func:`grant` will look up, so async callers can pre-fetch them."""
+    return [s.name for s in requested if s.type == REPOSITORY]
+
+
+def grant(principal: Principal, requested: Iterable[ResourceScope], repo_lookup: RepoLookup,
+          now: datetime) -> list[ResourceScope]:
+    """The scopes to put in the token: requested ∩ allowed, dropping scopes left empty.
+
+    *repo_lookup(name)* returns the stored repository, or None if it does not
+    exist yet (then it is treated as a new private repository of the tenant its
+    name implies, which is what a first push needs).
+    """
+    granted: list[ResourceScope] = []
+    for scope in requested:
+        if scope.type == REPOSITORY:
+            repo = repo_lookup(scope.name)
+            if repo is None or repo.name != scope.name:
+                repo = RepositoryInfo.for_name(scope.name)
+            actions = scope.actions & allowed_actions(principal, repo, now)
+        elif scope.type == REGISTRY and scope.name == CATALOG and principal.is_authenticated(now):
+            actions = scope.actions & {ALL}
+        else:
+            continue
+        if actions:
+            granted.append(scope.with_actions(actions))
+    return granted

@@ -1,0 +1,1 @@
+"""Tests of the auth domain layer: passwords, scopes, keys, tokens, policy."""
