@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -15,7 +16,7 @@ import storage_backends
 from . import keys
 from .config import Config
 from .db import create_store
-from .handlers import health, v2
+from .handlers import health, token, v2
 from .metrics import Metrics
 from .middlewares import request_context
 from .registry.service import Registry
@@ -59,6 +60,41 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def auth_service(config: Config, store):
+    """The AuthService for this config (no I/O until load_keys)."""
+    from auth.passwords import Argon2Params
+    from auth.service import AuthService, AuthSettings
+
+    settings = AuthSettings(
+        issuer=config.auth.issuer,
+        service=config.auth.service,
+        token_ttl=config.auth.token_ttl_seconds,
+        refresh_ttl=config.auth.refresh_token_ttl_seconds,
+        keep_previous_keys=config.auth.keep_previous_keys,
+        login_failure_limit=config.auth.login_failure_limit,
+        login_failure_window=config.auth.login_failure_window_seconds,
+        password_params=Argon2Params(time_cost=config.auth.password_time_cost,
+                                     memory_cost=config.auth.password_memory_kib),
+    )
+    return AuthService(store, settings)
+
+
+async def _auth(app: web.Application) -> AsyncIterator[None]:
+    """Token auth: load (or create) signing keys, and the first platform admin."""
+    config = app[keys.CONFIG]
+    if not config.auth.enabled:
+        yield
+        return
+    service = auth_service(config, app[keys.STORE])
+    await service.load_keys()
+    generated = await service.ensure_admin(os.environ.get("DAOHUB_ADMIN_PASSWORD"))
+    if generated:
+        # Shown once, on the first start only; change it after logging in.
+        log.warning("created platform admin 'admin' with password: %s", generated)
+    app[keys.AUTH] = service
+    yield
+
+
 async def _upload_purger(app: web.Application) -> AsyncIterator[None]:
     """Purge abandoned uploads periodically (every replica may run it; it is idempotent)."""
     cfg = app[keys.CONFIG].registry
@@ -87,9 +123,14 @@ def create_app(config: Config) -> web.Application:
     app[keys.CONFIG] = config
     app[keys.METRICS] = Metrics()
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(_auth)
     app.cleanup_ctx.append(_upload_purger)
     app.router.add_route("*", "/v2/{tail:.*}", v2.dispatch)
     app.router.add_route("*", "/v2", _redirect_v2)
+    if config.auth.enabled:
+        app.router.add_get("/auth/token", token.get_token)
+        app.router.add_post("/auth/token", token.post_token)
+        app.router.add_get("/auth/jwks.json", token.jwks)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     purge.add_argument("--data-dir", help="data directory (default ./data)")
     purge.add_argument("--older-than", type=float, help="seconds idle (default registry.upload_ttl_seconds)")
     purge.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
+    from . import cli_identity
+
+    cli_identity.add_parsers(sub)
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
 
@@ -128,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "migrate":
         applied = asyncio.run(_migrate(config))
         print(f"applied migrations: {applied}" if applied else "schema is up to date")
+    elif args.command in ("user", "tenant", "robot", "repo", "keys"):
+        from . import cli_identity
+
+        return asyncio.run(cli_identity.run(config, args))
     elif args.command == "purge-uploads":
         result = asyncio.run(_purge_uploads(config, args.older_than, args.dry_run))
         print(json.dumps(result))

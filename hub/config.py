@@ -84,6 +84,22 @@ class RegistryConfig:
 @dataclasses.dataclass
 class AuthConfig:
     enabled: bool = False
+    # The token service's name (the JWT audience) and issuer.
+    service: str = "daohub"
+    issuer: str = "daohub"
+    # Token endpoint URL sent in challenges; empty means <scheme>://<Host header>/auth/token.
+    realm: str = ""
+    token_ttl_seconds: int = 300
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # Rotated-out signing keys still accepted for tokens they signed.
+    keep_previous_keys: int = 2
+    # argon2id cost for stored passwords (RFC 9106's second recommended setting by default).
+    password_memory_kib: int = 65536
+    password_time_cost: int = 3
+    login_failure_limit: int = 10
+    login_failure_window_seconds: int = 300
+    # Serving with auth off on a non-loopback address must be asked for by name.
+    allow_open_non_loopback: bool = False
 
 
 @dataclasses.dataclass
@@ -200,6 +216,13 @@ def _env_overrides(cfg: Config, environ: typing.Mapping[str, str]) -> None:
 
 def validate(cfg: Config) -> Config:
     parse_addr(cfg.server.addr)
+    if cfg.auth.token_ttl_seconds < 60:
+        raise ConfigError("auth.token_ttl_seconds must be at least 60")
+    host = cfg.host_port[0]
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    if not cfg.auth.enabled and not loopback and not cfg.auth.allow_open_non_loopback:
+        raise ConfigError(f"refusing to serve without authentication on {host}: enable auth, or set "
+                          "auth.allow_open_non_loopback: true to run an open registry on purpose")
     if cfg.server.event_loop not in ("asyncio", "uvloop"):
         raise ConfigError("server.event_loop must be 'asyncio' or 'uvloop'")
     if cfg.log.format not in ("json", "text"):

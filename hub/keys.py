@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from auth.service import AuthService
 from storage_backends import StorageDriver
 
 from .config import Config
@@ -16,3 +17,5 @@ STORE = web.AppKey("store", MetadataStore)
 STORAGE = web.AppKey("storage", StorageDriver)
 REGISTRY = web.AppKey("registry", Registry)
 METRICS = web.AppKey("metrics", Metrics)
+# Present only when auth is enabled.
+AUTH = web.AppKey("auth", AuthService)

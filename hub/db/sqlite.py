@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from . import schema
 from .base import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord, UploadRecord
+from .sqlite_identity import SqliteIdentityMixin
 
 T = TypeVar("T")
 
@@ -30,7 +31,7 @@ def path_from_url(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SqliteStore(MetadataStore):
+class SqliteStore(SqliteIdentityMixin, MetadataStore):
     dialect = "sqlite"
 
     def __init__(self, path: str, synchronous: str = "FULL"):

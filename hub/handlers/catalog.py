@@ -10,12 +10,12 @@ from .base import next_link, page_params
 
 async def list_catalog(request: web.Request) -> web.StreamResponse:
     n, last = page_params(request)
-    names = await request.app[REGISTRY].list_repositories(n, last)
-    visible = request.get("can_read")
-    if visible is not None:
-        names = [r for r in names if visible(r)]
+    page = await request.app[REGISTRY].list_repositories(n, last)
+    visible = request.get("visible_repositories")
+    names = await visible(page) if visible is not None else page
     response = web.json_response({"repositories": names})
-    link = next_link("/v2/_catalog", n, names)
+    # Pages are cut before filtering, so the next link follows the unfiltered page.
+    link = next_link("/v2/_catalog", n, page)
     if link:
         response.headers["Link"] = link
     return response

@@ -6,6 +6,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from ..authz import authorize
 from ..errors import NameInvalid, Unsupported
 from ..registry.names import validate_name
 from ..routes import resolve
@@ -33,6 +34,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     tail = request.match_info["tail"]
     if tail == "":
         request["route"] = "api_version_check"
+        await authorize(request, None, None)
         return await api_version_check(request)
     route, params, other_method = resolve(request.method, tail)
     if route is None:
@@ -46,4 +48,5 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     request["action"] = route.action
     if "name" in params:
         validate_name(params["name"])
+    await authorize(request, route.action, params.get("name"))
     return await route.handler(request, **params)

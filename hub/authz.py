@@ -1,0 +1,89 @@
+"""Authorization of /v2/ requests against the bearer token: challenges, scopes, filters.
+
+The decision itself (who may do what) was made by auth.policy when the token was issued;
+here a request is only checked against the token's `access` claim, which needs no database
+round trip. Only the catalog, which lists many repositories, consults the store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from auth.policy import RepositoryInfo, can_read, tenant_of
+from auth.scopes import CATALOG, REGISTRY, REPOSITORY
+from auth.tokens import InvalidToken
+
+from .errors import Denied, Unauthorized
+from .keys import AUTH, CONFIG
+
+# The actions a client should ask for when it is challenged on a route of each kind.
+_CHALLENGE_ACTIONS = {"pull": "pull", "push": "pull,push", "delete": "delete"}
+
+
+def realm(request: web.Request) -> str:
+    configured = request.app[CONFIG].auth.realm
+    return configured or f"{request.scheme}://{request.host}/auth/token"
+
+
+def challenge(request: web.Request, scope: str | None, error: str | None = None) -> str:
+    parts = [f'realm="{realm(request)}"', f'service="{request.app[CONFIG].auth.service}"']
+    if scope:
+        parts.append(f'scope="{scope}"')
+    if error:
+        parts.append(f'error="{error}"')
+    return "Bearer " + ",".join(parts)
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+async def authorize(request: web.Request, action: str | None, name: str | None) -> None:
+    """Raise Unauthorized/Denied unless the request's token allows `action` on `name`.
+
+    `action` None is the API version check (any valid token, anonymous ones included).
+    """
+    auth = request.app.get(AUTH)
+    if auth is None:
+        return
+    if action == "catalog":
+        resource_type, resource, needed, scope = REGISTRY, CATALOG, "*", "registry:catalog:*"
+    elif action is None:
+        resource_type = resource = needed = scope = None
+    else:
+        resource_type, resource, needed = REPOSITORY, name, action
+        scope = f"repository:{name}:{_CHALLENGE_ACTIONS[action]}"
+    token = _bearer(request)
+    if token is None:
+        raise Unauthorized(headers={"WWW-Authenticate": challenge(request, scope)})
+    try:
+        verified = auth.verify(token)
+    except InvalidToken:
+        raise Unauthorized("invalid or expired token",
+                           headers={"WWW-Authenticate": challenge(request, scope, "invalid_token")}) from None
+    if resource_type is not None and not verified.allows(resource_type, resource, needed):
+        err = Denied(f"requested access to the resource is denied: {needed} on {resource}",
+                     headers={"WWW-Authenticate": challenge(request, scope, "insufficient_scope")})
+        err.status = 401  # as distribution: a client may come back with a wider token
+        raise err
+    request["token"] = verified
+    request["can_read"] = lambda repository: verified.allows(REPOSITORY, repository, "pull")
+    if action == "catalog":
+        request["visible_repositories"] = _catalog_filter(request, verified.subject)
+
+
+def _catalog_filter(request: web.Request, subject: str):
+    async def visible(names: list[str]) -> list[str]:
+        auth = request.app[AUTH]
+        principal = await auth.principal_for_subject(subject)
+        public = await auth.store.public_repositories(names) if names else set()
+        now = datetime.now(UTC)
+        return [n for n in names if can_read(principal, RepositoryInfo(n, tenant_of(n), n in public), now)]
+
+    return visible

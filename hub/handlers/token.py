@@ -1,0 +1,122 @@
+"""The Docker token endpoint (GET with Basic credentials, OAuth2 POST) and the JWKS."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from aiohttp import web
+
+from auth.service import AuthenticationFailed, LoginThrottled
+from auth.tokens import InvalidToken
+
+from ..errors import OciError, TooManyRequests, Unauthorized
+from ..keys import AUTH, CONFIG
+
+
+def _basic(request: web.Request) -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized("malformed Basic credentials") from None
+    user, sep, password = decoded.partition(":")
+    if not sep or not user:
+        raise Unauthorized("malformed Basic credentials")
+    return user, password
+
+
+def _scopes(values: list[str]) -> list[str]:
+    return [part for value in values for part in value.split(" ") if part]
+
+
+def _check_service(request: web.Request, service: str | None) -> None:
+    expected = request.app[CONFIG].auth.service
+    if service and service != expected:
+        err = OciError(f"unknown service {service[:100]!r}; this token service is {expected!r}", status=400)
+        err.code = "UNSUPPORTED"
+        raise err
+
+
+async def _login(request: web.Request, account: str, secret: str):
+    try:
+        return await request.app[AUTH].authenticate(account, secret, request.remote or "-")
+    except LoginThrottled as exc:
+        raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    except AuthenticationFailed as exc:
+        raise Unauthorized(str(exc), headers={"WWW-Authenticate": 'Basic realm="daohub"'}) from None
+
+
+def _token_response(issued, refresh: str | None) -> web.Response:
+    body = {"token": issued.token, "access_token": issued.token, "expires_in": issued.expires_in,
+            "issued_at": issued.issued_at}
+    if refresh:
+        body["refresh_token"] = refresh
+    response = web.json_response(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def get_token(request: web.Request) -> web.StreamResponse:
+    """GET /auth/token?service=&scope=...&offline_token=true&client_id=, Basic credentials optional."""
+    request["route"] = "get_token"
+    auth = request.app[AUTH]
+    _check_service(request, request.query.get("service"))
+    credentials = _basic(request)
+    if credentials is None:
+        from auth.policy import Principal
+
+        principal = Principal.anonymous()
+    else:
+        principal = await _login(request, *credentials)
+    offline = request.query.get("offline_token", "").lower() == "true"
+    issued, refresh = await auth.issue(principal, _scopes(request.query.getall("scope", [])), offline=offline,
+                                       client_id=request.query.get("client_id", ""))
+    return _token_response(issued, refresh)
+
+
+async def post_token(request: web.Request) -> web.StreamResponse:
+    """POST /auth/token, OAuth2 form: grant_type=password|refresh_token, client_id required."""
+    request["route"] = "post_token"
+    auth = request.app[AUTH]
+    form = await request.post()
+    _check_service(request, form.get("service"))
+    client_id = form.get("client_id")
+    if not client_id:
+        raise _oauth_error("invalid_request", "client_id is required")
+    grant_type = form.get("grant_type")
+    scopes = _scopes([form.get("scope", "")])
+    if grant_type == "password":
+        username, password = form.get("username"), form.get("password")
+        if not username or password is None:
+            raise _oauth_error("invalid_request", "username and password are required")
+        principal = await _login(request, username, password)
+        offline = form.get("access_type") == "offline"
+    elif grant_type == "refresh_token":
+        try:
+            principal = await auth.redeem_refresh_token(form.get("refresh_token", ""), client_id)
+        except InvalidToken:
+            raise Unauthorized("invalid refresh token") from None
+        offline = False
+    else:
+        raise _oauth_error("unsupported_grant_type", "grant_type must be password or refresh_token")
+    issued, refresh = await auth.issue(principal, scopes, offline=offline, client_id=client_id)
+    if grant_type == "refresh_token":
+        refresh = form.get("refresh_token")
+    return _token_response(issued, refresh)
+
+
+def _oauth_error(code: str, message: str) -> OciError:
+    err = OciError(message, detail={"error": code}, status=400)
+    err.code = "UNSUPPORTED"
+    return err
+
+
+async def jwks(request: web.Request) -> web.StreamResponse:
+    request["route"] = "jwks"
+    auth = request.app[AUTH]
+    await auth.refresh_keys_if_stale()
+    return web.json_response(auth.verifier_keyring().public_jwks())

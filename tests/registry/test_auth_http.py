@@ -1,0 +1,251 @@
+"""Token auth over HTTP: challenges, the token endpoint, scopes, tenants, robots, public repos."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+
+import pytest
+
+from auth.passwords import hash_secret
+from hub.app import create_app
+from hub.config import load_config
+from hub.db.identity import RobotRecord
+from hub.keys import AUTH, STORE
+
+from .conftest import sha256
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def basic(user: str, password: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def hub(aiohttp_client, tmp_path):
+    cfg = load_config(environ={}, overrides={
+        "data_dir": str(tmp_path), "log": {"access_log": False},
+        "auth": {"enabled": True, "password_memory_kib": 64, "password_time_cost": 1,
+                 "login_failure_limit": 5},
+    })
+    client = await aiohttp_client(create_app(cfg))
+    app = client.server.app
+    auth, store = app[AUTH], app[STORE]
+    for tenant in ("team", "other"):
+        await store.create_tenant(tenant)
+    for user, tenant, role in (("alice", "team", "developer"), ("gary", "team", "guest"),
+                               ("bob", "other", "admin")):
+        await store.create_user(user, await auth.hash_password(f"{user}-pw"))
+        await store.set_membership(tenant, user, role)
+    await store.create_robot(RobotRecord("team", "ci", hash_secret("robot-secret"), ("team/ci/*",),
+                                         ("pull", "push"), None, False, time.time()))
+    return client
+
+
+async def token(client, *scopes: str, user: str | None = None, password: str | None = None) -> str:
+    headers = basic(user, password if password is not None else f"{user}-pw") if user else {}
+    query = [("service", "daohub")] + [("scope", s) for s in scopes]
+    r = await client.get("/auth/token", params=query, headers=headers)
+    assert r.status == 200, await r.text()
+    body = await r.json()
+    assert body["token"] == body["access_token"] and body["expires_in"] >= 60 and body["issued_at"]
+    return body["token"]
+
+
+def claims(tok: str) -> dict:
+    payload = tok.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+async def push_image(client, name: str, tok: str, tag: str = "v1") -> str:
+    config = json.dumps({"n": os.urandom(4).hex()}).encode()
+    r = await client.post(f"/v2/{name}/blobs/uploads/?digest={sha256(config)}", data=config, headers=bearer(tok))
+    assert r.status == 201, await r.text()
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                  "digest": sha256(config), "size": len(config)}}).encode()
+    r = await client.put(f"/v2/{name}/manifests/{tag}", data=body,
+                         headers={**bearer(tok), "Content-Type": OCI_MANIFEST})
+    assert r.status == 201, await r.text()
+    return sha256(config)
+
+
+async def test_challenge_without_token(hub):
+    r = await hub.get("/v2/")
+    assert r.status == 401
+    assert r.headers["WWW-Authenticate"] == (
+        f'Bearer realm="http://{hub.server.host}:{hub.server.port}/auth/token",service="daohub"')
+    r = await hub.get("/v2/team/app/manifests/latest")
+    assert r.status == 401
+    assert 'scope="repository:team/app:pull"' in r.headers["WWW-Authenticate"]
+    assert (await r.json())["errors"][0]["code"] == "UNAUTHORIZED"
+    r = await hub.post("/v2/team/app/blobs/uploads/")
+    assert 'scope="repository:team/app:pull,push"' in r.headers["WWW-Authenticate"]
+
+
+async def test_anonymous_token_passes_version_check_only(hub):
+    tok = await token(hub, "repository:team/app:pull,push")
+    assert claims(tok)["access"] == []
+    assert (await hub.get("/v2/", headers=bearer(tok))).status == 200
+    r = await hub.get("/v2/team/app/tags/list", headers=bearer(tok))
+    assert r.status == 401 and 'error="insufficient_scope"' in r.headers["WWW-Authenticate"]
+    assert (await r.json())["errors"][0]["code"] == "DENIED"
+
+
+async def test_developer_push_and_pull_own_tenant_only(hub):
+    tok = await token(hub, "repository:team/app:pull,push,delete", "repository:other/app:pull,push",
+                      user="alice")
+    c = claims(tok)
+    assert c["sub"] == "alice" and c["aud"] == "daohub" and c["iss"] == "daohub"
+    assert c["access"] == [{"type": "repository", "name": "team/app", "actions": ["pull", "push"]}]
+    await push_image(hub, "team/app", tok)
+    r = await hub.get("/v2/team/app/manifests/v1", headers=bearer(tok))
+    assert r.status == 200
+    r = await hub.delete("/v2/team/app/manifests/v1", headers=bearer(tok))
+    assert r.status == 401  # developers do not delete
+    r = await hub.post("/v2/other/app/blobs/uploads/", headers=bearer(tok))
+    assert r.status == 401 and (await r.json())["errors"][0]["code"] == "DENIED"
+
+
+async def test_guest_pulls_but_cannot_push(hub):
+    tok = await token(hub, "repository:team/app:pull,push", user="gary")
+    assert claims(tok)["access"] == [{"type": "repository", "name": "team/app", "actions": ["pull"]}]
+    r = await hub.post("/v2/team/app/blobs/uploads/", headers=bearer(tok))
+    assert r.status == 401
+
+
+async def test_token_for_repo_a_is_useless_on_repo_b(hub):
+    tok = await token(hub, "repository:team/a:pull,push", user="alice")
+    await push_image(hub, "team/a", tok)
+    r = await hub.get("/v2/team/b/tags/list", headers=bearer(tok))
+    assert r.status == 401
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda t: t[:-4] + ("AAAA" if not t.endswith("AAAA") else "BBBB"),            # signature
+    lambda t: ".".join([t.split(".")[0], base64.urlsafe_b64encode(json.dumps(
+        {**claims(t), "access": [{"type": "repository", "name": "other/app", "actions": ["pull", "push"]}]}
+    ).encode()).decode().rstrip("="), t.split(".")[2]]),                           # tampered access claim
+    lambda t: "not-a-jwt",
+    lambda t: base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').decode().rstrip("=") + "."
+    + t.split(".")[1] + ".",                                                       # alg none
+])
+async def test_forged_tokens_are_refused(hub, mangle):
+    tok = await token(hub, "repository:team/app:pull", user="alice")
+    r = await hub.get("/v2/other/app/tags/list", headers=bearer(mangle(tok)))
+    assert r.status == 401
+    assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
+
+
+async def test_wrong_password_then_throttled(hub):
+    r = await hub.get("/auth/token", headers=basic("alice", "wrong"))
+    assert r.status == 401 and (await r.json())["errors"][0]["code"] == "UNAUTHORIZED"
+    for _ in range(4):
+        await hub.get("/auth/token", headers=basic("alice", "wrong"))
+    r = await hub.get("/auth/token", headers=basic("alice", "alice-pw"))
+    assert r.status == 429
+    assert int(r.headers["Retry-After"]) > 0
+    assert (await r.json())["errors"][0]["code"] == "TOOMANYREQUESTS"
+    r = await hub.get("/auth/token", headers=basic("nobody", "x"))
+    assert r.status in (401, 429)
+
+
+async def test_robot_limited_to_its_patterns(hub):
+    tok = await token(hub, "repository:team/ci/app:pull,push", "repository:team/app:pull",
+                      user="robot$team+ci", password="robot-secret")
+    assert claims(tok)["access"] == [{"type": "repository", "name": "team/ci/app", "actions": ["pull", "push"]}]
+    await push_image(hub, "team/ci/app", tok)
+    r = await hub.get("/auth/token", headers=basic("robot$team+ci", "wrong-secret"))
+    assert r.status == 401
+
+
+async def test_public_repository_anonymous_pull(hub):
+    alice = await token(hub, "repository:team/pub:pull,push", user="alice")
+    await push_image(hub, "team/pub", alice)
+    anon = await token(hub, "repository:team/pub:pull,push")
+    assert claims(anon)["access"] == []
+    await hub.server.app[STORE].set_repository_public("team/pub", True)
+    anon = await token(hub, "repository:team/pub:pull,push")
+    assert claims(anon)["access"] == [{"type": "repository", "name": "team/pub", "actions": ["pull"]}]
+    assert (await hub.get("/v2/team/pub/manifests/v1", headers=bearer(anon))).status == 200
+    assert (await hub.post("/v2/team/pub/blobs/uploads/", headers=bearer(anon))).status == 401
+
+
+async def test_catalog_lists_only_visible_repositories(hub):
+    alice = await token(hub, "repository:team/app:pull,push", user="alice")
+    await push_image(hub, "team/app", alice)
+    bob = await token(hub, "repository:other/secret:pull,push", "repository:other/open:pull,push", user="bob")
+    await push_image(hub, "other/secret", bob)
+    await push_image(hub, "other/open", bob)
+    await hub.server.app[STORE].set_repository_public("other/open", True)
+    alice = await token(hub, "registry:catalog:*", user="alice")
+    r = await hub.get("/v2/_catalog", headers=bearer(alice))
+    assert (await r.json())["repositories"] == ["other/open", "team/app"]
+    anon = await token(hub, "registry:catalog:*")
+    r = await hub.get("/v2/_catalog", headers=bearer(anon))
+    assert r.status == 401
+
+
+async def test_digest_of_another_tenant_never_leaks(hub):
+    alice = await token(hub, "repository:team/app:pull,push", user="alice")
+    secret_config = await push_image(hub, "team/app", alice)
+    bob = await token(hub, "repository:other/x:pull,push", "repository:team/app:pull", user="bob")
+    r = await hub.head(f"/v2/other/x/blobs/{secret_config}", headers=bearer(bob))
+    assert r.status == 404
+    r = await hub.post(f"/v2/other/x/blobs/uploads/?mount={secret_config}&from=team/app", headers=bearer(bob))
+    assert r.status == 202  # not mounted: a plain upload session instead
+    r = await hub.post(f"/v2/other/x/blobs/uploads/?mount={secret_config}", headers=bearer(bob))
+    assert r.status == 202
+    r = await hub.head(f"/v2/other/x/blobs/{secret_config}", headers=bearer(bob))
+    assert r.status == 404
+
+
+async def test_oauth_password_and_refresh_grants(hub):
+    r = await hub.post("/auth/token", data={"grant_type": "password", "username": "alice", "password": "alice-pw",
+                                            "client_id": "test", "access_type": "offline",
+                                            "scope": "repository:team/app:pull", "service": "daohub"})
+    assert r.status == 200, await r.text()
+    body = await r.json()
+    refresh = body["refresh_token"]
+    assert claims(body["access_token"])["access"][0]["actions"] == ["pull"]
+    r = await hub.post("/auth/token", data={"grant_type": "refresh_token", "refresh_token": refresh,
+                                            "client_id": "test", "scope": "repository:team/app:pull,push"})
+    assert r.status == 200
+    assert claims((await r.json())["access_token"])["access"][0]["actions"] == ["pull", "push"]
+    # An access token is not a refresh token, and a revoked refresh token stops working.
+    r = await hub.post("/auth/token", data={"grant_type": "refresh_token", "client_id": "test",
+                                            "refresh_token": body["access_token"]})
+    assert r.status == 401
+    await hub.server.app[AUTH].revoke_refresh_token(refresh)
+    r = await hub.post("/auth/token", data={"grant_type": "refresh_token", "refresh_token": refresh,
+                                            "client_id": "test"})
+    assert r.status == 401
+    r = await hub.post("/auth/token", data={"grant_type": "password", "username": "alice", "password": "alice-pw"})
+    assert r.status == 400  # client_id is required
+
+
+async def test_jwks_and_key_rotation(hub):
+    tok = await token(hub, "repository:team/app:pull", user="alice")
+    header = json.loads(base64.urlsafe_b64decode(tok.split(".")[0] + "=="))
+    assert header["alg"] == "ES256"
+    r = await hub.get("/auth/jwks.json")
+    kids = [k["kid"] for k in (await r.json())["keys"]]
+    assert header["kid"] in kids
+    assert all("d" not in k for k in (await r.json())["keys"])  # no private parts
+    await hub.server.app[AUTH].rotate_keys()
+    r = await hub.get("/v2/team/app/tags/list", headers=bearer(tok))
+    assert r.status == 404  # old token still valid after rotation (repo just has no tags)
+    new = await token(hub, "repository:team/app:pull", user="alice")
+    assert json.loads(base64.urlsafe_b64decode(new.split(".")[0] + "=="))["kid"] != header["kid"]
+
+
+async def test_unknown_service_is_refused(hub):
+    r = await hub.get("/auth/token", params={"service": "elsewhere"})
+    assert r.status == 400
