@@ -131,6 +131,9 @@ def create_app(config: Config) -> web.Application:
         app.router.add_get("/auth/token", token.get_token)
         app.router.add_post("/auth/token", token.post_token)
         app.router.add_get("/auth/jwks.json", token.jwks)
+        from .handlers import admin
+
+        admin.setup(app)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
