@@ -50,6 +50,14 @@ class ReferrerRecord:
     annotations_json: str | None
 
 
+class QuotaExceededError(Exception):
+    """Linking a blob would take a tenant past its storage quota. Nothing was written."""
+
+    def __init__(self, tenant: str, used: int, limit: int, needed: int):
+        super().__init__(f"tenant {tenant} would exceed its quota")
+        self.tenant, self.used, self.limit, self.needed = tenant, used, limit, needed
+
+
 class MetadataStore(abc.ABC):
     dialect: str = "abstract"
 
@@ -91,7 +99,16 @@ class MetadataStore(abc.ABC):
     async def repositories_linking(self, digest: str, limit: int = 100) -> list[str]: ...
 
     @abc.abstractmethod
-    async def link_blob(self, repository: str, digest: str, size: int) -> None: ...
+    async def link_blob(self, repository: str, digest: str, size: int) -> None:
+        """Link a blob into a repository; raises QuotaExceededError if the tenant has no room."""
+
+    @abc.abstractmethod
+    async def tenant_usage(self, tenant: str) -> int:
+        """Bytes of the distinct blobs linked into the tenant's repositories (`<tenant>/...`)."""
+
+    @abc.abstractmethod
+    async def check_quota(self, repository: str, digest: str, size: int) -> None:
+        """Raise QuotaExceededError if linking `digest` now would exceed the tenant's quota."""
 
     @abc.abstractmethod
     async def unlink_blob(self, repository: str, digest: str) -> bool: ...
@@ -120,7 +137,9 @@ class MetadataStore(abc.ABC):
 
     @abc.abstractmethod
     async def complete_upload(self, upload_id: str, repository: str, digest: str, size: int) -> None:
-        """Link the blob into the repository and drop the upload row, atomically."""
+        """Link the blob into the repository and drop the upload row, atomically.
+
+        Raises QuotaExceededError (and changes nothing) if the tenant has no room."""
 
     # Manifests and tags -------------------------------------------------------------
     @abc.abstractmethod

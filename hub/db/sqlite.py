@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import schema
-from .base import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord, UploadRecord
+from .base import ManifestRecord, MetadataStore, NewManifest, QuotaExceededError, ReferrerRecord, UploadRecord
 from .sqlite_identity import SqliteIdentityMixin
 
 T = TypeVar("T")
@@ -150,6 +150,35 @@ class SqliteStore(SqliteIdentityMixin, MetadataStore):
         ).lastrowid
 
     @staticmethod
+    def _tenant_range(tenant: str) -> tuple[str, str]:
+        # Repository names of a tenant sort between "<tenant>/" and "<tenant>0" ('0' follows '/').
+        return tenant + "/", tenant + "0"
+
+    @classmethod
+    def _usage(cls, conn: sqlite3.Connection, tenant: str) -> int:
+        low, high = cls._tenant_range(tenant)
+        return conn.execute(
+            "SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN ("
+            "SELECT rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id "
+            "WHERE r.name >= ? AND r.name < ?)", (low, high)).fetchone()[0]
+
+    @classmethod
+    def _check_quota(cls, conn: sqlite3.Connection, repository: str, digest: str, size: int) -> None:
+        """Inside the write transaction: refuse a link that takes the tenant past its quota."""
+        tenant = repository.split("/", 1)[0]
+        row = conn.execute("SELECT quota_bytes FROM tenants WHERE name = ?", (tenant,)).fetchone()
+        if row is None or row[0] is None:
+            return
+        low, high = cls._tenant_range(tenant)
+        if conn.execute(
+                "SELECT 1 FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id "
+                "WHERE rb.digest = ? AND r.name >= ? AND r.name < ? LIMIT 1", (digest, low, high)).fetchone():
+            return  # already counted once for this tenant
+        used = cls._usage(conn, tenant)
+        if used + size > row[0]:
+            raise QuotaExceededError(tenant, used, row[0], size)
+
+    @staticmethod
     def _link(conn: sqlite3.Connection, repo_id: int, digest: str, size: int) -> None:
         now = time.time()
         conn.execute("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)", (digest, size, now))
@@ -198,9 +227,23 @@ class SqliteStore(SqliteIdentityMixin, MetadataStore):
 
     async def link_blob(self, repository: str, digest: str, size: int) -> None:
         def run(conn: sqlite3.Connection) -> None:
+            self._check_quota(conn, repository, digest, size)
             self._link(conn, self._repo_id(conn, repository, True), digest, size)
 
         await self._write(run)
+
+    async def tenant_usage(self, tenant: str) -> int:
+        conn = self._scan_reader
+        return await asyncio.get_running_loop().run_in_executor(self._read_executor, self._usage, conn, tenant)
+
+    async def check_quota(self, repository: str, digest: str, size: int) -> None:
+        tenant = repository.split("/", 1)[0]
+        row = self._one("SELECT quota_bytes FROM tenants WHERE name = ?", (tenant,))
+        if row is None or row[0] is None:
+            return  # the common case costs one indexed read
+        conn = self._scan_reader
+        await asyncio.get_running_loop().run_in_executor(
+            self._read_executor, self._check_quota, conn, repository, digest, size)
 
     async def unlink_blob(self, repository: str, digest: str) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
@@ -270,6 +313,7 @@ class SqliteStore(SqliteIdentityMixin, MetadataStore):
 
     async def complete_upload(self, upload_id: str, repository: str, digest: str, size: int) -> None:
         def run(conn: sqlite3.Connection) -> None:
+            self._check_quota(conn, repository, digest, size)
             self._link(conn, self._repo_id(conn, repository, True), digest, size)
             conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
 

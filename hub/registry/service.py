@@ -20,9 +20,11 @@ from pathlib import Path
 from storage_backends import PathNotFoundError, StorageDriver, StorageError
 
 from ..db import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord
+from ..db.base import QuotaExceededError
 from ..errors import (
     BlobUnknown,
     BlobUploadUnknown,
+    Denied,
     DigestInvalid,
     ManifestBlobUnknown,
     ManifestUnknown,
@@ -69,6 +71,14 @@ def _valid_upload_id(upload_id: str) -> bool:
         return str(uuid.UUID(upload_id)) == upload_id
     except ValueError:
         return False
+
+
+def _quota_denied(exc: QuotaExceededError) -> Denied:
+    return Denied(
+        f"storage quota exceeded: tenant {exc.tenant} uses {exc.used} of {exc.limit} bytes "
+        f"and this blob needs {exc.needed} more",
+        detail={"tenant": exc.tenant, "used_bytes": exc.used, "limit_bytes": exc.limit, "blob_bytes": exc.needed},
+    )
 
 
 class Registry:
@@ -122,7 +132,10 @@ class Registry:
                 continue
             size = await self.store.get_blob_size(candidate, digest)
             if size is not None:
-                await self.store.link_blob(repository, digest, size)
+                try:
+                    await self.store.link_blob(repository, digest, size)
+                except QuotaExceededError as exc:
+                    raise _quota_denied(exc) from None
                 return True
         return False
 
@@ -334,7 +347,12 @@ class Registry:
             await writer.commit()
             await self._publish(repository, upload_path(upload_id), digest, size, hasher,
                                 on_failure=lambda: self._drop_upload(upload_id))
-            await self.store.complete_upload(upload_id, repository, str(digest), size)
+            try:
+                await self.store.complete_upload(upload_id, repository, str(digest), size)
+            except QuotaExceededError as exc:
+                # Lost a race with another push into the tenant: nothing was linked or counted.
+                await self._drop_upload(upload_id)
+                raise _quota_denied(exc) from None
             self._hashes.pop(upload_id, None)
             await self._delete_quietly(f"uploads/{upload_id}")
         return digest
@@ -356,8 +374,12 @@ class Registry:
                 await writer.cancel()
             await self._delete_quietly(f"uploads/{upload_id}")
             raise
-        await self.store.link_blob(repository, str(digest), size)
-        await self._delete_quietly(f"uploads/{upload_id}")
+        try:
+            await self.store.link_blob(repository, str(digest), size)
+        except QuotaExceededError as exc:
+            raise _quota_denied(exc) from None
+        finally:
+            await self._delete_quietly(f"uploads/{upload_id}")
         return digest
 
     async def _publish(self, repository: str, path: str, digest: Digest, size: int, hasher, on_failure) -> None:
@@ -372,6 +394,13 @@ class Registry:
             if on_failure is not None:
                 await on_failure()
             raise PayloadTooLarge("blob exceeds the size limit", detail={"limit": self.max_blob_bytes})
+        try:
+            # Checked before the data moves into place, so a refused push leaves no blob file.
+            await self.store.check_quota(repository, str(digest), size)
+        except QuotaExceededError as exc:
+            if on_failure is not None:
+                await on_failure()
+            raise _quota_denied(exc) from None
         if await self.store.get_global_blob_size(str(digest)) is None:
             await self.storage.move(path, digest.blob_path)
 
