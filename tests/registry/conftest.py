@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import time
 
 import pytest
 
+from auth.passwords import hash_secret
 from hub.app import create_app
 from hub.config import load_config
+from hub.db.identity import RobotRecord
+from hub.keys import AUTH, STORE
 
 STORAGE_DRIVERS = ["memory", "filesystem"]
 
@@ -103,3 +108,63 @@ async def raw_request(client, method: str, path: str, body: bytes = b"") -> tupl
     except ValueError:
         parsed = {}
     return status, parsed
+
+
+# Token auth ------------------------------------------------------------------------------
+def basic(user: str, password: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def hub(aiohttp_client, tmp_path):
+    cfg = load_config(environ={}, overrides={
+        "data_dir": str(tmp_path), "log": {"access_log": False},
+        "auth": {"enabled": True, "password_memory_kib": 64, "password_time_cost": 1,
+                 "login_failure_limit": 5},
+    })
+    client = await aiohttp_client(create_app(cfg))
+    app = client.server.app
+    auth, store = app[AUTH], app[STORE]
+    for tenant in ("team", "other"):
+        await store.create_tenant(tenant)
+    for user, tenant, role in (("alice", "team", "developer"), ("gary", "team", "guest"),
+                               ("bob", "other", "admin")):
+        await store.create_user(user, await auth.hash_password(f"{user}-pw"))
+        await store.set_membership(tenant, user, role)
+    await store.create_robot(RobotRecord("team", "ci", hash_secret("robot-secret"), ("team/ci/*",),
+                                         ("pull", "push"), None, False, time.time()))
+    return client
+
+
+async def token(client, *scopes: str, user: str | None = None, password: str | None = None) -> str:
+    headers = basic(user, password if password is not None else f"{user}-pw") if user else {}
+    query = [("service", "daohub")] + [("scope", s) for s in scopes]
+    r = await client.get("/auth/token", params=query, headers=headers)
+    assert r.status == 200, await r.text()
+    body = await r.json()
+    assert body["token"] == body["access_token"] and body["expires_in"] >= 60 and body["issued_at"]
+    return body["token"]
+
+
+def claims(tok: str) -> dict:
+    payload = tok.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+async def push_image(client, name: str, tok: str, tag: str = "v1") -> str:
+    config = json.dumps({"n": os.urandom(4).hex()}).encode()
+    r = await client.post(f"/v2/{name}/blobs/uploads/?digest={sha256(config)}", data=config, headers=bearer(tok))
+    assert r.status == 201, await r.text()
+    body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "layers": [],
+                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                  "digest": sha256(config), "size": len(config)}}).encode()
+    r = await client.put(f"/v2/{name}/manifests/{tag}", data=body,
+                         headers={**bearer(tok), "Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status == 201, await r.text()
+    return sha256(config)
+
+
