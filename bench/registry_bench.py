@@ -485,20 +485,49 @@ class _Hasher:
         return self.h.hexdigest()
 
 
-async def pull_blob(session: aiohttp.ClientSession, base: str, repo: str, digest: str, length: int) -> None:
-    """GET the blob, read and discard it, verifying sha256 and length on the way."""
-    h = _Hasher()
+async def pull_blob(session: aiohttp.ClientSession, base: str, repo: str, digest: str, length: int,
+                    verify: bool = True) -> None:
+    """GET the blob, read and discard it, checking its length and (with `verify`) its sha256.
+
+    The timed pulls do not hash: a Python client hashes at about 1.1 GB/s on this machine,
+    below what both servers deliver, so a hashing client would time itself. The untimed
+    warm-up pull verifies the digest.
+    """
+    h = _Hasher() if verify else None
     n = 0
     try:
         async with session.get(f"{base}/v2/{repo}/blobs/{digest}") as r:
             await _expect(r, (200,), "blob GET")
             async for chunk in r.content.iter_any():
-                h.update(chunk)
+                if h is not None:
+                    h.update(chunk)
                 n += len(chunk)
     finally:
-        got = h.hexdigest()
+        got = h.hexdigest() if h is not None else digest.split(":", 1)[1]
     if n != length or "sha256:" + got != digest:
         raise ScenarioError(f"blob GET {digest}: got {n} bytes with sha256:{got} (want {length} bytes)")
+
+
+async def curl_pull(base: str, repo: str, digest: str, length: int) -> None:
+    """GET the blob with curl into /dev/null, checking status and length.
+
+    curl is the client because it is cheap: a Python client spends ~0.75 s of CPU per GiB and
+    would cap both servers at its own speed. The digest is verified by an untimed pull first.
+    """
+    if not shutil.which("curl"):
+        return await _pull_with_aiohttp(base, repo, digest, length)
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", f"{base}/v2/{repo}/blobs/{digest}",
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    status, _, got = out.decode().partition(" ")
+    if status != "200" or int(got or 0) != length:
+        raise ScenarioError(f"curl blob GET {digest}: status {status}, {got} bytes (want {length})")
+
+
+async def _pull_with_aiohttp(base: str, repo: str, digest: str, length: int) -> None:
+    async with client_session() as s:
+        await pull_blob(s, base, repo, digest, length, verify=False)
 
 
 async def put_manifest(session: aiohttp.ClientSession, base: str, repo: str, ref: str, body: bytes,
@@ -640,11 +669,11 @@ async def scn_blob_pull(reg: Registry, ctx: Ctx) -> dict:
         d, suf = src.new_blob()
         await push_blob(s, reg.base, "bench/blob", d, size, src.stream(suf))  # setup, untimed
         drop_dirty_pages()
-        await pull_blob(s, reg.base, "bench/blob", d, size)  # warm-up (and the page cache)
+        await pull_blob(s, reg.base, "bench/blob", d, size)  # warm-up, digest verified (and the page cache)
         for i in range(reps):
             with CpuMeter(reg.pid) as cpu:
                 t0 = time.perf_counter()
-                await pull_blob(s, reg.base, "bench/blob", d, size)
+                await curl_pull(reg.base, "bench/blob", d, size)
                 dt = time.perf_counter() - t0
             speeds.append(size / MB / dt)
             cpus.append({"server_cpu_s": cpu.server_s, "client_cpu_s": cpu.client_s, "wall_s": round(dt, 3)})
@@ -1045,7 +1074,7 @@ def scenario_table(p: dict) -> dict[str, tuple[Callable, list[Metric]]]:
     return {
         "blob-push": (scn_blob_push, [Metric("blob_push", f"blob push {human_bytes(p['blob_size'])}", "MB/s", True,
                                              "ratio >= 1.0")]),
-        "blob-pull": (scn_blob_pull, [Metric("blob_pull", f"blob pull {human_bytes(p['blob_size'])} +sha256", "MB/s",
+        "blob-pull": (scn_blob_pull, [Metric("blob_pull", f"blob pull {human_bytes(p['blob_size'])}", "MB/s",
                                              True, "ratio >= 1.5")]),
         "skopeo": (scn_skopeo, [Metric("skopeo_push", f"skopeo push {skopeo_img}", "s", False),
                                 Metric("skopeo_pull", f"skopeo pull {skopeo_img}", "s", False)]),

@@ -30,13 +30,14 @@ async def _serve(config) -> None:
 
     from .app import create_app
     from .keys import METRICS
-    from .middlewares import JsonAccessLogger
+    from .middlewares import AccessLogSink, JsonAccessLogger
 
     app = create_app(config)
     access_logger = logging.getLogger("daohub.access")
+    sink = AccessLogSink()
     runner = web.AppRunner(
         app,
-        access_log_class=JsonAccessLogger,
+        access_log_class=JsonAccessLogger.bind(sink),
         access_log=access_logger if config.log.access_log else None,
         shutdown_timeout=config.server.shutdown_timeout,
         handle_signals=False,
@@ -64,6 +65,7 @@ async def _serve(config) -> None:
     # Responses already produced (file downloads) finish inside aiohttp's graceful cleanup,
     # which has its own shutdown_timeout.
     await runner.cleanup()
+    sink.flush()
     log.info("stopped")
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
-from auth.passwords import generate_secret, hash_secret
+from auth.passwords import generate_secret
 from auth.policy import Role
 from auth.scopes import DELETE, PULL, PUSH
-
-from .db.identity import RobotRecord
+from auth.service import robot_account
 
 
 def add_parsers(sub) -> None:
@@ -62,57 +60,40 @@ def _fail(message: str) -> int:
 
 async def run(config, args: argparse.Namespace) -> int:
     from .app import auth_service, open_registry
-    from .registry.names import validate_name
+    from .problems import Problem
+    from .registry.admin import Administration
 
     async with open_registry(config) as registry:
         store = registry.store
         service = auth_service(config, store)
+        admin = Administration(store, service, "cli")
         command = (args.command, args.verb)
-        if command == ("user", "create"):
-            password = sys.stdin.readline().rstrip("\n") if args.password_stdin else generate_secret(18)
-            if not password:
-                return _fail("empty password")
-            if not await store.create_user(args.username, await service.hash_password(password), is_admin=args.admin):
-                return _fail(f"user {args.username!r} exists")
-            await store.audit("cli", "user.create", args.username)
-            print(json.dumps({"username": args.username, "admin": args.admin,
-                              **({} if args.password_stdin else {"password": password})}))
-        elif command == ("user", "password"):
-            password = sys.stdin.readline().rstrip("\n")
-            if not password or not await store.set_password(args.username, await service.hash_password(password)):
-                return _fail(f"no user {args.username!r} (or empty password)")
-            await store.audit("cli", "user.password", args.username)
-        elif command == ("tenant", "create"):
-            validate_name(args.name)
-            if "/" in args.name or not await store.create_tenant(args.name, args.display_name, args.quota_bytes):
-                return _fail(f"tenant {args.name!r} exists or is not a single name component")
-            await store.audit("cli", "tenant.create", args.name)
-        elif command == ("tenant", "member"):
-            role = None if args.role == "none" else args.role
-            if not await store.set_membership(args.tenant, args.username, role):
-                return _fail("unknown tenant or user")
-            await store.audit("cli", "tenant.member", f"{args.tenant}/{args.username}", json.dumps({"role": role}))
-        elif command == ("robot", "create"):
-            from auth.service import robot_account
-
-            secret = generate_secret(32)
-            expires = time.time() + args.expires_days * 86400 if args.expires_days else None
-            record = RobotRecord(args.tenant, args.name, hash_secret(secret), tuple(args.repo), tuple(args.action),
-                                 expires, False, time.time())
-            if not await store.create_robot(record):
-                return _fail("unknown tenant, or the robot exists")
-            await store.audit("cli", "robot.create", robot_account(args.tenant, args.name))
-            print(json.dumps({"account": robot_account(args.tenant, args.name), "secret": secret,
-                              "expires_at": expires}))
-        elif command == ("repo", "visibility"):
-            validate_name(args.name)
-            await store.set_repository_public(args.name, args.visibility == "public")
-            await store.audit("cli", "repo.visibility", args.name, json.dumps({"visibility": args.visibility}))
-        elif command == ("keys", "rotate"):
-            await service.load_keys()
-            kid = await service.rotate_keys()
-            await store.audit("cli", "keys.rotate", kid)
-            print(json.dumps({"kid": kid}))
-        else:
-            return _fail(f"unknown command {args.command} {args.verb}")
+        try:
+            if command == ("user", "create"):
+                password = sys.stdin.readline().rstrip("\n") if args.password_stdin else generate_secret(18)
+                await admin.create_user(args.username, password, is_admin=args.admin)
+                print(json.dumps({"username": args.username, "admin": args.admin,
+                                  **({} if args.password_stdin else {"password": password})}))
+            elif command == ("user", "password"):
+                await admin.set_password(args.username, sys.stdin.readline().rstrip("\n"))
+            elif command == ("tenant", "create"):
+                await admin.create_tenant(args.name, args.display_name, args.quota_bytes)
+            elif command == ("tenant", "member"):
+                await admin.set_member(args.tenant, args.username, None if args.role == "none" else args.role)
+            elif command == ("robot", "create"):
+                record, secret = await admin.create_robot(args.tenant, args.name, args.repo, args.action,
+                                                          args.expires_days)
+                print(json.dumps({"account": robot_account(args.tenant, args.name), "secret": secret,
+                                  "expires_at": record.expires_at}))
+            elif command == ("repo", "visibility"):
+                await admin.set_repository_public(args.name, args.visibility == "public", must_exist=False)
+            elif command == ("keys", "rotate"):
+                await service.load_keys()
+                kid = await service.rotate_keys()
+                await store.audit("cli", "keys.rotate", kid)
+                print(json.dumps({"kid": kid}))
+            else:
+                return _fail(f"unknown command {args.command} {args.verb}")
+        except Problem as problem:
+            return _fail(problem.detail)
     return 0

@@ -42,6 +42,8 @@ class InFlight:
 class Metrics:
     def __init__(self) -> None:
         self.active = InFlight()
+        self._request_children: dict = {}
+        self._latency_children: dict = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "daohub_http_requests", "HTTP requests by route and status", ["method", "route", "status"],
@@ -65,6 +67,18 @@ class Metrics:
         self.uploads_failed = Counter(
             "daohub_blob_uploads_failed", "Blob uploads that failed verification", ["reason"], registry=self.registry
         )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count a finished request; label children are cached (labels() is not free)."""
+        key = (method, route, status)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(method, route, str(status))
+        counter.inc()
+        histogram = self._latency_children.get(route)
+        if histogram is None:
+            histogram = self._latency_children[route] = self.latency.labels(route)
+        histogram.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

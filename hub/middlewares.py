@@ -11,6 +11,7 @@ import uuid
 from aiohttp import web
 from aiohttp.web_log import AccessLogger
 
+from . import problems
 from .errors import OciError
 from .keys import METRICS
 
@@ -19,7 +20,9 @@ log = logging.getLogger("daohub.http")
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
 
 
-def _error_response(err: OciError, request_id: str) -> web.Response:
+def _error_response(err: OciError, request: web.Request) -> web.Response:
+    if _is_api(request):
+        return _problem_response(problems.from_status(err.status, err.message, dict(err.headers)), request)
     response = web.Response(
         status=err.status,
         body=json.dumps(err.body()).encode(),
@@ -28,6 +31,19 @@ def _error_response(err: OciError, request_id: str) -> web.Response:
     for key, value in err.headers.items():
         response.headers[key] = value
     return response
+
+
+def _problem_response(problem: problems.Problem, request: web.Request) -> web.Response:
+    response = web.Response(status=problem.status, body=json.dumps(problem.body(request.path)).encode(),
+                            content_type=problems.MEDIA_TYPE)
+    for key, value in problem.headers.items():
+        response.headers[key] = value
+    return response
+
+
+def _is_api(request: web.Request) -> bool:
+    """The admin API answers every error as problem+json, never as OCI JSON."""
+    return request.path.startswith("/api/")
 
 
 async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
@@ -61,8 +77,10 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
     try:
         try:
             response = await handler(request)
+        except problems.Problem as problem:
+            response = _problem_response(problem, request)
         except OciError as err:
-            response = _error_response(err, request_id)
+            response = _error_response(err, request)
             if err.close_connection:
                 response.headers["X-Request-Id"] = request_id
                 response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
@@ -70,7 +88,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
                 return await _answer_and_close(request, response)
         except web.HTTPException as exc:
             if exc.status >= 400:
-                response = _error_response(_from_http_exception(exc), request_id)
+                response = _error_response(_from_http_exception(exc), request)
             else:
                 raise
         except _DISCONNECTS as exc:
@@ -84,7 +102,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
             raise
         except Exception:
             log.exception("unhandled error on %s %s request_id=%s", request.method, request.path, request_id)
-            response = _error_response(OciError("internal server error"), request_id)
+            response = _error_response(OciError("internal server error"), request)
         status = response.status
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id

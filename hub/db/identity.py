@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Collection, Mapping
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,6 +49,48 @@ class SigningKeyRecord:
     retired_at: float | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemberRecord:
+    username: str
+    role: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RepositorySummary:
+    name: str
+    public: bool
+    size_bytes: int  # distinct blobs linked into the repository
+    tag_count: int
+    manifest_count: int
+    created_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TagRecord:
+    name: str
+    digest: str
+    updated_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    tenant: str | None
+    detail_json: str | None
+
+
+class TenantNotEmptyError(Exception):
+    """The tenant still has repositories; nothing was deleted."""
+
+
+USER_FIELDS = frozenset({"is_admin", "disabled"})
+TENANT_FIELDS = frozenset({"display_name", "quota_bytes"})
+
+
 class IdentityStore(abc.ABC):
     # Users ---------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -67,6 +110,18 @@ class IdentityStore(abc.ABC):
     async def memberships(self, username: str) -> dict[str, str]:
         """tenant name -> role."""
 
+    @abc.abstractmethod
+    async def list_users(self, limit: int, after: str | None) -> list[UserRecord]:
+        """Users in username order after `after`."""
+
+    @abc.abstractmethod
+    async def update_user(self, username: str, changes: Mapping[str, bool]) -> UserRecord | None:
+        """Set the given USER_FIELDS; None if there is no such user."""
+
+    @abc.abstractmethod
+    async def delete_user(self, username: str) -> bool:
+        """Delete the user and their memberships."""
+
     # Tenants -------------------------------------------------------------------------------
     @abc.abstractmethod
     async def create_tenant(self, name: str, display_name: str = "", quota_bytes: int | None = None) -> bool: ...
@@ -75,8 +130,27 @@ class IdentityStore(abc.ABC):
     async def get_tenant(self, name: str) -> TenantRecord | None: ...
 
     @abc.abstractmethod
+    async def list_tenants(self, limit: int, after: str | None, *,
+                           only: Collection[str] | None = None) -> list[TenantRecord]:
+        """Tenants in name order after `after`; with `only`, just those of these names."""
+
+    @abc.abstractmethod
+    async def update_tenant(self, name: str, changes: Mapping[str, object]) -> TenantRecord | None:
+        """Set the given TENANT_FIELDS; None if there is no such tenant."""
+
+    @abc.abstractmethod
+    async def delete_tenant(self, name: str) -> bool:
+        """Delete the tenant, its memberships and robots. False if unknown.
+
+        Raises TenantNotEmptyError (and deletes nothing) while any repository `<name>/...` exists."""
+
+    @abc.abstractmethod
     async def set_membership(self, tenant: str, username: str, role: str | None) -> bool:
         """Add or change a member's role; None removes the member. False if tenant or user is unknown."""
+
+    @abc.abstractmethod
+    async def tenant_members(self, tenant: str, limit: int, after: str | None) -> list[MemberRecord]:
+        """Members in username order after `after`."""
 
     # Robots --------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -85,6 +159,17 @@ class IdentityStore(abc.ABC):
     @abc.abstractmethod
     async def get_robot(self, tenant: str, name: str) -> RobotRecord | None: ...
 
+    @abc.abstractmethod
+    async def list_robots(self, tenant: str, limit: int, after: str | None) -> list[RobotRecord]:
+        """Robots of `tenant` in name order after `after`."""
+
+    @abc.abstractmethod
+    async def revoke_robot(self, tenant: str, name: str) -> bool:
+        """Mark the robot revoked (it keeps its row, for the record). False if unknown."""
+
+    @abc.abstractmethod
+    async def delete_robot(self, tenant: str, name: str) -> bool: ...
+
     # Repository visibility -------------------------------------------------------------------
     @abc.abstractmethod
     async def public_repositories(self, names: list[str]) -> set[str]:
@@ -92,6 +177,22 @@ class IdentityStore(abc.ABC):
 
     @abc.abstractmethod
     async def set_repository_public(self, name: str, public: bool) -> bool: ...
+
+    # Repository administration -------------------------------------------------------------
+    @abc.abstractmethod
+    async def repository_summaries(self, tenant: str, limit: int, after: str | None) -> list[RepositorySummary]:
+        """Every repository `<tenant>/...` (with or without manifests) in name order after `after`."""
+
+    @abc.abstractmethod
+    async def repository_summary(self, name: str) -> RepositorySummary | None: ...
+
+    @abc.abstractmethod
+    async def delete_repository(self, name: str) -> bool:
+        """Delete the repository with its manifests, tags, blob links and uploads (blobs stay for GC)."""
+
+    @abc.abstractmethod
+    async def list_tag_records(self, repository: str, limit: int, after: str | None) -> list[TagRecord] | None:
+        """Tags with their digests in name order after `after`; None if the repository does not exist."""
 
     # Signing keys and revocation ---------------------------------------------------------------
     @abc.abstractmethod
@@ -122,4 +223,11 @@ class IdentityStore(abc.ABC):
 
     # Audit -------------------------------------------------------------------------------------
     @abc.abstractmethod
-    async def audit(self, actor: str, action: str, target: str, detail_json: str | None = None) -> None: ...
+    async def audit(self, actor: str, action: str, target: str, detail_json: str | None = None, *,
+                    tenant: str | None = None) -> None:
+        """Append an audit row; `tenant` is the tenant the change concerns, if any."""
+
+    @abc.abstractmethod
+    async def audit_entries(self, limit: int, before_id: int | None, *,
+                            tenants: Collection[str] | None = None) -> list[AuditRecord]:
+        """Newest first, ids below `before_id`; with `tenants`, only rows concerning those tenants."""

@@ -5,8 +5,59 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Collection, Mapping
 
-from .identity import IdentityStore, RobotRecord, SigningKeyRecord, TenantRecord, UserRecord
+from .identity import (
+    TENANT_FIELDS,
+    USER_FIELDS,
+    AuditRecord,
+    IdentityStore,
+    MemberRecord,
+    RepositorySummary,
+    RobotRecord,
+    SigningKeyRecord,
+    TagRecord,
+    TenantNotEmptyError,
+    TenantRecord,
+    UserRecord,
+)
+
+_USER_COLUMNS = "username, password_hash, is_admin, disabled, created_at, password_changed_at"
+_ROBOT_COLUMNS = ("t.name, r.name, r.secret_hash, r.repositories, r.actions, r.expires_at, r.revoked, "
+                  "r.created_at")
+_REPOSITORY_SUMMARY = (
+    "SELECT r.name, r.public, "
+    "(SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest "
+    " WHERE rb.repository_id = r.id), "
+    "(SELECT count(*) FROM tags t WHERE t.repository_id = r.id), "
+    "(SELECT count(*) FROM manifests m WHERE m.repository_id = r.id), "
+    "r.created_at FROM repositories r ")
+
+
+def _tenant_range(tenant: str) -> tuple[str, str]:
+    # Repository names of a tenant sort between "<tenant>/" and "<tenant>0" ('0' follows '/').
+    return tenant + "/", tenant + "0"
+
+
+def _user(row) -> UserRecord:
+    return UserRecord(row[0], row[1], bool(row[2]), bool(row[3]), row[4], row[5])
+
+
+def _robot(row) -> RobotRecord:
+    return RobotRecord(row[0], row[1], row[2], tuple(json.loads(row[3])), tuple(json.loads(row[4])),
+                       row[5], bool(row[6]), row[7])
+
+
+def _summary(row) -> RepositorySummary:
+    return RepositorySummary(row[0], bool(row[1]), row[2], row[3], row[4], row[5])
+
+
+def _assignments(changes: Mapping[str, object], allowed: frozenset[str]) -> tuple[str, tuple]:
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"cannot change {sorted(unknown)}")
+    names = sorted(changes)
+    return ", ".join(f"{n} = ?" for n in names), tuple(changes[n] for n in names)
 
 
 class SqliteIdentityMixin(IdentityStore):
@@ -29,12 +80,29 @@ class SqliteIdentityMixin(IdentityStore):
         return await self._write(run)
 
     async def get_user(self, username: str) -> UserRecord | None:
-        row = self._one(
-            "SELECT username, password_hash, is_admin, disabled, created_at, password_changed_at "
-            "FROM users WHERE username = ?", (username,))
-        if row is None:
-            return None
-        return UserRecord(row[0], row[1], bool(row[2]), bool(row[3]), row[4], row[5])
+        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,))
+        return _user(row) if row else None
+
+    async def list_users(self, limit: int, after: str | None) -> list[UserRecord]:
+        rows = await self._scan(f"SELECT {_USER_COLUMNS} FROM users WHERE username > ? ORDER BY username LIMIT ?",
+                                (after or "", limit))
+        return [_user(r) for r in rows]
+
+    async def update_user(self, username: str, changes: Mapping[str, bool]) -> UserRecord | None:
+        sets, values = _assignments(changes, USER_FIELDS)
+
+        def run(conn: sqlite3.Connection) -> UserRecord | None:
+            if sets:
+                conn.execute(f"UPDATE users SET {sets} WHERE username = ?",
+                             (*(int(v) for v in values), username))
+            row = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,)).fetchone()
+            return _user(row) if row else None
+
+        return await self._write(run)
+
+    async def delete_user(self, username: str) -> bool:
+        return await self._write(lambda conn: conn.execute(
+            "DELETE FROM users WHERE username = ?", (username,)).rowcount > 0)
 
     async def count_users(self) -> int:
         return self._one("SELECT count(*) FROM users")[0]
@@ -59,6 +127,50 @@ class SqliteIdentityMixin(IdentityStore):
     async def get_tenant(self, name: str) -> TenantRecord | None:
         row = self._one("SELECT name, display_name, quota_bytes, created_at FROM tenants WHERE name = ?", (name,))
         return TenantRecord(*row) if row else None
+
+    async def list_tenants(self, limit: int, after: str | None, *,
+                           only: Collection[str] | None = None) -> list[TenantRecord]:
+        sql = "SELECT name, display_name, quota_bytes, created_at FROM tenants WHERE name > ?"
+        args: tuple = (after or "",)
+        if only is not None:
+            names = sorted(set(only))
+            if not names:
+                return []
+            sql += f" AND name IN ({','.join('?' * len(names))})"
+            args += tuple(names)
+        rows = await self._scan(sql + " ORDER BY name LIMIT ?", (*args, limit))
+        return [TenantRecord(*r) for r in rows]
+
+    async def update_tenant(self, name: str, changes: Mapping[str, object]) -> TenantRecord | None:
+        sets, values = _assignments(changes, TENANT_FIELDS)
+
+        def run(conn: sqlite3.Connection) -> TenantRecord | None:
+            if sets:
+                conn.execute(f"UPDATE tenants SET {sets} WHERE name = ?", (*values, name))
+            row = conn.execute("SELECT name, display_name, quota_bytes, created_at FROM tenants WHERE name = ?",
+                               (name,)).fetchone()
+            return TenantRecord(*row) if row else None
+
+        return await self._write(run)
+
+    async def delete_tenant(self, name: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            if conn.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone() is None:
+                return False
+            low, high = _tenant_range(name)
+            if conn.execute("SELECT 1 FROM repositories WHERE name >= ? AND name < ? LIMIT 1",
+                            (low, high)).fetchone():
+                raise TenantNotEmptyError(name)
+            return conn.execute("DELETE FROM tenants WHERE name = ?", (name,)).rowcount > 0
+
+        return await self._write(run)
+
+    async def tenant_members(self, tenant: str, limit: int, after: str | None) -> list[MemberRecord]:
+        rows = await self._scan(
+            "SELECT u.username, m.role FROM memberships m JOIN users u ON u.id = m.user_id "
+            "JOIN tenants t ON t.id = m.tenant_id WHERE t.name = ? AND u.username > ? "
+            "ORDER BY u.username LIMIT ?", (tenant, after or "", limit))
+        return [MemberRecord(*r) for r in rows]
 
     async def set_membership(self, tenant: str, username: str, role: str | None) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
@@ -93,13 +205,25 @@ class SqliteIdentityMixin(IdentityStore):
         return await self._write(run)
 
     async def get_robot(self, tenant: str, name: str) -> RobotRecord | None:
-        row = self._one(
-            "SELECT t.name, r.name, r.secret_hash, r.repositories, r.actions, r.expires_at, r.revoked, r.created_at "
-            "FROM robots r JOIN tenants t ON t.id = r.tenant_id WHERE t.name = ? AND r.name = ?", (tenant, name))
-        if row is None:
-            return None
-        return RobotRecord(row[0], row[1], row[2], tuple(json.loads(row[3])), tuple(json.loads(row[4])),
-                           row[5], bool(row[6]), row[7])
+        row = self._one(f"SELECT {_ROBOT_COLUMNS} FROM robots r JOIN tenants t ON t.id = r.tenant_id "
+                        "WHERE t.name = ? AND r.name = ?", (tenant, name))
+        return _robot(row) if row else None
+
+    async def list_robots(self, tenant: str, limit: int, after: str | None) -> list[RobotRecord]:
+        rows = await self._scan(f"SELECT {_ROBOT_COLUMNS} FROM robots r JOIN tenants t ON t.id = r.tenant_id "
+                                "WHERE t.name = ? AND r.name > ? ORDER BY r.name LIMIT ?",
+                                (tenant, after or "", limit))
+        return [_robot(r) for r in rows]
+
+    async def revoke_robot(self, tenant: str, name: str) -> bool:
+        return await self._write(lambda conn: conn.execute(
+            "UPDATE robots SET revoked = 1 WHERE name = ? AND tenant_id = (SELECT id FROM tenants WHERE name = ?)",
+            (name, tenant)).rowcount > 0)
+
+    async def delete_robot(self, tenant: str, name: str) -> bool:
+        return await self._write(lambda conn: conn.execute(
+            "DELETE FROM robots WHERE name = ? AND tenant_id = (SELECT id FROM tenants WHERE name = ?)",
+            (name, tenant)).rowcount > 0)
 
     # Repository visibility -------------------------------------------------------------------
     async def public_repositories(self, names: list[str]) -> set[str]:
@@ -120,6 +244,30 @@ class SqliteIdentityMixin(IdentityStore):
                                 (int(public), name)).rowcount > 0
 
         return await self._write(run)
+
+    # Repository administration -------------------------------------------------------------
+    async def repository_summaries(self, tenant: str, limit: int, after: str | None) -> list[RepositorySummary]:
+        low, high = _tenant_range(tenant)
+        rows = await self._scan(_REPOSITORY_SUMMARY + "WHERE r.name >= ? AND r.name < ? AND r.name > ? "
+                                "ORDER BY r.name LIMIT ?", (low, high, after or "", limit))
+        return [_summary(r) for r in rows]
+
+    async def repository_summary(self, name: str) -> RepositorySummary | None:
+        rows = await self._scan(_REPOSITORY_SUMMARY + "WHERE r.name = ?", (name,))
+        return _summary(rows[0]) if rows else None
+
+    async def delete_repository(self, name: str) -> bool:
+        # Manifests, tags, references, blob links and upload rows go with it (ON DELETE CASCADE).
+        return await self._write(lambda conn: conn.execute(
+            "DELETE FROM repositories WHERE name = ?", (name,)).rowcount > 0)
+
+    async def list_tag_records(self, repository: str, limit: int, after: str | None) -> list[TagRecord] | None:
+        row = self._one("SELECT id FROM repositories WHERE name = ?", (repository,))
+        if row is None:
+            return None
+        rows = await self._scan("SELECT name, digest, updated_at FROM tags WHERE repository_id = ? AND name > ? "
+                                "ORDER BY name LIMIT ?", (row[0], after or "", limit))
+        return [TagRecord(*r) for r in rows]
 
     # Signing keys and revocation ---------------------------------------------------------------
     async def signing_keys(self) -> list[SigningKeyRecord]:
@@ -177,7 +325,21 @@ class SqliteIdentityMixin(IdentityStore):
         await self._write(lambda conn: conn.execute("DELETE FROM login_failures WHERE key = ?", (key,)))
 
     # Audit -------------------------------------------------------------------------------------
-    async def audit(self, actor: str, action: str, target: str, detail_json: str | None = None) -> None:
+    async def audit(self, actor: str, action: str, target: str, detail_json: str | None = None, *,
+                    tenant: str | None = None) -> None:
         await self._write(lambda conn: conn.execute(
-            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-            (time.time(), actor, action, target, detail_json)))
+            "INSERT INTO audit_log (at, actor, action, target, detail, tenant) VALUES (?, ?, ?, ?, ?, ?)",
+            (time.time(), actor, action, target, detail_json, tenant)))
+
+    async def audit_entries(self, limit: int, before_id: int | None, *,
+                            tenants: Collection[str] | None = None) -> list[AuditRecord]:
+        sql = "SELECT id, at, actor, action, target, tenant, detail FROM audit_log WHERE id < ?"
+        args: tuple = (before_id if before_id is not None else 2 ** 63 - 1,)
+        if tenants is not None:
+            names = sorted(set(tenants))
+            if not names:
+                return []
+            sql += f" AND tenant IN ({','.join('?' * len(names))})"
+            args += tuple(names)
+        rows = await self._scan(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [AuditRecord(*r) for r in rows]

@@ -14,7 +14,7 @@ from ..errors import OciError, TooManyRequests, Unauthorized
 from ..keys import AUTH, CONFIG
 
 
-def _basic(request: web.Request) -> tuple[str, str] | None:
+def basic_credentials(request: web.Request) -> tuple[str, str] | None:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic":
@@ -65,7 +65,7 @@ async def get_token(request: web.Request) -> web.StreamResponse:
     request["route"] = "get_token"
     auth = request.app[AUTH]
     _check_service(request, request.query.get("service"))
-    credentials = _basic(request)
+    credentials = basic_credentials(request)
     if credentials is None:
         from auth.policy import Principal
 

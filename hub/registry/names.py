@@ -10,6 +10,9 @@ from ..errors import DigestInvalid, NameInvalid, TagInvalid
 
 _NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"^{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*$")
+# One path component (a tenant, user or robot name): the pattern as a string, for JSON Schema too.
+COMPONENT_PATTERN = rf"^{_NAME_COMPONENT}$"
+COMPONENT_RE = re.compile(COMPONENT_PATTERN)
 TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 MAX_NAME_LENGTH = 255
 
@@ -23,17 +26,17 @@ _DIGEST_SHAPE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 
 
 def validate_name(name: str) -> str:
-    if len(name) > MAX_NAME_LENGTH or not NAME_RE.match(name):
+    if len(name) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(name):
         raise NameInvalid(f"invalid repository name: {name[:300]!r}", detail={"name": name[:300]})
     return name
 
 
 def is_tag(reference: str) -> bool:
-    return bool(TAG_RE.match(reference))
+    return bool(TAG_RE.fullmatch(reference))
 
 
 def validate_tag(tag: str) -> str:
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise TagInvalid(f"invalid tag: {tag[:200]!r}", detail={"tag": tag[:200]})
     return tag
 
@@ -61,13 +64,13 @@ def looks_like_digest(reference: str) -> bool:
 
 def parse_digest(value: str) -> Digest:
     """Parse and validate "alg:hex"; raise DigestInvalid for anything else."""
-    if not value or len(value) > 256 or not _DIGEST_SHAPE.match(value):
+    if not value or len(value) > 256 or not _DIGEST_SHAPE.fullmatch(value):
         raise DigestInvalid(f"invalid digest: {value[:300]!r}", detail={"digest": value[:300]})
     algorithm, encoded = value.split(":", 1)
     spec = _ALGORITHMS.get(algorithm)
     if spec is None:
         raise DigestInvalid(f"unsupported digest algorithm: {algorithm!r}", detail={"digest": value})
-    if not spec[0].match(encoded):
+    if not spec[0].fullmatch(encoded):
         raise DigestInvalid(f"invalid {algorithm} digest: {value!r}", detail={"digest": value})
     return Digest(algorithm, encoded)
 

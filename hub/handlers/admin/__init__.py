@@ -7,3 +7,6 @@ from aiohttp import web
 
 def setup(app: web.Application) -> None:
     """Register the admin API routes on `app` (called by create_app when auth is enabled)."""
+    from .routes import add_routes
+
+    add_routes(app)

@@ -1,0 +1,127 @@
+"""GET /api/v1/openapi.json: the OpenAPI 3.0 document, generated from the route table and schemas."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aiohttp import web
+
+from ...problems import MEDIA_TYPE as PROBLEM
+from .schemas import REQUESTS, RESOURCES, page_schema, ref
+
+_ERRORS = {
+    400: "The body is not JSON.",
+    401: "No credentials, or wrong ones. Send Basic credentials or a Bearer token from /auth/token.",
+    403: "Authenticated, but not allowed (robot accounts may only call GET /me).",
+    404: "No such resource.",
+    409: "The change conflicts with the current state.",
+    422: "The request breaks the schema; `errors` lists each bad field (`pointer`) or parameter.",
+    429: "Too many failed logins; retry after Retry-After seconds.",
+}
+_PARAMETERS = {
+    "tenant": "Tenant name.",
+    "username": "User name.",
+    "name": "Robot name, or a repository name with its slashes (`team/app`).",
+    "tag": "Tag name.",
+}
+_PAGE = [
+    {"name": "limit", "in": "query", "required": False, "description": "Items per page (default 50).",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+    {"name": "cursor", "in": "query", "required": False,
+     "description": "Opaque: the `next_cursor` of the previous page.", "schema": {"type": "string"}},
+]
+
+
+def _error_statuses(route) -> list[int]:
+    statuses = []
+    if route.request:
+        statuses.append(400)
+    if not route.public:
+        statuses += [401, 429] + ([] if route.robots else [403])
+    if route.path_parameters:
+        statuses.append(404)
+    if route.conflicts:
+        statuses.append(409)
+    if route.request or route.paginated or route.query:
+        statuses.append(422)
+    return sorted(statuses)
+
+
+def _operation(route) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": route.name, "summary": route.summary, "tags": [route.tag]}
+    if route.description:
+        op["description"] = route.description
+    if route.public:
+        op["security"] = []
+    params = [{"name": p, "in": "path", "required": True, "description": _PARAMETERS[p],
+               "schema": {"type": "string", "minLength": 1}} for p in route.path_parameters]
+    params += [{"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
+               for n, d in route.query]
+    if route.paginated:
+        params += _PAGE
+    if params:
+        op["parameters"] = params
+    if route.request:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(route.request)}}}
+    if route.name == "get_openapi_document":
+        success: dict[str, Any] = {"description": "The document.",
+                                   "content": {"application/json": {"schema": {"type": "object"}}}}
+    elif route.response:
+        schema = page_schema(route.response) if route.paginated else ref(route.response)
+        success = {"description": "A page; a `Link: <...>; rel=\"next\"` header points to the next one."
+                   if route.paginated else "OK.", "content": {"application/json": {"schema": schema}}}
+        if route.paginated:
+            success["headers"] = {"Link": {"description": "The next page, if any.", "schema": {"type": "string"}}}
+    else:
+        success = {"description": "Done."}
+    op["responses"] = {str(route.status): success}
+    for status in _error_statuses(route):
+        op["responses"][str(status)] = {"$ref": f"#/components/responses/E{status}"}
+    return op
+
+
+def build_document(routes) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.openapi_path, {})[route.method.lower()] = _operation(route)
+    responses: dict[str, Any] = {}
+    for status, description in _ERRORS.items():
+        response: dict[str, Any] = {"description": description,
+                                    "content": {PROBLEM: {"schema": ref("Problem")}}}
+        if status == 401:
+            response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+        if status == 429:
+            response["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+        responses[f"E{status}"] = response
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "DaoHub admin API", "version": "1.0.0",
+                 "description": "Tenants, users, members, robot accounts, repositories, tags, quotas and the "
+                                "audit log. Errors are RFC 9457 problem details (application/problem+json). "
+                                "Lists are paginated with ?limit= and ?cursor=."},
+        "servers": [{"url": "/"}],
+        "security": [{"basic": []}, {"bearer": []}],
+        "tags": [{"name": t} for t in dict.fromkeys(r.tag for r in routes)],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic"},
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                           "description": "An access token from /auth/token (any scope)."},
+            },
+            "schemas": {**REQUESTS, **RESOURCES},
+            "responses": responses,
+        },
+    }
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    from .routes import ROUTES
+
+    return build_document(ROUTES)
+
+
+async def get_openapi_document(request: web.Request) -> web.StreamResponse:
+    return web.json_response(document())

@@ -1,0 +1,223 @@
+"""JSON schemas of the admin API: request bodies and resources (OpenAPI 3.0 dialect).
+
+One set of schemas serves both the OpenAPI document and request validation, so the
+document cannot promise what the server does not check. The validator covers the subset
+used here: type, nullable, enum, string length and pattern, number bounds, arrays
+(items, length, uniqueItems), objects (properties, required, additionalProperties: false,
+minProperties).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ...problems import ValidationFailed
+from ...registry import admin
+from ...registry.names import COMPONENT_PATTERN, MAX_NAME_LENGTH
+
+# Building blocks ---------------------------------------------------------------------------------
+COMPONENT = {"type": "string", "minLength": 1, "maxLength": admin.MAX_COMPONENT_LENGTH,
+             "pattern": COMPONENT_PATTERN}
+TIMESTAMP = {"type": "string", "format": "date-time"}
+NULLABLE_TIMESTAMP = {**TIMESTAMP, "nullable": True}
+ROLE = {"type": "string", "enum": list(admin.ROLES)}
+ACTIONS = {"type": "array", "items": {"type": "string", "enum": list(admin.ROBOT_ACTIONS)}, "minItems": 1,
+           "uniqueItems": True}
+PATTERNS = {"type": "array", "minItems": 1, "maxItems": admin.MAX_ROBOT_PATTERNS,
+            "items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH},
+            "description": "Repository names or patterns, each starting with `<tenant>/`; `*` and `?` match "
+                           "within one segment, a `**` segment spans any number of segments."}
+QUOTA = {"type": "integer", "minimum": 0, "maximum": admin.MAX_QUOTA_BYTES, "nullable": True,
+         "description": "Bytes of distinct blobs the tenant may store; null means no limit."}
+PASSWORD = {"type": "string", "minLength": admin.MIN_PASSWORD_LENGTH, "maxLength": admin.MAX_PASSWORD_LENGTH}
+
+
+def obj(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    schema.update(extra)
+    return schema
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_ROBOT = {
+    "account": {"type": "string", "description": "The login name: robot$<tenant>+<name>."},
+    "tenant": {"type": "string"}, "name": {"type": "string"},
+    "repositories": {"type": "array", "items": {"type": "string"}},
+    "actions": {"type": "array", "items": {"type": "string", "enum": list(admin.ROBOT_ACTIONS)}},
+    "expires_at": NULLABLE_TIMESTAMP, "revoked": {"type": "boolean"},
+    "active": {"type": "boolean", "description": "Neither revoked nor expired."},
+    "created_at": TIMESTAMP,
+}
+
+# Request bodies ----------------------------------------------------------------------------------
+REQUESTS: dict[str, dict[str, Any]] = {
+    "TenantCreate": obj({"name": COMPONENT,
+                         "display_name": {"type": "string", "maxLength": admin.MAX_DISPLAY_NAME_LENGTH},
+                         "quota_bytes": QUOTA}, ("name",)),
+    "TenantUpdate": obj({"display_name": {"type": "string", "maxLength": admin.MAX_DISPLAY_NAME_LENGTH},
+                         "quota_bytes": QUOTA}, minProperties=1),
+    "UserCreate": obj({"username": COMPONENT, "password": PASSWORD, "is_admin": {"type": "boolean"}},
+                      ("username", "password")),
+    "UserUpdate": obj({"is_admin": {"type": "boolean"}, "disabled": {"type": "boolean"}}, minProperties=1),
+    "PasswordChange": obj({"password": PASSWORD,
+                           "current_password": {"type": "string", "maxLength": admin.MAX_PASSWORD_LENGTH,
+                                                "description": "Required when changing your own password "
+                                                               "(platform admins may omit it)."}},
+                          ("password",)),
+    "MemberUpdate": obj({"role": ROLE}, ("role",)),
+    "RobotCreate": obj({"name": COMPONENT, "repositories": PATTERNS, "actions": ACTIONS,
+                        "expires_in_days": {"type": "number", "minimum": 0, "exclusiveMinimum": True,
+                                            "maximum": admin.MAX_ROBOT_DAYS}},
+                       ("name", "repositories", "actions")),
+    "RepositoryUpdate": obj({"public": {"type": "boolean"}}, ("public",)),
+}
+
+# Resources ---------------------------------------------------------------------------------------
+RESOURCES: dict[str, dict[str, Any]] = {
+    "Tenant": obj({"name": {"type": "string"}, "display_name": {"type": "string"},
+                   "quota_bytes": {"type": "integer", "nullable": True}, "created_at": TIMESTAMP},
+                  ("name", "display_name", "quota_bytes", "created_at")),
+    "User": obj({"username": {"type": "string"}, "is_admin": {"type": "boolean"}, "disabled": {"type": "boolean"},
+                 "created_at": TIMESTAMP, "password_changed_at": TIMESTAMP},
+                ("username", "is_admin", "disabled", "created_at", "password_changed_at")),
+    "Member": obj({"username": {"type": "string"}, "role": ROLE}, ("username", "role")),
+    "Robot": obj(_ROBOT, tuple(_ROBOT)),
+    "RobotCreated": obj({**_ROBOT, "secret": {"type": "string", "description": "Shown once, never again."}},
+                        (*_ROBOT, "secret")),
+    "Repository": obj({"name": {"type": "string"}, "tenant": {"type": "string", "nullable": True},
+                       "public": {"type": "boolean"},
+                       "size_bytes": {"type": "integer", "minimum": 0,
+                                      "description": "Sum of the sizes of the distinct blobs linked into it."},
+                       "tag_count": {"type": "integer", "minimum": 0},
+                       "manifest_count": {"type": "integer", "minimum": 0}, "created_at": TIMESTAMP},
+                      ("name", "tenant", "public", "size_bytes", "tag_count", "manifest_count", "created_at")),
+    "Tag": obj({"name": {"type": "string"}, "digest": {"type": "string"}, "updated_at": TIMESTAMP},
+               ("name", "digest", "updated_at")),
+    "Quota": obj({"tenant": {"type": "string"}, "limit_bytes": {"type": "integer", "nullable": True},
+                  "used_bytes": {"type": "integer", "minimum": 0,
+                                 "description": "Sizes of the distinct blobs linked into the tenant's "
+                                                "repositories."}},
+                 ("tenant", "limit_bytes", "used_bytes")),
+    "AuditEntry": obj({"id": {"type": "integer"}, "at": TIMESTAMP, "actor": {"type": "string"},
+                       "action": {"type": "string"}, "target": {"type": "string"},
+                       "tenant": {"type": "string", "nullable": True},
+                       "detail": {"type": "object", "nullable": True, "additionalProperties": True}},
+                      ("id", "at", "actor", "action", "target", "tenant", "detail")),
+    "Me": obj({"kind": {"type": "string", "enum": ["user", "robot"]}, "name": {"type": "string"},
+               "is_admin": {"type": "boolean"},
+               "memberships": {"type": "array", "items": obj({"tenant": {"type": "string"}, "role": ROLE},
+                                                             ("tenant", "role"))},
+               "robot": {**obj({"tenant": {"type": "string"},
+                                "repositories": {"type": "array", "items": {"type": "string"}},
+                                "actions": {"type": "array", "items": {"type": "string"}},
+                                "expires_at": NULLABLE_TIMESTAMP},
+                               ("tenant", "repositories", "actions", "expires_at")), "nullable": True}},
+              ("kind", "name", "is_admin", "memberships", "robot")),
+    "Problem": {
+        "type": "object", "description": "RFC 9457 problem details.",
+        "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+            "detail": {"type": "string"}, "instance": {"type": "string"},
+            "errors": {"type": "array", "items": {
+                "type": "object", "required": ["detail"],
+                "properties": {"detail": {"type": "string"},
+                               "pointer": {"type": "string", "description": "JSON Pointer into the body"},
+                               "parameter": {"type": "string", "description": "query parameter"}}}},
+        },
+        "required": ["type", "title", "status", "detail"],
+    },
+}
+
+
+def page_schema(item: str) -> dict[str, Any]:
+    return obj({"items": {"type": "array", "items": ref(item)},
+                "next_cursor": {"type": "string", "nullable": True,
+                                "description": "Pass as ?cursor= for the next page; null on the last page."}},
+               ("items", "next_cursor"))
+
+
+# Validation --------------------------------------------------------------------------------------
+_TYPES: dict[str, Any] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+}
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _pointer(path: tuple[str | int, ...]) -> str:
+    return "#" + "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def _errors(value: Any, schema: dict[str, Any], path: tuple[str | int, ...]) -> list[dict[str, str]]:
+    def bad(detail: str) -> list[dict[str, str]]:
+        return [{"detail": detail, "pointer": _pointer(path)}]
+
+    if value is None:
+        return [] if schema.get("nullable") else bad("must not be null")
+    kind = schema.get("type")
+    if kind is not None and not _TYPES[kind](value):
+        return bad(f"must be of type {kind}")
+    if "enum" in schema and value not in schema["enum"]:
+        return bad("must be one of " + ", ".join(map(str, schema["enum"])))
+    if kind == "string":
+        if len(value) < schema.get("minLength", 0):
+            return bad(f"must be at least {schema['minLength']} characters long")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            return bad(f"must be at most {schema['maxLength']} characters long")
+        if "pattern" in schema:
+            regex = _PATTERNS.setdefault(schema["pattern"], re.compile(schema["pattern"]))
+            if not regex.fullmatch(value):
+                return bad("must be lowercase letters and digits, optionally separated by '.', '_', '__' "
+                           "or dashes" if schema["pattern"] == COMPONENT_PATTERN
+                           else f"must match {schema['pattern']}")
+    elif kind in ("integer", "number"):
+        if "minimum" in schema and (value < schema["minimum"]
+                                    or (schema.get("exclusiveMinimum") and value == schema["minimum"])):
+            relation = "greater than" if schema.get("exclusiveMinimum") else "at least"
+            return bad(f"must be {relation} {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            return bad(f"must be at most {schema['maximum']}")
+    elif kind == "array":
+        if len(value) < schema.get("minItems", 0):
+            return bad(f"must have at least {schema['minItems']} items")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            return bad(f"must have at most {schema['maxItems']} items")
+        if schema.get("uniqueItems") and len({repr(v) for v in value}) != len(value):
+            return bad("must not repeat items")
+        found = []
+        for i, item in enumerate(value):
+            found += _errors(item, schema.get("items", {}), (*path, i))
+        return found
+    elif kind == "object":
+        found = []
+        properties = schema.get("properties", {})
+        for name in schema.get("required", ()):
+            if name not in value:
+                found += [{"detail": "is required", "pointer": _pointer((*path, name))}]
+        for name, item in value.items():
+            if name in properties:
+                found += _errors(item, properties[name], (*path, name))
+            elif schema.get("additionalProperties", True) is False:
+                found += [{"detail": "is not a known field", "pointer": _pointer((*path, name))}]
+        if not found and len(value) < schema.get("minProperties", 0):
+            return bad(f"must set at least {schema['minProperties']} of: {', '.join(properties)}")
+        return found
+    return []
+
+
+def validate(body: Any, schema: str) -> None:
+    """Raise ValidationFailed (422) listing every field of `body` that breaks request schema `schema`."""
+    errors = _errors(body, REQUESTS[schema], ())
+    if errors:
+        fields = ", ".join(e["pointer"].removeprefix("#/") or "the body" for e in errors[:10])
+        raise ValidationFailed(f"invalid request body: {fields}", errors=errors[:100])

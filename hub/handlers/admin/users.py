@@ -1,0 +1,102 @@
+"""Users (platform admin), self-service password changes, and GET /me."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from auth import policy
+from auth.service import AuthenticationFailed, LoginThrottled
+
+from ...db.identity import UserRecord
+from ...keys import AUTH
+from ...problems import Forbidden, TooManyRequests, ValidationFailed
+from .common import (
+    administration,
+    caller,
+    collect,
+    ensure,
+    json_body,
+    json_response,
+    no_content,
+    page,
+    page_params,
+    rfc3339,
+    store,
+    user,
+)
+
+
+def user_json(record: UserRecord) -> dict:
+    return {"username": record.username, "is_admin": record.is_admin, "disabled": record.disabled,
+            "created_at": rfc3339(record.created_at), "password_changed_at": rfc3339(record.password_changed_at)}
+
+
+async def get_me(request: web.Request) -> web.StreamResponse:
+    """Who the credentials belong to; the one admin API call a robot may make."""
+    principal = await caller(request)
+    robot = principal.robot
+    return json_response({
+        "kind": principal.kind.value, "name": principal.name, "is_admin": principal.is_platform_admin,
+        "memberships": [{"tenant": t, "role": r.value} for t, r in sorted(principal.memberships.items())],
+        "robot": None if robot is None else {
+            "tenant": robot.tenant, "repositories": list(robot.repositories), "actions": sorted(robot.actions),
+            "expires_at": rfc3339(robot.expires_at.timestamp()) if robot.expires_at else None},
+    })
+
+
+async def list_users(request: web.Request) -> web.StreamResponse:
+    principal = await user(request)
+    ensure(policy.can_manage_platform(principal), "only the platform admin lists users")
+    limit, after = page_params(request)
+    users, more = await collect(store(request).list_users, lambda u: u.username, limit, after)
+    return page(request, [user_json(u) for u in users], users[-1].username if users else None, more, limit)
+
+
+async def create_user(request: web.Request) -> web.StreamResponse:
+    principal = await user(request)
+    ensure(policy.can_manage_platform(principal), "only the platform admin creates users")
+    body = await json_body(request, "UserCreate")
+    created = await administration(request, principal).create_user(body["username"], body["password"],
+                                                                   is_admin=body.get("is_admin", False))
+    return json_response(user_json(created), 201, {"Location": f"/api/v1/users/{created.username}"})
+
+
+async def get_user(request: web.Request) -> web.StreamResponse:
+    principal = await user(request)
+    username = request.match_info["username"]
+    ensure(policy.can_view_user(principal, username), "you may only read your own account")
+    return json_response(user_json(await administration(request, principal).account(username)))
+
+
+async def update_user(request: web.Request) -> web.StreamResponse:
+    principal = await user(request)
+    ensure(policy.can_manage_platform(principal), "only the platform admin changes accounts")
+    body = await json_body(request, "UserUpdate")
+    record = await administration(request, principal).update_user(request.match_info["username"], body)
+    return json_response(user_json(record))
+
+
+async def delete_user(request: web.Request) -> web.StreamResponse:
+    principal = await user(request)
+    ensure(policy.can_manage_platform(principal), "only the platform admin deletes accounts")
+    await administration(request, principal).delete_user(request.match_info["username"])
+    return no_content()
+
+
+async def set_password(request: web.Request) -> web.StreamResponse:
+    principal = await user(request)
+    username = request.match_info["username"]
+    ensure(policy.can_set_password(principal, username), "you may only change your own password")
+    body = await json_body(request, "PasswordChange")
+    if policy.needs_current_password(principal, username):
+        current = body.get("current_password")
+        if current is None:
+            raise ValidationFailed.field("current_password", "is required to change your own password")
+        try:
+            await request.app[AUTH].authenticate(username, current, request.remote or "-")
+        except LoginThrottled as exc:
+            raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+        except AuthenticationFailed:
+            raise Forbidden("the current password is not correct") from None
+    await administration(request, principal).set_password(username, body["password"])
+    return no_content()

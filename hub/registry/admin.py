@@ -1,0 +1,286 @@
+"""Tenant administration without HTTP: users, tenants, members, robots, repository settings.
+
+The admin API (hub/handlers/admin) and the CLI (hub/cli_identity.py) both call this, so a
+rule (name grammar, password length, robot patterns inside their tenant) and the audit row
+of every change are written once. Who may call what is decided by auth.policy before these
+methods run; here the rules of the data are checked and failures raise hub.problems errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from auth.passwords import generate_secret, hash_secret
+from auth.policy import Role, tenant_of
+from auth.scopes import DELETE, PULL, PUSH
+from auth.service import robot_account
+
+from ..db.identity import RepositorySummary, RobotRecord, TenantNotEmptyError, TenantRecord, UserRecord
+from ..problems import Conflict, NotFound, ValidationFailed
+from .names import COMPONENT_PATTERN, MAX_NAME_LENGTH, NAME_RE, TAG_RE
+
+MAX_COMPONENT_LENGTH = 64
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+MAX_DISPLAY_NAME_LENGTH = 200
+MAX_QUOTA_BYTES = 2 ** 63 - 1
+MAX_ROBOT_PATTERNS = 100
+MAX_ROBOT_DAYS = 3650
+ROBOT_ACTIONS = (PULL, PUSH, DELETE)
+ROLES = tuple(r.value for r in Role)
+# One segment of a robot's repository pattern: name characters plus the * and ? wildcards.
+ROBOT_SEGMENT_RE = re.compile(r"[a-z0-9._*?-]+")
+
+_COMPONENT_RE = re.compile(COMPONENT_PATTERN)
+
+
+# Field rules -------------------------------------------------------------------------------------
+def check_component(field: str, value: Any) -> str:
+    """A tenant, user or robot name: one repository-name component, at most 64 characters."""
+    if not isinstance(value, str) or not value:
+        raise ValidationFailed.field(field, "must be a non-empty string")
+    if len(value) > MAX_COMPONENT_LENGTH or not _COMPONENT_RE.fullmatch(value):
+        raise ValidationFailed.field(field, "must be lowercase letters and digits, optionally separated by "
+                                            f"'.', '_', '__' or dashes, at most {MAX_COMPONENT_LENGTH} characters")
+    return value
+
+
+def check_password(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not MIN_PASSWORD_LENGTH <= len(value) <= MAX_PASSWORD_LENGTH:
+        raise ValidationFailed.field(field, f"must be a string of {MIN_PASSWORD_LENGTH} to "
+                                            f"{MAX_PASSWORD_LENGTH} characters")
+    return value
+
+
+def check_display_name(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_DISPLAY_NAME_LENGTH:
+        raise ValidationFailed.field("display_name", f"must be a string of at most {MAX_DISPLAY_NAME_LENGTH} "
+                                                     "characters")
+    return value
+
+
+def check_quota(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_QUOTA_BYTES:
+        raise ValidationFailed.field("quota_bytes", "must be null (no limit) or a non-negative integer")
+    return value
+
+
+def check_role(value: Any) -> str:
+    if value not in ROLES:
+        raise ValidationFailed.field("role", f"must be one of {', '.join(ROLES)}")
+    return value
+
+
+def is_repository_name(name: str) -> bool:
+    return len(name) <= MAX_NAME_LENGTH and NAME_RE.fullmatch(name) is not None
+
+
+def is_tag(tag: str) -> bool:
+    return TAG_RE.fullmatch(tag) is not None
+
+
+def check_robot_patterns(tenant: str, patterns: Any) -> tuple[str, ...]:
+    """Robot repository patterns: each `<tenant>/...`, the tenant spelled out (no wildcard)."""
+    if not isinstance(patterns, list | tuple) or not 1 <= len(patterns) <= MAX_ROBOT_PATTERNS:
+        raise ValidationFailed.field("repositories", f"must be a list of 1 to {MAX_ROBOT_PATTERNS} "
+                                                     "repository names or patterns")
+    for i, pattern in enumerate(patterns):
+        if not isinstance(pattern, str) or not pattern:
+            raise ValidationFailed.field(f"repositories/{i}", "must be a non-empty string")
+        first, _, rest = pattern.partition("/")
+        if first != tenant or not rest:
+            raise ValidationFailed.field(f"repositories/{i}", f"must stay inside the tenant: start with "
+                                                              f"'{tenant}/'")
+        if len(pattern) > MAX_NAME_LENGTH or not all(
+                seg == "**" or ROBOT_SEGMENT_RE.fullmatch(seg) for seg in rest.split("/")):
+            raise ValidationFailed.field(f"repositories/{i}", "each segment after the tenant must be '**' or "
+                                                              "name characters with '*' and '?' wildcards")
+    return tuple(dict.fromkeys(patterns))
+
+
+def check_robot_actions(actions: Any) -> tuple[str, ...]:
+    if (not isinstance(actions, list | tuple) or not actions
+            or not all(isinstance(a, str) and a in ROBOT_ACTIONS for a in actions)):
+        raise ValidationFailed.field("actions", f"must be a non-empty subset of {', '.join(ROBOT_ACTIONS)}")
+    return tuple(a for a in ROBOT_ACTIONS if a in actions)
+
+
+def check_expiry_days(days: Any) -> float | None:
+    if days is None:
+        return None
+    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= MAX_ROBOT_DAYS:
+        raise ValidationFailed.field("expires_in_days", f"must be a number of days in (0, {MAX_ROBOT_DAYS}]")
+    return float(days)
+
+
+# Changes, each with its audit row -----------------------------------------------------------------
+class Administration:
+    """Changes made by `actor` (a username, or "cli"), each written to the audit log."""
+
+    def __init__(self, store, auth, actor: str):
+        self.store = store
+        self.auth = auth
+        self.actor = actor
+
+    async def _audit(self, action: str, target: str, detail: Mapping[str, Any] | None = None, *,
+                     tenant: str | None = None) -> None:
+        await self.store.audit(self.actor, action, target,
+                               json.dumps(dict(detail), sort_keys=True) if detail is not None else None,
+                               tenant=tenant)
+
+    # Users -----------------------------------------------------------------------------------------
+    async def create_user(self, username: str, password: str, *, is_admin: bool = False) -> UserRecord:
+        check_component("username", username)
+        check_password("password", password)
+        if not await self.store.create_user(username, await self.auth.hash_password(password), is_admin=is_admin):
+            raise Conflict(f"user {username!r} already exists")
+        await self._audit("user.create", username, {"is_admin": is_admin})
+        return await self.account(username)
+
+    async def account(self, username: str) -> UserRecord:
+        user = await self.store.get_user(username)
+        if user is None:
+            raise NotFound(f"no user {username!r}")
+        return user
+
+    async def update_user(self, username: str, changes: Mapping[str, bool]) -> UserRecord:
+        if username == self.actor and (changes.get("is_admin") is False or changes.get("disabled") is True):
+            raise Conflict("you cannot take away your own admin rights or disable your own account")
+        user = await self.store.update_user(username, changes)
+        if user is None:
+            raise NotFound(f"no user {username!r}")
+        await self._audit("user.update", username, changes)
+        return user
+
+    async def delete_user(self, username: str) -> None:
+        if username == self.actor:
+            raise Conflict("you cannot delete your own account")
+        if not await self.store.delete_user(username):
+            raise NotFound(f"no user {username!r}")
+        await self._audit("user.delete", username)
+
+    async def set_password(self, username: str, password: str) -> None:
+        check_password("password", password)
+        if not await self.store.set_password(username, await self.auth.hash_password(password)):
+            raise NotFound(f"no user {username!r}")
+        await self._audit("user.password", username)
+
+    # Tenants ---------------------------------------------------------------------------------------
+    async def create_tenant(self, name: str, display_name: str = "", quota_bytes: int | None = None) -> TenantRecord:
+        check_component("name", name)
+        check_display_name(display_name)
+        check_quota(quota_bytes)
+        if not await self.store.create_tenant(name, display_name, quota_bytes):
+            raise Conflict(f"tenant {name!r} already exists")
+        await self._audit("tenant.create", name, {"display_name": display_name, "quota_bytes": quota_bytes},
+                          tenant=name)
+        return await self.tenant(name)
+
+    async def tenant(self, name: str) -> TenantRecord:
+        tenant = await self.store.get_tenant(name)
+        if tenant is None:
+            raise NotFound(f"no tenant {name!r}")
+        return tenant
+
+    async def update_tenant(self, name: str, changes: Mapping[str, Any]) -> TenantRecord:
+        if "display_name" in changes:
+            check_display_name(changes["display_name"])
+        if "quota_bytes" in changes:
+            check_quota(changes["quota_bytes"])
+        tenant = await self.store.update_tenant(name, changes)
+        if tenant is None:
+            raise NotFound(f"no tenant {name!r}")
+        await self._audit("tenant.update", name, changes, tenant=name)
+        return tenant
+
+    async def delete_tenant(self, name: str) -> None:
+        try:
+            deleted = await self.store.delete_tenant(name)
+        except TenantNotEmptyError:
+            raise Conflict(f"tenant {name!r} still has repositories; delete them first") from None
+        if not deleted:
+            raise NotFound(f"no tenant {name!r}")
+        await self._audit("tenant.delete", name, tenant=name)
+
+    async def set_member(self, tenant: str, username: str, role: str | None) -> None:
+        """Give `username` `role` in `tenant`; None removes the membership."""
+        if role is not None:
+            check_role(role)
+        await self.tenant(tenant)
+        await self.account(username)
+        if role is None and tenant not in await self.store.memberships(username):
+            raise NotFound(f"{username!r} is not a member of {tenant!r}")
+        if not await self.store.set_membership(tenant, username, role):
+            raise NotFound("the tenant or the user is gone")
+        await self._audit("tenant.member", f"{tenant}/{username}", {"role": role}, tenant=tenant)
+
+    # Robots ----------------------------------------------------------------------------------------
+    async def create_robot(self, tenant: str, name: str, repositories: Iterable[str], actions: Iterable[str],
+                           expires_in_days: float | None = None) -> tuple[RobotRecord, str]:
+        """Create a robot account; returns it with its secret, which is never stored or shown again."""
+        check_component("name", name)
+        patterns = check_robot_patterns(tenant, list(repositories))
+        granted = check_robot_actions(list(actions))
+        days = check_expiry_days(expires_in_days)
+        await self.tenant(tenant)
+        secret = generate_secret(32)
+        now = time.time()
+        record = RobotRecord(tenant, name, hash_secret(secret), patterns, granted,
+                             now + days * 86400 if days is not None else None, False, now)
+        if not await self.store.create_robot(record):
+            raise Conflict(f"robot {name!r} already exists in {tenant!r}")
+        await self._audit("robot.create", robot_account(tenant, name),
+                          {"repositories": list(patterns), "actions": list(granted), "expires_at": record.expires_at},
+                          tenant=tenant)
+        return record, secret
+
+    async def robot(self, tenant: str, name: str) -> RobotRecord:
+        robot = await self.store.get_robot(tenant, name)
+        if robot is None:
+            raise NotFound(f"no robot {name!r} in tenant {tenant!r}")
+        return robot
+
+    async def revoke_robot(self, tenant: str, name: str) -> RobotRecord:
+        if not await self.store.revoke_robot(tenant, name):
+            raise NotFound(f"no robot {name!r} in tenant {tenant!r}")
+        await self._audit("robot.revoke", robot_account(tenant, name), tenant=tenant)
+        return await self.robot(tenant, name)
+
+    async def delete_robot(self, tenant: str, name: str) -> None:
+        if not await self.store.delete_robot(tenant, name):
+            raise NotFound(f"no robot {name!r} in tenant {tenant!r}")
+        await self._audit("robot.delete", robot_account(tenant, name), tenant=tenant)
+
+    # Repositories ----------------------------------------------------------------------------------
+    async def repository(self, name: str) -> RepositorySummary:
+        summary = await self.store.repository_summary(name) if is_repository_name(name) else None
+        if summary is None:
+            raise NotFound(f"no repository {name!r}")
+        return summary
+
+    async def set_repository_public(self, name: str, public: bool, *, must_exist: bool = True) -> None:
+        """Make a repository public (anonymous pull) or private; the CLI may do so before its first push."""
+        if must_exist:
+            await self.repository(name)
+        elif not is_repository_name(name):
+            raise ValidationFailed.field("name", "not a valid repository name")
+        await self.store.set_repository_public(name, public)
+        await self._audit("repo.visibility", name, {"visibility": "public" if public else "private"},
+                          tenant=tenant_of(name))
+
+    async def delete_repository(self, name: str) -> None:
+        """Delete a repository's manifests, tags and blob links; the blobs are left for GC."""
+        if not is_repository_name(name) or not await self.store.delete_repository(name):
+            raise NotFound(f"no repository {name!r}")
+        await self._audit("repo.delete", name, tenant=tenant_of(name))
+
+    async def delete_tag(self, repository: str, tag: str) -> None:
+        if not is_repository_name(repository) or not is_tag(tag) or not await self.store.delete_tag(repository, tag):
+            raise NotFound(f"no tag {tag!r} in repository {repository!r}")
+        await self._audit("tag.delete", f"{repository}:{tag}", tenant=tenant_of(repository))
