@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -18,6 +19,11 @@ from .keys import METRICS
 log = logging.getLogger("daohub.http")
 
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+
+# Request ids: a random per-process prefix and a counter. Unique across processes and
+# restarts for all practical purposes, and without a syscall per request as uuid4 has.
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_id_counter = itertools.count(1)
 
 
 def _error_response(err: OciError, request: web.Request) -> web.Response:
@@ -67,7 +73,7 @@ _DISCONNECTS = (ConnectionError, asyncio.IncompleteReadError)
 
 @web.middleware
 async def request_context(request: web.Request, handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-Id", "")[:64] or f"{_ID_PREFIX}{next(_id_counter):x}"
     request["request_id"] = request_id
     metrics = request.app[METRICS]
     started = time.perf_counter()
@@ -111,9 +117,8 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
     finally:
         metrics.active.leave()
         metrics.in_flight.dec()
-        route = request.get("route") or "other"
-        metrics.requests.labels(request.method, route, str(status)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        metrics.observe_request(request.method, request.get("route") or "other", status,
+                                time.perf_counter() - started)
 
 
 def _from_http_exception(exc: web.HTTPException) -> OciError:
@@ -122,17 +127,73 @@ def _from_http_exception(exc: web.HTTPException) -> OciError:
     return err
 
 
+class AccessLogSink:
+    """Buffers access-log lines and writes them in batches (at most `interval` seconds late).
+
+    The logging module costs more per line than serving a manifest does, so the access log
+    bypasses it: each line is still one self-contained JSON object, written straight to the
+    stream.
+    """
+
+    def __init__(self, stream=None, interval: float = 0.2, max_lines: int = 256):
+        import sys
+
+        self.stream = stream or sys.stderr
+        self.interval = interval
+        self.max_lines = max_lines
+        self._lines: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._second = -1
+        self._second_text = ""
+
+    def timestamp(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
+
+    def write(self, line: str) -> None:
+        self._lines.append(line)
+        if len(self._lines) >= self.max_lines:
+            self.flush()
+        elif self._timer is None:
+            try:
+                self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+            except RuntimeError:
+                self.flush()
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._lines:
+            lines, self._lines = self._lines, []
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed or full log stream must never break serving
+
+
 class JsonAccessLogger(AccessLogger):
-    """One JSON object per request."""
+    """One JSON object per request, written through an AccessLogSink (see `bind`)."""
+
+    sink: AccessLogSink | None = None
 
     def __init__(self, logger: logging.Logger, log_format: str = "") -> None:
         super().__init__(logger, log_format or AccessLogger.LOG_FORMAT)
 
+    @classmethod
+    def bind(cls, sink: AccessLogSink) -> type[JsonAccessLogger]:
+        return type("BoundJsonAccessLogger", (cls,), {"sink": sink})
+
     def log(self, request, response, time_taken: float) -> None:
-        if not self.logger.isEnabledFor(logging.INFO):
-            return
         try:
+            now = time.time()
             record = {
+                "time": self.sink.timestamp(now) if self.sink else now,
+                "logger": "daohub.access",
                 "request_id": request.get("request_id") if request is not None else None,
                 "remote": request.remote if request is not None else None,
                 "method": request.method if request is not None else None,
@@ -143,6 +204,10 @@ class JsonAccessLogger(AccessLogger):
                 "duration_ms": round(time_taken * 1000, 3),
                 "user_agent": request.headers.get("User-Agent") if request is not None else None,
             }
-            self.logger.info(json.dumps(record, separators=(",", ":")))
+            line = json.dumps(record, separators=(",", ":"))
+            if self.sink is not None:
+                self.sink.write(line)
+            else:
+                self.logger.info(line)
         except Exception:
             self.logger.exception("access log failed")
