@@ -17,6 +17,13 @@
   both.
 * ``registry:catalog:*`` goes to any authenticated principal; listing is
   filtered per repository elsewhere.
+* The admin API (``/api/v1/``) is for people: active users only, never robots
+  or anonymous callers (a robot may only ask who it is).  The platform admin
+  manages users, creates tenants and changes their settings (display name,
+  quota); members may read their tenants; a tenant admin manages members and
+  robots and reads the tenant's audit trail; a maintainer or tenant admin
+  changes a repository's visibility and deletes it; deleting a tag needs the
+  ``delete`` action.
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ from .scopes import ALL, CATALOG, DELETE, PULL, PUSH, REGISTRY, REPOSITORY, Reso
 
 __all__ = [
     "MANAGE_ALL", "ROLE_ACTIONS", "Manage", "Principal", "PrincipalKind", "RepositoryInfo",
-    "RobotGrant", "Role", "allowed_actions", "can_manage_tenant", "can_read", "grant",
-    "pattern_matches", "requested_repository_names", "tenant_of"
+    "RobotGrant", "Role", "allowed_actions", "audit_tenants", "can_administer_repository", "can_delete",
+    "can_manage_platform", "can_manage_tenant", "can_read", "can_read_audit", "can_set_password",
+    "can_use_admin_api", "can_view_tenant", "can_view_user", "grant", "needs_current_password",
+    "pattern_matches", "requested_repository_names", "tenant_of", "visible_tenants"
 ]
 
 RepoLookup = Callable[[str], "RepositoryInfo | None"]
@@ -215,6 +224,78 @@ def can_manage_tenant(principal: Principal, tenant: str, what: Manage | str) -> 
     if what not in MANAGE_ALL or principal.kind is not PrincipalKind.USER:
         return False
     return principal.is_platform_admin or principal.memberships.get(tenant) is Role.ADMIN
+
+
+def can_delete(principal: Principal, repo: RepositoryInfo, now: datetime) -> bool:
+    """May *principal* delete manifests and tags of *repo*?"""
+    return DELETE in allowed_actions(principal, repo, now)
+
+
+# The admin API ----------------------------------------------------------------------------------
+def _is_user(principal: Principal) -> bool:
+    return principal.kind is PrincipalKind.USER
+
+
+def can_use_admin_api(principal: Principal, now: datetime) -> bool:
+    """Only active users call the admin API; robots and anonymous callers never do."""
+    return _is_user(principal) and principal.is_active(now)
+
+
+def can_manage_platform(principal: Principal) -> bool:
+    """Users, tenant creation and deletion, tenant settings (display name, quota), the whole audit log."""
+    return _is_user(principal) and principal.is_platform_admin
+
+
+def visible_tenants(principal: Principal) -> frozenset[str] | None:
+    """The tenants *principal* may see listed: None means every tenant."""
+    if can_manage_platform(principal):
+        return None
+    return frozenset(principal.memberships) if _is_user(principal) else frozenset()
+
+
+def can_view_tenant(principal: Principal, tenant: str) -> bool:
+    """May *principal* read *tenant* (its settings and quota)? Any member may."""
+    return can_manage_platform(principal) or (_is_user(principal) and tenant in principal.memberships)
+
+
+def can_view_user(principal: Principal, username: str) -> bool:
+    """The platform admin reads every account, a user their own."""
+    return can_manage_platform(principal) or (_is_user(principal) and principal.name == username)
+
+
+def can_set_password(principal: Principal, username: str) -> bool:
+    return can_view_user(principal, username)
+
+
+def needs_current_password(principal: Principal, username: str) -> bool:
+    """A user changing their own password proves the current one; the platform admin does not."""
+    return not can_manage_platform(principal)
+
+
+def can_administer_repository(principal: Principal, repo: RepositoryInfo) -> bool:
+    """Change visibility of, or delete, a whole repository: maintainers and admins of its tenant."""
+    if not _is_user(principal):
+        return False
+    if principal.is_platform_admin:
+        return True
+    return repo.tenant is not None and principal.memberships.get(repo.tenant) in (Role.MAINTAINER, Role.ADMIN)
+
+
+def audit_tenants(principal: Principal) -> frozenset[str] | None:
+    """Tenants whose audit rows *principal* may read: None means all rows, platform-level ones too."""
+    if can_manage_platform(principal):
+        return None
+    if not _is_user(principal):
+        return frozenset()
+    return frozenset(t for t, role in principal.memberships.items() if role is Role.ADMIN)
+
+
+def can_read_audit(principal: Principal, tenant: str | None = None) -> bool:
+    """May *principal* read the audit log at all (*tenant* None) or the rows of *tenant*?"""
+    allowed = audit_tenants(principal)
+    if allowed is None:
+        return True
+    return tenant in allowed if tenant is not None else bool(allowed)
 
 
 def requested_repository_names(requested: Iterable[ResourceScope]) -> list[str]:

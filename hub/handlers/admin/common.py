@@ -126,12 +126,15 @@ def _encode_cursor(key: str) -> str:
 
 
 def _decode_cursor(cursor: str) -> str:
+    bad = ValidationFailed.parameter("cursor", "not a cursor returned by this API")
+    if len(cursor) > 1024:
+        raise bad
     try:
         key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValidationFailed.parameter("cursor", "not a cursor returned by this API") from None
-    if not key or len(cursor) > 1024:
-        raise ValidationFailed.parameter("cursor", "not a cursor returned by this API")
+        raise bad from None
+    if not key:
+        raise bad
     return key
 
 

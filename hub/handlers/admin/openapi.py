@@ -19,11 +19,12 @@ _ERRORS = {
     422: "The request breaks the schema; `errors` lists each bad field (`pointer`) or parameter.",
     429: "Too many failed logins; retry after Retry-After seconds.",
 }
-_PARAMETERS = {
-    "tenant": "Tenant name.",
-    "username": "User name.",
-    "name": "Robot name, or a repository name with its slashes (`team/app`).",
-    "tag": "Tag name.",
+_PARAMETERS = {  # name: (description, example)
+    "tenant": ("Tenant name.", "team"),
+    "username": ("User name.", "alice"),
+    "name": ("Robot name.", "ci"),
+    "repository": ("Repository name, slashes included.", "team/app"),
+    "tag": ("Tag name.", "v1"),
 }
 _PAGE = [
     {"name": "limit", "in": "query", "required": False, "description": "Items per page (default 50).",
@@ -54,8 +55,12 @@ def _operation(route) -> dict[str, Any]:
         op["description"] = route.description
     if route.public:
         op["security"] = []
-    params = [{"name": p, "in": "path", "required": True, "description": _PARAMETERS[p],
-               "schema": {"type": "string", "minLength": 1}} for p in route.path_parameters]
+    params = []
+    for p in route.path_parameters:
+        description, example = _PARAMETERS["repository" if route.path.startswith("/repositories/") and p == "name"
+                                           else p]
+        params.append({"name": p, "in": "path", "required": True, "description": description,
+                       "schema": {"type": "string", "minLength": 1}, "example": example})
     params += [{"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
                for n, d in route.query]
     if route.paginated:

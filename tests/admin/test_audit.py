@@ -1,0 +1,90 @@
+"""The audit log: one row per change, newest first, per-tenant visibility, pages."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.handlers.admin.routes import ROUTES
+
+from .conftest import audit_rows, call, field_errors
+
+# Every change the API can make, in an order that works, with the audit action it must write.
+CHANGES = [
+    ("create_tenant", "POST", "/api/v1/tenants", {"name": "acme"}, "tenant.create"),
+    ("update_tenant", "PATCH", "/api/v1/tenants/acme", {"quota_bytes": 10}, "tenant.update"),
+    ("create_user", "POST", "/api/v1/users", {"username": "zoe", "password": "zoe-password"}, "user.create"),
+    ("update_user", "PATCH", "/api/v1/users/zoe", {"is_admin": True}, "user.update"),
+    ("set_password", "PUT", "/api/v1/users/zoe/password", {"password": "another-password"}, "user.password"),
+    ("put_member", "PUT", "/api/v1/tenants/acme/members/zoe", {"role": "admin"}, "tenant.member"),
+    ("delete_member", "DELETE", "/api/v1/tenants/acme/members/zoe", None, "tenant.member"),
+    ("create_robot", "POST", "/api/v1/tenants/acme/robots",
+     {"name": "bot", "repositories": ["acme/*"], "actions": ["pull"]}, "robot.create"),
+    ("revoke_robot", "POST", "/api/v1/tenants/acme/robots/bot/revoke", None, "robot.revoke"),
+    ("delete_robot", "DELETE", "/api/v1/tenants/acme/robots/bot", None, "robot.delete"),
+    ("update_repository", "PATCH", "/api/v1/repositories/team/app", {"public": True}, "repo.visibility"),
+    ("delete_tag", "DELETE", "/api/v1/repositories/team/app/tags/v1", None, "tag.delete"),
+    ("delete_repository", "DELETE", "/api/v1/repositories/team/app", None, "repo.delete"),
+    ("delete_user", "DELETE", "/api/v1/users/zoe", None, "user.delete"),
+    ("delete_tenant", "DELETE", "/api/v1/tenants/acme", None, "tenant.delete"),
+]
+
+
+async def test_every_change_writes_one_audit_row(api):
+    for name, method, path, body, action in CHANGES:
+        before = len(await audit_rows(api))
+        status, _, _ = await call(api, method, path, json=body)
+        assert status < 300, (name, status)
+        rows = await audit_rows(api)
+        assert len(rows) == before + 1, name
+        assert (rows[0].actor, rows[0].action) == ("root", action), name
+    mutating = {r.name for r in ROUTES if r.method != "GET"}
+    assert mutating == {c[0] for c in CHANGES}
+
+
+async def test_refused_changes_write_nothing(api):
+    before = len(await audit_rows(api))
+    assert (await call(api, "POST", "/api/v1/tenants", "tenant_admin", json={"name": "x"}))[0] == 403
+    assert (await call(api, "POST", "/api/v1/tenants", json={"name": "X"}))[0] == 422
+    assert (await call(api, "DELETE", "/api/v1/tenants/team"))[0] == 409
+    assert len(await audit_rows(api)) == before
+
+
+async def test_newest_first_in_pages(api):
+    for i in range(5):
+        await call(api, "POST", "/api/v1/tenants", json={"name": f"t{i}"})
+    ids, cursor = [], None
+    while True:
+        status, body, _ = await call(api, "GET", "/api/v1/audit?limit=2" + (f"&cursor={cursor}" if cursor else ""))
+        assert status == 200
+        ids += [e["id"] for e in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert ids == sorted(ids, reverse=True) and len(ids) == len(set(ids)) == len(await audit_rows(api))
+    newest = (await call(api, "GET", "/api/v1/audit?limit=1"))[1]["items"][0]
+    assert newest == {"id": newest["id"], "at": newest["at"], "actor": "root", "action": "tenant.create",
+                      "target": "t4", "tenant": "t4",
+                      "detail": {"display_name": "", "quota_bytes": None}}
+
+
+async def test_tenant_admins_see_their_tenants_rows_only(api):
+    await call(api, "PUT", "/api/v1/tenants/team/members/bob", "tenant_admin", json={"role": "guest"})
+    await call(api, "PUT", "/api/v1/tenants/other/members/alice", "other_admin", json={"role": "guest"})
+    await call(api, "POST", "/api/v1/users", json={"username": "zoe", "password": "zoe-password"})
+    team = (await call(api, "GET", "/api/v1/audit", "tenant_admin"))[1]["items"]
+    assert team and {e["tenant"] for e in team} == {"team"}
+    assert [e["target"] for e in team if e["action"] == "tenant.member"] == ["team/bob"]
+    other = (await call(api, "GET", "/api/v1/audit", "other_admin"))[1]["items"]
+    assert [(e["action"], e["target"]) for e in other] == [("tenant.member", "other/alice")]
+    everything = (await call(api, "GET", "/api/v1/audit?limit=500"))[1]["items"]
+    assert {"user.create", "token.issue", "tenant.member"} <= {e["action"] for e in everything}
+    only_other = (await call(api, "GET", "/api/v1/audit?tenant=other"))[1]["items"]
+    assert only_other == other
+    assert (await call(api, "GET", "/api/v1/audit?tenant=other", "tenant_admin"))[0] == 403
+    assert (await call(api, "GET", "/api/v1/audit", "maintainer"))[0] == 403
+
+
+@pytest.mark.parametrize("cursor", ["!!!", "bm90LWEtbnVtYmVy", "MA", ""])
+async def test_bad_audit_cursor(api, cursor):
+    status, problem, _ = await call(api, "GET", f"/api/v1/audit?cursor={cursor}")
+    assert status == 422 and "cursor" in field_errors(problem)

@@ -1,0 +1,152 @@
+"""Every admin API call x every kind of caller, with the exact status expected.
+
+Callers: nobody, the guest, developer, maintainer and admin of tenant "team", the admin of
+tenant "other", the robot robot$team+ci, and the platform admin. Robots may only ask GET /me.
+Where a call changes something, each caller gets its own target ({role} in the path or body),
+so an allowed change cannot alter what the next caller sees.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from hub.keys import AUTH, STORE
+from hub.registry.admin import Administration
+
+from .conftest import ROLES, headers, push_image, token
+
+SetUp = Callable[[object], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    method: str
+    path: str
+    expected: tuple[int, ...]  # in ROLES order
+    body: dict | None = None
+    setup: SetUp | None = None
+
+
+def per_role(make) -> SetUp:
+    async def setup(client) -> None:
+        for role in ROLES:
+            await make(client, role)
+    return setup
+
+
+async def _robot(client, name: str) -> None:
+    await Administration(client.server.app[STORE], client.server.app[AUTH], "test").create_robot(
+        "team", name, ["team/x/*"], ["pull"])
+
+
+async def _user(client, name: str, *, tenant: str | None = None) -> None:
+    app = client.server.app
+    await app[STORE].create_user(name, await app[AUTH].hash_password("some-password"))
+    if tenant:
+        await app[STORE].set_membership(tenant, name, "guest")
+
+
+async def _push(client, repo: str, tag: str) -> None:
+    root = await token(client, f"repository:{repo}:pull,push", user="root", password="root-pw-123")
+    await push_image(client, repo, root, tag=tag)
+
+
+async def _tenant(client, name: str) -> None:
+    await client.server.app[STORE].create_tenant(name)
+
+
+def rid(role: str) -> str:
+    return role.replace("_", "-")
+
+
+#             anon guest dev  maint t-adm o-adm robot p-adm
+EVERYONE = (401, 200, 200, 200, 200, 200, 200, 200)
+USERS = (401, 200, 200, 200, 200, 200, 403, 200)
+TEAM_MEMBERS = (401, 200, 200, 200, 200, 403, 403, 200)
+TEAM_MAINTAINERS = (401, 403, 403, 200, 200, 403, 403, 200)
+TEAM_ADMINS = (401, 403, 403, 403, 200, 403, 403, 200)
+PLATFORM = (401, 403, 403, 403, 403, 403, 403, 200)
+
+
+def only(ok: int, base: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(ok if s == 200 else s for s in base)
+
+
+CASES = [
+    Case("openapi", "GET", "/api/v1/openapi.json", (200,) * 8),
+    Case("me", "GET", "/api/v1/me", EVERYONE),
+    Case("list_tenants", "GET", "/api/v1/tenants", USERS),
+    Case("create_tenant", "POST", "/api/v1/tenants", only(201, PLATFORM), {"name": "new-{role}"}),
+    Case("get_tenant", "GET", "/api/v1/tenants/team", TEAM_MEMBERS),
+    Case("update_tenant", "PATCH", "/api/v1/tenants/team", PLATFORM, {"display_name": "by {role}"}),
+    Case("delete_tenant", "DELETE", "/api/v1/tenants/empty", only(204, PLATFORM),
+         setup=lambda c: _tenant(c, "empty")),
+    Case("quota", "GET", "/api/v1/tenants/team/quota", TEAM_MEMBERS),
+    Case("list_members", "GET", "/api/v1/tenants/team/members", TEAM_ADMINS),
+    Case("put_member", "PUT", "/api/v1/tenants/team/members/newbie", TEAM_ADMINS, {"role": "developer"},
+         setup=lambda c: _user(c, "newbie")),
+    Case("delete_member", "DELETE", "/api/v1/tenants/team/members/m-{role}", only(204, TEAM_ADMINS),
+         setup=per_role(lambda c, r: _user(c, f"m-{rid(r)}", tenant="team"))),
+    Case("list_robots", "GET", "/api/v1/tenants/team/robots", TEAM_ADMINS),
+    Case("create_robot", "POST", "/api/v1/tenants/team/robots", only(201, TEAM_ADMINS),
+         {"name": "r-{role}", "repositories": ["team/ci/**"], "actions": ["pull"]}),
+    Case("get_robot", "GET", "/api/v1/tenants/team/robots/ci", TEAM_ADMINS),
+    Case("revoke_robot", "POST", "/api/v1/tenants/team/robots/rv/revoke", TEAM_ADMINS,
+         setup=lambda c: _robot(c, "rv")),
+    Case("delete_robot", "DELETE", "/api/v1/tenants/team/robots/d-{role}", only(204, TEAM_ADMINS),
+         setup=per_role(lambda c, r: _robot(c, f"d-{rid(r)}"))),
+    Case("list_repositories", "GET", "/api/v1/tenants/team/repositories", USERS),
+    Case("list_tags", "GET", "/api/v1/repositories/team/app/tags", TEAM_MEMBERS),
+    Case("list_tags_public", "GET", "/api/v1/repositories/team/pub/tags", USERS),
+    Case("delete_tag", "DELETE", "/api/v1/repositories/team/app/tags/t-{role}", only(204, TEAM_MAINTAINERS),
+         setup=per_role(lambda c, r: _push(c, "team/app", f"t-{rid(r)}"))),
+    Case("update_repository", "PATCH", "/api/v1/repositories/team/app", TEAM_MAINTAINERS, {"public": False}),
+    Case("delete_repository", "DELETE", "/api/v1/repositories/team/d-{role}", only(204, TEAM_MAINTAINERS),
+         setup=per_role(lambda c, r: _push(c, f"team/d-{rid(r)}", "v1"))),
+    Case("list_users", "GET", "/api/v1/users", PLATFORM),
+    Case("create_user", "POST", "/api/v1/users", only(201, PLATFORM),
+         {"username": "u-{role}", "password": "password-{role}"}),
+    Case("get_user", "GET", "/api/v1/users/alice", (401, 403, 200, 403, 403, 403, 403, 200)),
+    Case("update_user", "PATCH", "/api/v1/users/zed", PLATFORM, {"disabled": False},
+         setup=lambda c: _user(c, "zed")),
+    Case("delete_user", "DELETE", "/api/v1/users/z-{role}", only(204, PLATFORM),
+         setup=per_role(lambda c, r: _user(c, f"z-{rid(r)}"))),
+    Case("set_password", "PUT", "/api/v1/users/zed/password", only(204, PLATFORM), {"password": "a-new-password"},
+         setup=lambda c: _user(c, "zed")),
+    Case("audit", "GET", "/api/v1/audit", (401, 403, 403, 403, 200, 200, 403, 200)),
+    Case("audit_of_team", "GET", "/api/v1/audit?tenant=team", (401, 403, 403, 403, 200, 403, 403, 200)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_permission_matrix(api, case: Case):
+    if case.setup is not None:
+        await case.setup(api)
+    got = {}
+    for role in ROLES:
+        path = case.path.replace("{role}", rid(role))
+        body = json.loads(json.dumps(case.body).replace("{role}", rid(role))) if case.body is not None else None
+        r = await api.request(case.method, path, json=body, headers=headers(role))
+        got[role] = r.status
+        if r.status >= 400:
+            assert r.headers["Content-Type"].startswith("application/problem+json"), (role, await r.text())
+            problem = await r.json(content_type=None)
+            assert problem["status"] == r.status and problem["type"].startswith("urn:daohub:problem:")
+        if r.status == 401:
+            assert r.headers["WWW-Authenticate"] == 'Basic realm="daohub"'
+    assert got == dict(zip(ROLES, case.expected, strict=True))
+
+
+def test_every_route_is_in_the_matrix():
+    from hub.handlers.admin.routes import ROUTES
+
+    covered = {c.id.removesuffix("_public").removesuffix("_of_team") for c in CASES}
+    names = {r.name.replace("get_openapi_document", "openapi").replace("get_me", "me")
+             .replace("get_quota", "quota").replace("list_audit", "audit").replace("set_password", "set_password")
+             for r in ROUTES}
+    assert names <= covered, names - covered
