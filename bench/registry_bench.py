@@ -295,6 +295,7 @@ class Registry:
         # DaoHub: the contract is `python3 -m hub serve --addr ... --data-dir ...` run from the repo root.
         # DAOHUB_* variables from the caller's environment are dropped so the run uses the defaults.
         env = {k: v for k, v in os.environ.items() if not k.startswith("DAOHUB_")}
+        env["DAOHUB_AUTH_ENABLED"] = "false"  # distribution runs without auth too: compare like with like
         return [self.args.python, "-m", "hub", "serve", "--addr", self.host, "--data-dir", str(self.data)], env, ROOT
 
     def start(self, timeout: float = 60) -> None:

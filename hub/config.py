@@ -83,7 +83,8 @@ class RegistryConfig:
 
 @dataclasses.dataclass
 class AuthConfig:
-    enabled: bool = False
+    # On by default. An open registry (auth.enabled: false) is for loopback, tests and demos.
+    enabled: bool = True
     # The token service's name (the JWT audience) and issuer.
     service: str = "daohub"
     issuer: str = "daohub"

@@ -101,17 +101,22 @@ def test_docker_login_push_pull_and_refused_cross_tenant_push(secured, secured_e
     login = run([dockerd.docker, "-H", f"unix://{dockerd.sock}", "login", "-u", "alice", "--password-stdin",
                  secured.host], env=dockerd.env, input=PASSWORDS["alice"].encode())
     assert "Login Succeeded" in login.stdout
-    dockerd("pull", ref)
-    dockerd("tag", ref, f"{secured.host}/team/docker:2")
-    dockerd("push", f"{secured.host}/team/docker:2")
-    # alice is no member of tenant "other": docker's own error message says so.
-    dockerd("tag", ref, f"{secured.host}/other/stolen:1")
-    refused = dockerd("push", f"{secured.host}/other/stolen:1", check=False)
-    assert refused.returncode != 0
-    message = (refused.stdout + refused.stderr).lower()
-    assert "denied" in message or "unauthorized" in message, message
-    print(f"\ndocker's message for the refused push: {(refused.stdout + refused.stderr).strip()[-300:]}")
-    dockerd("logout", secured.host)
+    tags = [ref, f"{secured.host}/team/docker:2", f"{secured.host}/other/stolen:1"]
+    try:
+        dockerd("pull", ref)
+        dockerd("tag", ref, f"{secured.host}/team/docker:2")
+        dockerd("push", f"{secured.host}/team/docker:2")
+        # alice is no member of tenant "other": docker's own error message says so.
+        dockerd("tag", ref, f"{secured.host}/other/stolen:1")
+        refused = dockerd("push", f"{secured.host}/other/stolen:1", check=False)
+        assert refused.returncode != 0
+        message = (refused.stdout + refused.stderr).lower()
+        assert "denied" in message or "unauthorized" in message, message
+        print(f"\ndocker's message for the refused push: {(refused.stdout + refused.stderr).strip()[-300:]}")
+        dockerd("logout", secured.host)
+    finally:
+        # The daemon is shared with the other e2e tests: leave no images behind.
+        dockerd("rmi", "--force", *tags, check=False)
 
 
 def test_robot_account_with_skopeo(secured, secured_env, image):

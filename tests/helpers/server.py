@@ -221,6 +221,9 @@ class DaoHubProcess(_ServerProcess):
                if self.inherit_daohub_env or not k.startswith("DAOHUB_")}
         # `python -m hub` must find this checkout even when it is not pip-installed.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        # Auth is on by default; tests of the registry core run an open one unless they ask.
+        if not self.inherit_daohub_env:
+            env["DAOHUB_AUTH_ENABLED"] = "false"
         env.update(self.extra_env)
         return env
 

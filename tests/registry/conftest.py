@@ -26,6 +26,7 @@ def config(request, tmp_path):
         "storage": {"driver": request.param},
         "log": {"access_log": False},
         "registry": {"max_manifest_bytes": 64 * 1024, "default_page_size": 100},
+        "auth": {"enabled": False},  # the protocol suite exercises an open registry
     }
     return load_config(environ={}, overrides=overrides)
 

@@ -279,6 +279,7 @@ async def test_blob_size_limit(aiohttp_client, tmp_path):
     from hub.config import load_config
 
     cfg = load_config(environ={}, overrides={"data_dir": str(tmp_path), "registry": {"max_blob_bytes": 1000},
+                                             "auth": {"enabled": False},
                                              "log": {"access_log": False}})
     client = await aiohttp_client(create_app(cfg))
     data = os.urandom(1001)
@@ -324,7 +325,7 @@ async def test_stalled_body_releases_upload_and_keeps_data(aiohttp_client, tmp_p
     from hub.app import create_app
     from hub.config import load_config
 
-    cfg = load_config(environ={}, overrides={"data_dir": str(tmp_path), "log": {"access_log": False},
+    cfg = load_config(environ={}, overrides={"data_dir": str(tmp_path), "log": {"access_log": False}, "auth": {"enabled": False},
                                              "server": {"body_idle_timeout": 0.5}})
     client = await aiohttp_client(create_app(cfg))
     location = await start(client)

@@ -74,3 +74,14 @@ def test_secret_is_hidden():
     assert "hunter2" not in repr(s)
     assert "hunter2" not in repr({"password": s})
     assert s.reveal() == "hunter2"
+
+
+def test_auth_is_on_by_default_and_open_mode_is_loopback_only():
+    assert load_config(environ={}).auth.enabled is True
+    load_config(environ={"DAOHUB_AUTH_ENABLED": "false"})  # loopback: fine
+    with pytest.raises(ConfigError, match="refusing to serve without authentication on 0.0.0.0"):
+        load_config(environ={"DAOHUB_AUTH_ENABLED": "false", "DAOHUB_SERVER_ADDR": "0.0.0.0:5000"})
+    cfg = load_config(environ={"DAOHUB_AUTH_ENABLED": "false", "DAOHUB_SERVER_ADDR": "0.0.0.0:5000",
+                               "DAOHUB_AUTH_ALLOW_OPEN_NON_LOOPBACK": "true"})
+    assert cfg.auth.enabled is False
+    load_config(environ={"DAOHUB_SERVER_ADDR": "0.0.0.0:5000"})  # auth on: any address
