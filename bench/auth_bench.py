@@ -82,7 +82,7 @@ def wrk(url: str, headers: dict, duration: float) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -103,12 +103,18 @@ def main() -> int:
                     server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    import statistics
+
+    # Run-to-run noise on this VM is about +-15% for one unchanged server, as large as the
+    # effect measured; rounds alternate the two set-ups and the median decides.
+    med_open, med_token = statistics.median(results["open"]), statistics.median(results["token"])
     best_open, best_token = max(results["open"]), max(results["token"])
-    cost = 1 - best_token / best_open
-    print(f"manifest GET by tag, wrk -t1 -c32, {args.duration:g}s, best of {args.rounds}:")
-    print(f"  auth off (open registry): {best_open:,.0f} req/s")
-    print(f"  auth on (bearer token):   {best_token:,.0f} req/s")
-    print(f"  throughput lost to auth:  {cost:.1%} (target < 15%) {'met' if cost < 0.15 else 'NOT met'}")
+    cost = 1 - med_token / med_open
+    print(f"manifest GET by tag, wrk -t1 -c32, {args.duration:g}s x {args.rounds} alternating rounds:")
+    print(f"  auth off (open registry): median {med_open:,.0f} req/s, best {best_open:,.0f}")
+    print(f"  auth on (bearer token):   median {med_token:,.0f} req/s, best {best_token:,.0f}")
+    print(f"  throughput lost to auth:  {cost:.1%} by median, {1 - best_token / best_open:.1%} by best "
+          f"(target < 15%: {'met' if cost < 0.15 else 'NOT met'})")
     return 0
 
 
