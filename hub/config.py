@@ -46,9 +46,40 @@ class ServerConfig:
 
 @dataclasses.dataclass
 class StorageConfig:
+    # filesystem | s3 | oss | nfs | memory (tests only)
     driver: str = "filesystem"
-    # Filesystem root; empty means <data_dir>/storage.
+    # Filesystem root; empty means <data_dir>/storage. May be a shared (NFS) mount used by
+    # several replicas at once.
     root: str = ""
+    # --- s3 and oss ---
+    bucket: str = ""
+    region: str = ""
+    # Endpoint URL (https://s3.example.com, or an OSS endpoint such as
+    # https://oss-cn-hangzhou.aliyuncs.com). Empty: AWS's own endpoint for the region.
+    endpoint: str = ""
+    # OSS: the VPC-internal endpoint the replicas use for data (free, faster); redirect URLs
+    # handed to clients still use `endpoint`.
+    internal_endpoint: str = ""
+    access_key: str = ""
+    secret_key: Secret = Secret("")
+    session_token: Secret = Secret("")
+    # auto | path | virtual. OSS requires virtual (the default for driver: oss).
+    addressing_style: str = "auto"
+    # Key prefix inside the bucket ("" for the bucket root).
+    prefix: str = ""
+    # Multipart part size; S3's minimum is 5 MiB.
+    part_size_bytes: int = 16 * 1024 * 1024
+    # Attempts for a request that fails with 5xx, SlowDown or a connection error.
+    max_attempts: int = 6
+    verify_tls: bool = True
+    # Answer blob GETs with 307 to a presigned URL instead of proxying the bytes.
+    redirect: bool = False
+    redirect_expiry_seconds: int = 1200
+    # --- nfs (NFSv3 spoken by the driver itself, through libnfs; no mount needed) ---
+    # nfs://server/export/path ; the export's real path, not an NFSv4 pseudo path.
+    nfs_url: str = ""
+    # Worker threads for blocking libnfs calls (each owns one NFS connection).
+    nfs_threads: int = 4
 
 
 @dataclasses.dataclass
@@ -57,6 +88,9 @@ class DatabaseConfig:
     url: str = ""
     # SQLite synchronous mode: FULL survives power loss, NORMAL survives process crashes.
     sqlite_synchronous: str = "FULL"
+    # PostgreSQL connection pool bounds, per replica.
+    pool_min_size: int = 2
+    pool_max_size: int = 20
 
 
 @dataclasses.dataclass

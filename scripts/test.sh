@@ -26,9 +26,14 @@ log() { printf '==> %s\n' "$*" >&2; }
 # docker-registry: CNCF distribution, for side-by-side runs and benchmarks
 # busybox-static: the only binary inside the images the e2e tests build FROM scratch (no network)
 # curl, ca-certificates: plain HTTP checks and pip's TLS
+# postgresql: a throwaway cluster per test session (the tests run initdb/pg_ctl themselves)
+# nginx-light: the load balancer in front of several replicas
+# nfs-ganesha, nfs-ganesha-vfs, rpcbind: a userspace NFSv3 server for the nfs driver's tests
+# libnfs-dev: what PyPI's libnfs binding builds against
 DEBIAN_PACKAGES=(
   skopeo podman buildah docker.io docker-registry busybox-static
   curl ca-certificates
+  postgresql nginx-light nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-dev
 )
 
 installed() { [[ "$(dpkg -s "$1" 2>/dev/null)" == *"Status: install ok installed"* ]]; }
