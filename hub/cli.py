@@ -135,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     purge.add_argument("--data-dir", help="data directory (default ./data)")
     purge.add_argument("--older-than", type=float, help="seconds idle (default registry.upload_ttl_seconds)")
     purge.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
+    transfer = sub.add_parser(
+        "transfer", help="copy blobs and metadata to another stack (e.g. SQLite+filesystem to PostgreSQL+S3)")
+    transfer.add_argument("--config", dest="sub_config", help="the current (source) YAML config file")
+    transfer.add_argument("--data-dir", help="the current data directory (default ./data)")
+    transfer.add_argument("--to-config", required=True, help="YAML config file of the target stack")
+    transfer.add_argument("--skip-blobs", action="store_true", help="copy metadata only")
+    transfer.add_argument("--skip-metadata", action="store_true", help="copy blobs only")
     from . import cli_identity
 
     cli_identity.add_parsers(sub)
@@ -160,6 +167,15 @@ def main(argv: list[str] | None = None) -> int:
         from . import cli_identity
 
         return asyncio.run(cli_identity.run(config, args))
+    elif args.command == "transfer":
+        from . import transfer
+
+        try:
+            target = load_config(args.to_config, environ={})
+            asyncio.run(transfer.run(config, target, blobs=not args.skip_blobs, metadata=not args.skip_metadata))
+        except (ConfigError, transfer.TransferError) as exc:
+            print(f"daohub: transfer failed: {exc}", file=sys.stderr)
+            return 1
     elif args.command == "purge-uploads":
         result = asyncio.run(_purge_uploads(config, args.older_than, args.dry_run))
         print(json.dumps(result))
