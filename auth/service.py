@@ -11,16 +11,30 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .keys import KeyRing, SigningKey
 from .passwords import DEFAULT_PARAMS, Argon2Params, hash_password, verify_password, verify_secret
-from .policy import Principal, RepositoryInfo, RobotGrant, grant, requested_repository_names, tenant_of
+from .policy import (
+    CacheAccess,
+    Principal,
+    RepositoryInfo,
+    RobotGrant,
+    grant,
+    requested_repository_names,
+    tenant_of,
+)
 from .scopes import ResourceScope, parse_scopes
 from .tokens import InvalidToken, IssuedToken, TokenIssuer, TokenVerifier, VerifiedToken
 
 log = logging.getLogger("daohub.auth")
+
+# A token signed with a key this replica does not know (another replica rotated) reloads the
+# key ring from the store before it is refused, at most this often: tokens with made-up kids
+# must not turn into a query each.
+UNKNOWN_KID_RELOAD_INTERVAL = 5.0
 
 ROBOT_PREFIX = "robot$"
 
@@ -68,9 +82,14 @@ class AuthService:
         self.issuer = TokenIssuer(self._current_ring, settings.issuer, settings.service)
         self.verifier = TokenVerifier(self._current_ring, settings.issuer, settings.service)
         self._reload_lock = asyncio.Lock()
+        self._unknown_kid_reload: float | None = None  # monotonic time of the last one
+        self.key_reloads = 0
         # argon2id costs ~64 MiB and ~0.1 s of CPU per check: run it off the event loop, and
         # only two at a time, so a login storm bounds memory instead of multiplying it.
         self._kdf_slots = asyncio.Semaphore(2)
+        # Set by the pull-through cache: name -> the CacheAccess of the namespace it reaches
+        # (without a containerd ?ns=, which the token endpoint never sees), or None.
+        self.cache_access: Callable[[str], Awaitable[CacheAccess | None]] | None = None
 
     async def _kdf(self, fn, *args):
         async with self._kdf_slots:
@@ -94,6 +113,7 @@ class AuthService:
         self._ring = KeyRing(keys[0], tuple(keys[1:self.settings.keep_previous_keys + 1]),
                              max_previous=self.settings.keep_previous_keys)
         self._ring_loaded = time.monotonic()
+        self.key_reloads += 1
         return self._ring
 
     async def rotate_keys(self) -> str:
@@ -109,6 +129,16 @@ class AuthService:
             async with self._reload_lock:
                 if time.monotonic() - self._ring_loaded > max_age:
                     await self.load_keys()
+
+    async def _reload_for_unknown_kid(self) -> bool:
+        """Reload the ring for a token with an unknown kid; False if one was done too recently."""
+        async with self._reload_lock:
+            last = self._unknown_kid_reload
+            if last is not None and time.monotonic() - last < UNKNOWN_KID_RELOAD_INTERVAL:
+                return False
+            self._unknown_kid_reload = time.monotonic()
+            await self.load_keys()
+            return True
 
     # Bootstrap ---------------------------------------------------------------------------------
     async def ensure_admin(self, password: str | None) -> str | None:
@@ -180,11 +210,15 @@ class AuthService:
         requested = parse_scopes(raw_scopes)
         names = requested_repository_names(requested)
         public = await self.store.public_repositories(names) if names else set()
-        repos = {n: RepositoryInfo(n, tenant_of(n), n in public) for n in names}
+        repos = {}
+        for n in names:
+            cache = await self.cache_access(n) if self.cache_access is not None else None
+            repos[n] = RepositoryInfo(n, tenant_of(n), n in public, cache)
         return grant(principal, requested, repos.get, datetime.now(UTC))
 
     async def issue(self, principal: Principal, raw_scopes: list[str], *, offline: bool = False,
                     client_id: str = "") -> tuple[IssuedToken, str | None]:
+        await self.refresh_keys_if_stale()  # sign with the key other replicas rotated to
         access = await self.grant(principal, raw_scopes)
         issued = self.issuer.issue(principal.name, access, self.settings.token_ttl)
         refresh = None
@@ -196,7 +230,12 @@ class AuthService:
         return issued, refresh
 
     async def redeem_refresh_token(self, token: str, client_id: str) -> Principal:
-        verified = self.verifier.verify_refresh_token(token, client_id=client_id)
+        try:
+            verified = self.verifier.verify_refresh_token(token, client_id=client_id)
+        except InvalidToken as exc:
+            if exc.reason != "unknown kid" or not await self._reload_for_unknown_kid():
+                raise
+            verified = self.verifier.verify_refresh_token(token, client_id=client_id)
         if await self.store.is_token_revoked(verified.jti):
             raise InvalidToken("refresh token revoked")
         principal = await self.principal_for_subject(verified.subject)
@@ -211,7 +250,13 @@ class AuthService:
         verified = self.verifier.verify_refresh_token(token)
         await self.store.revoke_token(verified.jti, verified.expires_at)
 
-    def verify(self, token: str) -> VerifiedToken:
+    async def verify(self, token: str) -> VerifiedToken:
+        """Verify an access token (cached, no I/O), reloading keys once for a kid another replica made."""
+        try:
+            return self.verifier.verify(token)
+        except InvalidToken as exc:
+            if exc.reason != "unknown kid" or not await self._reload_for_unknown_kid():
+                raise
         return self.verifier.verify(token)
 
     def verifier_keyring(self) -> KeyRing:

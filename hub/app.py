@@ -27,6 +27,8 @@ log = logging.getLogger("daohub")
 def _storage_options(config: Config) -> dict:
     if config.storage.driver == "filesystem":
         return {"root": str(config.storage_root)}
+    if config.storage.driver == "nfs":
+        return {"url": config.storage.nfs_url, "threads": config.storage.nfs_threads}
     return {}
 
 
@@ -34,7 +36,9 @@ def _storage_options(config: Config) -> dict:
 async def open_registry(config: Config, *, migrate: bool = True) -> AsyncIterator[Registry]:
     """Open storage and the metadata store and build the Registry on them (CLI and app)."""
     storage = storage_backends.create(config.storage.driver, **_storage_options(config))
-    store = create_store(config.database_url, sqlite_synchronous=config.database.sqlite_synchronous)
+    store = create_store(config.database_url, sqlite_synchronous=config.database.sqlite_synchronous,
+                         pool_min_size=config.database.pool_min_size,
+                         pool_max_size=config.database.pool_max_size)
     await store.open()
     try:
         if migrate:

@@ -72,7 +72,9 @@ async def _serve(config) -> None:
 async def _migrate(config) -> list[int]:
     from .db import create_store
 
-    store = create_store(config.database_url, sqlite_synchronous=config.database.sqlite_synchronous)
+    store = create_store(config.database_url, sqlite_synchronous=config.database.sqlite_synchronous,
+                         pool_min_size=config.database.pool_min_size,
+                         pool_max_size=config.database.pool_max_size)
     await store.open()
     try:
         return await store.migrate()

@@ -91,7 +91,6 @@ class Registry:
         self.max_blob_bytes = max_blob_bytes
         self._hashes: OrderedDict[str, _RunningHash] = OrderedDict()
         self._hash_cache_size = hash_cache_size
-        self._upload_locks: dict[str, asyncio.Lock] = {}
         # Writers of uploads receiving data in this process right now, for live status.
         self._active_writers: dict[str, object] = {}
 
@@ -156,21 +155,10 @@ class Registry:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
         return record
 
-    def _lock(self, upload_id: str) -> asyncio.Lock:
-        lock = self._upload_locks.get(upload_id)
-        if lock is None:
-            lock = self._upload_locks[upload_id] = asyncio.Lock()
-        return lock
-
-    @contextlib.asynccontextmanager
-    async def _locked(self, upload_id: str):
-        lock = self._lock(upload_id)
-        async with lock:
-            try:
-                yield
-            finally:
-                if not lock._waiters:
-                    self._upload_locks.pop(upload_id, None)
+    def _locked(self, upload_id: str, *, wait: bool = True):
+        """Serialise requests on one upload, in this process and across replicas (a PATCH on
+        one and the PUT on another): the store's lock, an advisory lock on PostgreSQL."""
+        return self.store.lock(f"upload:{upload_id}", wait=wait)
 
     async def upload_status(self, repository: str, upload_id: str) -> int:
         """The number of bytes durably received for an upload."""
@@ -180,7 +168,11 @@ class Registry:
             # A request is appending right now (maybe stalled): report what has arrived so
             # far instead of waiting for it to end.
             return active.size
-        async with self._locked(upload_id):
+        async with self._locked(upload_id, wait=False) as held:
+            if not held:
+                # A request on another replica is writing (maybe stalled): answer with the size
+                # it last made durable rather than wait for it.
+                return record.size
             try:
                 writer = await self.storage.writer(upload_path(upload_id), append=True)
             except PathNotFoundError:
@@ -476,8 +468,12 @@ class Registry:
         return record
 
     async def put_manifest(self, repository: str, reference: str, content: bytes, content_type: str | None,
-                           extra_tags: list[str] | None = None) -> tuple[Digest, str | None]:
-        """Validate and store a manifest. Returns its digest and its subject (if any)."""
+                           extra_tags: list[str] | None = None, *,
+                           verify_references: bool = True) -> tuple[Digest, str | None]:
+        """Validate and store a manifest. Returns its digest and its subject (if any).
+
+        verify_references=False stores it before what it references is present (the
+        pull-through cache fetches blobs and child manifests only when they are asked for)."""
         if len(content) > self.max_manifest_bytes:
             raise PayloadTooLarge("manifest exceeds the size limit", detail={"limit": self.max_manifest_bytes})
         tags = [validate_tag(t) for t in (extra_tags or [])]
@@ -501,7 +497,9 @@ class Registry:
             blob_refs=parsed.blob_refs,
             manifest_refs=parsed.manifest_refs,
         )
-        missing = await self.store.put_manifest(repository, record, list(dict.fromkeys(tags)))
+        # The keyword only when it differs from the default: a store that predates it still pushes.
+        options = {} if verify_references else {"verify_references": False}
+        missing = await self.store.put_manifest(repository, record, list(dict.fromkeys(tags)), **options)
         if missing:
             raise ManifestBlobUnknown(detail={"missing": missing[:50]})
         return digest, parsed.subject

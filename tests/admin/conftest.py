@@ -12,7 +12,7 @@ from hub.app import create_app
 from hub.config import load_config
 from hub.db.identity import RobotRecord
 from hub.keys import AUTH, STORE
-from tests.registry.conftest import basic, bearer, push_image, token
+from tests.registry.conftest import DATABASE_SETUP, METADATA_STORES, basic, bearer, push_image, token
 
 # role -> (username, password); "robot" is robot$team+ci, "anonymous" sends nothing.
 CREDENTIALS = {
@@ -32,9 +32,9 @@ def headers(role: str) -> dict[str, str]:
     return basic(*CREDENTIALS[role])
 
 
-def make_config(tmp_path, **auth):
+def make_config(tmp_path, database: dict | None = None, **auth):
     return load_config(environ={}, overrides={
-        "data_dir": str(tmp_path), "log": {"access_log": False},
+        "data_dir": str(tmp_path), "log": {"access_log": False}, "database": database or {},
         "auth": {"enabled": True, "password_memory_kib": 64, "password_time_cost": 1,
                  "login_failure_limit": 1000, **auth},
     })
@@ -64,17 +64,19 @@ async def seed(client, *, images: bool = True) -> None:
 CREDENTIALS_BY_USER = {user: password for user, password in CREDENTIALS.values()}
 
 
-@pytest.fixture
-async def api(aiohttp_client, tmp_path):
-    client = await aiohttp_client(create_app(make_config(tmp_path)))
+@pytest.fixture(params=METADATA_STORES)
+async def api(request, aiohttp_client, tmp_path):
+    database = DATABASE_SETUP[request.param](request, tmp_path)
+    client = await aiohttp_client(create_app(make_config(tmp_path, database)))
     await seed(client)
     return client
 
 
-@pytest.fixture
-async def bare(aiohttp_client, tmp_path):
+@pytest.fixture(params=METADATA_STORES)
+async def bare(request, aiohttp_client, tmp_path):
     """The same users and tenants without any repositories (cheaper)."""
-    client = await aiohttp_client(create_app(make_config(tmp_path)))
+    database = DATABASE_SETUP[request.param](request, tmp_path)
+    client = await aiohttp_client(create_app(make_config(tmp_path, database)))
     await seed(client, images=False)
     return client
 

@@ -8,6 +8,7 @@ import pytest
 
 from hub.handlers.admin.routes import ROUTES
 from hub.handlers.admin.schemas import REQUESTS
+from hub.keys import STORE
 
 from .conftest import call, field_errors, headers
 
@@ -47,12 +48,10 @@ async def test_routing_errors_are_problems(bare):
 
 
 async def test_unexpected_errors_are_problems_without_details(bare, monkeypatch):
-    from hub.db.sqlite import SqliteStore
-
     async def boom(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(SqliteStore, "list_tenants", boom)
+    monkeypatch.setattr(type(bare.server.app[STORE]), "list_tenants", boom)
     r = await bare.get("/api/v1/tenants", headers=headers("platform_admin"))
     assert r.status == 500 and r.headers["Content-Type"].startswith("application/problem+json")
     problem = await r.json(content_type=None)

@@ -16,14 +16,38 @@ from hub.config import load_config
 from hub.db.identity import RobotRecord
 from hub.keys import AUTH, STORE
 
-STORAGE_DRIVERS = ["memory", "filesystem"]
+# Backend profiles, (storage driver, metadata store): the protocol suite runs over each, and
+# the auth and admin suites over each metadata store. A new backend is one line here plus, if
+# it needs a server or settings, one entry in STORAGE_SETUP or DATABASE_SETUP below.
+BACKEND_PROFILES = [
+    ("memory", "sqlite"),
+    ("filesystem", "sqlite"),
+    ("filesystem", "postgres"),
+]
+METADATA_STORES = list(dict.fromkeys(db for _, db in BACKEND_PROFILES))
+
+# name -> function(request, tmp_path) -> the config section's overrides (may use fixtures).
+STORAGE_SETUP = {
+    "memory": lambda request, tmp_path: {"driver": "memory"},
+    "filesystem": lambda request, tmp_path: {"driver": "filesystem"},
+}
+DATABASE_SETUP = {
+    "sqlite": lambda request, tmp_path: {},  # the default: <data_dir>/daohub.db
+    "postgres": lambda request, tmp_path: {"url": request.getfixturevalue("postgres_url")},
+}
 
 
-@pytest.fixture(params=STORAGE_DRIVERS)
+def backend_overrides(request, tmp_path, storage: str = "filesystem", database: str = "sqlite") -> dict:
+    """Config overrides selecting a storage driver and a metadata store, their servers started."""
+    return {"storage": STORAGE_SETUP[storage](request, tmp_path),
+            "database": DATABASE_SETUP[database](request, tmp_path)}
+
+
+@pytest.fixture(params=BACKEND_PROFILES, ids=["-".join(p) for p in BACKEND_PROFILES])
 def config(request, tmp_path):
     overrides = {
         "data_dir": str(tmp_path / "data"),
-        "storage": {"driver": request.param},
+        **backend_overrides(request, tmp_path, *request.param),
         "log": {"access_log": False},
         "registry": {"max_manifest_bytes": 64 * 1024, "default_page_size": 100},
         "auth": {"enabled": False},  # the protocol suite exercises an open registry
@@ -120,10 +144,11 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.fixture
-async def hub(aiohttp_client, tmp_path):
+@pytest.fixture(params=METADATA_STORES)
+async def hub(request, aiohttp_client, tmp_path):
     cfg = load_config(environ={}, overrides={
         "data_dir": str(tmp_path), "log": {"access_log": False},
+        "database": DATABASE_SETUP[request.param](request, tmp_path),
         "auth": {"enabled": True, "password_memory_kib": 64, "password_time_cost": 1,
                  "login_failure_limit": 5},
     })

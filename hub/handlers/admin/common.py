@@ -50,7 +50,7 @@ async def caller(request: web.Request) -> Principal:
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         try:
-            verified = auth.verify(value.strip())
+            verified = await auth.verify(value.strip())
         except InvalidToken:
             raise AuthenticationRequired("invalid or expired token") from None
         principal = await auth.principal_for_subject(verified.subject)

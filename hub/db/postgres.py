@@ -1,0 +1,514 @@
+"""PostgreSQL metadata store (asyncpg): what N stateless replicas share.
+
+Concurrency. Every write is one transaction at READ COMMITTED with explicit row locks where
+a decision depends on rows another replica may be changing, rather than SERIALIZABLE
+everywhere: the quota check reads every blob link of a tenant, and under SERIALIZABLE those
+predicate reads would make concurrent pushes into one tenant abort and retry one another.
+Row locks serialise exactly the transactions that conflict:
+- quota: a link into a tenant with a quota locks the tenant row (FOR UPDATE) before it sums
+  the usage, so concurrent pushes into one tenant check and link one at a time and the
+  total never passes the quota; pushes into tenants without a quota take no lock;
+- a new repository takes a share lock on its tenant row, so deleting a tenant (FOR UPDATE,
+  then "no repositories?") cannot miss a repository being created;
+- a manifest share-locks the blob links and child manifests it references, so a concurrent
+  blob or manifest delete cannot leave it pointing at nothing;
+- tags, blobs, links and repositories are upserts (INSERT ... ON CONFLICT), atomic under
+  races: two replicas setting one tag serialise on its row and the last one wins; two
+  linking one blob both succeed with one row;
+- an upload's size is a compare-and-set UPDATE, re-checked by PostgreSQL after a wait;
+- login failures count in one upsert, so no failure is lost between replicas.
+What remains (a deadlock, or a row that vanished under a foreign key because a repository
+was deleted concurrently) is retried: each transaction here is idempotent and has no side
+effect outside the database.
+
+Migrations run under a transaction-level advisory lock, so replicas starting together apply
+them once. Cross-replica named locks (store.lock) are session-level advisory locks; see
+_AdvisoryLocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from . import schema
+from .base import ManifestRecord, MetadataStore, NewManifest, QuotaExceededError, ReferrerRecord, UploadRecord
+from .locks import KeyedLocks
+from .postgres_identity import PostgresIdentityMixin, rows_affected, tenant_range
+
+log = logging.getLogger("daohub.db")
+
+T = TypeVar("T")
+
+# ping() answers within this (readiness probes must not hang on a dead server).
+PING_TIMEOUT = 2.0
+# Establishing a connection; a down server on loopback refuses at once, an unreachable one waits this.
+CONNECT_TIMEOUT = 5.0
+# Default bound on one statement.
+COMMAND_TIMEOUT = 60.0
+_ATTEMPTS = 5
+_RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncpg.ForeignKeyViolationError)
+_MIGRATION_LOCK = "daohub.migrate"
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+class _AdvisoryLocks:
+    """This replica's cross-replica locks: session-level advisory locks on one dedicated connection.
+
+    Why one connection for all of them rather than a pooled connection held per lock: an
+    upload request holds its lock while its body streams, for seconds or minutes, so a
+    connection per lock would tie up one connection per in-flight upload (a pool of 20 would
+    cap a replica at 20 concurrent uploads and starve queries, or need hundreds of server
+    connections). A session may hold any number of advisory locks, so one connection holds
+    them all, and each acquire or release is one short statement on it. The price: waiting
+    is by polling pg_try_advisory_lock with backoff (contention on one upload across replicas
+    is rare: a client retrying elsewhere, a status probe), and the local KeyedLocks in front
+    must stop two tasks of this process from "sharing" a key, as a session's locks are
+    reentrant. When this replica dies, or the connection does, PostgreSQL drops its locks.
+    """
+
+    _TRY = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+    _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]]):
+        self._connect = connect
+        self._conn: asyncpg.Connection | None = None
+        self._io = asyncio.Lock()  # one statement at a time on the connection
+        self._held: set[str] = set()
+        self._background: set[asyncio.Task] = set()
+
+    async def _try_lock(self, key: str) -> asyncpg.Connection | None:
+        async with self._io:
+            for attempt in (1, 2):
+                conn = self._conn
+                if conn is None or conn.is_closed():
+                    if self._held:
+                        log.warning("lock connection lost while holding %d locks (released by the server)",
+                                    len(self._held))
+                        self._held.clear()
+                    conn = self._conn = await self._connect()
+                try:
+                    got = await conn.fetchval(self._TRY, key, timeout=COMMAND_TIMEOUT)
+                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+                    conn.terminate()
+                    if attempt == 2:
+                        raise
+                    continue
+                if got:
+                    self._held.add(key)
+                    return conn
+                return None
+        return None
+
+    async def _unlock(self, key: str, conn: asyncpg.Connection) -> None:
+        async with self._io:
+            if conn is not self._conn or conn.is_closed():
+                return  # the session that held it is gone, and the lock with it
+            self._held.discard(key)
+            try:
+                if not await conn.fetchval(self._UNLOCK, key, timeout=COMMAND_TIMEOUT):
+                    log.warning("advisory lock %r was not held at release", key)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                # Unsure whether it was released: drop the session, which releases all of its locks.
+                log.warning("could not release advisory lock %r (%s); resetting the lock connection",
+                            key, type(exc).__name__)
+                conn.terminate()
+
+    def _in_background(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def acquire(self, key: str, wait: bool) -> asyncpg.Connection | None:
+        """The connection holding `key` once acquired; None if taken and not `wait`."""
+        delay = 0.005
+        while True:
+            attempt = self._in_background(self._try_lock(key))
+            try:
+                # Shielded: a cancelled request must not leave a lock won mid-statement behind.
+                conn = await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                attempt.add_done_callback(lambda t: self._give_back(key, t))
+                raise
+            if conn is not None or not wait:
+                return conn
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.1)
+
+    def _give_back(self, key: str, attempt: asyncio.Task) -> None:
+        if not attempt.cancelled() and attempt.exception() is None and attempt.result() is not None:
+            self._in_background(self._unlock(key, attempt.result()))
+
+    async def release(self, key: str, conn: asyncpg.Connection) -> None:
+        await asyncio.shield(self._in_background(self._unlock(key, conn)))
+
+    async def close(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._conn is not None and not self._conn.is_closed():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._conn.close(), 5)
+        self._conn = None
+
+
+class PostgresStore(PostgresIdentityMixin, MetadataStore):
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, pool_min_size: int = 2, pool_max_size: int = 20,
+                 connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float = COMMAND_TIMEOUT):
+        if not is_postgres_url(url):
+            raise ValueError("not a postgresql:// URL")
+        self.url = url
+        self.pool_min_size = pool_min_size
+        self.pool_max_size = max(pool_max_size, pool_min_size, 1)
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._local_locks = KeyedLocks()
+        self._advisory = _AdvisoryLocks(self._connect_for_locks)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore(pool {self.pool_min_size}..{self.pool_max_size})"  # the URL may hold a password
+
+    # Connection management --------------------------------------------------------------
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self.url, min_size=self.pool_min_size, max_size=self.pool_max_size, timeout=self.connect_timeout,
+            command_timeout=self.command_timeout, server_settings={"application_name": "daohub"})
+
+    async def _connect_for_locks(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.url, timeout=self.connect_timeout,
+                                     server_settings={"application_name": "daohub-locks"})
+
+    async def close(self) -> None:
+        await self._advisory.close()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pool.terminate()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "store not open"
+        return self._pool
+
+    async def ping(self) -> None:
+        # A bounded wait: with the server down, the pool's reconnect fails fast and the next
+        # ping after it is back reconnects, so readiness recovers without a restart.
+        async with asyncio.timeout(PING_TIMEOUT):
+            await self.pool.fetchval("SELECT 1")
+
+    async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `fn` in one transaction; retry it after a deadlock or a lost foreign-key race."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    return await fn(conn)
+            except _RETRYABLE as exc:
+                if attempt == _ATTEMPTS:
+                    raise
+                log.debug("retrying a transaction after %s", type(exc).__name__)
+            await asyncio.sleep(0.002 * attempt * (1 + random.random()))
+        raise AssertionError("unreachable")
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        return await self.pool.fetch(sql, *args)
+
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(sql, *args)
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        return await self.pool.fetchval(sql, *args)
+
+    # Cross-replica locks -------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def lock(self, key: str, *, wait: bool = True) -> AsyncIterator[bool]:
+        async with self._local_locks.hold(key, wait=wait) as held_here:
+            if not held_here:
+                yield False
+                return
+            conn = await self._advisory.acquire(key, wait)
+            if conn is None:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                await self._advisory.release(key, conn)
+
+    # Migrations -----------------------------------------------------------------------------
+    async def migrate(self) -> list[int]:
+        migrations = schema.load("postgres")
+
+        async def run(conn: asyncpg.Connection) -> list[int]:
+            # Replicas starting together queue here; the second finds the work done.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at double precision NOT NULL)")
+            done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            applied = []
+            for version, name, sql in migrations:
+                if version in done:
+                    continue
+                await conn.execute(sql)  # DDL is transactional: a failed migration leaves nothing
+                await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2, $3)", version, name, time.time())
+                applied.append(version)
+            return applied
+
+        return await self._write(run)
+
+    async def schema_version(self) -> int:
+        try:
+            return await self._fetchval("SELECT COALESCE(max(version), 0) FROM schema_migrations")
+        except asyncpg.UndefinedTableError:
+            return 0
+
+    # Helpers used inside write transactions ----------------------------------------------
+    @staticmethod
+    async def _repo_id(conn: asyncpg.Connection, name: str, create: bool) -> int | None:
+        repo_id = await conn.fetchval("SELECT id FROM repositories WHERE name = $1", name)
+        if repo_id is not None or not create:
+            return repo_id
+        # Pairs with delete_tenant's FOR UPDATE: a tenant cannot go while a repository appears in it.
+        await conn.execute("SELECT 1 FROM tenants WHERE name = $1 FOR SHARE", name.split("/", 1)[0])
+        repo_id = await conn.fetchval(
+            "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
+            name, time.time())
+        if repo_id is None:  # created by a concurrent transaction, committed by now
+            repo_id = await conn.fetchval("SELECT id FROM repositories WHERE name = $1", name)
+        return repo_id
+
+    @staticmethod
+    async def _usage(conn: asyncpg.Connection | asyncpg.Pool, tenant: str) -> int:
+        low, high = tenant_range(tenant)
+        return await conn.fetchval(
+            "SELECT COALESCE(SUM(b.size), 0)::bigint FROM blobs b WHERE b.digest IN ("
+            "SELECT rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id "
+            "WHERE r.name >= $1 AND r.name < $2)", low, high)
+
+    @classmethod
+    async def _check_quota(cls, conn: asyncpg.Connection | asyncpg.Pool, repository: str, digest: str, size: int,
+                           *, lock: bool) -> None:
+        """Refuse a link that takes the tenant past its quota; with `lock`, hold the tenant row until commit."""
+        tenant = repository.split("/", 1)[0]
+        quota = await conn.fetchval("SELECT quota_bytes FROM tenants WHERE name = $1", tenant)
+        if quota is None:
+            return
+        if lock:
+            # Links into this tenant wait here until ours commits, and then see it in their sum.
+            quota = await conn.fetchval("SELECT quota_bytes FROM tenants WHERE name = $1 FOR UPDATE", tenant)
+            if quota is None:
+                return
+        low, high = tenant_range(tenant)
+        if await conn.fetchval(
+                "SELECT 1 FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id "
+                "WHERE rb.digest = $1 AND r.name >= $2 AND r.name < $3 LIMIT 1", digest, low, high):
+            return  # already counted once for this tenant
+        used = await cls._usage(conn, tenant)
+        if used + size > quota:
+            raise QuotaExceededError(tenant, used, quota, size)
+
+    @staticmethod
+    async def _link(conn: asyncpg.Connection, repo_id: int, digest: str, size: int) -> None:
+        now = time.time()
+        await conn.execute("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) "
+                           "ON CONFLICT (digest) DO NOTHING", digest, size, now)
+        await conn.execute("INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) "
+                           "ON CONFLICT (repository_id, digest) DO NOTHING", repo_id, digest, now)
+
+    # Repositories ---------------------------------------------------------------------------
+    async def repository_exists(self, repository: str) -> bool:
+        return await self._fetchval("SELECT 1 FROM repositories WHERE name = $1", repository) is not None
+
+    async def list_repositories(self, limit: int, last: str | None) -> list[str]:
+        rows = await self._fetch(
+            "SELECT r.name FROM repositories r WHERE r.name > $1 "
+            "AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) ORDER BY r.name LIMIT $2",
+            last or "", limit)
+        return [r[0] for r in rows]
+
+    # Blobs ----------------------------------------------------------------------------------
+    async def get_blob_size(self, repository: str, digest: str) -> int | None:
+        return await self._fetchval(
+            "SELECT b.size FROM repositories r JOIN repository_blobs rb ON rb.repository_id = r.id "
+            "JOIN blobs b ON b.digest = rb.digest WHERE r.name = $1 AND rb.digest = $2", repository, digest)
+
+    async def get_global_blob_size(self, digest: str) -> int | None:
+        return await self._fetchval(
+            "SELECT b.size FROM blobs b WHERE b.digest = $1 "
+            "AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)", digest)
+
+    async def repositories_linking(self, digest: str, limit: int = 100) -> list[str]:
+        rows = await self._fetch(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id "
+            "WHERE rb.digest = $1 ORDER BY r.name LIMIT $2", digest, limit)
+        return [r[0] for r in rows]
+
+    async def link_blob(self, repository: str, digest: str, size: int) -> None:
+        async def run(conn: asyncpg.Connection) -> None:
+            await self._check_quota(conn, repository, digest, size, lock=True)
+            await self._link(conn, await self._repo_id(conn, repository, True), digest, size)
+
+        await self._write(run)
+
+    async def tenant_usage(self, tenant: str) -> int:
+        return await self._usage(self.pool, tenant)
+
+    async def check_quota(self, repository: str, digest: str, size: int) -> None:
+        await self._check_quota(self.pool, repository, digest, size, lock=False)
+
+    async def unlink_blob(self, repository: str, digest: str) -> bool:
+        status = await self.pool.execute(
+            "DELETE FROM repository_blobs WHERE digest = $2 "
+            "AND repository_id = (SELECT id FROM repositories WHERE name = $1)", repository, digest)
+        return rows_affected(status) > 0
+
+    # Uploads --------------------------------------------------------------------------------
+    async def create_upload(self, upload_id: str, repository: str) -> None:
+        async def run(conn: asyncpg.Connection) -> None:
+            repo_id = await self._repo_id(conn, repository, True)
+            now = time.time()
+            await conn.execute("INSERT INTO uploads (id, repository_id, size, created_at, updated_at) "
+                               "VALUES ($1, $2, 0, $3, $3)", upload_id, repo_id, now)
+
+        await self._write(run)
+
+    async def get_upload(self, upload_id: str) -> UploadRecord | None:
+        row = await self._fetchrow(
+            "SELECT u.id, r.name, u.size, u.created_at, u.updated_at FROM uploads u "
+            "JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1", upload_id)
+        return UploadRecord(*row) if row else None
+
+    async def set_upload_size(self, upload_id: str, expected: int | None, size: int) -> bool:
+        if expected is None:
+            status = await self.pool.execute("UPDATE uploads SET size = $1, updated_at = $2 WHERE id = $3",
+                                             size, time.time(), upload_id)
+        else:
+            status = await self.pool.execute(
+                "UPDATE uploads SET size = $1, updated_at = $2 WHERE id = $3 AND size = $4",
+                size, time.time(), upload_id, expected)
+        return rows_affected(status) > 0
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        return rows_affected(await self.pool.execute("DELETE FROM uploads WHERE id = $1", upload_id)) > 0
+
+    async def expired_uploads(self, updated_before: float, limit: int = 1000) -> list[str]:
+        rows = await self._fetch("SELECT id FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2",
+                                 updated_before, limit)
+        return [r[0] for r in rows]
+
+    async def uploads_exist(self, upload_ids: list[str]) -> set[str]:
+        if not upload_ids:
+            return set()
+        rows = await self._fetch("SELECT id FROM uploads WHERE id = ANY($1::text[])", upload_ids)
+        return {r[0] for r in rows}
+
+    async def complete_upload(self, upload_id: str, repository: str, digest: str, size: int) -> None:
+        async def run(conn: asyncpg.Connection) -> None:
+            await self._check_quota(conn, repository, digest, size, lock=True)
+            await self._link(conn, await self._repo_id(conn, repository, True), digest, size)
+            await conn.execute("DELETE FROM uploads WHERE id = $1", upload_id)
+
+        await self._write(run)
+
+    # Manifests and tags ---------------------------------------------------------------------
+    async def get_manifest(self, repository: str, reference: str, *, by_digest: bool,
+                           with_content: bool = True) -> ManifestRecord | None:
+        cols = "m.digest, m.media_type, m.size, " + ("m.content" if with_content else "NULL::bytea")
+        cols += ", m.subject, m.artifact_type"
+        if by_digest:
+            row = await self._fetchrow(
+                f"SELECT {cols} FROM repositories r JOIN manifests m ON m.repository_id = r.id "
+                "WHERE r.name = $1 AND m.digest = $2", repository, reference)
+        else:
+            row = await self._fetchrow(
+                f"SELECT {cols} FROM repositories r JOIN tags t ON t.repository_id = r.id "
+                "JOIN manifests m ON m.repository_id = r.id AND m.digest = t.digest "
+                "WHERE r.name = $1 AND t.name = $2", repository, reference)
+        return ManifestRecord(*row) if row else None
+
+    async def put_manifest(self, repository: str, manifest: NewManifest, tags: list[str]) -> list[str]:
+        async def run(conn: asyncpg.Connection) -> list[str]:
+            repo_id = await self._repo_id(conn, repository, True)
+            # Share locks: a concurrent unlink or manifest delete waits until this manifest is in.
+            blobs = {r[0] for r in await conn.fetch(
+                "SELECT digest FROM repository_blobs WHERE repository_id = $1 AND digest = ANY($2::text[]) "
+                "FOR SHARE", repo_id, list(set(manifest.blob_refs)))} if manifest.blob_refs else set()
+            children = {r[0] for r in await conn.fetch(
+                "SELECT digest FROM manifests WHERE repository_id = $1 AND digest = ANY($2::text[]) FOR SHARE",
+                repo_id, list(set(manifest.manifest_refs)))} if manifest.manifest_refs else set()
+            missing = [d for d in manifest.blob_refs if d not in blobs]
+            missing += [d for d in manifest.manifest_refs if d not in children]
+            if missing:
+                return missing
+            now = time.time()
+            await conn.execute(
+                "INSERT INTO manifests (repository_id, digest, media_type, size, content, subject, artifact_type, "
+                "annotations, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+                "ON CONFLICT (repository_id, digest) DO NOTHING",
+                repo_id, manifest.digest, manifest.media_type, len(manifest.content), manifest.content,
+                manifest.subject, manifest.artifact_type, manifest.annotations_json, now)
+            kids = [(d, "blob") for d in set(manifest.blob_refs)] + [(d, "manifest") for d in set(manifest.manifest_refs)]
+            if kids:
+                await conn.execute(
+                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind) "
+                    "SELECT $1, $2, c, k FROM unnest($3::text[], $4::text[]) AS x(c, k) ON CONFLICT DO NOTHING",
+                    repo_id, manifest.digest, [d for d, _ in kids], [k for _, k in kids])
+            unique_tags = list(dict.fromkeys(tags))  # one upsert may touch a row only once
+            if unique_tags:
+                await conn.execute(
+                    "INSERT INTO tags (repository_id, name, digest, updated_at) "
+                    "SELECT $1, t, $2, $3 FROM unnest($4::text[]) AS x(t) "
+                    "ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, "
+                    "updated_at = excluded.updated_at", repo_id, manifest.digest, now, unique_tags)
+            return []
+
+        return await self._write(run)
+
+    async def delete_manifest(self, repository: str, digest: str) -> bool:
+        status = await self.pool.execute(
+            "DELETE FROM manifests WHERE digest = $2 "
+            "AND repository_id = (SELECT id FROM repositories WHERE name = $1)", repository, digest)
+        return rows_affected(status) > 0
+
+    async def delete_tag(self, repository: str, tag: str) -> bool:
+        status = await self.pool.execute(
+            "DELETE FROM tags WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+            repository, tag)
+        return rows_affected(status) > 0
+
+    async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
+        repo_id = await self._fetchval("SELECT id FROM repositories WHERE name = $1", repository)
+        if repo_id is None:
+            return None
+        rows = await self._fetch("SELECT name FROM tags WHERE repository_id = $1 AND name > $2 "
+                                 "ORDER BY name LIMIT $3", repo_id, last or "", limit)
+        return [r[0] for r in rows]
+
+    async def list_referrers(self, repository: str, subject: str,
+                             artifact_type: str | None = None) -> list[ReferrerRecord]:
+        sql = ("SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM repositories r "
+               "JOIN manifests m ON m.repository_id = r.id WHERE r.name = $1 AND m.subject = $2")
+        args: tuple = (repository, subject)
+        if artifact_type is not None:
+            sql += " AND m.artifact_type = $3"
+            args += (artifact_type,)
+        rows = await self._fetch(sql + " ORDER BY m.created_at, m.digest", *args)
+        return [ReferrerRecord(*r) for r in rows]
+
+
+__all__ = ["PostgresStore", "is_postgres_url"]

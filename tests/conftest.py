@@ -1,0 +1,62 @@
+"""Session-wide fixtures: one throwaway PostgreSQL cluster, started when a test first needs it.
+
+Each test that asks for `postgres_url` gets a database of its own, copied from a template that
+is migrated once per session (~50 ms a test). Under CI=true a cluster that does not start is a
+failure; elsewhere those tests skip with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import subprocess
+
+import pytest
+
+from tests.helpers.postgres import PostgresCluster, PostgresError
+
+pytest_plugins = ["tests.helpers.fixtures_nfs"]
+IN_CI = os.environ.get("CI") == "true"
+TEMPLATE_DB = "daohub_template"
+
+
+async def _migrate(url: str) -> None:
+    from hub.db import create_store
+
+    store = create_store(url, pool_min_size=1, pool_max_size=1)
+    await store.open()
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+    except (PostgresError, OSError, subprocess.SubprocessError) as exc:
+        cluster.destroy()
+        if IN_CI:
+            pytest.fail(f"PostgreSQL did not start: {exc}")
+        pytest.skip(f"PostgreSQL is not available here: {exc}")
+    try:
+        cluster.create_database(name=TEMPLATE_DB)
+        # On a thread of its own: this may be set up from inside a running test's event loop.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(lambda: asyncio.run(_migrate(cluster.url(TEMPLATE_DB)))).result()
+        cluster.mark_template(TEMPLATE_DB)
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """A fresh, migrated database of its own for this test."""
+    url = postgres_cluster.create_database(template=TEMPLATE_DB)
+    yield url
+    if postgres_cluster.running:
+        postgres_cluster.drop_database(url.rsplit("/", 1)[1], wait=False)
