@@ -12,6 +12,8 @@ import asyncio
 import errno
 import os
 import shutil
+import stat
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,10 +22,14 @@ from .base import FileInfo, FileWriter, StorageDriver
 from .errors import InvalidOffsetError, PathNotFoundError, StorageError, WriterClosedError
 
 _run = asyncio.to_thread
+_RMTREE_HANDLER = "onexc" if sys.version_info >= (3, 12) else "onerror"  # onerror is deprecated in 3.12
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return  # another replica deleted what was in it and pruned it: nothing left to persist
     try:
         os.fsync(fd)
     finally:
@@ -121,13 +127,26 @@ class FilesystemDriver(StorageDriver):
             directory = directory.parent
 
     def _makedirs(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        """Create `directory` and its missing parents, each made durable in its parent.
+
+        Raises FileNotFoundError when another replica prunes a parent meanwhile; callers retry.
+        """
+        missing = []
+        while directory != self.root and not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for directory in reversed(missing):
+            try:
+                os.mkdir(directory, 0o755)
+            except FileExistsError:
+                continue
+            _fsync_dir(directory.parent)
 
     def _retrying(self, target: Path, op):
         """Run op() after creating target's parent; retry if a concurrent prune removed it."""
         for attempt in range(5):
-            self._makedirs(target.parent)
             try:
+                self._makedirs(target.parent)
                 return op()
             except FileNotFoundError:
                 if attempt == 4:
@@ -211,6 +230,8 @@ class FilesystemDriver(StorageDriver):
                 fd = self._retrying(
                     full, lambda: os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
                 )
+                # Durable before the caller records the upload anywhere: a crash must not lose it.
+                _fsync_dir(full.parent)
             return fd, os.fstat(fd).st_size
 
         fd, size = await _run(_open)
@@ -224,7 +245,7 @@ class FilesystemDriver(StorageDriver):
                 st = full.stat()
             except (FileNotFoundError, NotADirectoryError):
                 raise PathNotFoundError(path) from None
-            is_dir = full.is_dir()
+            is_dir = stat.S_ISDIR(st.st_mode)
             return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir)
 
         return await _run(_stat)
@@ -263,9 +284,15 @@ class FilesystemDriver(StorageDriver):
         full = self._full(path)
 
         def _delete() -> None:
+            def vanished(function, name, error) -> None:
+                # Another replica deleting the same tree removed this entry first: go on.
+                exc = error[1] if isinstance(error, tuple) else error
+                if not (isinstance(exc, FileNotFoundError) and name != str(full)):
+                    raise exc
+
             try:
                 if full.is_dir() and not full.is_symlink():
-                    shutil.rmtree(full)
+                    shutil.rmtree(full, **{_RMTREE_HANDLER: vanished})
                 else:
                     full.unlink()
             except (FileNotFoundError, NotADirectoryError):
