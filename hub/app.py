@@ -27,6 +27,8 @@ log = logging.getLogger("daohub")
 def _storage_options(config: Config) -> dict:
     if config.storage.driver == "filesystem":
         return {"root": str(config.storage_root)}
+    if config.storage.driver == "nfs":
+        return {"url": config.storage.nfs_url, "threads": config.storage.nfs_threads}
     return {}
 
 

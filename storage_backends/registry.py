@@ -34,5 +34,12 @@ def _register_builtin() -> None:
     register("filesystem", lambda root, **_: FilesystemDriver(root))
     register("memory", lambda **_: MemoryDriver())
 
+    def nfs(url: str, threads: int = 4, **_: Any) -> StorageDriver:
+        from .nfs import NfsDriver  # loads libnfs only where it is used
+
+        return NfsDriver(url, threads)
+
+    register("nfs", nfs)
+
 
 _register_builtin()

@@ -18,10 +18,13 @@ from typing import Any
 import pytest
 
 import storage_backends
+from tests.helpers.fixtures_nfs import nfs_driver_options
 
 DRIVERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "memory": lambda tmp_path: {},
     "filesystem": lambda tmp_path: {"root": str(tmp_path / "store")},
+    # nfs-ganesha (one per session) serving a fresh export subdirectory, checked on disk via `root`
+    "nfs": nfs_driver_options,
 }
 
 

@@ -671,7 +671,7 @@ async def test_redirect_url_serves_the_object(driver, kind):
         await driver.delete("rd/blob")
 
 
-CANNOT_REDIRECT = {"memory", "filesystem"}
+CANNOT_REDIRECT = {"memory", "filesystem", "nfs"}
 
 
 async def test_local_drivers_cannot_redirect(driver):
