@@ -102,8 +102,11 @@ class StorageDriver(abc.ABC):
     async def delete(self, path: str) -> None:
         """Delete the object or the whole tree at `path`."""
 
-    async def redirect_url(self, path: str, method: str = "GET", expires_in: int = 1200) -> str | None:
-        """A URL a client can fetch the object from directly, or None if unsupported."""
+    async def redirect_url(self, path: str, method: str = "GET", expires_in: int | None = None) -> str | None:
+        """A URL a client can fetch the object from directly, or None if unsupported.
+
+        `expires_in` is the URL's lifetime in seconds; None means the driver's configured one.
+        """
         return None
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:

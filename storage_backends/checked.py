@@ -84,7 +84,7 @@ class CheckedDriver(StorageDriver):
         except Exception as exc:
             raise _normalise(path, exc) from exc
 
-    async def redirect_url(self, path: str, method: str = "GET", expires_in: int = 1200) -> str | None:
+    async def redirect_url(self, path: str, method: str = "GET", expires_in: int | None = None) -> str | None:
         check_path(path)
         try:
             return await self.inner.redirect_url(path, method, expires_in)

@@ -41,5 +41,18 @@ def _register_builtin() -> None:
 
     register("nfs", nfs)
 
+    def s3(**options: Any) -> StorageDriver:
+        from .s3 import S3Driver  # aiobotocore is imported only by deployments that use it
+
+        return S3Driver(**options)
+
+    def oss(**options: Any) -> StorageDriver:
+        from .s3 import OssDriver
+
+        return OssDriver(**options)
+
+    register("s3", s3)
+    register("oss", oss)
+
 
 _register_builtin()

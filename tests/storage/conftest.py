@@ -19,10 +19,14 @@ import pytest
 
 import storage_backends
 from tests.helpers.fixtures_nfs import nfs_driver_options
+from tests.helpers.fixtures_s3 import moto_s3, moto_s3_auth, s3_options, stop_moto_servers  # noqa: F401
 
 DRIVERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "memory": lambda tmp_path: {},
     "filesystem": lambda tmp_path: {"root": str(tmp_path / "store")},
+    # moto's S3 server, a fresh bucket per test; oss = virtual-hosted names, prefix, internal endpoint
+    "s3": lambda tmp_path: s3_options("s3"),
+    "oss": lambda tmp_path: s3_options("oss"),
     # nfs-ganesha (one per session) serving a fresh export subdirectory, checked on disk via `root`
     "nfs": nfs_driver_options,
 }
