@@ -15,6 +15,12 @@
   segment and a ``**`` segment spans any number of segments: ``team/ci/*``
   matches ``team/ci/app`` but not ``team/ci/app/sub``; ``team/ci/**`` matches
   both.
+* Pull-through cache namespaces (``<upstream>/...``, and names a mirror
+  routes there) hold only what upstreams serve: the only action on them is
+  pull, which goes to the platform admin, to members and robots (with pull)
+  of the upstream's allowed tenants (any tenant when it lists none; then any
+  signed-in principal), and to anonymous callers only where the upstream
+  says so.  Push and delete are refused for everyone, admin included.
 * ``registry:catalog:*`` goes to any authenticated principal; listing is
   filtered per repository elsewhere.
 * The admin API (``/api/v1/``) is for people: active users only, never robots
@@ -37,7 +43,7 @@ from types import MappingProxyType
 from .scopes import ALL, CATALOG, DELETE, PULL, PUSH, REGISTRY, REPOSITORY, ResourceScope
 
 __all__ = [
-    "MANAGE_ALL", "ROLE_ACTIONS", "Manage", "Principal", "PrincipalKind", "RepositoryInfo",
+    "MANAGE_ALL", "ROLE_ACTIONS", "CacheAccess", "Manage", "Principal", "PrincipalKind", "RepositoryInfo",
     "RobotGrant", "Role", "allowed_actions", "audit_tenants", "can_administer_repository", "can_delete",
     "can_manage_platform", "can_manage_tenant", "can_read", "can_read_audit", "can_set_password",
     "can_use_admin_api", "can_view_tenant", "can_view_user", "grant", "needs_current_password",
@@ -75,6 +81,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[str]] = {
     Role.ADMIN: _REPO_ACTIONS,
 }
 MANAGE_ALL = frozenset(Manage)
+_PULL_ONLY = frozenset({PULL})
 
 
 def tenant_of(name: str) -> str | None:
@@ -183,10 +190,21 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class CacheAccess:
+    """Who may pull through one upstream of the pull-through cache."""
+
+    upstream: str
+    tenants: frozenset[str] = frozenset()  # empty: any signed-in user or robot
+    anonymous: bool = False
+
+
+@dataclass(frozen=True)
 class RepositoryInfo:
     name: str
     tenant: str | None
     public: bool = False
+    # Set when the name reaches a pull-through cache namespace: its rules replace the tenant's.
+    cache: CacheAccess | None = None
 
     def __post_init__(self) -> None:
         if self.tenant != tenant_of(self.name):
@@ -201,6 +219,8 @@ def allowed_actions(principal: Principal, repo: RepositoryInfo, now: datetime) -
     """Every repository action (pull, push, delete) *principal* may perform on *repo* at *now*."""
     if not principal.is_active(now):
         return _NOTHING
+    if repo.cache is not None:
+        return _PULL_ONLY if _may_pull_cache(principal, repo.cache, now) else _NOTHING
     if principal.is_platform_admin:
         return _REPO_ACTIONS
     allowed: set[str] = {PULL} if repo.public else set()
@@ -212,6 +232,18 @@ def allowed_actions(principal: Principal, repo: RepositoryInfo, now: datetime) -
         if robot is not None and robot.covers(repo.name):
             allowed |= robot.actions & _REPO_ACTIONS
     return frozenset(allowed)
+
+
+def _may_pull_cache(principal: Principal, access: CacheAccess, now: datetime) -> bool:
+    if principal.is_platform_admin or access.anonymous:
+        return True
+    if not principal.is_authenticated(now):
+        return False
+    if not access.tenants:
+        return principal.robot is None or PULL in principal.robot.actions
+    if principal.robot is not None:
+        return principal.robot.tenant in access.tenants and PULL in principal.robot.actions
+    return any(tenant in access.tenants for tenant in principal.memberships)
 
 
 def can_read(principal: Principal, repo: RepositoryInfo, now: datetime) -> bool:

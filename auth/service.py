@@ -11,12 +11,21 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .keys import KeyRing, SigningKey
 from .passwords import DEFAULT_PARAMS, Argon2Params, hash_password, verify_password, verify_secret
-from .policy import Principal, RepositoryInfo, RobotGrant, grant, requested_repository_names, tenant_of
+from .policy import (
+    CacheAccess,
+    Principal,
+    RepositoryInfo,
+    RobotGrant,
+    grant,
+    requested_repository_names,
+    tenant_of,
+)
 from .scopes import ResourceScope, parse_scopes
 from .tokens import InvalidToken, IssuedToken, TokenIssuer, TokenVerifier, VerifiedToken
 
@@ -78,6 +87,9 @@ class AuthService:
         # argon2id costs ~64 MiB and ~0.1 s of CPU per check: run it off the event loop, and
         # only two at a time, so a login storm bounds memory instead of multiplying it.
         self._kdf_slots = asyncio.Semaphore(2)
+        # Set by the pull-through cache: name -> the CacheAccess of the namespace it reaches
+        # (without a containerd ?ns=, which the token endpoint never sees), or None.
+        self.cache_access: Callable[[str], Awaitable[CacheAccess | None]] | None = None
 
     async def _kdf(self, fn, *args):
         async with self._kdf_slots:
@@ -198,7 +210,10 @@ class AuthService:
         requested = parse_scopes(raw_scopes)
         names = requested_repository_names(requested)
         public = await self.store.public_repositories(names) if names else set()
-        repos = {n: RepositoryInfo(n, tenant_of(n), n in public) for n in names}
+        repos = {}
+        for n in names:
+            cache = await self.cache_access(n) if self.cache_access is not None else None
+            repos[n] = RepositoryInfo(n, tenant_of(n), n in public, cache)
         return grant(principal, requested, repos.get, datetime.now(UTC))
 
     async def issue(self, principal: Principal, raw_scopes: list[str], *, offline: bool = False,

@@ -121,6 +121,28 @@ async def _upload_purger(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _proxy(app: web.Application) -> AsyncIterator[None]:
+    """The pull-through cache, when upstreams are configured; it tells the token service which
+    names reach a cache namespace."""
+    config = app[keys.CONFIG]
+    if not config.proxy.upstreams:
+        yield
+        return
+    from .metrics import ProxyMetrics
+    from .proxy.service import Proxy
+
+    proxy = Proxy(config, app[keys.REGISTRY], ProxyMetrics(app[keys.METRICS].registry))
+    await proxy.open()
+    app[keys.PROXY] = proxy
+    auth = app.get(keys.AUTH)
+    if auth is not None:
+        auth.cache_access = proxy.router.access_for
+    try:
+        yield
+    finally:
+        await proxy.close()
+
+
 def create_app(config: Config) -> web.Application:
     # client_max_size bounds only bodies read whole by aiohttp itself; blob bodies stream.
     app = web.Application(middlewares=[request_context], client_max_size=config.registry.max_manifest_bytes)
@@ -129,6 +151,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_resources)
     app.cleanup_ctx.append(_auth)
     app.cleanup_ctx.append(_upload_purger)
+    app.cleanup_ctx.append(_proxy)
     app.router.add_route("*", "/v2/{tail:.*}", v2.dispatch)
     app.router.add_route("*", "/v2", _redirect_v2)
     if config.auth.enabled:

@@ -44,10 +44,13 @@ def _bearer(request: web.Request) -> str | None:
     return value.strip()
 
 
-async def authorize(request: web.Request, action: str | None, name: str | None) -> None:
+async def authorize(request: web.Request, action: str | None, name: str | None, *,
+                    also: str | None = None) -> None:
     """Raise Unauthorized/Denied unless the request's token allows `action` on `name`.
 
     `action` None is the API version check (any valid token, anonymous ones included).
+    `also` is another name whose grant suffices (the name a pull-through cache request was
+    sent under, when a token for it is decided by the same rules); challenges name `name`.
     """
     auth = request.app.get(AUTH)
     if auth is None:
@@ -67,7 +70,8 @@ async def authorize(request: web.Request, action: str | None, name: str | None) 
     except InvalidToken:
         raise Unauthorized("invalid or expired token",
                            headers={"WWW-Authenticate": challenge(request, scope, "invalid_token")}) from None
-    if resource_type is not None and not verified.allows(resource_type, resource, needed):
+    if resource_type is not None and not verified.allows(resource_type, resource, needed) and not (
+            also is not None and verified.allows(resource_type, also, needed)):
         err = Denied(f"requested access to the resource is denied: {needed} on {resource}",
                      headers={"WWW-Authenticate": challenge(request, scope, "insufficient_scope")})
         err.status = 401  # as distribution: a client may come back with a wider token

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -138,6 +139,46 @@ class AuthConfig:
 
 
 @dataclasses.dataclass
+class UpstreamConfig:
+    """One upstream registry of the pull-through cache (a `proxy.upstreams` item)."""
+
+    # The cache namespace: one repository-name component such as `docker.io`. Cached content
+    # lives in the repositories `<name>/<upstream repository>`, and `/v2/<name>/...` reaches it.
+    name: str = ""
+    # Where the upstream's /v2/ API is, e.g. https://registry-1.docker.io (config only: never
+    # taken from a request).
+    url: str = ""
+    # Other registry hosts it answers to in containerd's `?ns=` (and as a path prefix when the
+    # host is a valid name component), e.g. index.docker.io, registry-1.docker.io.
+    aliases: list[str] = dataclasses.field(default_factory=list)
+    # Credentials for the upstream's token dance; empty: anonymous.
+    username: str = ""
+    password: Secret = Secret("")  # noqa: RUF009 (immutable)
+    # A manifest pulled by tag is checked upstream (one HEAD) at most this often.
+    manifest_revalidate_seconds: int = 300
+    # With auth on: members of these tenants may pull through this upstream (empty: any
+    # signed-in user or robot)...
+    tenants: list[str] = dataclasses.field(default_factory=list)
+    # ...and anonymous clients too, if this is true.
+    anonymous_pull: bool = False
+
+
+@dataclasses.dataclass
+class ProxyConfig:
+    # YAML only: a list of mappings (from the environment: DAOHUB_PROXY_UPSTREAMS as a
+    # YAML/JSON list, e.g. '[{"name": "docker.io", "url": "https://registry-1.docker.io"}]').
+    upstreams: list[UpstreamConfig] = dataclasses.field(default_factory=list)
+    # The upstream (by name) that serves names outside every tenant: Docker's registry-mirrors.
+    default_mirror: str = ""
+    connect_timeout_seconds: float = 10.0
+    # An upstream that sends nothing for this long (headers or body) counts as unavailable.
+    read_timeout_seconds: float = 60.0
+    # Local scratch space where blobs being fetched are spooled for every waiting client;
+    # empty means <data_dir>/proxy-spool.
+    spool_dir: str = ""
+
+
+@dataclasses.dataclass
 class Config:
     data_dir: str = "./data"
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
@@ -146,6 +187,7 @@ class Config:
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
     registry: RegistryConfig = dataclasses.field(default_factory=RegistryConfig)
     auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
+    proxy: ProxyConfig = dataclasses.field(default_factory=ProxyConfig)
 
     # Derived values -----------------------------------------------------------------
     @property
@@ -197,13 +239,23 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
         return str(value)
+    if dataclasses.is_dataclass(typ):
+        item = typ()
+        _apply(item, value, where)
+        return item
     origin = typing.get_origin(typ)
     if origin in (list, tuple):
-        if isinstance(value, str):
+        (inner,) = typing.get_args(typ)[:1]
+        if isinstance(value, str) and dataclasses.is_dataclass(inner):
+            # A list of mappings cannot be comma-separated: from the environment it is YAML (or JSON).
+            try:
+                value = yaml.safe_load(value) or []
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{where}: not a valid YAML list: {exc}") from None
+        elif isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list")
-        (inner,) = typing.get_args(typ)[:1]
         return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         return value
@@ -273,7 +325,55 @@ def validate(cfg: Config) -> Config:
     url = cfg.database_url
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError(f"database.url: unsupported scheme in {url.split(':', 1)[0]!r}")
+    _validate_proxy(cfg.proxy)
     return cfg
+
+
+_HOST_PORT = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])"
+                        r"(?::[0-9]{1,5})?$")
+
+
+def _validate_proxy(proxy: ProxyConfig) -> None:
+    from urllib.parse import urlsplit
+
+    from .registry.names import COMPONENT_RE
+
+    if proxy.connect_timeout_seconds <= 0 or proxy.read_timeout_seconds <= 0:
+        raise ConfigError("proxy.connect_timeout_seconds and proxy.read_timeout_seconds must be positive")
+    hosts: dict[str, str] = {}  # every name and alias -> the upstream answering to it
+    for i, up in enumerate(proxy.upstreams):
+        where = f"proxy.upstreams[{i}]"
+        if not COMPONENT_RE.fullmatch(up.name) or len(up.name) > 64:
+            raise ConfigError(f"{where}.name: {up.name!r} must be one repository-name component "
+                              "(lowercase letters, digits, '.', '_', '-'), at most 64 characters")
+        parts = urlsplit(up.url)
+        if (parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password
+                or parts.query or parts.fragment or parts.path not in ("", "/")):
+            raise ConfigError(f"{where}.url: expected http(s)://host[:port] without a path, credentials or "
+                              f"query, got {up.url!r}")
+        try:
+            parts.port  # noqa: B018 (raises on a bad port)
+        except ValueError:
+            raise ConfigError(f"{where}.url: bad port in {up.url!r}") from None
+        if bool(up.username) != bool(up.password):
+            raise ConfigError(f"{where}: username and password go together")
+        if up.manifest_revalidate_seconds < 0:
+            raise ConfigError(f"{where}.manifest_revalidate_seconds must not be negative")
+        for tenant in up.tenants:
+            if not COMPONENT_RE.fullmatch(tenant):
+                raise ConfigError(f"{where}.tenants: {tenant!r} is not a tenant name")
+        if up.name in hosts:
+            raise ConfigError(f"{where}.name: {up.name!r} already names upstream {hosts[up.name]!r}")
+        hosts[up.name] = up.name
+        up.aliases = list(dict.fromkeys(a.strip().lower() for a in up.aliases if a.strip().lower() != up.name))
+        for alias in up.aliases:
+            if not _HOST_PORT.fullmatch(alias):
+                raise ConfigError(f"{where}.aliases: {alias!r} is not a registry host[:port]")
+            if alias in hosts:
+                raise ConfigError(f"{where}.aliases: {alias!r} already names upstream {hosts[alias]!r}")
+            hosts[alias] = up.name
+    if proxy.default_mirror and proxy.default_mirror not in {u.name for u in proxy.upstreams}:
+        raise ConfigError(f"proxy.default_mirror: no upstream is named {proxy.default_mirror!r}")
 
 
 def load_config(path: str | os.PathLike | None = None, environ: typing.Mapping[str, str] | None = None,

@@ -10,6 +10,7 @@ from storage_backends import StorageDriver
 from .config import Config
 from .db import MetadataStore
 from .metrics import Metrics
+from .proxy.service import Proxy
 from .registry.service import Registry
 
 CONFIG = web.AppKey("config", Config)
@@ -19,3 +20,5 @@ REGISTRY = web.AppKey("registry", Registry)
 METRICS = web.AppKey("metrics", Metrics)
 # Present only when auth is enabled.
 AUTH = web.AppKey("auth", AuthService)
+# Present only when proxy.upstreams are configured.
+PROXY = web.AppKey("proxy", Proxy)

@@ -82,3 +82,49 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ProxyMetrics:
+    """The pull-through cache's counters, on the app's registry (created only when it is configured)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.upstream_requests = Counter(
+            "daohub_proxy_upstream_requests", "Requests sent to upstream registries, by kind and status",
+            ["upstream", "method", "kind", "status"], registry=registry,
+        )
+        self.upstream_failures = Counter(
+            "daohub_proxy_upstream_failures", "Upstream requests that failed (unavailable, rate limited, cut)",
+            ["upstream", "reason"], registry=registry,
+        )
+        self.cache = Counter(
+            "daohub_proxy_cache_requests", "Cache lookups: hit, miss (fetched), revalidated, stale (served "
+            "because the upstream failed)", ["upstream", "kind", "result"], registry=registry,
+        )
+        self.coalesced = Counter(
+            "daohub_proxy_coalesced", "Requests that joined a fetch already under way instead of starting one",
+            ["upstream", "kind"], registry=registry,
+        )
+        self.bytes_fetched = Counter(
+            "daohub_proxy_bytes_fetched", "Blob bytes received from upstreams", ["upstream"], registry=registry,
+        )
+        self.fetches_in_flight = Gauge(
+            "daohub_proxy_fetches_in_flight", "Blob fetches from upstreams under way", ["upstream"],
+            registry=registry,
+        )
+        # The upstream's own RateLimit-* headers (Docker Hub: `ratelimit-remaining: 76;w=21600`).
+        self.ratelimit_limit = Gauge(
+            "daohub_proxy_upstream_ratelimit_limit", "RateLimit-Limit last sent by the upstream", ["upstream"],
+            registry=registry,
+        )
+        self.ratelimit_remaining = Gauge(
+            "daohub_proxy_upstream_ratelimit_remaining", "RateLimit-Remaining last sent by the upstream",
+            ["upstream"], registry=registry,
+        )
+        self.ratelimit_reset = Gauge(
+            "daohub_proxy_upstream_ratelimit_reset_seconds", "RateLimit-Reset last sent by the upstream",
+            ["upstream"], registry=registry,
+        )
+        self.ratelimit_window = Gauge(
+            "daohub_proxy_upstream_ratelimit_window_seconds", "The window (w=) of the upstream's RateLimit-Limit",
+            ["upstream"], registry=registry,
+        )

@@ -156,11 +156,14 @@ class MetadataStore(abc.ABC):
                            with_content: bool = True) -> ManifestRecord | None: ...
 
     @abc.abstractmethod
-    async def put_manifest(self, repository: str, manifest: NewManifest, tags: list[str]) -> list[str]:
+    async def put_manifest(self, repository: str, manifest: NewManifest, tags: list[str], *,
+                           verify_references: bool = True) -> list[str]:
         """Store the manifest and point `tags` at it.
 
         Returns the referenced digests missing from the repository; when that list is
-        not empty nothing was written.
+        not empty nothing was written. With verify_references=False (the pull-through
+        cache, which stores a manifest before it fetches what it references) nothing is
+        checked and the references are still recorded.
         """
 
     @abc.abstractmethod
@@ -177,3 +180,13 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     async def list_referrers(self, repository: str, subject: str,
                              artifact_type: str | None = None) -> list[ReferrerRecord]: ...
+
+    # Pull-through cache ---------------------------------------------------------------
+    # Not abstract so a store without them still serves everything else; the cache needs them.
+    async def proxy_tag_checked_at(self, repository: str, tag: str) -> float | None:
+        """When the cached `tag` of `repository` was last confirmed upstream (epoch seconds)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support the pull-through cache yet")
+
+    async def set_proxy_tag_checked(self, repository: str, tag: str, checked_at: float) -> None:
+        """Record that `tag` was confirmed upstream at `checked_at` (no-op without the repository)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support the pull-through cache yet")

@@ -346,16 +346,17 @@ class SqliteStore(SqliteIdentityMixin, MetadataStore):
             )
         return ManifestRecord(*row) if row else None
 
-    async def put_manifest(self, repository: str, manifest: NewManifest, tags: list[str]) -> list[str]:
+    async def put_manifest(self, repository: str, manifest: NewManifest, tags: list[str], *,
+                           verify_references: bool = True) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
             repo_id = self._repo_id(conn, repository, True)
             missing = []
-            for digest in manifest.blob_refs:
+            for digest in manifest.blob_refs if verify_references else ():
                 if not conn.execute(
                     "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?", (repo_id, digest)
                 ).fetchone():
                     missing.append(digest)
-            for digest in manifest.manifest_refs:
+            for digest in manifest.manifest_refs if verify_references else ():
                 if not conn.execute(
                     "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?", (repo_id, digest)
                 ).fetchone():
@@ -427,6 +428,22 @@ class SqliteStore(SqliteIdentityMixin, MetadataStore):
             args += (artifact_type,)
         rows = await self._scan(sql + " ORDER BY m.created_at, m.digest", args)
         return [ReferrerRecord(*r) for r in rows]
+
+    # Pull-through cache ----------------------------------------------------------------------
+    async def proxy_tag_checked_at(self, repository: str, tag: str) -> float | None:
+        row = self._one("SELECT p.checked_at FROM repositories r JOIN proxy_tags p ON p.repository_id = r.id "
+                        "WHERE r.name = ? AND p.tag = ?", (repository, tag))
+        return row[0] if row else None
+
+    async def set_proxy_tag_checked(self, repository: str, tag: str, checked_at: float) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            repo_id = self._repo_id(conn, repository, False)
+            if repo_id is not None:
+                conn.execute("INSERT INTO proxy_tags (repository_id, tag, checked_at) VALUES (?, ?, ?) "
+                             "ON CONFLICT (repository_id, tag) DO UPDATE SET checked_at = excluded.checked_at",
+                             (repo_id, tag, checked_at))
+
+        await self._write(run)
 
 
 def _split_sql(sql: str) -> list[str]:

@@ -8,8 +8,10 @@ from aiohttp import web
 
 from ..authz import authorize
 from ..errors import NameInvalid, Unsupported
+from ..keys import PROXY
 from ..registry.names import validate_name
 from ..routes import resolve
+from . import proxy as proxy_handlers
 
 
 async def api_version_check(request: web.Request) -> web.StreamResponse:
@@ -48,5 +50,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     request["action"] = route.action
     if "name" in params:
         validate_name(params["name"])
+        proxy = request.app.get(PROXY)
+        if proxy is not None:
+            target = await proxy.router.route(params["name"], request.query.get("ns"))
+            if target is not None:
+                return await proxy_handlers.dispatch(request, route, params, target)
     await authorize(request, route.action, params.get("name"))
     return await route.handler(request, **params)

@@ -468,8 +468,12 @@ class Registry:
         return record
 
     async def put_manifest(self, repository: str, reference: str, content: bytes, content_type: str | None,
-                           extra_tags: list[str] | None = None) -> tuple[Digest, str | None]:
-        """Validate and store a manifest. Returns its digest and its subject (if any)."""
+                           extra_tags: list[str] | None = None, *,
+                           verify_references: bool = True) -> tuple[Digest, str | None]:
+        """Validate and store a manifest. Returns its digest and its subject (if any).
+
+        verify_references=False stores it before what it references is present (the
+        pull-through cache fetches blobs and child manifests only when they are asked for)."""
         if len(content) > self.max_manifest_bytes:
             raise PayloadTooLarge("manifest exceeds the size limit", detail={"limit": self.max_manifest_bytes})
         tags = [validate_tag(t) for t in (extra_tags or [])]
@@ -493,7 +497,9 @@ class Registry:
             blob_refs=parsed.blob_refs,
             manifest_refs=parsed.manifest_refs,
         )
-        missing = await self.store.put_manifest(repository, record, list(dict.fromkeys(tags)))
+        # The keyword only when it differs from the default: a store that predates it still pushes.
+        options = {} if verify_references else {"verify_references": False}
+        missing = await self.store.put_manifest(repository, record, list(dict.fromkeys(tags)), **options)
         if missing:
             raise ManifestBlobUnknown(detail={"missing": missing[:50]})
         return digest, parsed.subject

@@ -85,3 +85,69 @@ def test_auth_is_on_by_default_and_open_mode_is_loopback_only():
                                "DAOHUB_AUTH_ALLOW_OPEN_NON_LOOPBACK": "true"})
     assert cfg.auth.enabled is False
     load_config(environ={"DAOHUB_SERVER_ADDR": "0.0.0.0:5000"})  # auth on: any address
+
+
+# Pull-through cache upstreams: a list of mappings -------------------------------------------
+_UPSTREAMS_YAML = """
+proxy:
+  default_mirror: docker.io
+  upstreams:
+    - name: docker.io
+      url: https://registry-1.docker.io
+      aliases: [index.docker.io, Registry-1.Docker.io]
+      username: bot
+      password: s3cret-pw
+      manifest_revalidate_seconds: 600
+      anonymous_pull: true
+    - name: ghcr.io
+      url: https://ghcr.io/
+      tenants: [team]
+"""
+
+
+def test_proxy_upstreams_from_yaml(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text(_UPSTREAMS_YAML)
+    cfg = load_config(path, environ={})
+    hub, ghcr = cfg.proxy.upstreams
+    assert (hub.name, hub.url, hub.username, hub.manifest_revalidate_seconds) == (
+        "docker.io", "https://registry-1.docker.io", "bot", 600)
+    assert hub.aliases == ["index.docker.io", "registry-1.docker.io"]  # hosts compare lowercased
+    assert isinstance(hub.password, Secret) and hub.password.reveal() == "s3cret-pw"
+    assert "s3cret-pw" not in repr(cfg)
+    assert hub.anonymous_pull is True and ghcr.anonymous_pull is False
+    assert ghcr.tenants == ["team"] and ghcr.manifest_revalidate_seconds == 300
+    assert cfg.proxy.default_mirror == "docker.io"
+
+
+def test_proxy_upstreams_from_environment_as_yaml():
+    cfg = load_config(environ={"DAOHUB_PROXY_UPSTREAMS": '[{"name": "quay.io", "url": "https://quay.io"}]',
+                               "DAOHUB_PROXY_DEFAULT_MIRROR": "quay.io"})
+    assert [u.name for u in cfg.proxy.upstreams] == ["quay.io"]
+    assert load_config(environ={"DAOHUB_PROXY_UPSTREAMS": "[]"}).proxy.upstreams == []
+
+
+@pytest.mark.parametrize("upstreams,extra,message", [
+    ('[{"name": "Docker.io", "url": "https://x"}]', {}, "repository-name component"),
+    ('[{"name": "a", "url": "ftp://x"}]', {}, "http"),
+    ('[{"name": "a", "url": "https://u:p@x"}]', {}, "without a path, credentials"),
+    ('[{"name": "a", "url": "https://x/v2"}]', {}, "without a path"),
+    ('[{"name": "a", "url": "https://x:99999"}]', {}, "port"),
+    ('[{"name": "a", "url": "https://x", "username": "u"}]', {}, "username and password go together"),
+    ('[{"name": "a", "url": "https://x", "manifest_revalidate_seconds": -1}]', {}, "must not be negative"),
+    ('[{"name": "a", "url": "https://x", "aliases": ["bad host"]}]', {}, "host"),
+    ('[{"name": "a", "url": "https://x"}, {"name": "a", "url": "https://y"}]', {}, "already names"),
+    ('[{"name": "a", "url": "https://x", "aliases": ["b"]}, {"name": "b", "url": "https://y"}]', {},
+     "already names"),
+    ('[{"name": "a", "url": "https://x", "tenants": ["Bad!"]}]', {}, "not a tenant name"),
+    ('[{"name": "a", "url": "https://x", "bogus": 1}]', {}, r"unknown configuration key: "
+                                                           r"DAOHUB_PROXY_UPSTREAMS\[0\].bogus"),
+    ('["a"]', {}, "expected a mapping"),
+    ('{"name": "a"}', {}, "expected a list"),
+    ("[a", {}, "not a valid YAML list"),
+    ('[{"name": "a", "url": "https://x"}]', {"DAOHUB_PROXY_DEFAULT_MIRROR": "b"}, "no upstream is named 'b'"),
+    ("[]", {"DAOHUB_PROXY_READ_TIMEOUT_SECONDS": "0"}, "must be positive"),
+])
+def test_bad_proxy_config(upstreams, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ={"DAOHUB_PROXY_UPSTREAMS": upstreams, **extra})
