@@ -22,6 +22,7 @@ from .base import FileInfo, FileWriter, StorageDriver
 from .errors import InvalidOffsetError, PathNotFoundError, StorageError, WriterClosedError
 
 _run = asyncio.to_thread
+_CREATE_ATTEMPTS = 10  # creates retried after another replica pruned the directory
 _RMTREE_HANDLER = "onexc" if sys.version_info >= (3, 12) else "onerror"  # onerror is deprecated in 3.12
 
 
@@ -126,8 +127,8 @@ class FilesystemDriver(StorageDriver):
                 return
             directory = directory.parent
 
-    def _makedirs(self, directory: Path) -> None:
-        """Create `directory` and its missing parents, each made durable in its parent.
+    def _makedirs(self, directory: Path) -> list[Path]:
+        """Create `directory` and its missing parents; returns the ones created, outermost first.
 
         Raises FileNotFoundError when another replica prunes a parent meanwhile; callers retry.
         """
@@ -135,22 +136,33 @@ class FilesystemDriver(StorageDriver):
         while directory != self.root and not directory.is_dir():
             missing.append(directory)
             directory = directory.parent
+        created = []
         for directory in reversed(missing):
             try:
                 os.mkdir(directory, 0o755)
             except FileExistsError:
                 continue
-            _fsync_dir(directory.parent)
+            created.append(directory)
+        return created
 
     def _retrying(self, target: Path, op):
-        """Run op() after creating target's parent; retry if a concurrent prune removed it."""
-        for attempt in range(5):
+        """Run op() after creating target's parent; retry if a concurrent prune removed it.
+
+        New directories are fsynced into their parents only after op() put something in them:
+        an empty directory can be pruned by another replica at any moment, so the gap between
+        creating it and using it stays as short as possible.
+        """
+        for attempt in range(_CREATE_ATTEMPTS):
             try:
-                self._makedirs(target.parent)
-                return op()
+                created = self._makedirs(target.parent)
+                result = op()
             except FileNotFoundError:
-                if attempt == 4:
+                if attempt == _CREATE_ATTEMPTS - 1:
                     raise
+                continue
+            for directory in created:
+                _fsync_dir(directory.parent)
+            return result
         return None
 
     async def get_content(self, path: str) -> bytes:

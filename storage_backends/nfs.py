@@ -92,7 +92,10 @@ class _Disconnected(Exception):
 _CONNECTION_ERRNOS = {errno.EIO, errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN,
                       errno.EPIPE, errno.ESHUTDOWN, errno.EHOSTUNREACH, errno.ENETUNREACH}
 _TIMEOUT_ERRNOS = {errno.ETIMEDOUT, errno.EINTR}  # libnfs reports its RPC timeout as EINTR
-_MISSING_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
+# A directory removed (pruned by another replica) between the LOOKUP that found it and the call
+# that uses it answers NFS3ERR_STALE: for an operation by path that is "not there" like ENOENT.
+_VANISHED_ERRNOS = {errno.ENOENT, errno.ESTALE}
+_MISSING_ERRNOS = _VANISHED_ERRNOS | {errno.ENOTDIR, errno.EISDIR}
 _PERMISSION_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
@@ -187,7 +190,7 @@ _FILE_MODE = 0o644
 _DIR_MODE = 0o755
 _READ_BLOCK = 4 << 20
 _WRITE_BLOCK = 64 << 20
-_CREATE_ATTEMPTS = 5  # a create retried after another replica pruned its directory
+_CREATE_ATTEMPTS = 10  # a create retried after another replica pruned its directory
 _TCP_SYNCNT = 3
 
 
@@ -417,7 +420,7 @@ def _makedirs(conn: _Connection, directory: str) -> None:
     except _CallError as exc:
         if exc.errno == errno.EEXIST:
             return
-        if exc.errno != errno.ENOENT:
+        if exc.errno not in _VANISHED_ERRNOS:
             raise
         _makedirs(conn, parent(directory))
         try:
@@ -443,7 +446,7 @@ def _create(conn: _Connection, path: str, flags: int) -> int:
         try:
             return conn.create(path, flags)
         except _CallError as exc:
-            if exc.errno != errno.ENOENT or attempt == _CREATE_ATTEMPTS - 1:
+            if exc.errno not in _VANISHED_ERRNOS or attempt == _CREATE_ATTEMPTS - 1:
                 raise
             _makedirs(conn, parent(path))
     raise AssertionError("unreachable")
@@ -609,7 +612,7 @@ def _move(conn: _Connection, src: str, dst: str) -> None:
             conn.rename(src, dst)
             break
         except _CallError as exc:
-            if exc.errno != errno.ENOENT or attempt == _CREATE_ATTEMPTS - 1:
+            if exc.errno not in _VANISHED_ERRNOS or attempt == _CREATE_ATTEMPTS - 1:
                 raise
             # Either the source went away or the destination's directory is missing (or was
             # just pruned by another replica).
@@ -629,7 +632,7 @@ def _remove_tree(conn: _Connection, path: str) -> None:
             else:
                 conn.unlink(child)
         except _CallError as exc:
-            if exc.errno != errno.ENOENT:  # removed concurrently: fine
+            if exc.errno not in _VANISHED_ERRNOS:  # removed concurrently: fine
                 raise
     conn.rmdir(path)
 
@@ -641,7 +644,7 @@ def _delete(conn: _Connection, path: str) -> None:
         else:
             conn.unlink(path)
     except _CallError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if exc.errno in _VANISHED_ERRNOS | {errno.ENOTDIR}:
             raise PathNotFoundError(path) from None
         raise
     _prune(conn, parent(path))

@@ -20,7 +20,7 @@ from storage_backends import PathNotFoundError, StorageError
 from storage_backends.nfs import NfsDriver, NfsPermissionError, NfsStaleHandleError, NfsUnavailableError
 
 from .conftest import leftovers_on_disk
-from .test_shared_filesystem import blob_path, publish
+from .test_shared_filesystem import blob_path, prune_versus_create, publish
 
 MiB = 1 << 20
 
@@ -90,6 +90,19 @@ async def test_concurrent_commits_of_one_blob_from_two_replicas(replicas):
     assert (root / target).read_bytes() == data
     assert await b.list(target.rsplit("/", 1)[0]) == [target]
     await a.delete("blobs")
+
+
+class _Together:
+    """Stands in for the processes' barrier: the two replicas here start together anyway."""
+
+    def wait(self) -> None:
+        pass
+
+
+async def test_prune_in_one_replica_while_another_creates(replicas):
+    (a, b), root = replicas
+    await asyncio.gather(prune_versus_create(a, 0, _Together()), prune_versus_create(b, 1, _Together()))
+    assert leftovers_on_disk(root) == []
 
 
 async def test_reader_streams_a_large_object_in_bounded_memory(replicas):

@@ -70,7 +70,7 @@ async def _different_blobs(driver, replica: int, barrier) -> None:
 RACE_DIR = "race/a/b/c/d/e/f/g"
 
 
-async def _prune_versus_create(driver, replica: int, barrier) -> None:
+async def prune_versus_create(driver, replica: int, barrier) -> None:
     """Replica 0 empties RACE_DIR over and over (each delete prunes it and all its parents);
     replica 1 keeps creating files in it. Every create must succeed and stay readable."""
     barrier.wait()
@@ -121,7 +121,7 @@ SCENARIOS = {
     "delete-same-tree": _delete_same_tree,
     "same-blob": _same_blob,
     "different-blobs": _different_blobs,
-    "prune-versus-create": _prune_versus_create,
+    "prune-versus-create": prune_versus_create,
     "resume": _resume_step,
 }
 
