@@ -441,20 +441,14 @@ class PostgresStore(PostgresIdentityMixin, MetadataStore):
                 "WHERE r.name = $1 AND t.name = $2", repository, reference)
         return ManifestRecord(*row) if row else None
 
-    async def put_manifest(self, repository: str, manifest: NewManifest, tags: list[str]) -> list[str]:
+    async def put_manifest(self, repository: str, manifest: NewManifest, tags: list[str], *,
+                           verify_references: bool = True) -> list[str]:
         async def run(conn: asyncpg.Connection) -> list[str]:
             repo_id = await self._repo_id(conn, repository, True)
-            # Share locks: a concurrent unlink or manifest delete waits until this manifest is in.
-            blobs = {r[0] for r in await conn.fetch(
-                "SELECT digest FROM repository_blobs WHERE repository_id = $1 AND digest = ANY($2::text[]) "
-                "FOR SHARE", repo_id, list(set(manifest.blob_refs)))} if manifest.blob_refs else set()
-            children = {r[0] for r in await conn.fetch(
-                "SELECT digest FROM manifests WHERE repository_id = $1 AND digest = ANY($2::text[]) FOR SHARE",
-                repo_id, list(set(manifest.manifest_refs)))} if manifest.manifest_refs else set()
-            missing = [d for d in manifest.blob_refs if d not in blobs]
-            missing += [d for d in manifest.manifest_refs if d not in children]
-            if missing:
-                return missing
+            if verify_references:  # not for the pull-through cache, which fetches references later
+                missing = await self._missing_references(conn, repo_id, manifest)
+                if missing:
+                    return missing
             now = time.time()
             await conn.execute(
                 "INSERT INTO manifests (repository_id, digest, media_type, size, content, subject, artifact_type, "
@@ -478,6 +472,18 @@ class PostgresStore(PostgresIdentityMixin, MetadataStore):
             return []
 
         return await self._write(run)
+
+    @staticmethod
+    async def _missing_references(conn: asyncpg.Connection, repo_id: int, manifest: NewManifest) -> list[str]:
+        # Share locks: a concurrent unlink or manifest delete waits until this manifest is in.
+        blobs = {r[0] for r in await conn.fetch(
+            "SELECT digest FROM repository_blobs WHERE repository_id = $1 AND digest = ANY($2::text[]) "
+            "FOR SHARE", repo_id, list(set(manifest.blob_refs)))} if manifest.blob_refs else set()
+        children = {r[0] for r in await conn.fetch(
+            "SELECT digest FROM manifests WHERE repository_id = $1 AND digest = ANY($2::text[]) FOR SHARE",
+            repo_id, list(set(manifest.manifest_refs)))} if manifest.manifest_refs else set()
+        return ([d for d in manifest.blob_refs if d not in blobs]
+                + [d for d in manifest.manifest_refs if d not in children])
 
     async def delete_manifest(self, repository: str, digest: str) -> bool:
         status = await self.pool.execute(
@@ -509,6 +515,19 @@ class PostgresStore(PostgresIdentityMixin, MetadataStore):
             args += (artifact_type,)
         rows = await self._fetch(sql + " ORDER BY m.created_at, m.digest", *args)
         return [ReferrerRecord(*r) for r in rows]
+
+    # Pull-through cache ---------------------------------------------------------------------
+    async def proxy_tag_checked_at(self, repository: str, tag: str) -> float | None:
+        return await self._fetchval(
+            "SELECT p.checked_at FROM repositories r JOIN proxy_tags p ON p.repository_id = r.id "
+            "WHERE r.name = $1 AND p.tag = $2", repository, tag)
+
+    async def set_proxy_tag_checked(self, repository: str, tag: str, checked_at: float) -> None:
+        # An upsert from a SELECT: nothing happens without the repository, as in SQLite.
+        await self.pool.execute(
+            "INSERT INTO proxy_tags (repository_id, tag, checked_at) SELECT id, $2, $3 FROM repositories "
+            "WHERE name = $1 ON CONFLICT (repository_id, tag) DO UPDATE SET checked_at = excluded.checked_at",
+            repository, tag, checked_at)
 
 
 __all__ = ["PostgresStore", "is_postgres_url"]

@@ -7,6 +7,7 @@ import itertools
 
 import asyncpg
 
+from hub.db import schema
 from hub.db.base import QuotaExceededError
 
 from .test_store import digest, manifest
@@ -102,8 +103,9 @@ async def test_migrations_from_two_replicas_at_once(postgres_cluster):
         stores = [await open_store_unmigrated(url) for _ in range(2)]
         try:
             applied = await asyncio.gather(*(s.migrate() for s in stores))
-            assert sorted(applied, key=len) == [[], [1, 2, 3]]
-            assert [await s.schema_version() for s in stores] == [3, 3]
+            latest = len(schema.load("postgres"))
+            assert sorted(applied, key=len) == [[], list(range(1, latest + 1))]
+            assert [await s.schema_version() for s in stores] == [latest, latest]
         finally:
             for s in stores:
                 await s.close()
@@ -187,3 +189,20 @@ async def test_cancelled_waiters_leave_no_lock_behind(replicas, postgres_url):
 async def _hold(store, key: str) -> None:
     async with store.lock(key):
         await asyncio.sleep(0.01)
+
+
+async def test_pull_through_cache_checks_are_shared_between_replicas(replicas):
+    a, b = replicas
+    await a.set_proxy_tag_checked("cache/library/nginx", "latest", 100.0)  # no repository: nothing
+    assert await b.proxy_tag_checked_at("cache/library/nginx", "latest") is None
+    await a.link_blob("cache/library/nginx", digest("l"), 1)
+    await asyncio.gather(*(s.set_proxy_tag_checked("cache/library/nginx", "latest", float(t))
+                           for t, s in zip(range(200, 210), itertools.cycle(replicas), strict=False)))
+    assert await b.proxy_tag_checked_at("cache/library/nginx", "latest") in {float(t) for t in range(200, 210)}
+    await a.set_proxy_tag_checked("cache/library/nginx", "latest", 300.0)
+    assert await b.proxy_tag_checked_at("cache/library/nginx", "latest") == 300.0
+    # The cache stores a manifest before the blobs it references.
+    m = manifest([digest("not yet fetched")], salt="cached")
+    assert await b.put_manifest("cache/library/nginx", m, ["1.27"], verify_references=False) == []
+    assert (await a.get_manifest("cache/library/nginx", "1.27", by_digest=False)).digest == m.digest
+    assert await a.put_manifest("cache/library/nginx", manifest([digest("x")], salt="strict"), []) == [digest("x")]

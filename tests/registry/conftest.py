@@ -33,7 +33,7 @@ STORAGE_SETUP = {
 }
 DATABASE_SETUP = {
     "sqlite": lambda request, tmp_path: {},  # the default: <data_dir>/daohub.db
-    "postgres": lambda request, tmp_path: {"url": request.getfixturevalue("postgres_url")},
+    "postgres": lambda request, tmp_path: {"url": request.getfixturevalue("postgres_url"), "pool_min_size": 1},
 }
 
 
