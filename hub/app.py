@@ -29,6 +29,16 @@ def _storage_options(config: Config) -> dict:
         return {"root": str(config.storage_root)}
     if config.storage.driver == "nfs":
         return {"url": config.storage.nfs_url, "threads": config.storage.nfs_threads}
+    if config.storage.driver in ("s3", "oss"):
+        s = config.storage
+        return {
+            "bucket": s.bucket, "region": s.region, "endpoint": s.endpoint,
+            "internal_endpoint": s.internal_endpoint, "access_key": s.access_key,
+            "secret_key": s.secret_key.reveal(), "session_token": s.session_token.reveal(),
+            "addressing_style": s.addressing_style, "prefix": s.prefix, "part_size_bytes": s.part_size_bytes,
+            "max_attempts": s.max_attempts, "verify_tls": s.verify_tls, "redirect": s.redirect,
+            "redirect_expiry_seconds": s.redirect_expiry_seconds,
+        }
     return {}
 
 
