@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from hub.config import Config, load_config
 from tests.helpers.server import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -168,3 +169,41 @@ def daohub_commands() -> dict[str, list[str]]:
         for line in read_unit(unit)["Service"].get("ExecStart", []):
             commands[f"systemd {unit.name}"] = shlex.split(line)
     return commands
+
+
+def _daohub_env(env: dict[str, str]) -> dict[str, str]:
+    # The config loader rejects unknown DAOHUB_* names, so pass every one the form sets.
+    return {key: value for key, value in env.items() if key.startswith("DAOHUB_")}
+
+
+def compose_hub_env() -> dict[str, str]:
+    """The hub container's environment, interpolated with the values of .env.example."""
+    service = interpolate_tree(compose_file()["services"]["hub"], read_env_file(COMPOSE_DIR / ".env.example"))
+    return compose_environment(service)
+
+
+def k8s_hub_env() -> dict[str, str]:
+    """The Deployment's env entries plus the Secret generated from secrets.env.example."""
+    container = pod_containers(k8s_documents()["Deployment/daohub"])[0]
+    env = {item["name"]: item["value"] for item in container.get("env", [])}
+    env.update(read_env_file(K8S_DIR / "secrets.env.example"))
+    return env
+
+
+def systemd_env() -> dict[str, str]:
+    return {"DAOHUB_ADMIN_PASSWORD": "placeholder"}  # what /etc/daohub/daohub.env may hold
+
+
+# Each config file under deploy/, with the environment its deployment form runs it in.
+CONFIG_FILES = {
+    "compose/config.yaml": compose_hub_env,
+    "k8s/config.yaml": k8s_hub_env,
+    "systemd/config.yaml": systemd_env,
+}
+
+
+def load_deploy_config(relative: str, **overrides) -> Config:
+    env = _daohub_env(CONFIG_FILES[relative]())
+    # The forms name the file through DAOHUB_CONFIG or --config; here it is the checkout's copy.
+    env.pop("DAOHUB_CONFIG", None)
+    return load_config(DEPLOY / relative, environ=env, overrides=overrides or None)

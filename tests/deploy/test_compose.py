@@ -6,8 +6,6 @@ import re
 
 import pytest
 
-from hub.config import load_config
-
 from .files import (
     COMPOSE_DIR,
     DEPLOY,
@@ -16,10 +14,10 @@ from .files import (
     compose_file,
     interpolate,
     interpolate_tree,
+    load_deploy_config,
     read_env_file,
     required_variables,
 )
-from .test_configs import compose_hub_env
 
 SERVICES = {"postgres", "minio", "minio-init", "migrate", "hub", "lb"}
 ONE_SHOT = {"minio-init", "migrate"}
@@ -98,8 +96,7 @@ def test_hub_health_check_targets_the_port_it_serves(compose):
 
 def test_stop_grace_covers_the_drain(compose):
     # Request bodies drain for up to shutdown_timeout, then responses for as long again.
-    config = load_config(COMPOSE_DIR / "config.yaml", environ={k: v for k, v in compose_hub_env().items()
-                                                                if k != "DAOHUB_CONFIG"})
+    config = load_deploy_config("compose/config.yaml")
     grace = compose["services"]["hub"]["stop_grace_period"]
     assert re.fullmatch(r"\d+s", grace)
     assert int(grace[:-1]) > 2 * config.server.shutdown_timeout
@@ -157,8 +154,7 @@ def test_lb_runs_the_nginx_template_with_its_placeholders_set(compose):
 
 
 def test_minio_init_creates_the_bucket_the_hub_uses(compose):
-    config = load_config(COMPOSE_DIR / "config.yaml", environ={k: v for k, v in compose_hub_env().items()
-                                                                if k != "DAOHUB_CONFIG"})
+    config = load_deploy_config("compose/config.yaml")
     script = compose["services"]["minio-init"]["command"][0]
     assert f"mc mb --ignore-existing store/{config.storage.bucket}" in script
     policy = (COMPOSE_DIR / "minio-policy.json").read_text()

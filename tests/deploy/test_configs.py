@@ -10,63 +10,25 @@ import tomllib
 
 import pytest
 
+import storage_backends
 from hub import cli
 from hub.app import create_app
 from hub.config import load_config
 
 from .files import (
-    COMPOSE_DIR,
+    CONFIG_FILES,
     DEPLOY,
-    K8S_DIR,
     SYSTEMD_DIR,
-    compose_environment,
     compose_file,
+    compose_hub_env,
     daohub_commands,
     dockerfile_instructions,
-    interpolate_tree,
     k8s_documents,
+    k8s_hub_env,
+    load_deploy_config,
     pod_containers,
-    read_env_file,
     read_unit,
 )
-
-
-def _daohub_env(env: dict[str, str]) -> dict[str, str]:
-    # The config loader rejects unknown DAOHUB_* names, so pass every one the form sets.
-    return {key: value for key, value in env.items() if key.startswith("DAOHUB_")}
-
-
-def compose_hub_env() -> dict[str, str]:
-    """The hub container's environment, interpolated with the values of .env.example."""
-    service = interpolate_tree(compose_file()["services"]["hub"], read_env_file(COMPOSE_DIR / ".env.example"))
-    return compose_environment(service)
-
-
-def k8s_hub_env() -> dict[str, str]:
-    """The Deployment's env entries plus the Secret generated from secrets.env.example."""
-    container = pod_containers(k8s_documents()["Deployment/daohub"])[0]
-    env = {item["name"]: item["value"] for item in container.get("env", [])}
-    env.update(read_env_file(K8S_DIR / "secrets.env.example"))
-    return env
-
-
-def systemd_env() -> dict[str, str]:
-    return {"DAOHUB_ADMIN_PASSWORD": "placeholder"}  # what /etc/daohub/daohub.env may hold
-
-
-# Each config file under deploy/, with the environment its deployment form runs it in.
-CONFIG_FILES = {
-    "compose/config.yaml": compose_hub_env,
-    "k8s/config.yaml": k8s_hub_env,
-    "systemd/config.yaml": systemd_env,
-}
-
-
-def load_deploy_config(relative: str, **overrides):
-    env = _daohub_env(CONFIG_FILES[relative]())
-    # The forms name the file through DAOHUB_CONFIG or --config; here it is the checkout's copy.
-    env.pop("DAOHUB_CONFIG", None)
-    return load_config(DEPLOY / relative, environ=env, overrides=overrides or None)
 
 
 def test_every_config_file_under_deploy_is_checked():
@@ -198,3 +160,45 @@ def test_dockerfile_copies_everything_pip_install_needs():
     assert needed <= copied, f"not copied into the image: {needed - copied}"
     ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
     assert not needed & set(ignored), "the build context ignores something the build copies"
+
+
+# --- the README's config blocks and the storage drivers the configs name -----------------------
+
+def readme_config_blocks() -> list[str]:
+    text = (DEPLOY / "README.md").read_text()
+    return re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+
+
+def test_readme_has_the_object_storage_examples():
+    drivers = {yaml_block_driver(block) for block in readme_config_blocks()}
+    assert {"s3", "oss"} <= drivers
+
+
+def yaml_block_driver(block: str) -> str:
+    match = re.search(r"^\s+driver:\s*(\S+)", block, re.MULTILINE)
+    return match.group(1) if match else ""
+
+
+STORAGE_SECRETS = {"DAOHUB_STORAGE_ACCESS_KEY": "placeholder", "DAOHUB_STORAGE_SECRET_KEY": "placeholder"}
+
+
+def _configs_naming_storage(tmp_path) -> dict[str, object]:
+    configs = {relative: load_deploy_config(relative) for relative in CONFIG_FILES}
+    for number, block in enumerate(readme_config_blocks(), 1):
+        path = tmp_path / f"readme-{number}.yaml"
+        path.write_text(block)
+        configs[f"README block {number}"] = load_config(path, environ=STORAGE_SECRETS)
+    return configs
+
+
+async def test_every_storage_section_builds_its_driver(tmp_path):
+    from hub.app import _storage_options
+
+    for where, config in _configs_naming_storage(tmp_path).items():
+        assert config.storage.driver in storage_backends.available(), where
+        options = _storage_options(config)
+        if config.storage.driver == "filesystem":
+            options["root"] = str(tmp_path / "storage")  # not /var/lib/daohub on this machine
+        # Constructing a driver checks its options and does no I/O.
+        driver = storage_backends.create(config.storage.driver, **options)
+        await driver.aclose()

@@ -10,8 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from .files import K8S_DIR, k8s_documents, kustomization, pod_containers, read_env_file
-from .test_configs import load_deploy_config
+from .files import K8S_DIR, k8s_documents, kustomization, load_deploy_config, pod_containers, read_env_file
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .files import SYSTEMD_DIR, read_unit, systemd_seconds
-from .test_configs import load_deploy_config
+from .files import SYSTEMD_DIR, load_deploy_config, read_unit, systemd_seconds
 
 UNIT = SYSTEMD_DIR / "daohub.service"
 
