@@ -136,7 +136,7 @@ class Proxy:
                     await self.store.set_proxy_tag_checked(target.cache, reference, self.clock())
                     self.metrics.cache.labels(upstream, "manifest", "revalidated").inc()
                     return stale
-                if head.digest:
+                if head.digest and _is_digest(head.digest):
                     fetch_ref = head.digest  # the tag moved: fetch exactly what the HEAD announced
             fetched = await client.get_manifest(target.remote, fetch_ref, self.max_manifest_bytes)
         except UpstreamNotFound as exc:
@@ -335,3 +335,12 @@ def _client_error(error: BaseException) -> BaseException:
     if isinstance(error, asyncio.CancelledError):
         return UpstreamUnavailable("-", "shutdown", "the fetch was cancelled (server shutting down)")
     return OciError("fetching the blob from the upstream failed")
+
+
+def _is_digest(value: str) -> bool:
+    """A well-formed digest (an upstream's header goes into a URL path only if it is one)."""
+    try:
+        parse_digest(value)
+    except DigestInvalid:
+        return False
+    return True

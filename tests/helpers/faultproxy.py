@@ -11,6 +11,8 @@ still work. Rules added at any time make it misbehave for matching requests:
     proxy.stall(seconds=2)           # answer late: wait, then forward
     proxy.cut(after_bytes=1000)      # forward, then drop the connection after 1000 body bytes
     proxy.drop()                     # close the connection without any answer
+    rule = proxy.hold(after_bytes=1000, then="cut")  # send 1000 body bytes, wait for rule.release(),
+                                                     # then send the rest ("continue") or drop ("cut")
 
 Rules are checked in the order they were added; the first matching rule that still has
 uses left (`times`; None means forever) fires and uses one up. `clear()` removes them all.
@@ -91,6 +93,13 @@ class Rule:
     seconds: float | None = None
     after_bytes: int = 0
     fired: int = 0
+    then: str = "continue"  # hold: what follows release(), "continue" or "cut"
+    reached: threading.Event = dataclasses.field(default_factory=threading.Event)  # hold: paused at after_bytes
+    gate: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        """Let a held body go on (or be cut, as the rule says)."""
+        self.gate.set()
 
 
 class FaultProxy:
@@ -156,6 +165,14 @@ class FaultProxy:
     def cut(self, after_bytes: int, *, times: int | None = 1, when: Predicate | None = None) -> Rule:
         """Forward, send the upstream's headers and `after_bytes` of its body, then drop the connection."""
         return self.add(Rule("cut", when, times, after_bytes=after_bytes))
+
+    def hold(self, after_bytes: int, *, then: str = "continue", times: int | None = 1,
+             when: Predicate | None = None) -> Rule:
+        """Forward, send `after_bytes` of the body, set `rule.reached` and wait for `rule.release()`
+        (or the proxy's stop); then send the rest (`then="continue"`) or drop the connection ("cut")."""
+        if then not in ("continue", "cut"):
+            raise ValueError("then must be 'continue' or 'cut'")
+        return self.add(Rule("hold", when, times, after_bytes=after_bytes, then=then))
 
     def drop(self, *, times: int | None = 1, when: Predicate | None = None) -> Rule:
         """Close the connection without answering."""
@@ -242,6 +259,8 @@ class FaultProxy:
             return await self._relay(request, body, seen)
         if rule.action == "cut":
             return await self._relay(request, body, seen, cut_after=rule.after_bytes)
+        if rule.action == "hold":
+            return await self._relay(request, body, seen, hold=rule)
         return self._abort(request)
 
     async def _hold(self, request: web.Request, seconds: float | None) -> None:
@@ -262,7 +281,7 @@ class FaultProxy:
         return web.Response(status=499)
 
     async def _relay(self, request: web.Request, body: bytes, seen: Seen,
-                     cut_after: int | None = None) -> web.StreamResponse:
+                     cut_after: int | None = None, hold: Rule | None = None) -> web.StreamResponse:
         async with await self._open_upstream(request, body) as upstream:
             seen.status = upstream.status
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -274,6 +293,18 @@ class FaultProxy:
             await response.prepare(request)
             sent = 0
             async for chunk in upstream.content.iter_any():
+                if hold is not None and sent + len(chunk) >= hold.after_bytes:
+                    head, chunk = chunk[: hold.after_bytes - sent], chunk[hold.after_bytes - sent:]
+                    await response.write(head)
+                    sent += len(head)
+                    hold.reached.set()
+                    while not hold.gate.is_set() and not self._stopping.is_set():
+                        await asyncio.sleep(0.02)
+                    if hold.then == "cut":
+                        if request.transport is not None:
+                            request.transport.close()
+                        return response
+                    hold = None
                 if cut_after is not None and sent + len(chunk) >= cut_after:
                     await response.write(chunk[: cut_after - sent])
                     if request.transport is not None:

@@ -9,17 +9,17 @@ in-process DaoHub of its own with the proxy configured as it asks.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+import requests
 
 from hub.app import create_app
 from hub.config import load_config
 from tests.e2e.util import need_tool
-from tests.helpers.server import REPO_ROOT, DaoHubProcess, DistributionProcess
+from tests.helpers.server import DaoHubProcess, DistributionProcess
+from tests.registry.conftest import DATABASE_SETUP
 
 from .util import AccessLog, Upstream
 
@@ -46,11 +46,9 @@ def distribution(proxy_root):
     server.stop()
 
 
-def _hub_cli(server: DaoHubProcess, *args: str, stdin: str | None = None) -> None:
-    result = subprocess.run([sys.executable, "-m", "hub", *args, "--data-dir", str(server.data_dir)],
-                            cwd=REPO_ROOT, env=server.environment(), input=stdin, capture_output=True, text=True,
-                            timeout=120, check=False)
-    assert result.returncode == 0, f"daohub {' '.join(args)} failed:\n{result.stderr[-3000:]}"
+def _admin_api(server: DaoHubProcess, method: str, path: str, body: dict) -> None:
+    r = requests.request(method, f"{server.url}/api/v1{path}", json=body, auth=ADMIN, timeout=30)
+    assert r.status_code in (200, 201), r.text
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +60,9 @@ def token_hub(proxy_root):
         "DAOHUB_AUTH_LOGIN_FAILURE_LIMIT": "100000",
     })
     server.start()
-    _hub_cli(server, "tenant", "create", "up")
-    _hub_cli(server, "user", "create", PULLER[0], "--password-stdin", stdin=PULLER[1] + "\n")
-    _hub_cli(server, "tenant", "member", "up", PULLER[0], "guest")
+    _admin_api(server, "POST", "/tenants", {"name": "up"})
+    _admin_api(server, "POST", "/users", {"username": PULLER[0], "password": PULLER[1]})
+    _admin_api(server, "PUT", f"/tenants/up/members/{PULLER[0]}", {"role": "guest"})
     yield server
     server.stop()
 
@@ -94,11 +92,18 @@ def hub_upstream(token_hub, **extra) -> dict:
 
 
 @pytest.fixture
-def proxy_hub(aiohttp_client, tmp_path):
-    """make(upstreams, default_mirror=..., auth=..., **proxy options) -> a cold DaoHub test client."""
-    async def make(upstreams: list[dict], *, default_mirror: str = "", auth: bool = False, **proxy):
+def proxy_hub(aiohttp_client, tmp_path, request):
+    """make(upstreams, default_mirror=..., auth=..., database=..., **proxy options) -> a cold DaoHub
+    test client (a second call reopens the same data: a restart)."""
+    databases: dict[str, dict] = {}
+
+    async def make(upstreams: list[dict], *, default_mirror: str = "", auth: bool = False,
+                   database: str = "sqlite", **proxy):
+        if database not in databases:
+            databases[database] = DATABASE_SETUP[database](request, tmp_path)
         cfg = load_config(environ={}, overrides={
             "data_dir": str(tmp_path / "hub"),
+            "database": databases[database],
             "log": {"access_log": False},
             "auth": {"enabled": auth, "password_memory_kib": 64, "password_time_cost": 1},
             "proxy": {"upstreams": upstreams, "default_mirror": default_mirror, **proxy},

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hub.keys import PROXY, STORE
+from tests.registry.conftest import METADATA_STORES
 
 from .conftest import HUB, hub_upstream
 from .util import content_requests, pull
@@ -67,17 +70,24 @@ async def test_a_tag_moved_upstream_is_picked_up_after_the_interval(proxy_hub, t
     assert await store.get_manifest(f"{HUB}/up/moving", first.digest, by_digest=True) is not None
 
 
-async def test_last_check_survives_a_restart(proxy_hub, token_hub, hub_up, hub_log):
-    image = hub_up.push_image("up/restart", "1")
-    client = await proxy_hub([hub_upstream(token_hub, manifest_revalidate_seconds=INTERVAL)])
+@pytest.mark.parametrize("database", METADATA_STORES)
+async def test_last_check_survives_a_restart(proxy_hub, token_hub, hub_up, hub_log, database):
+    image = hub_up.push_image(f"up/restart-{database}", "1")
+    repo = f"{HUB}/up/restart-{database}"
+    client = await proxy_hub([hub_upstream(token_hub, manifest_revalidate_seconds=INTERVAL)], database=database)
     now = _clock(client)
-    await pull(client, f"{HUB}/up/restart", "1")
-    checked = await client.server.app[STORE].proxy_tag_checked_at(f"{HUB}/up/restart", "1")
+    await pull(client, repo, "1")
+    checked = await client.server.app[STORE].proxy_tag_checked_at(repo, "1")
     assert checked == now[0]
     await client.close()
-    # A new process on the same data: the tag is still fresh, so nothing is asked upstream.
-    client = await proxy_hub([hub_upstream(token_hub, manifest_revalidate_seconds=INTERVAL)])
-    _clock(client, now[0] + INTERVAL - 1)
+    # A new process on the same data (or another replica on the same database): the tag is
+    # still fresh, so nothing is asked upstream; after the interval, one HEAD.
+    client = await proxy_hub([hub_upstream(token_hub, manifest_revalidate_seconds=INTERVAL)], database=database)
+    now = _clock(client, now[0] + INTERVAL - 1)
     mark = hub_log.mark()
-    assert (await pull(client, f"{HUB}/up/restart", "1")).digest == image.digest
+    assert (await pull(client, repo, "1")).digest == image.digest
     assert content_requests(await hub_log.asince(mark)) == {}
+    now[0] += 2
+    r = await client.head(f"/v2/{repo}/manifests/1")
+    assert r.status == 200
+    assert content_requests(await hub_log.asince(mark)) == {("HEAD", f"/v2/up/restart-{database}/manifests/1"): 1}

@@ -32,7 +32,7 @@ async def test_second_pull_is_served_without_the_upstream(proxy_hub, token_hub, 
     await pull(client, f"{HUB}/up/warm", "v1")
     first = content_requests(await hub_log.asince(mark))
     # Through the token dance: a token from the upstream's realm, then one GET per object.
-    assert first == {("GET", f"/v2/up/warm/manifests/v1"): 1,
+    assert first == {("GET", "/v2/up/warm/manifests/v1"): 1,
                      **{("GET", f"/v2/up/warm/blobs/{d}"): 1 for d in image.blobs}}, first
     mark = hub_log.mark()
     again = await pull(client, f"{HUB}/up/warm", "v1")

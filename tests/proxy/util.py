@@ -15,10 +15,11 @@ from pathlib import Path
 
 import requests
 
+from tests.e2e.util import ACCEPT_ALL
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json",
-                    "application/vnd.docker.distribution.manifest.list.v2+json"))
+ACCEPT = ACCEPT_ALL
 
 
 def sha256(data: bytes) -> str:
