@@ -239,11 +239,11 @@ class UpstreamClient:
         try:
             resp = await self._session.request(method, url, headers=headers, allow_redirects=False)
         except TimeoutError:
-            raise self._unavailable("timeout") from None
+            raise self.unavailable("timeout") from None
         except aiohttp.ClientConnectorError as exc:
-            raise self._unavailable("connect", f"cannot connect: {exc.os_error.strerror or exc}") from None
+            raise self.unavailable("connect", f"cannot connect: {exc.os_error.strerror or exc}") from None
         except aiohttp.ClientError as exc:
-            raise self._unavailable("connection", f"{type(exc).__name__}: {exc}") from None
+            raise self.unavailable("connection", f"{type(exc).__name__}: {exc}") from None
         self._observe(resp, method, kind)
         return resp
 
@@ -281,9 +281,9 @@ class UpstreamClient:
                     raise UpstreamFailed(f"upstream {self.name!r} sent a {what} over the limit of {limit} bytes")
                 parts.append(chunk)
         except TimeoutError:
-            raise self._unavailable("timeout") from None
+            raise self.unavailable("timeout") from None
         except aiohttp.ClientError as exc:
-            raise self._unavailable("cut", f"transfer cut: {type(exc).__name__}") from None
+            raise self.unavailable("cut", f"transfer cut: {type(exc).__name__}") from None
         return b"".join(parts)
 
     async def _error_for(self, resp: aiohttp.ClientResponse, kind: str) -> Exception:
@@ -301,7 +301,7 @@ class UpstreamClient:
                                        detail={"upstream": self.name},
                                        headers={"Retry-After": retry} if retry and retry.isdigit() else None)
         if status >= 500:
-            return self._unavailable(f"http {status}")
+            return self.unavailable(f"http {status}")
         return UpstreamFailed(f"upstream {self.name!r} answered {status} to a {kind} request"
                               + (f": {message}" if message else ""), detail={"upstream": self.name, "status": status})
 
@@ -315,7 +315,7 @@ class UpstreamClient:
             # An error body is a courtesy: any shape (or none) will do.
             return None, ""
 
-    def _unavailable(self, reason: str, message: str | None = None) -> UpstreamUnavailable:
+    def unavailable(self, reason: str, message: str | None = None) -> UpstreamUnavailable:
         self.metrics.upstream_failures.labels(self.name, reason.split(" ")[0]).inc()
         text = f"upstream registry {self.name!r} is unavailable: {message or reason}"
         return UpstreamUnavailable(self.name, reason, text)
@@ -368,7 +368,7 @@ class UpstreamClient:
         if resp.status == 401:
             self._challenge = parse_challenge(resp.headers.get("WWW-Authenticate"))
         elif resp.status >= 500:
-            raise self._unavailable(f"http {resp.status}")
+            raise self.unavailable(f"http {resp.status}")
         elif resp.status == 429:
             raise UpstreamRateLimited(f"upstream {self.name!r} rate limit reached", detail={"upstream": self.name})
         else:

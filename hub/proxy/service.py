@@ -279,13 +279,13 @@ class Proxy:
                 counter.inc(len(chunk))
                 yield chunk
         except TimeoutError:
-            raise client._unavailable("timeout", "the blob transfer stalled") from None
+            raise client.unavailable("timeout", "the blob transfer stalled") from None
         except Exception as exc:
             if isinstance(exc, OciError):
                 raise
-            raise client._unavailable("cut", f"the blob transfer was cut ({type(exc).__name__})") from None
+            raise client.unavailable("cut", f"the blob transfer was cut ({type(exc).__name__})") from None
         if flight.size is not None and flight.received != flight.size:
-            raise client._unavailable("cut", f"the blob transfer ended after {flight.received} of "
+            raise client.unavailable("cut", f"the blob transfer ended after {flight.received} of "
                                              f"{flight.size} bytes")
 
     async def head_blob(self, target: Target, digest_str: str) -> int | None:

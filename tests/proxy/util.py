@@ -73,11 +73,12 @@ class Upstream:
         assert r.status_code == 201, r.text
         return sha256(body)
 
-    def push_image(self, name: str, tag: str, layer_sizes: tuple[int, ...] = (3000, 5000)) -> Image:
+    def push_image(self, name: str, tag: str, layer_sizes: tuple[int, ...] = (3000, 5000),
+                   layers: list[bytes] | None = None) -> Image:
         headers = self._headers(name)
         config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"},
                              "nonce": uuid.uuid4().hex}).encode()
-        layers = [os.urandom(size) for size in layer_sizes]
+        layers = layers if layers is not None else [os.urandom(size) for size in layer_sizes]
         blobs = {}
         for data in (config, *layers):
             blobs[self.push_blob(name, data, headers)] = data
