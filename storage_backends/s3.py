@@ -192,6 +192,9 @@ class S3Driver(StorageDriver):
             raise ValueError(f"multipart_copy_part_size must be at least {MIN_PART_SIZE} (5 MiB)")
         if max_attempts < 1:
             raise ValueError("storage.max_attempts must be at least 1")
+        if bool(access_key) != bool(secret_key):
+            raise ValueError("storage.access_key and storage.secret_key go together: set both, or neither "
+                             "to use the environment's credentials (variables, profile, instance role)")
         if redirect_expiry_seconds < 1:
             raise ValueError("storage.redirect_expiry_seconds must be positive")
         if not 1 <= list_page_size <= 1000 or not 1 <= delete_batch_size <= 1000:
@@ -262,9 +265,13 @@ class S3Driver(StorageDriver):
                 endpoint = self.endpoint
                 if which == "data" and self.internal_endpoint:
                     endpoint = self.internal_endpoint
-                client = await self._stack.enter_async_context(self._session.create_client(
-                    "s3", region_name=self.region or None, endpoint_url=endpoint or None,
-                    verify=self.verify_tls, config=self._config(), **self._credentials))
+                try:
+                    client = await self._stack.enter_async_context(self._session.create_client(
+                        "s3", region_name=self.region or None, endpoint_url=endpoint or None,
+                        verify=self.verify_tls, config=self._config(), **self._credentials))
+                except Exception as exc:
+                    raise StorageError(f"cannot set up the {self.service} client for {endpoint or 'AWS'}: "
+                                       f"{type(exc).__name__}: {exc}") from exc
                 client.meta.events.register("before-call.s3.DeleteObjects", _content_md5)
                 self._clients[which] = client
         return self._clients[which]
@@ -525,7 +532,14 @@ class S3Driver(StorageDriver):
                     CopySource={"Bucket": self.bucket, "Key": src_key}, CopySourceRange=f"bytes={first}-{last - 1}")
             return {"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]}
 
-        return list(await asyncio.gather(*(copy(first_part + i, a, b) for i, (a, b) in enumerate(ranges))))
+        try:
+            # A TaskGroup cancels the other copies when one fails, so an abort that follows
+            # does not race parts still being written.
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(copy(first_part + i, a, b)) for i, (a, b) in enumerate(ranges)]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
 
     async def _complete(self, path: str, key: str, upload_id: str, parts: list[dict], size: int) -> None:
         try:
@@ -552,30 +566,44 @@ class S3Driver(StorageDriver):
         def belongs(k: str) -> bool:
             return k in mine or k.startswith(below)
 
-        async def objects() -> list[str]:
-            return [obj["Key"] async for page in self._objects(path, key, delimiter=False)
-                    for obj in page.get("Contents", []) if belongs(obj["Key"])]
-
         async def uploads() -> list[tuple[str, str]]:
             return [(u["Key"], u["UploadId"])
                     async for page in self._pages("list_multipart_uploads", path, {"Prefix": key}, _UPLOAD_MARKERS)
                     for u in page.get("Uploads", []) if belongs(u["Key"])]
 
-        keys, pending = await asyncio.gather(objects(), uploads())
-        for upload_key, upload_id in pending:
+        # Batches go as pages arrive, so a huge tree never sits in memory; S3 continuation
+        # tokens stay valid while the listed keys are deleted.
+        unfinished = asyncio.ensure_future(uploads())
+        found = False
+        try:
+            batch: list[str] = []
+            async for page in self._objects(path, key, delimiter=False):
+                for obj in page.get("Contents", []):
+                    if belongs(obj["Key"]):
+                        batch.append(obj["Key"])
+                        found = True
+                    if len(batch) == self.delete_batch_size:
+                        await self._delete_batch(path, batch)
+                        batch = []
+            if batch:
+                await self._delete_batch(path, batch)
+        except BaseException:
+            unfinished.cancel()
+            raise
+        for upload_key, upload_id in await unfinished:
             await self._abort(path, upload_key, upload_id)
-        if not keys:
+        if not found:
             raise PathNotFoundError(path)
-        for i in range(0, len(keys), self.delete_batch_size):
-            batch = keys[i : i + self.delete_batch_size]
-            result = await self._call("delete_objects", path,
-                                      Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
-            errors = [e for e in result.get("Errors", []) if e.get("Code") != "NoSuchKey"]
-            if errors:
-                first = errors[0]
-                raise S3RequestError(f"{self.service} could not delete {len(errors)} objects under {path}, "
-                                     f"first {first.get('Key')}: {first.get('Code')}: {first.get('Message')}",
-                                     str(first.get("Code", "")))
+
+    async def _delete_batch(self, path: str, keys: list[str]) -> None:
+        result = await self._call("delete_objects", path,
+                                  Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+        errors = [e for e in result.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+        if errors:
+            first = errors[0]
+            raise S3RequestError(f"{self.service} could not delete {len(errors)} objects under {path}, "
+                                 f"first {first.get('Key')}: {first.get('Code')}: {first.get('Message')}",
+                                 str(first.get("Code", "")))
 
     async def redirect_url(self, path: str, method: str = "GET", expires_in: int | None = None) -> str | None:
         if not self.redirect or method not in ("GET", "HEAD"):
@@ -740,7 +768,8 @@ class _ObjectStream:
 
     def __del__(self) -> None:
         if not self._done:
-            self._body.close()
+            with contextlib.suppress(Exception):  # the loop may be gone already
+                self._body.close()
 
 
 def _content_md5(params: dict, **_: Any) -> None:

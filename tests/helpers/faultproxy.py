@@ -21,6 +21,9 @@ what was done), for assertions such as "the client retried three times" or "this
 was sent". `match(...)` builds predicates on method, path regex, query parameter and
 header presence; any callable taking a `Seen` works as `when`.
 
+With `ssl_context` (see `self_signed_tls()`) it listens with TLS, so clients take their
+https code paths (botocore signs and frames bodies differently over https).
+
 The proxy runs its own event loop in a background thread, so it serves sync tests, async
 tests (whatever their loop) and session-scoped fixtures alike; all methods are thread-safe
 and synchronous. Use it as a context manager or call start()/stop(). Bodies are buffered
@@ -31,7 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
+import ipaddress
 import re
+import ssl
+import tempfile
 import threading
 from collections.abc import Callable
 from typing import Self
@@ -103,8 +110,10 @@ class Rule:
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, *, host: str = "127.0.0.1", port: int = 0, preserve_host: bool = True):
+    def __init__(self, upstream: str, *, host: str = "127.0.0.1", port: int = 0, preserve_host: bool = True,
+                 ssl_context: ssl.SSLContext | None = None):
         self.upstream = upstream.rstrip("/")
+        self.ssl_context = ssl_context
         self.bind_host = host
         self.port = port
         self.preserve_host = preserve_host
@@ -120,7 +129,8 @@ class FaultProxy:
     # -- addresses and life cycle -------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://{self.bind_host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.bind_host}:{self.port}"
 
     def start(self) -> Self:
         if self._thread is not None:
@@ -216,7 +226,7 @@ class FaultProxy:
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                               timeout=aiohttp.ClientTimeout(total=None, sock_read=300))
         try:
-            site = web.TCPSite(runner, self.bind_host, self.port)
+            site = web.TCPSite(runner, self.bind_host, self.port, ssl_context=self.ssl_context)
             await site.start()
             self.port = site._server.sockets[0].getsockname()[1]
             self._ready.set()
@@ -314,3 +324,37 @@ class FaultProxy:
                 sent += len(chunk)
             await response.write_eof()
             return response
+
+
+def self_signed_tls(names: tuple[str, ...] = ("localhost", "127.0.0.1")) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for `names` (no CA: clients
+    must skip verification, or see a verification failure)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    alt_names: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt_names.append(x509.DNSName(name))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+            .sign(key, hashes.SHA256()))
+    with tempfile.TemporaryDirectory() as directory:
+        cert_file, key_file = f"{directory}/cert.pem", f"{directory}/key.pem"
+        with open(cert_file, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        with open(key_file, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert_file, key_file)  # ssl reads PEM from files only
+    return context

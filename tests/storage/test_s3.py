@@ -20,7 +20,7 @@ from hub.app import create_app
 from hub.config import load_config
 from storage_backends import InvalidOffsetError, PathNotFoundError, StorageError
 from storage_backends.s3 import MIN_PART_SIZE, STATE_SUFFIX, OssDriver, S3Driver
-from tests.helpers.faultproxy import S3_INTERNAL_ERROR, S3_SLOW_DOWN, FaultProxy, Seen, match
+from tests.helpers.faultproxy import S3_INTERNAL_ERROR, S3_SLOW_DOWN, FaultProxy, Seen, match, self_signed_tls
 from tests.helpers.fixtures_s3 import OSS_REGION, s3_options
 from tests.helpers.moto import REGION
 from tests.helpers.server import free_port
@@ -208,6 +208,12 @@ async def test_move_by_part_copy_and_by_copy_object(open_driver):
     assert (await driver.inner._head("", "m/moved/big"))["ETag"].strip('"').endswith("-3"), "5+5+2 MiB parts"
     assert "-" not in (await driver.inner._head("", "m/moved/small"))["ETag"], "one CopyObject"
     assert await driver.list("m") == ["m/moved"]
+    always_parts = open_driver(multipart_copy_threshold=0)
+    for name, data in (("empty", b""), ("one", b"1")):  # an empty object cannot be copied in parts
+        await always_parts.put_content(f"m/{name}", data)
+        await always_parts.move(f"m/{name}", f"m/moved/{name}")
+        assert await always_parts.get_content(f"m/moved/{name}") == data
+    assert "-" in (await driver.inner._head("", "m/moved/one"))["ETag"]
     await driver.delete("m")
 
 
@@ -454,6 +460,30 @@ async def test_requests_suit_oss_and_other_s3_compatible_servers(open_driver, pr
     assert not any(name.lower().startswith("x-amz-checksum") for name in batch_delete.headers)
 
 
+async def test_requests_over_https_are_not_aws_chunked(open_driver, moto_s3):
+    """Over https botocore stops hashing bodies for the signature; it must still not switch
+    to aws-chunked bodies with checksum trailers, which OSS rejects."""
+    with FaultProxy(moto_s3.url, ssl_context=self_signed_tls()) as proxy:
+        driver = open_driver(endpoint=proxy.url, verify_tls=False)
+        writer = await driver.writer("w/data")
+        await writer.write(data_of(5 * MiB + 1))
+        await writer.commit()
+        await driver.put_content("w/small", b"small")
+        assert await driver.get_content("w/small") == b"small"
+        await driver.delete("w")
+        uploads = [s for s in proxy.requests if s.method == "PUT"]
+        assert len(uploads) == 3  # two parts and the small object
+        for seen in uploads:
+            assert "aws-chunked" not in seen.headers.get("Content-Encoding", "")
+            assert not seen.headers.get("x-amz-content-sha256", "").startswith("STREAMING")
+            assert "x-amz-trailer" not in seen.headers
+        verifying = open_driver(endpoint=proxy.url, verify_tls=True)
+        before = proxy.count()
+        with pytest.raises(StorageError, match="TLS failure .*storage.verify_tls"):
+            await verifying.stat("")
+        assert proxy.count() == before, "no request got through, and none was retried into it"
+
+
 # Credentials and configuration ------------------------------------------------------------------
 
 
@@ -501,6 +531,8 @@ def test_option_checks_and_oss_defaults():
         S3Driver("b", part_size_bytes=MiB)
     with pytest.raises(ValueError, match="bucket"):
         S3Driver("")
+    with pytest.raises(ValueError, match="access_key and storage.secret_key go together"):
+        S3Driver("b", access_key="AKIA")
     with pytest.raises(ValueError, match="addressing_style"):
         S3Driver("b", addressing_style="sideways")
     with pytest.raises(ValueError, match="region is required"):
@@ -510,7 +542,7 @@ def test_option_checks_and_oss_defaults():
         driver = OssDriver("b", endpoint=endpoint)
         assert (driver.region, driver.addressing_style) == ("cn-hangzhou", "virtual")
     assert OssDriver("b", endpoint="https://x", region="r", addressing_style="path").addressing_style == "path"
-    assert "secret" not in repr(S3Driver("b", secret_key="secret"))
+    assert "secret" not in repr(S3Driver("b", access_key="AKIA", secret_key="secret"))
 
 
 # Through the hub --------------------------------------------------------------------------------
@@ -580,9 +612,12 @@ async def test_hub_upload_continued_on_another_replica(aiohttp_client, tmp_path,
     assert await (await replica_a.get(f"/v2/team/app/blobs/{digest}")).read() == data
 
 
-async def test_readyz_reports_storage_with_wrong_credentials(aiohttp_client, tmp_path, moto_s3_auth):
-    bucket = moto_s3_auth.create_bucket()
-    client = await aiohttp_client(create_app(hub_config(tmp_path, moto_s3_auth, bucket, secret_key="wrong")))
+@pytest.mark.parametrize("trouble", ["wrong-secret", "unreachable", "no-bucket"])
+async def test_readyz_reports_storage_trouble(aiohttp_client, tmp_path, moto_s3_auth, trouble):
+    bucket = "no-such-bucket-here" if trouble == "no-bucket" else moto_s3_auth.create_bucket()
+    storage = {"wrong-secret": {"secret_key": "wrong"},
+               "unreachable": {"endpoint": f"http://127.0.0.1:{free_port()}"}}.get(trouble, {})
+    client = await aiohttp_client(create_app(hub_config(tmp_path, moto_s3_auth, bucket, **storage)))
     response = await client.get("/readyz")
     assert response.status == 503
     body = await response.json()
