@@ -10,7 +10,8 @@ still work. Rules added at any time make it misbehave for matching requests:
     proxy.stall(times=1)             # never answer (until the client gives up or the proxy stops)
     proxy.stall(seconds=2)           # answer late: wait, then forward
     proxy.cut(after_bytes=1000)      # forward, then drop the connection after 1000 body bytes
-    proxy.drop()                     # close the connection without any answer
+    proxy.drop()                     # close the connection without any answer (aiohttp clients
+                                     # resend an idempotent request once by themselves)
     rule = proxy.hold(after_bytes=1000, then="cut")  # send 1000 body bytes, wait for rule.release(),
                                                      # then send the rest ("continue") or drop ("cut")
 
