@@ -326,7 +326,28 @@ def validate(cfg: Config) -> Config:
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError(f"database.url: unsupported scheme in {url.split(':', 1)[0]!r}")
     _validate_proxy(cfg.proxy)
+    _validate_object_storage(cfg.storage)
     return cfg
+
+
+def _validate_object_storage(storage: StorageConfig) -> None:
+    """The s3/oss mistakes an operator makes most, reported before anything starts (the
+    driver checks its options again when it is created)."""
+    if storage.driver not in ("s3", "oss"):
+        return
+    if not storage.bucket:
+        raise ConfigError(f"storage.bucket is required for driver {storage.driver}")
+    if storage.driver == "oss" and not storage.endpoint:
+        raise ConfigError("storage.endpoint is required for driver oss, e.g. https://oss-cn-hangzhou.aliyuncs.com")
+    if bool(storage.access_key) != bool(storage.secret_key):
+        raise ConfigError("storage.access_key and storage.secret_key go together: set both, or neither to "
+                          "use the environment's credentials")
+    if storage.addressing_style not in ("auto", "path", "virtual"):
+        raise ConfigError("storage.addressing_style must be auto, path or virtual")
+    if storage.part_size_bytes < 5 * 1024 * 1024:
+        raise ConfigError("storage.part_size_bytes must be at least 5 MiB (5242880), S3's minimum part size")
+    if storage.max_attempts < 1 or storage.redirect_expiry_seconds < 1:
+        raise ConfigError("storage.max_attempts and storage.redirect_expiry_seconds must be positive")
 
 
 _HOST_PORT = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])"

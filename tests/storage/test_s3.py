@@ -545,6 +545,73 @@ def test_option_checks_and_oss_defaults():
     assert "secret" not in repr(S3Driver("b", access_key="AKIA", secret_key="secret"))
 
 
+OPERATOR_CONFIGS = {
+    "aws": ("""
+storage:
+  driver: s3
+  bucket: my-registry
+  region: eu-central-1
+  access_key: AKIAEXAMPLE
+  secret_key: example-secret
+  redirect: true
+""", {"bucket": "my-registry", "region": "eu-central-1", "endpoint": "", "addressing_style": "auto",
+      "redirect": True}),
+    "minio": ("""
+storage:
+  driver: s3
+  endpoint: http://minio.internal:9000
+  region: us-east-1
+  bucket: registry
+  addressing_style: path
+  access_key: minio
+  secret_key: example-secret
+""", {"endpoint": "http://minio.internal:9000", "addressing_style": "path", "redirect": False}),
+    "oss": ("""
+storage:
+  driver: oss
+  endpoint: https://oss-cn-hangzhou.aliyuncs.com
+  internal_endpoint: https://oss-cn-hangzhou-internal.aliyuncs.com
+  bucket: my-registry
+  access_key: LTAIEXAMPLE
+  secret_key: example-secret
+  prefix: daohub
+  redirect: true
+""", {"region": "cn-hangzhou", "addressing_style": "virtual", "prefix": "daohub/",
+      "internal_endpoint": "https://oss-cn-hangzhou-internal.aliyuncs.com"}),
+}
+
+
+@pytest.mark.parametrize("name", list(OPERATOR_CONFIGS))
+async def test_operator_configs_from_the_docs(tmp_path, name):
+    """The configurations documented in storage_backends/s3.py load and build the right driver."""
+    from hub.app import _storage_options
+
+    text, expected = OPERATOR_CONFIGS[name]
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    config = load_config(path, environ={})
+    driver = storage_backends.create(config.storage.driver, **_storage_options(config))
+    try:
+        assert {key: getattr(driver.inner, key) for key in expected} == expected
+        assert "example-secret" not in repr(config.storage) and "example-secret" not in repr(driver.inner)
+    finally:
+        await driver.aclose()
+
+
+@pytest.mark.parametrize("storage, message", [
+    ({"driver": "s3"}, "storage.bucket is required"),
+    ({"driver": "oss", "bucket": "b"}, "storage.endpoint is required for driver oss"),
+    ({"driver": "s3", "bucket": "b", "access_key": "AKIA"}, "go together"),
+    ({"driver": "s3", "bucket": "b", "part_size_bytes": 1000}, "at least 5 MiB"),
+    ({"driver": "s3", "bucket": "b", "addressing_style": "dns"}, "addressing_style"),
+])
+def test_config_errors(storage, message):
+    from hub.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ={}, overrides={"storage": storage})
+
+
 # Through the hub --------------------------------------------------------------------------------
 
 
