@@ -217,7 +217,7 @@ class S3Driver(StorageDriver):
         self.redirect = redirect
         self.redirect_expiry = redirect_expiry_seconds
         self.multipart_copy_threshold = min(multipart_copy_threshold, COPY_OBJECT_LIMIT)
-        self.multipart_copy_part_size = multipart_copy_part_size
+        self.multipart_copy_part_size = min(multipart_copy_part_size, COPY_OBJECT_LIMIT - MIN_PART_SIZE)
         self.copy_concurrency = max(1, copy_concurrency)
         self.retry_base_delay = retry_base_delay
         self.retry_max_delay = retry_max_delay
@@ -521,6 +521,11 @@ class S3Driver(StorageDriver):
         """Copy bytes [start, end) of `src_key` as parts numbered from `first_part`, several at once."""
         part_size = max(self.multipart_copy_part_size, -(-(end - start) // (MAX_PARTS - first_part + 1)))
         ranges = [(offset, min(offset + part_size, end)) for offset in range(start, end, part_size)]
+        if len(ranges) > 1 and ranges[-1][1] - ranges[-1][0] < MIN_PART_SIZE:
+            # Parts may follow (a writer appending to a copied object): a short last
+            # part would then be a short middle part, which S3 refuses. Fold it in.
+            last = ranges.pop()
+            ranges[-1] = (ranges[-1][0], last[1])
         if first_part + len(ranges) - 1 > MAX_PARTS:
             raise StorageError(f"{path}: too large to copy in {MAX_PARTS} parts")
         limit = asyncio.Semaphore(self.copy_concurrency)
