@@ -26,8 +26,10 @@ Failures. A lost connection (server restarted or down) is dropped and the call i
 on a fresh connection, so the first call after a restart works; while the server stays down
 calls fail fast with NfsUnavailableError, and later calls reconnect by themselves. Permission
 problems raise NfsPermissionError, a file removed or replaced under an open reader or writer
-raises NfsStaleHandleError. A call that times out (`timeout` seconds, hung server) is not
-retried.
+raises NfsStaleHandleError. A namespace call unanswered after two seconds is sent again on a
+fresh connection (ganesha silently drops some requests that race with a directory removal and
+waits for a retransmission); a call unanswered after `timeout` seconds means a hung server
+and is not retried.
 """
 
 from __future__ import annotations
@@ -192,6 +194,11 @@ _READ_BLOCK = 4 << 20
 _WRITE_BLOCK = 64 << 20
 _CREATE_ATTEMPTS = 10  # a create retried after another replica pruned its directory
 _TCP_SYNCNT = 3
+# ganesha drops (never answers) a request that hits a transient internal error, such as a LOOKUP
+# in a directory another replica removes at that moment, expecting the client to retransmit;
+# libnfs does not retransmit over TCP. So a namespace call first gets this short deadline, then
+# is sent again on a fresh connection with the full timeout. (libnfs counts whole seconds.)
+_RETRANSMIT_MS = 2000
 
 
 def _nfs_path(path: str) -> bytes:
@@ -203,6 +210,11 @@ class _Connection:
 
     def __init__(self, lib: ctypes.CDLL, url: str, timeout_ms: int):
         self.lib = lib
+        self.timeout_ms = timeout_ms
+        # Namespace calls (LOOKUP, MKDIR, CREATE, RENAME, ...) get a short first deadline while
+        # `quick` is set: see _RETRANSMIT_MS. Data calls always get the full timeout.
+        self.quick = False
+        self._deadline_ms = timeout_ms
         self.ctx = self._mount(url, timeout_ms)
 
     def _new_context(self, url: str, timeout_ms: int) -> tuple[int, bytes, bytes]:
@@ -275,12 +287,22 @@ class _Connection:
             self.ctx = 0
 
     # -- calls: each raises _Disconnected or _CallError on failure ------------------------------
+    def _namespace(self) -> None:
+        self._deadline_ms = min(_RETRANSMIT_MS, self.timeout_ms) if self.quick else self.timeout_ms
+        self.lib.nfs_set_timeout(self.ctx, self._deadline_ms)
+
+    def _data(self) -> None:
+        self._deadline_ms = self.timeout_ms
+        self.lib.nfs_set_timeout(self.ctx, self._deadline_ms)
+
     def _fail(self, rc: int, what: str) -> Exception:
         err = -rc
         message = (self.lib.nfs_get_error(self.ctx) or b"").decode(errors="replace")
         text = f"{what}: {os.strerror(err) if err > 0 else 'error'} ({message})"
         if err in _TIMEOUT_ERRNOS:
-            return _Disconnected(f"{what}: no answer from the NFS server in time ({message})", retry=False)
+            # Only an early deadline is worth a second try; after the full one the server is hung.
+            return _Disconnected(f"{what}: no answer from the NFS server in time ({message})",
+                                 retry=self._deadline_ms < self.timeout_ms)
         if err in _CONNECTION_ERRNOS:
             return _Disconnected(text, retry=True)
         return _CallError(err, text)
@@ -301,31 +323,37 @@ class _Connection:
         return exc
 
     def stat(self, path: str) -> _Stat:
+        self._namespace()
         st = _Stat()
         self._check(self.lib.nfs_stat64(self.ctx, _nfs_path(path), ctypes.byref(st)), f"stat {path}")
         return st
 
     def fstat(self, fh: int, path: str) -> _Stat:
+        self._namespace()
         st = _Stat()
         rc = self.lib.nfs_fstat64(self.ctx, fh, ctypes.byref(st))
         self._check(rc, f"stat {path}")
         return st
 
     def open(self, path: str, flags: int) -> int:
+        self._namespace()
         fh = _P()
         self._check(self.lib.nfs_open(self.ctx, _nfs_path(path), flags, ctypes.byref(fh)), f"open {path}")
         return fh.value
 
     def create(self, path: str, flags: int) -> int:
+        self._namespace()
         fh = _P()
         rc = self.lib.nfs_create(self.ctx, _nfs_path(path), flags, _FILE_MODE, ctypes.byref(fh))
         self._check(rc, f"create {path}")
         return fh.value
 
     def close(self, fh: int, path: str) -> None:
+        self._data()
         self._check(self.lib.nfs_close(self.ctx, fh), f"close {path}")
 
     def pread(self, fh: int, offset: int, count: int, path: str) -> bytes:
+        self._data()
         buf = ctypes.create_string_buffer(count)
         rc = self.lib.nfs_pread(self.ctx, fh, offset, count, buf)
         if rc < 0:
@@ -333,6 +361,7 @@ class _Connection:
         return ctypes.string_at(buf, rc)
 
     def write_all(self, fh: int, offset: int, data: bytes, path: str) -> None:
+        self._data()
         done, total = 0, len(data)
         while done < total:
             count = min(total - done, _WRITE_BLOCK)
@@ -346,27 +375,34 @@ class _Connection:
             done += rc
 
     def fsync(self, fh: int, path: str) -> None:
+        self._data()
         rc = self.lib.nfs_fsync(self.ctx, fh)
         if rc < 0:
             raise self._classify_io_failure(rc, fh, f"fsync {path}")
 
     def ftruncate(self, fh: int, size: int, path: str) -> None:
+        self._data()
         self._check(self.lib.nfs_ftruncate(self.ctx, fh, size), f"truncate {path}")
 
     def mkdir(self, path: str) -> None:
+        self._namespace()
         self._check(self.lib.nfs_mkdir2(self.ctx, _nfs_path(path), _DIR_MODE), f"mkdir {path}")
 
     def rmdir(self, path: str) -> None:
+        self._namespace()
         self._check(self.lib.nfs_rmdir(self.ctx, _nfs_path(path)), f"rmdir {path}")
 
     def unlink(self, path: str) -> None:
+        self._namespace()
         self._check(self.lib.nfs_unlink(self.ctx, _nfs_path(path)), f"unlink {path}")
 
     def rename(self, src: str, dst: str) -> None:
+        self._namespace()
         self._check(self.lib.nfs_rename(self.ctx, _nfs_path(src), _nfs_path(dst)), f"rename {src} -> {dst}")
 
     def listdir(self, path: str) -> list[tuple[str, bool, int, float]]:
         """(name, is_dir, size, mtime) of every entry but '.' and '..' (READDIRPLUS gives attributes)."""
+        self._namespace()
         handle = _P()
         self._check(self.lib.nfs_opendir(self.ctx, _nfs_path(path), ctypes.byref(handle)), f"list {path}")
         entries = []
@@ -444,11 +480,12 @@ def _create(conn: _Connection, path: str, flags: int) -> int:
     """Create `path`, making its directory first if missing (or just pruned by another replica)."""
     for attempt in range(_CREATE_ATTEMPTS):
         try:
+            if attempt:
+                _makedirs(conn, parent(path))
             return conn.create(path, flags)
         except _CallError as exc:
             if exc.errno not in _VANISHED_ERRNOS or attempt == _CREATE_ATTEMPTS - 1:
                 raise
-            _makedirs(conn, parent(path))
     raise AssertionError("unreachable")
 
 
@@ -609,16 +646,17 @@ def _move(conn: _Connection, src: str, dst: str) -> None:
             raise PathNotFoundError(src)
     for attempt in range(_CREATE_ATTEMPTS):
         try:
+            if attempt:
+                # The rename failed: either the source went away or the destination's
+                # directory is missing (or was just pruned by another replica).
+                with _not_found_as(src):
+                    conn.stat(src)
+                _makedirs(conn, parent(dst))
             conn.rename(src, dst)
             break
         except _CallError as exc:
             if exc.errno not in _VANISHED_ERRNOS or attempt == _CREATE_ATTEMPTS - 1:
                 raise
-            # Either the source went away or the destination's directory is missing (or was
-            # just pruned by another replica).
-            with _not_found_as(src):
-                conn.stat(src)
-            _makedirs(conn, parent(dst))
     if parent(src) != parent(dst):
         _prune(conn, parent(src))
 
@@ -676,6 +714,7 @@ class _Worker:
         """Run fn(connection, *args) on this worker's thread; reconnect and retry once if the link broke."""
         for attempt in (1, 2):
             conn = self._connection()
+            conn.quick = attempt == 1
             try:
                 return fn(conn, *args)
             except _Disconnected as exc:

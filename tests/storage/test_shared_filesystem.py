@@ -70,11 +70,11 @@ async def _different_blobs(driver, replica: int, barrier) -> None:
 RACE_DIR = "race/a/b/c/d/e/f/g"
 
 
-async def prune_versus_create(driver, replica: int, barrier) -> None:
+async def prune_versus_create(driver, replica: int, barrier, rounds: int = 200) -> None:
     """Replica 0 empties RACE_DIR over and over (each delete prunes it and all its parents);
     replica 1 keeps creating files in it. Every create must succeed and stay readable."""
     barrier.wait()
-    for i in range(200):
+    for i in range(rounds):
         if replica == 0:
             await driver.put_content(f"{RACE_DIR}/pruned", b"x")
             await driver.delete(f"{RACE_DIR}/pruned")
