@@ -526,15 +526,15 @@ class _Handle:
         return fh
 
     def release(self, conn: _Connection, *, sync: bool) -> None:
-        if self.conn is not conn:
+        """Close; with `sync`, COMMIT what was written first (on a fresh handle after a
+        reconnect: COMMIT covers the whole file, whichever connection wrote it)."""
+        if sync and self.dirty:
+            conn.fsync(self.current(conn, os.O_WRONLY), self.path)
+            self.dirty = False
+        if self.conn is conn:
             self.conn = None
-            return
-        self.conn = None
-        try:
-            if sync and self.dirty:
-                conn.fsync(self.fh, self.path)
-        finally:
             conn.close(self.fh, self.path)
+        self.conn = None
 
 
 def _get_content(conn: _Connection, path: str) -> bytes:

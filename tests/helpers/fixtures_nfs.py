@@ -45,13 +45,16 @@ def ganesha_server() -> GaneshaServer:
     if _start_error is not None:
         _unavailable(_start_error)
     if _server is None:
-        server = GaneshaServer()
-        try:
-            server.start()
-        except GaneshaError as exc:
-            server.close()
-            _start_error = str(exc)
-            _unavailable(_start_error)
+        for attempt in (1, 2):  # the second time on other ports, in case one was taken meanwhile
+            server = GaneshaServer()
+            try:
+                server.start()
+                break
+            except GaneshaError as exc:
+                server.close()
+                if attempt == 2:
+                    _start_error = str(exc)
+                    _unavailable(_start_error)
         atexit.register(stop_ganesha)  # also covers runs that bypass the session hook
         _server = server
         print(f"\nnfs-ganesha started in {server.start_seconds[0] * 1000:.0f} ms: {server.url()}", file=sys.stderr)
