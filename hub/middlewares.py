@@ -12,6 +12,8 @@ import uuid
 from aiohttp import web
 from aiohttp.web_log import AccessLogger
 
+from storage_backends import StorageError
+
 from . import problems
 from .errors import OciError
 from .keys import METRICS
@@ -106,6 +108,13 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         except asyncio.CancelledError:
             status = 499
             raise
+        except StorageError as exc:
+            # An outage of the storage backend fails every request at once; one line each keeps
+            # the log readable, and the stack (the same every time) is there at debug level.
+            log.error("storage error on %s %s: %s: %s request_id=%s", request.method, request.path,
+                      type(exc).__name__, exc, request_id)
+            log.debug("storage error traceback, request_id=%s", request_id, exc_info=True)
+            response = _error_response(OciError("internal server error"), request)
         except Exception:
             log.exception("unhandled error on %s %s request_id=%s", request.method, request.path, request_id)
             response = _error_response(OciError("internal server error"), request)
