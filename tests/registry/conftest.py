@@ -15,6 +15,8 @@ from hub.app import create_app
 from hub.config import load_config
 from hub.db.identity import RobotRecord
 from hub.keys import AUTH, STORE
+from tests.helpers.fixtures_s3 import moto_s3, stop_moto_servers  # noqa: F401 (fixtures used by STORAGE_SETUP)
+from tests.helpers.moto import REGION
 
 # Backend profiles, (storage driver, metadata store): the protocol suite runs over each, and
 # the auth and admin suites over each metadata store. A new backend is one line here plus, if
@@ -23,6 +25,8 @@ BACKEND_PROFILES = [
     ("memory", "sqlite"),
     ("filesystem", "sqlite"),
     ("filesystem", "postgres"),
+    ("s3", "postgres"),
+    ("nfs", "postgres"),
 ]
 METADATA_STORES = list(dict.fromkeys(db for _, db in BACKEND_PROFILES))
 
@@ -30,7 +34,20 @@ METADATA_STORES = list(dict.fromkeys(db for _, db in BACKEND_PROFILES))
 STORAGE_SETUP = {
     "memory": lambda request, tmp_path: {"driver": "memory"},
     "filesystem": lambda request, tmp_path: {"driver": "filesystem"},
+    "s3": lambda request, tmp_path: _s3_storage(request.getfixturevalue("moto_s3")),
+    # nfs-ganesha (one per session) serving a fresh export subdirectory per test.
+    "nfs": lambda request, tmp_path: {"driver": "nfs", "nfs_url": request.getfixturevalue("nfs_root").url,
+                                      "nfs_threads": 2},
 }
+
+
+def _s3_storage(server) -> dict:
+    """moto (one per session), a fresh bucket per test; parts at S3's 5 MiB minimum so that
+    multipart paths run on the suite's small blobs too."""
+    access_key, secret_key = server.credentials
+    return {"driver": "s3", "endpoint": server.url, "region": REGION, "addressing_style": "path",
+            "bucket": server.create_bucket(), "access_key": access_key, "secret_key": secret_key,
+            "part_size_bytes": 5 * 1024 * 1024}
 DATABASE_SETUP = {
     "sqlite": lambda request, tmp_path: {},  # the default: <data_dir>/daohub.db
     "postgres": lambda request, tmp_path: {"url": request.getfixturevalue("postgres_url"), "pool_min_size": 1},
