@@ -1,0 +1,184 @@
+"""YAML loading for user-supplied text: compose templates, seed files, imported catalogs.
+
+PyYAML's `safe_load` builds no objects of arbitrary classes, but it still accepts three kinds of
+input that cost far more than their size:
+
+- alias bombs ("billion laughs"): a few lines of anchors and aliases that stand for billions of
+  nodes. PyYAML shares the aliased objects, so loading itself is cheap, but every later walk
+  (interpolation, validation, `json.dumps`) visits the expanded tree and runs out of memory;
+- deep nesting (`[[[[...]]]]`): PyYAML's composer recurses once per level and dies with a
+  RecursionError, or worse, exhausts the C stack;
+- sheer size.
+
+`load` refuses all three before any Python object is built. The size check is a length test.
+The other checks run over PyYAML's event stream, which needs memory in proportion to the nesting
+depth only: each collection counts the nodes it would expand to, each anchor remembers its
+count, and each alias adds the count of its anchor. A document is refused as soon as the running
+total, the number of aliases or the depth passes its limit, so a bomb is refused after reading
+its first few lines' worth of events.
+
+Duplicate mapping keys are refused as Compose refuses them, and timestamps stay strings (Compose
+has no dates, and JSON cannot carry them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from .errors import YamlError
+
+try:  # libyaml when present: the event scan is then several times faster
+    _BaseLoader = yaml.CSafeLoader  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _BaseLoader = yaml.SafeLoader
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds for one document. The defaults fit any real compose file with a wide margin."""
+
+    max_bytes: int = 1 << 20
+    max_nodes: int = 200_000  # after alias expansion
+    max_aliases: int = 1_000
+    max_depth: int = 64
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """SafeLoader that refuses duplicate keys and keeps timestamps as strings."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    loader.flatten_mapping(node)  # resolves `<<` merge keys first, as SafeLoader does
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hashable = key not in seen
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a scalar", key_node.start_mark) from None
+        if not hashable:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+def _construct_mapping_obj(loader, node):
+    data: dict = {}
+    yield data
+    data.update(_construct_mapping(loader, node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping_obj)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+
+
+def _mark(event) -> str:
+    mark = getattr(event, "start_mark", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown position"
+
+
+def check(text: str, limits: Limits = DEFAULT_LIMITS) -> int:
+    """Scan `text` without building it; return its expanded node count or raise YamlError."""
+    if len(text) > limits.max_bytes or len(text.encode("utf-8", "surrogatepass")) > limits.max_bytes:
+        raise YamlError(f"the document is larger than {limits.max_bytes} bytes")
+    # One counter per open collection; anchors map to the expanded size of their node.
+    stack: list[int] = []
+    anchors: dict[str, int | None] = {}  # None while the anchored collection is still open
+    open_anchors: list[str | None] = []
+    total = aliases = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > limits.max_aliases:
+                    raise YamlError(f"more than {limits.max_aliases} aliases ({_mark(event)})")
+                size = anchors.get(event.anchor, 0)
+                if size is None:
+                    raise YamlError(f"alias *{event.anchor} refers to a node that contains it ({_mark(event)})")
+                total += size
+                if stack:
+                    stack[-1] += size
+            elif isinstance(event, (yaml.ScalarEvent,)):
+                total += 1
+                if stack:
+                    stack[-1] += 1
+                if event.anchor:
+                    anchors[event.anchor] = 1
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                total += 1
+                stack.append(1)
+                open_anchors.append(event.anchor)
+                if event.anchor:
+                    anchors[event.anchor] = None
+                if len(stack) > limits.max_depth:
+                    raise YamlError(f"nested deeper than {limits.max_depth} levels ({_mark(event)})")
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                size = stack.pop()
+                anchor = open_anchors.pop()
+                if anchor:
+                    anchors[anchor] = size
+                if stack:
+                    stack[-1] += size
+            elif isinstance(event, yaml.DocumentStartEvent):
+                anchors.clear()  # anchors do not cross documents
+            if total > limits.max_nodes:
+                raise YamlError(f"the document expands to more than {limits.max_nodes} nodes "
+                                f"(aliases that multiply content are refused)")
+    except yaml.YAMLError as exc:
+        raise YamlError(f"invalid YAML: {exc}") from None
+    return total
+
+
+def load(text: str | bytes, limits: Limits = DEFAULT_LIMITS):
+    """Load one YAML document from user-supplied text, within `limits`.
+
+    Returns plain Python data (dict, list, str, int, float, bool, None); an empty document is
+    None. Raises YamlError for malformed, oversized, too deep or alias-bombed input, or for a
+    stream of more than one document.
+    """
+    if isinstance(text, bytes):
+        if len(text) > limits.max_bytes:
+            raise YamlError(f"the document is larger than {limits.max_bytes} bytes")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise YamlError(f"the document is not UTF-8: {exc}") from None
+    check(text, limits)
+    try:
+        documents = list(yaml.load_all(text, Loader=_Loader))  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise YamlError(f"invalid YAML: {exc}") from None
+    except RecursionError:  # unreachable within max_depth, kept as a last line of defence
+        raise YamlError("the document is nested too deeply") from None
+    if len(documents) > 1:
+        raise YamlError("expected one YAML document, found several (separated by ---)")
+    return documents[0] if documents else None
+
+
+def dump(data) -> str:
+    """YAML text for plain data, keys in the order given (no sorting), block style, UTF-8 kept."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                     width=1 << 16)
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that never writes anchors: output is read by tools that may not expand them."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def _str_representer(dumper, value: str):
+    # Multi-line strings (scripts, certificates) stay readable as literal blocks.
+    style = "|" if "\n" in value and not value.endswith((" ", "\t")) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
