@@ -53,9 +53,9 @@ def test_skopeo_push_then_pull_by_tag_and_digest(scaleout_registry, containers_e
 
 
 @pytest.mark.parametrize("fmt", sorted(test_podman_buildah.FORMATS))
-def test_podman_push_then_pull_by_tag_and_digest(scaleout_registry, containers_env, image, api, fresh_store, fmt):
+def test_podman_push_then_pull_by_tag_and_digest(scaleout_registry, containers_env, image, api, request, fmt):
     test_podman_buildah.test_podman_pull_by_tag_and_digest(scaleout_registry, containers_env, image, api,
-                                                           fresh_store, fmt)
+                                                           request.getfixturevalue("fresh_store"), fmt)
 
 
 def test_docker_pull_push_pull_run(scaleout_registry, containers_env, image, dockerd, workdir):
