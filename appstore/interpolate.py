@@ -40,12 +40,32 @@ from .errors import InterpolationError
 _NAME = re.compile(r"[_A-Za-z][_A-Za-z0-9]*")
 _OPERATORS = (":-", ":?", ":+", "-", "?", "+")
 MAX_NESTING = 32
+MAX_RESULT_CHARS = 8 << 20
+"""Bound on the characters one interpolation produces: a template may reference a long value
+thousands of times, and the result must not outgrow memory before it can be refused."""
 
 Missing = Callable[[str], None]
 
 
 class _Invalid(Exception):
     """A malformed expression; the caller adds the value's path."""
+
+
+class _TooLarge(_Invalid):
+    """The result outgrew its budget: the whole walk stops at once."""
+
+
+class _Budget:
+    """Characters left for the whole interpolation (shared by every value of a tree)."""
+
+    def __init__(self, limit: int):
+        self.left = limit
+
+    def spend(self, piece: str) -> str:
+        self.left -= len(piece)
+        if self.left < 0:
+            raise _TooLarge("the interpolated document would be too large")
+        return piece
 
 
 def _closing_brace(text: str, start: int) -> int:
@@ -64,11 +84,12 @@ def _closing_brace(text: str, start: int) -> int:
     return -1
 
 
-def _substitute(text: str, mapping: Mapping[str, str], on_missing: Missing | None, depth: int) -> str:
+def _substitute(text: str, mapping: Mapping[str, str], on_missing: Missing | None, depth: int,
+                budget: _Budget) -> str:
     if depth > MAX_NESTING:
         raise _Invalid(f"expressions nested deeper than {MAX_NESTING} levels")
     if "$" not in text:
-        return text
+        return budget.spend(text)
     out: list[str] = []
     i = 0
     n = len(text)
@@ -85,14 +106,14 @@ def _substitute(text: str, mapping: Mapping[str, str], on_missing: Missing | Non
             continue
         named = _NAME.match(text, j + 1)
         if named:
-            out.append(_lookup(named.group(), mapping, on_missing))
+            out.append(budget.spend(_lookup(named.group(), mapping, on_missing)))
             i = named.end()
             continue
         if nxt == "{":
             end = _closing_brace(text, j)
             if end < 0:
                 raise _Invalid(f"unclosed '${{' in {text!r}")
-            out.append(_braced(text[j + 2:end], mapping, on_missing, depth))
+            out.append(budget.spend(_braced(text[j + 2:end], mapping, on_missing, depth, budget)))
             i = end + 1
             continue
         raise _Invalid(f"invalid interpolation format {text!r}: a '$' must start $VAR or ${{VAR}}; "
@@ -109,7 +130,8 @@ def _lookup(name: str, mapping: Mapping[str, str], on_missing: Missing | None) -
     return value
 
 
-def _braced(body: str, mapping: Mapping[str, str], on_missing: Missing | None, depth: int) -> str:
+def _braced(body: str, mapping: Mapping[str, str], on_missing: Missing | None, depth: int,
+            budget: _Budget) -> str:
     named = _NAME.match(body)
     if named is None:
         raise _Invalid(f"invalid interpolation format '${{{body}}}': a variable name is required")
@@ -119,7 +141,7 @@ def _braced(body: str, mapping: Mapping[str, str], on_missing: Missing | None, d
     op = next((o for o in _OPERATORS if rest.startswith(o)), None)
     if op is None:
         raise _Invalid(f"invalid interpolation format '${{{body}}}': unknown operator after {name}")
-    arg = _substitute(rest[len(op):], mapping, on_missing, depth + 1)
+    arg = _substitute(rest[len(op):], mapping, on_missing, depth + 1, budget)
     value = mapping.get(name)
     is_set = value is not None
     non_empty = bool(value)
@@ -138,10 +160,10 @@ def _braced(body: str, mapping: Mapping[str, str], on_missing: Missing | None, d
 
 
 def interpolate(text: str, mapping: Mapping[str, str], *, on_missing: Missing | None = None,
-                path: str = "") -> str:
+                path: str = "", max_chars: int = MAX_RESULT_CHARS) -> str:
     """Interpolate one string. Raises InterpolationError keyed by `path`."""
     try:
-        return _substitute(text, mapping, on_missing, 0)
+        return _substitute(text, mapping, on_missing, 0, _Budget(max_chars))
     except _Invalid as exc:
         raise InterpolationError({path: str(exc)}) from None
     except InterpolationError as exc:
@@ -155,18 +177,21 @@ def _child(path: str, key: Any) -> str:
 
 
 def interpolate_tree(data: Any, mapping: Mapping[str, str], *, on_missing: Missing | None = None,
-                     path: str = "") -> Any:
+                     path: str = "", max_chars: int = MAX_RESULT_CHARS) -> Any:
     """A copy of `data` (parsed YAML/JSON) with every string *value* interpolated; keys untouched.
 
     Raises InterpolationError whose `errors` name the path of each offending value, e.g.
     ``services.db.environment.PASSWORD``. All errors are collected, not just the first.
     """
     errors: dict[str, str] = {}
+    budget = _Budget(max_chars)
 
     def walk(node: Any, where: str) -> Any:
         if isinstance(node, str):
             try:
-                return _substitute(node, mapping, on_missing, 0)
+                return _substitute(node, mapping, on_missing, 0, budget)
+            except _TooLarge as exc:
+                raise InterpolationError({where: str(exc)}) from None
             except _Invalid as exc:
                 errors[where] = str(exc)
             except InterpolationError as exc:

@@ -969,3 +969,41 @@ def load_app_folder(folder: str | os.PathLike[str]) -> App:
         raise ModelError(errors)
     assert app is not None
     return replace(app, versions=tuple(sorted(versions, key=lambda v: v.semver)), icon_data=icon)
+
+
+def load_app_file(path: str | os.PathLike[str]) -> App:
+    """Load an app from one JSON or YAML file. Raises ModelError.
+
+    The file is either a whole app (`App.to_dict()`: ``versions`` with ``templates``) or one
+    metadata document (`dump_metadata`), whose compose files are read from beside it by the
+    names in ``composeFiles``.
+    """
+    file = Path(path)
+    errors: dict[str, str] = {}
+    doc = _yaml_file(file, file.name, errors)  # JSON is YAML, so one bounded loader reads both
+    if errors:
+        raise ModelError(errors)
+    if isinstance(doc, dict) and "versions" in doc:
+        return app_from_dict(doc)
+    if not isinstance(doc, dict) or not isinstance(doc.get("version"), dict):
+        raise ModelError({file.name: "neither an app document (versions) nor a metadata document (version)"})
+    names = doc["version"].get("composeFiles") or ["compose.yaml"]
+    texts: dict[str, str] = {}
+    if isinstance(names, list) and "templates" not in doc["version"]:
+        for name in names:
+            found = _inside(file.parent, name) if isinstance(name, str) else None
+            if found is None:
+                errors[str(name)] = "compose file missing beside the metadata file"
+                continue
+            text = _read_text(found, str(name), errors, TEMPLATE_MAX_BYTES)
+            if text is not None:
+                texts[name] = text
+        if errors:
+            raise ModelError(errors)
+    app, _ = load_metadata(doc, texts or None)
+    return app
+
+
+def load_app(path: str | os.PathLike[str]) -> App:
+    """An app from a seed folder (`load_app_folder`) or a single file (`load_app_file`)."""
+    return load_app_folder(path) if Path(path).is_dir() else load_app_file(path)

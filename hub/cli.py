@@ -147,12 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     from . import cli_identity
 
     cli_identity.add_parsers(sub)
+    from . import cli_app
+
+    cli_app.add_parsers(sub)
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
 
     if args.command == "version":
         print(__version__)
         return 0
+    if args.command == "app" and not cli_app.needs_config(args):
+        return cli_app.run(args)
     try:
         config = load_config(getattr(args, "sub_config", None) or args.config, overrides=_overrides(args))
     except ConfigError as exc:
@@ -169,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         from . import cli_identity
 
         return asyncio.run(cli_identity.run(config, args))
+    elif args.command == "app":
+        return cli_app.run(args, config)
     elif args.command == "transfer":
         from . import transfer
 
