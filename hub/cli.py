@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, load_config
@@ -90,6 +91,51 @@ async def _purge_uploads(config, older_than: float | None, dry_run: bool) -> dic
         return await registry.purge_uploads(ttl, dry_run=dry_run)
 
 
+def _read_env_file(path: str) -> dict[str, str]:
+    """`KEY=VALUE` lines, blank lines and `#` comments skipped (the format of Kubernetes'
+    secretGenerator env files and of systemd's EnvironmentFile without quoting)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read env file {path}: {exc}") from None
+    env = {}
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            # The line itself may hold a secret: say where, not what.
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE")
+        env[key.strip()] = value.strip()
+    return env
+
+
+def _transfer(config, args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from storage_backends import StorageError
+
+    from . import transfer
+
+    if args.jobs < 1:
+        print("daohub: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        environ = _read_env_file(args.to_env_file) if args.to_env_file else {}
+        target = load_config(args.to_config, environ=environ)
+    except ConfigError as exc:
+        print(f"daohub: configuration error (--to-config): {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(transfer.run(config, target, blobs=not args.skip_blobs, metadata=not args.skip_metadata,
+                                 jobs=args.jobs))
+    except (transfer.TransferError, StorageError, asyncpg.PostgresError, OSError) as exc:
+        print(f"daohub: transfer failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _tune_malloc() -> None:
     """Keep glibc from hoarding upload buffers.
 
@@ -142,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     transfer.add_argument("--config", dest="sub_config", help="the current (source) YAML config file")
     transfer.add_argument("--data-dir", help="the current data directory (default ./data)")
     transfer.add_argument("--to-config", required=True, help="YAML config file of the target stack")
+    transfer.add_argument("--to-env-file", help="KEY=VALUE lines of DAOHUB_* variables for the target config "
+                          "(its secrets; the calling environment configures the source only)")
     transfer.add_argument("--skip-blobs", action="store_true", help="copy metadata only")
     transfer.add_argument("--skip-metadata", action="store_true", help="copy blobs only")
+    transfer.add_argument("--jobs", type=int, default=4, help="blobs copied at once (default 4)")
     from . import cli_identity
 
     cli_identity.add_parsers(sub)
@@ -177,14 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "app":
         return cli_app.run(args, config)
     elif args.command == "transfer":
-        from . import transfer
-
-        try:
-            target = load_config(args.to_config, environ={})
-            asyncio.run(transfer.run(config, target, blobs=not args.skip_blobs, metadata=not args.skip_metadata))
-        except (ConfigError, transfer.TransferError) as exc:
-            print(f"daohub: transfer failed: {exc}", file=sys.stderr)
-            return 1
+        return _transfer(config, args)
     elif args.command == "purge-uploads":
         result = asyncio.run(_purge_uploads(config, args.older_than, args.dry_run))
         print(json.dumps(result))
