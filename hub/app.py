@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 import storage_backends
+from appstore.catalog import CatalogIndexer
 
 from . import keys
 from .config import Config
@@ -55,12 +56,15 @@ async def open_registry(config: Config, *, migrate: bool = True) -> AsyncIterato
             applied = await store.migrate()
             if applied:
                 log.info("applied metadata migrations %s", applied)
-        yield Registry(
+        registry = Registry(
             store,
             storage,
             max_manifest_bytes=config.registry.max_manifest_bytes,
             max_blob_bytes=config.registry.max_blob_bytes,
         )
+        # App artifacts enter the app store's catalog on every path a manifest is pushed by.
+        registry.manifest_hooks.append(CatalogIndexer(registry))
+        yield registry
     finally:
         await store.close()
         await storage.aclose()
@@ -171,6 +175,9 @@ def create_app(config: Config) -> web.Application:
         from .handlers import admin
 
         admin.setup(app)
+    from .handlers import appstore
+
+    appstore.setup(app)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -51,6 +51,50 @@ class ReferrerRecord:
     annotations_json: str | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppIndexEntry:
+    """What the app store's catalog index keeps of one app version (see appstore.catalog)."""
+
+    app_key: str
+    title: str
+    summary: str
+    categories: tuple[str, ...]
+    version: str
+    document: str  # JSON served by the catalog: metadata and compose files
+    icon_digest: str | None = None
+    icon_media_type: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppVersionRecord:
+    repository: str
+    tag: str
+    digest: str
+    app_key: str
+    title: str
+    summary: str
+    categories: tuple[str, ...]
+    version: str
+    deprecated: bool
+    public: bool
+    icon_digest: str | None
+    icon_media_type: str | None
+    indexed_at: float
+    document: str | None = None  # only when asked for
+
+
+def app_categories_text(categories: tuple[str, ...]) -> str:
+    """Categories as stored: '|a|b|', so `LIKE '%|a|%'` filters one (names never hold '|')."""
+    return "|" + "".join(c.replace("|", " ") + "|" for c in categories)
+
+
+def app_version_record(row) -> AppVersionRecord:
+    """An AppVersionRecord from a row of the stores' app columns (and optionally the document)."""
+    categories = tuple(c for c in row[6].split("|") if c)
+    return AppVersionRecord(row[0], row[1], row[2], row[3], row[4], row[5], categories, row[7], bool(row[8]),
+                            bool(row[9]), row[10], row[11], row[12], row[13] if len(row) > 13 else None)
+
+
 class QuotaExceededError(Exception):
     """Linking a blob would take a tenant past its storage quota. Nothing was written."""
 
@@ -190,3 +234,32 @@ class MetadataStore(abc.ABC):
     async def set_proxy_tag_checked(self, repository: str, tag: str, checked_at: float) -> None:
         """Record that `tag` was confirmed upstream at `checked_at` (no-op without the repository)."""
         raise NotImplementedError(f"{type(self).__name__} does not support the pull-through cache yet")
+
+    # App store catalog index -------------------------------------------------------------------
+    # Not abstract, like the cache's: a store without them serves the registry; the app store needs them.
+    async def index_app_version(self, repository: str, tag: str, digest: str, entry: AppIndexEntry) -> bool:
+        """Index `tag` of `repository` as an app version, if the tag points at `digest` right now
+        (else nothing is written and False returned). A re-index keeps the deprecated flag."""
+        raise NotImplementedError(f"{type(self).__name__} does not support the app store yet")
+
+    async def unindex_app_versions(self, repository: str, tags: list[str]) -> None:
+        """Drop the index rows of `tags` (moved to a manifest that is not an app)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support the app store yet")
+
+    async def list_app_versions(self, limit: int, after: str | None, *, tenants: frozenset[str] | None = None,
+                                tenant: str | None = None) -> list[AppVersionRecord]:
+        """Every indexed version of the first `limit` app repositories named after `after`, in name
+        order. `tenants` (None: all) keeps only public repositories and those of these tenants;
+        `tenant` keeps only that tenant's repositories. Without documents."""
+        raise NotImplementedError(f"{type(self).__name__} does not support the app store yet")
+
+    async def app_versions_of(self, repository: str) -> list[AppVersionRecord]:
+        """The indexed versions of one repository (without documents)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support the app store yet")
+
+    async def get_app_version(self, repository: str, tag: str) -> AppVersionRecord | None:
+        """One indexed version, with its document."""
+        raise NotImplementedError(f"{type(self).__name__} does not support the app store yet")
+
+    async def set_app_version_deprecated(self, repository: str, tag: str, deprecated: bool) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} does not support the app store yet")

@@ -39,7 +39,18 @@ from typing import Any, TypeVar
 import asyncpg
 
 from . import schema
-from .base import ManifestRecord, MetadataStore, NewManifest, QuotaExceededError, ReferrerRecord, UploadRecord
+from .base import (
+    AppIndexEntry,
+    AppVersionRecord,
+    ManifestRecord,
+    MetadataStore,
+    NewManifest,
+    QuotaExceededError,
+    ReferrerRecord,
+    UploadRecord,
+    app_categories_text,
+    app_version_record,
+)
 from .locks import KeyedLocks
 from .postgres_identity import PostgresIdentityMixin, rows_affected, tenant_range
 
@@ -529,5 +540,67 @@ class PostgresStore(PostgresIdentityMixin, MetadataStore):
             "WHERE name = $1 ON CONFLICT (repository_id, tag) DO UPDATE SET checked_at = excluded.checked_at",
             repository, tag, checked_at)
 
+    # App store catalog index -------------------------------------------------------------------
+    _APP_COLUMNS = ("r.name, a.tag, a.digest, a.app_key, a.title, a.summary, a.categories, a.version, "
+                    "a.deprecated, r.public, a.icon_digest, a.icon_media_type, a.indexed_at")
+    # A row counts only while its tag still points at the indexed manifest.
+    _APP_JOIN = ("FROM app_versions a JOIN repositories r ON r.id = a.repository_id "
+                 "JOIN tags t ON t.repository_id = a.repository_id AND t.name = a.tag AND t.digest = a.digest")
+
+    async def index_app_version(self, repository: str, tag: str, digest: str, entry: AppIndexEntry) -> bool:
+        status = await self.pool.execute(
+            "INSERT INTO app_versions (repository_id, tag, digest, app_key, title, summary, categories, "
+            "version, document, icon_digest, icon_media_type, indexed_at) "
+            "SELECT t.repository_id, t.name, t.digest, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM tags t "
+            "JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.name = $2 AND t.digest = $3 "
+            "ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, "
+            "app_key = excluded.app_key, title = excluded.title, summary = excluded.summary, "
+            "categories = excluded.categories, version = excluded.version, document = excluded.document, "
+            "icon_digest = excluded.icon_digest, icon_media_type = excluded.icon_media_type, "
+            "indexed_at = excluded.indexed_at",
+            repository, tag, digest, entry.app_key, entry.title, entry.summary,
+            app_categories_text(entry.categories), entry.version, entry.document, entry.icon_digest,
+            entry.icon_media_type, time.time())
+        return rows_affected(status) > 0
+
+    async def unindex_app_versions(self, repository: str, tags: list[str]) -> None:
+        if tags:
+            await self.pool.execute(
+                "DELETE FROM app_versions WHERE tag = ANY($2::text[]) "
+                "AND repository_id = (SELECT id FROM repositories WHERE name = $1)", repository, tags)
+
+    async def list_app_versions(self, limit: int, after: str | None, *, tenants: frozenset[str] | None = None,
+                                tenant: str | None = None) -> list[AppVersionRecord]:
+        where, args = ["r.name > $1"], [after or ""]
+        if tenant is not None:
+            low, high = tenant_range(tenant)
+            args += [low, high]
+            where.append(f"r.name >= ${len(args) - 1} AND r.name < ${len(args)}")
+        if tenants is not None:
+            args.append(sorted(tenants))
+            where.append(f"(r.public = 1 OR split_part(r.name, '/', 1) = ANY(${len(args)}::text[]))")
+        args.append(limit)
+        rows = await self._fetch(
+            f"SELECT {self._APP_COLUMNS} {self._APP_JOIN} WHERE a.repository_id IN ("
+            f"SELECT a.repository_id {self._APP_JOIN} WHERE {' AND '.join(where)} "
+            f"GROUP BY a.repository_id, r.name ORDER BY r.name LIMIT ${len(args)}) ORDER BY r.name, a.tag", *args)
+        return [app_version_record(row) for row in rows]
+
+    async def app_versions_of(self, repository: str) -> list[AppVersionRecord]:
+        rows = await self._fetch(f"SELECT {self._APP_COLUMNS} {self._APP_JOIN} WHERE r.name = $1 ORDER BY a.tag",
+                                 repository)
+        return [app_version_record(row) for row in rows]
+
+    async def get_app_version(self, repository: str, tag: str) -> AppVersionRecord | None:
+        row = await self._fetchrow(
+            f"SELECT {self._APP_COLUMNS}, a.document {self._APP_JOIN} WHERE r.name = $1 AND a.tag = $2",
+            repository, tag)
+        return app_version_record(row) if row else None
+
+    async def set_app_version_deprecated(self, repository: str, tag: str, deprecated: bool) -> bool:
+        status = await self.pool.execute(
+            "UPDATE app_versions SET deprecated = $3 WHERE tag = $2 "
+            "AND repository_id = (SELECT id FROM repositories WHERE name = $1)", repository, tag, int(deprecated))
+        return rows_affected(status) > 0
 
 __all__ = ["PostgresStore", "is_postgres_url"]

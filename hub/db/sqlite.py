@@ -19,7 +19,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import schema
-from .base import ManifestRecord, MetadataStore, NewManifest, QuotaExceededError, ReferrerRecord, UploadRecord
+from .base import (
+    AppIndexEntry,
+    AppVersionRecord,
+    ManifestRecord,
+    MetadataStore,
+    NewManifest,
+    QuotaExceededError,
+    ReferrerRecord,
+    UploadRecord,
+    app_categories_text,
+    app_version_record,
+)
 from .locks import KeyedLocks
 from .sqlite_identity import SqliteIdentityMixin
 
@@ -445,6 +456,72 @@ class SqliteStore(SqliteIdentityMixin, MetadataStore):
 
         await self._write(run)
 
+    # App store catalog index -----------------------------------------------------------------
+    _APP_COLUMNS = ("r.name, a.tag, a.digest, a.app_key, a.title, a.summary, a.categories, a.version, "
+                    "a.deprecated, r.public, a.icon_digest, a.icon_media_type, a.indexed_at")
+    # A row counts only while its tag still points at the indexed manifest.
+    _APP_JOIN = ("FROM app_versions a JOIN repositories r ON r.id = a.repository_id "
+                 "JOIN tags t ON t.repository_id = a.repository_id AND t.name = a.tag AND t.digest = a.digest")
+
+    async def index_app_version(self, repository: str, tag: str, digest: str, entry: AppIndexEntry) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            return conn.execute(
+                "INSERT INTO app_versions (repository_id, tag, digest, app_key, title, summary, categories, "
+                "version, document, icon_digest, icon_media_type, indexed_at) "
+                "SELECT t.repository_id, t.name, t.digest, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM tags t "
+                "JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.name = ? AND t.digest = ? "
+                "ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, "
+                "app_key = excluded.app_key, title = excluded.title, summary = excluded.summary, "
+                "categories = excluded.categories, version = excluded.version, document = excluded.document, "
+                "icon_digest = excluded.icon_digest, icon_media_type = excluded.icon_media_type, "
+                "indexed_at = excluded.indexed_at",
+                (entry.app_key, entry.title, entry.summary, app_categories_text(entry.categories), entry.version,
+                 entry.document, entry.icon_digest, entry.icon_media_type, time.time(), repository, tag, digest),
+            ).rowcount > 0
+
+        return await self._write(run)
+
+    async def unindex_app_versions(self, repository: str, tags: list[str]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            repo_id = self._repo_id(conn, repository, False)
+            if repo_id is not None:
+                conn.executemany("DELETE FROM app_versions WHERE repository_id = ? AND tag = ?",
+                                 [(repo_id, t) for t in tags])
+
+        if tags:
+            await self._write(run)
+
+    async def list_app_versions(self, limit: int, after: str | None, *, tenants: frozenset[str] | None = None,
+                                tenant: str | None = None) -> list[AppVersionRecord]:
+        where, args = ["r.name > ?"], [after or ""]
+        if tenant is not None:
+            where.append("r.name >= ? AND r.name < ?")
+            args += self._tenant_range(tenant)
+        if tenants is not None:
+            marks = ",".join("?" * len(tenants))
+            where.append(f"(r.public = 1 OR substr(r.name, 1, instr(r.name, '/') - 1) IN ({marks}))")
+            args += sorted(tenants)
+        rows = await self._scan(
+            f"SELECT {self._APP_COLUMNS} {self._APP_JOIN} WHERE a.repository_id IN ("
+            f"SELECT a.repository_id {self._APP_JOIN} WHERE {' AND '.join(where)} "
+            "GROUP BY a.repository_id, r.name ORDER BY r.name LIMIT ?) ORDER BY r.name, a.tag", (*args, limit))
+        return [app_version_record(row) for row in rows]
+
+    async def app_versions_of(self, repository: str) -> list[AppVersionRecord]:
+        rows = await self._scan(f"SELECT {self._APP_COLUMNS} {self._APP_JOIN} WHERE r.name = ? ORDER BY a.tag",
+                                (repository,))
+        return [app_version_record(row) for row in rows]
+
+    async def get_app_version(self, repository: str, tag: str) -> AppVersionRecord | None:
+        row = self._one(f"SELECT {self._APP_COLUMNS}, a.document {self._APP_JOIN} WHERE r.name = ? AND a.tag = ?",
+                        (repository, tag))
+        return app_version_record(row) if row else None
+
+    async def set_app_version_deprecated(self, repository: str, tag: str, deprecated: bool) -> bool:
+        return await self._write(lambda conn: conn.execute(
+            "UPDATE app_versions SET deprecated = ? WHERE tag = ? "
+            "AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
+            (int(deprecated), tag, repository)).rowcount > 0)
 
 def _split_sql(sql: str) -> list[str]:
     """Split a migration into statements (no semicolons inside statements here)."""

@@ -16,6 +16,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Protocol
 
 from storage_backends import PathNotFoundError, StorageDriver, StorageError
 
@@ -33,7 +34,7 @@ from ..errors import (
     RangeNotSatisfiable,
     SizeInvalid,
 )
-from .manifests import parse_manifest
+from .manifests import ParsedManifest, parse_manifest
 from .names import Digest, digest_of, is_tag, looks_like_digest, parse_digest, validate_tag
 
 log = logging.getLogger("daohub.registry")
@@ -44,6 +45,15 @@ log = logging.getLogger("daohub.registry")
 BUFFER_SIZE = 512 * 1024
 
 ReadCheck = Callable[[str], bool]
+
+
+class ManifestHook(Protocol):
+    """Sees manifests as they are pushed: `before_put` may refuse one (raise an OciError) and
+    returns what `after_put` needs (None: nothing to do); `after_put` runs once it is stored."""
+
+    async def before_put(self, repository: str, content: bytes, parsed: ParsedManifest) -> object | None: ...
+
+    async def after_put(self, repository: str, digest: str, tags: list[str], state: object) -> None: ...
 
 
 @dataclasses.dataclass(slots=True)
@@ -93,6 +103,8 @@ class Registry:
         self._hash_cache_size = hash_cache_size
         # Writers of uploads receiving data in this process right now, for live status.
         self._active_writers: dict[str, object] = {}
+        # Told about every manifest pushed with its references verified (the app store's index).
+        self.manifest_hooks: list[ManifestHook] = []
 
     # Blobs ---------------------------------------------------------------------------
     async def stat_blob(self, repository: str, digest_str: str) -> BlobLocation:
@@ -497,11 +509,21 @@ class Registry:
             blob_refs=parsed.blob_refs,
             manifest_refs=parsed.manifest_refs,
         )
+        hooks = self.manifest_hooks if verify_references else []
+        prepared = [await hook.before_put(repository, content, parsed) for hook in hooks]
         # The keyword only when it differs from the default: a store that predates it still pushes.
         options = {} if verify_references else {"verify_references": False}
-        missing = await self.store.put_manifest(repository, record, list(dict.fromkeys(tags)), **options)
+        tags = list(dict.fromkeys(tags))
+        missing = await self.store.put_manifest(repository, record, tags, **options)
         if missing:
             raise ManifestBlobUnknown(detail={"missing": missing[:50]})
+        for hook, state in zip(hooks, prepared, strict=True):
+            if state is not None:
+                try:
+                    await hook.after_put(repository, str(digest), tags, state)
+                except Exception:
+                    # The manifest is in: a failing hook must not turn a stored push into an error.
+                    log.exception("manifest hook %s failed for %s@%s", type(hook).__name__, repository, digest)
         return digest, parsed.subject
 
     async def delete_manifest(self, repository: str, reference: str) -> None:
@@ -529,4 +551,4 @@ class Registry:
         return await self.store.list_referrers(repository, digest, artifact_type)
 
 
-__all__ = ["BlobLocation", "Registry", "is_tag", "upload_path"]
+__all__ = ["BlobLocation", "ManifestHook", "Registry", "is_tag", "upload_path"]

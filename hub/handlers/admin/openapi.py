@@ -25,6 +25,8 @@ _PARAMETERS = {  # name: (description, example)
     "name": ("Robot name.", "ci"),
     "repository": ("Repository name, slashes included.", "team/app"),
     "tag": ("Tag name.", "v1"),
+    "app": ("The app's repository name, slashes included.", "team/apps/wordpress"),
+    "version": ("The version's tag: the version with '+' replaced by '_'.", "1.0.0"),
 }
 _PAGE = [
     {"name": "limit", "in": "query", "required": False, "description": "Items per page (default 50).",
@@ -58,6 +60,7 @@ def _operation(route) -> dict[str, Any]:
     params = []
     for p in route.path_parameters:
         description, example = _PARAMETERS["repository" if route.path.startswith("/repositories/") and p == "name"
+                                           else "app" if route.path.startswith("/appstore/") and p == "name"
                                            else p]
         params.append({"name": p, "in": "path", "required": True, "description": description,
                        "schema": {"type": "string", "minLength": 1}, "example": example})
@@ -123,9 +126,10 @@ def build_document(routes) -> dict[str, Any]:
 
 @functools.cache
 def document() -> dict[str, Any]:
+    from ..appstore.routes import ROUTES as APPSTORE_ROUTES  # also registers the app store's schemas
     from .routes import ROUTES
 
-    return build_document(ROUTES)
+    return build_document(ROUTES + APPSTORE_ROUTES)
 
 
 async def get_openapi_document(request: web.Request) -> web.StreamResponse:
