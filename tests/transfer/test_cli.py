@@ -8,12 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import requests
 
+from hub import cli
 from tests.helpers.server import REPO_ROOT, DaoHubProcess, blob_files
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -113,3 +116,31 @@ def test_transfer_command_reports_configuration_errors(tmp_path: Path):
     result = run_cli("transfer", "--config", str(old_yaml), "--to-config", str(new_yaml))
     assert result.returncode == 1
     assert "database.url must be a PostgreSQL URL" in result.stderr
+
+
+def readme_commands() -> list[list[str]]:
+    """The `daohub ...` command lines of deploy/README.md's "Moving from the embedded default"."""
+    text = (REPO_ROOT / "deploy" / "README.md").read_text()
+    section = text.split("## Moving from the embedded default", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in re.split(r"[;()]", line.split("#", 1)[0]):
+                words = shlex.split(part)
+                starts = [i for i, w in enumerate(words[:-1]) if w == "daohub" and words[i + 1][:1].isalpha()
+                          and words[i + 1] != "daohub"]
+                if starts:
+                    commands.append(words[starts[0]:])
+    return commands
+
+
+def test_the_readme_commands_are_real(tmp_path: Path, capsys):
+    commands = readme_commands()
+    assert [c[1] for c in commands] == ["transfer", "migrate", "transfer"]
+    assert "--skip-metadata" in commands[0] and "--to-env-file" in commands[2]
+    for argv in commands:
+        # Every flag parses (argparse exits on an unknown one before this point); the files
+        # do not exist here, which is the error that comes next.
+        argv = [a.replace("/etc/daohub/", f"{tmp_path}/") for a in argv]
+        assert cli.main(argv[1:]) == 2, argv
+        assert "cannot read config file" in capsys.readouterr().err
