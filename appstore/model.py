@@ -82,7 +82,8 @@ SECRET_ALPHABET = string.ascii_letters + string.digits
 _SEMVER_RE = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
-    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$",
+    re.ASCII,
 )
 
 
@@ -811,7 +812,7 @@ def coerce_value(param: Parameter, value: Any) -> tuple[str | int | bool | None,
     if ptype in _NUMERIC:
         if isinstance(value, bool):
             return None, "must be an integer"
-        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d{1,18}\s*", value):
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9]{1,18}\s*", value):
             value = int(value)
         if type(value) is not int:
             return None, "must be an integer" if ptype is ParamType.INT else "must be a port number"

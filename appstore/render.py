@@ -111,6 +111,7 @@ _REFERENCE_RE = re.compile(
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*"
     r":[0-9a-fA-F]{32,}))?$"
 )
+_PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
 DEFAULT_REGISTRY = "docker.io"
 
 
@@ -148,6 +149,8 @@ def parse_image(reference: str) -> ImageRef:
     if domain and not ("." in domain or ":" in domain or domain == "localhost" or domain.startswith("[")):
         path = f"{domain}/{path}"  # `user/app`: the first part is a Docker Hub namespace
         domain = None
+        if not _PATH_RE.match(path):
+            raise ValueError(f"{reference!r} is not a valid image reference (repository names are lowercase)")
     if domain and domain != domain.lower() and not domain.startswith("["):
         domain = domain.lower()
     registry = domain or DEFAULT_REGISTRY
@@ -183,7 +186,7 @@ async def check_images(images: Iterable[ImageRef], checker: ImageChecker) -> lis
 
 
 def _port_number(text: str) -> int | None:
-    if not re.fullmatch(r"\d{1,5}", text):
+    if not re.fullmatch(r"[0-9]{1,5}", text):
         return None
     number = int(text)
     return number if 0 < number <= 65535 else None
@@ -471,10 +474,11 @@ def merge(base: Any, override: Any) -> Any:
 
 @dataclass(frozen=True)
 class RenderResult:
-    """A rendered version. `values` includes generated secrets: show them once, never log them."""
+    """A rendered version. `text`, `document` and `values` hold the passwords and generated
+    secrets: show them once, never log them (they are left out of the repr)."""
 
-    text: str
-    document: dict
+    text: str = field(repr=False)
+    document: dict = field(repr=False)
     images: tuple[ImageRef, ...]
     values: dict[str, Any] = field(repr=False)
     generated: tuple[str, ...] = ()
