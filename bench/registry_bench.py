@@ -383,17 +383,25 @@ class BlobSource:
         h.update(suffix)
         return "sha256:" + h.hexdigest(), suffix
 
-    async def stream(self, suffix: bytes) -> AsyncIterator[bytes]:
-        # Blocking reads, but from the page cache (the file was just written and hashed).
-        with open(self.path, "rb", buffering=0) as f:  # noqa: ASYNC230
-            left = self.prefix_len
-            while left:
-                chunk = f.read(min(CHUNK, left))
-                if not chunk:
-                    raise OSError("data file shrank")
-                left -= len(chunk)
-                yield chunk
-        yield suffix
+    def stream(self, suffix: bytes) -> AsyncIterator[bytes]:
+        return self.stream_range(suffix, 0, self.length)
+
+    async def stream_range(self, suffix: bytes, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of the blob made with `suffix` (chunked uploads send it in pieces)."""
+        prefix_end = min(end, self.prefix_len)
+        if start < prefix_end:
+            # Blocking reads, but from the page cache (the file was just written and hashed).
+            with open(self.path, "rb", buffering=0) as f:  # noqa: ASYNC230
+                f.seek(start)
+                left = prefix_end - start
+                while left:
+                    chunk = f.read(min(CHUNK, left))
+                    if not chunk:
+                        raise OSError("data file shrank")
+                    left -= len(chunk)
+                    yield chunk
+        if end > self.prefix_len:
+            yield suffix[max(0, start - self.prefix_len):end - self.prefix_len]
 
 
 def make_random_file(path: Path, size: int) -> None:

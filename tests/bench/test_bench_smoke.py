@@ -1,0 +1,80 @@
+"""The benchmarks under bench/ run end to end at tiny sizes and report both sides.
+
+Each test runs one benchmark script with --smoke, as a user would, and checks its exit status,
+its table and its JSON: every row has samples for DaoHub and for what it is compared with, and
+no errors. Nothing here looks at how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.util import need_module, need_tool
+from tests.helpers.postgres import PG_BIN
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(script: str, results: Path, *extra: str, timeout: float = 600) -> tuple[str, dict]:
+    argv = [sys.executable, str(REPO_ROOT / "bench" / script), "--smoke", "--results-dir", str(results),
+            "--python", sys.executable, *extra]
+    proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # SIGTERM lets the script stop the servers it started; SIGKILL only if it does not.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        pytest.fail(f"{script} --smoke did not finish in {timeout:.0f}s:\n{err[-4000:]}")
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}\nstdout:\n{out}\nstderr:\n{err[-6000:]}"
+    files = list(results.glob("*-smoke.json"))
+    assert len(files) == 1, files
+    return out, json.loads(files[0].read_text())
+
+
+def check_report(out: str, report: dict, keys: set[str]) -> None:
+    rows = {row["key"]: row for row in report["rows"]}
+    assert set(rows) == keys
+    for row in rows.values():
+        assert row["errors"] == {}, row
+        for side in ("daohub", "other"):
+            assert row["samples"][side], (row["key"], side)
+            assert all(v > 0 for v in row["samples"][side])
+            assert row["median"][side] > 0
+        assert row["ratio_daohub_over_other"] > 0
+        assert row["label"] in out  # and the table shows it
+    assert len(report["load_average_start"]) == 3
+    assert report["machine"]["cpus"] >= 1
+
+
+def test_s3_bench_smoke(tmp_path):
+    need_tool("docker-registry")
+    need_tool("curl")
+    need_module("moto.server")
+    if not (PG_BIN / "initdb").exists():
+        need_tool("initdb")  # not at the usual place: fail under CI, skip elsewhere
+    out, report = run_bench("s3_bench.py", tmp_path)
+    check_report(out, report, {"push", "chunked", "pull", "catalog_pages", "catalog_one"})
+    assert report["params"]["repos"] == 20
+    # Every request of the paginated listing returned a page on both sides.
+    for side in ("daohub", "other"):
+        assert all(run["pages"] >= 3 for run in report["rows"][3]["runs"][side])
+
+
+def test_proxy_bench_smoke(tmp_path):
+    need_tool("docker-registry")
+    need_tool("curl")
+    out, report = run_bench("proxy_bench.py", tmp_path)
+    check_report(out, report, {"cold", "warm", "local"})
+    cold = next(row for row in report["rows"] if row["key"] == "cold")
+    assert cold["target"] == "ratio <= 1.15"
