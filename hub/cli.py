@@ -196,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     from . import cli_identity
 
     cli_identity.add_parsers(sub)
-    from . import cli_app
+    from . import cli_app, cli_appstore
 
-    cli_app.add_parsers(sub)
+    cli_appstore.add_parsers(cli_app.add_parsers(sub))
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
 
