@@ -78,6 +78,25 @@ class Backend:
         return found
 
 
+def leftover_uploads(backend: Backend) -> list[str]:
+    """Upload data still in the store: keys or files under uploads/, and unfinished S3 multipart uploads."""
+    if backend.kind != "s3":
+        assert backend.local_root is not None
+        uploads = backend.local_root / "uploads"
+        return sorted(str(p.relative_to(backend.local_root)) for p in uploads.rglob("*") if p.is_file())
+    assert backend.moto is not None
+    bucket = str(backend.storage["bucket"])
+    client = _s3_client(backend.moto)
+    try:
+        keys = [obj["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                                         Prefix="uploads/")
+                for obj in page.get("Contents", [])]
+        multipart = [f"multipart:{u['Key']}" for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    finally:
+        client.close()
+    return sorted(keys + multipart)
+
+
 def _s3_client(server: MotoServer):
     import botocore.session
 
