@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import os
 import re
 import string
@@ -63,6 +64,7 @@ ICON_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", 
 """Icon file types. SVG is left out on purpose: it is a document that can carry script."""
 
 ICON_MAX_BYTES = 256 * 1024
+EXTENSIONS_MAX_CHARS = 64 * 1024
 TEMPLATE_MAX_BYTES = yamlsafe.DEFAULT_LIMITS.max_bytes
 
 _ICON_MAGIC = {
@@ -322,6 +324,10 @@ class App:
 
     `icon` is either the file name of an icon shipped with the app (its bytes in `icon_data`
     when loaded from disk or from an artifact) or an absolute http(s) URL (imported catalogs).
+
+    `extensions` holds `x-*` fields (plain JSON, at most EXTENSIONS_MAX_CHARS): what an importer
+    keeps of a foreign catalog's entry so that exporting it again loses nothing (`x-portainer`,
+    `x-rancher`). They sit beside the app fields in the documents.
     """
 
     key: str
@@ -332,6 +338,7 @@ class App:
     maintainers: tuple[Maintainer, ...] = ()
     website: str = ""
     versions: tuple[AppVersion, ...] = ()
+    extensions: dict[str, Any] = field(default_factory=dict)
     icon_data: Icon | None = field(default=None, compare=False, repr=False)
 
     def version(self, version: str | None = None) -> AppVersion:
@@ -374,6 +381,7 @@ class App:
             out["maintainers"] = [m.to_dict() for m in self.maintainers]
         if self.website:
             out["website"] = self.website
+        out.update(self.extensions)
         return out
 
     def to_dict(self, *, templates: bool = True) -> dict[str, Any]:
@@ -422,6 +430,18 @@ def app_from_dict(doc: Any) -> App:
         raise ModelError(errors)
     assert app is not None
     return replace(app, versions=versions)
+
+
+def _json_plain(value: Any, depth: int = 0) -> bool:
+    if depth > 20:
+        return False
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return True
+    if isinstance(value, list):
+        return all(_json_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_plain(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def _top_level(doc: Any, body: str, what: str) -> dict[str, str]:
@@ -561,7 +581,8 @@ def _app_info(raw: Any, path: str, errors: dict[str, str]) -> App | None:
     if not isinstance(raw, dict):
         errors[path] = "must be an object"
         return None
-    _unknown(raw, {"key", "title", "description", "icon", "categories", "maintainers", "website"}, path, errors)
+    _unknown(raw, {"key", "title", "description", "icon", "categories", "maintainers", "website"}
+             | {k for k in raw if isinstance(k, str) and k.startswith("x-")}, path, errors)
     key = _str(raw, "key", path, errors, required=True, max_len=64)
     if key and not KEY_RE.match(key):
         errors[_join(path, "key")] = "must be lowercase letters, digits and '-' (a DNS label, at most 64)"
@@ -598,7 +619,13 @@ def _app_info(raw: Any, path: str, errors: dict[str, str]) -> App | None:
                 if url and not is_safe_url(url):
                     errors[_join(where, "url")] = "must be an http or https URL"
                 maintainers.append(Maintainer(name, email, url))
-    return App(key=key, title=title, description=description, icon=icon,
+    extensions = {k: v for k, v in raw.items() if isinstance(k, str) and k.startswith("x-")}
+    if extensions and len(json.dumps(extensions, default=str)) > EXTENSIONS_MAX_CHARS:
+        errors[path] = f"x-* extensions larger than {EXTENSIONS_MAX_CHARS} characters of JSON"
+    for name, value in extensions.items():
+        if not _json_plain(value):
+            errors[_join(path, name)] = "must be plain JSON data"
+    return App(key=key, title=title, description=description, icon=icon, extensions=extensions,
                categories=_str_list(raw, "categories", path, errors), maintainers=tuple(maintainers),
                website=website)
 
