@@ -105,7 +105,8 @@ def document_for(found: artifact.AppArtifact, repository: str, tag: str) -> tupl
         version = model.AppVersion(version=tag, compose_files=files,
                                    parameters=tuple(model.Parameter(name=n, label=n) for n in used))
     document = {"metadata": found.metadata, "compose": [list(item) for item in found.compose_files],
-                "icon_name": found.icon_name}
+                "icon_name": found.icon_name,
+                "annotations": {k: v for k, v in found.annotations.items() if k in (artifact.TITLE, artifact.DESCRIPTION)}}
     return document, app, version
 
 
@@ -116,7 +117,8 @@ def read_document(document: str | Mapping[str, Any], repository: str, tag: str) 
     if doc.get("metadata") is not None:
         app, version = model.load_metadata(doc["metadata"], files)
         return IndexedApp(app, version, True, doc.get("icon_name"))
-    found = artifact.AppArtifact(tuple((n, t) for n, t in doc["compose"]), None, None, doc.get("icon_name"), {})
+    found = artifact.AppArtifact(tuple((n, t) for n, t in doc["compose"]), None, None, doc.get("icon_name"),
+                                 doc.get("annotations") or {})
     _, app, version = document_for(found, repository, tag)
     return IndexedApp(app, version, False, doc.get("icon_name"))
 

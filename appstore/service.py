@@ -259,8 +259,7 @@ class AppStore:
     async def publish(self, principal: Principal, repository: str, upload: Upload) -> dict[str, Any]:
         """Build the artifact and push it through the registry as the caller; the push path
         indexes it. An existing version is not overwritten (409): delete it first."""
-        if not principal.is_authenticated(_now()):
-            raise AuthenticationRequired("sign in to publish an app")
+        self._signed_in(principal, "publish an app")
         if not isinstance(repository, str) or not NAME_RE.match(repository) or tenant_of(repository) is None:
             raise ValidationFailed.field("repository", "must be a repository name <tenant>/<path>")
         public = repository in await self.store.public_repositories([repository])
@@ -316,8 +315,14 @@ class AppStore:
         await self.registry.put_manifest(repository, tag, packed.manifest, packed.media_type)
         return await self.version(principal, repository, tag)
 
+    @staticmethod
+    def _signed_in(principal: Principal, doing: str) -> None:
+        if not principal.is_authenticated(_now()):
+            raise AuthenticationRequired(f"sign in to {doing}")
+
     async def set_deprecated(self, principal: Principal, repository: str, tag: str,
                              deprecated: bool) -> dict[str, Any]:
+        self._signed_in(principal, "deprecate an app version")
         record = await self._record(principal, repository, tag)
         if not policy.can_administer_repository(principal, self._info(record)):
             raise Forbidden("only a maintainer or admin of the tenant deprecates an app version")
@@ -328,6 +333,7 @@ class AppStore:
     async def delete_version(self, principal: Principal, repository: str, tag: str) -> None:
         """Delete the version's tag (what `DELETE /v2/<name>/manifests/<tag>` does): it leaves the
         catalog at once; the manifest and blobs are left to GC."""
+        self._signed_in(principal, "delete an app version")
         record = await self._record(principal, repository, tag)
         if not policy.can_delete(principal, self._info(record), _now()):
             raise Forbidden("you may not delete from this repository")

@@ -14,7 +14,7 @@ from appstore import artifact
 from hub.app import create_app
 from hub.config import load_config
 from tests.admin.conftest import CREDENTIALS, headers, make_config, seed
-from tests.registry.conftest import DATABASE_SETUP, METADATA_STORES, bearer, token
+from tests.registry.conftest import DATABASE_SETUP, METADATA_STORES, basic, bearer, token
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
 COMPOSE = """services:
@@ -98,4 +98,4 @@ async def auth_hub(request, aiohttp_client, tmp_path):
     return client
 
 
-__all__ = ["COMPOSE", "CREDENTIALS", "PNG", "get_json", "headers", "metadata", "packed", "publish_body", "push", "v2_auth"]
+__all__ = ["COMPOSE", "CREDENTIALS", "PNG", "basic", "get_json", "headers", "metadata", "packed", "publish_body", "push", "v2_auth"]
