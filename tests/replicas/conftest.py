@@ -12,6 +12,7 @@ upload data.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -80,7 +81,7 @@ class Cluster:
 def cluster(request, postgres_cluster, tmp_path_factory) -> Cluster:
     kind = request.param
     base = tmp_path_factory.mktemp(f"replicas-{kind}")
-    database_url = postgres_cluster.create_database()  # empty: the first `serve` migrates it
+    database_url = postgres_cluster.create_database()  # empty: `serve` migrates it
     if kind == "s3":
         backend = s3_backend(request.getfixturevalue("moto_s3"), database_url)
     else:
@@ -89,8 +90,10 @@ def cluster(request, postgres_cluster, tmp_path_factory) -> Cluster:
     env = backend.env(DAOHUB_REGISTRY_UPLOAD_PURGE_INTERVAL_SECONDS="0")
     replicas = [DaoHubProcess(base / f"replica-{i}", env=env) for i in range(REPLICAS)]
     try:
-        for replica in replicas:
-            replica.start()
+        # At once: a start is mostly Python imports, and concurrent migrations are safe (tests/db).
+        with concurrent.futures.ThreadPoolExecutor(len(replicas)) as pool:
+            for started in [pool.submit(replica.start) for replica in replicas]:
+                started.result()
         running = Cluster(backend, replicas)
         yield running
         running.ensure_running()
