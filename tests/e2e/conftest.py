@@ -14,15 +14,14 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.containers import isolated_containers_env
+from tests.helpers.dockerd import running_dockerd
 from tests.helpers.server import DaoHubProcess, DistributionProcess
 
 from .util import IN_CI, file_digest, need_tool, run
@@ -85,46 +84,13 @@ def containers_env(e2e_root, registry) -> dict[str, str]:
     vfs storage (no overlay or fuse needed), a registries.conf that marks the registry under test
     insecure and allows no short-name search, a containers.conf without systemd or journald.
     """
-    base = e2e_root / "containers"
-    (base / "root").mkdir(parents=True)
-    (base / "run").mkdir()
-    (base / "tmp").mkdir()
-    storage_conf = base / "storage.conf"
-    storage_conf.write_text(
-        "[storage]\n"
-        'driver = "vfs"\n'
-        f'graphroot = "{base / "root"}"\n'
-        f'runroot = "{base / "run"}"\n'
-    )
-    registries_conf = base / "registries.conf"
-    registries_conf.write_text(
+    return isolated_containers_env(e2e_root / "containers", (
         "unqualified-search-registries = []\n"
         'short-name-mode = "permissive"\n'
         "[[registry]]\n"
         f'location = "{registry.host}"\n'
         "insecure = true\n"
-    )
-    containers_conf = base / "containers.conf"
-    containers_conf.write_text(
-        "[engine]\n"
-        'cgroup_manager = "cgroupfs"\n'
-        'events_logger = "none"\n'
-        f'tmp_dir = "{base / "tmp"}"\n'
-    )
-    auth = base / "auth.json"
-    auth.write_text('{"auths": {}}\n')
-    env = dict(os.environ)
-    env.update({
-        "CONTAINERS_STORAGE_CONF": str(storage_conf),
-        "CONTAINERS_REGISTRIES_CONF": str(registries_conf),
-        "CONTAINERS_CONF": str(containers_conf),
-        "REGISTRY_AUTH_FILE": str(auth),
-        "STORAGE_DRIVER": "vfs",
-        "BUILDAH_ISOLATION": "chroot",
-        "TMPDIR": str(base / "tmp"),
-        "XDG_RUNTIME_DIR": str(base / "run"),
-    })
-    return env
+    ))
 
 
 @dataclass
@@ -217,68 +183,10 @@ def arch_images(containers_env, e2e_root) -> dict[str, LocalImage]:
 # --------------------------------------------------------------------------------------------
 # A private dockerd
 # --------------------------------------------------------------------------------------------
-@dataclass
-class DockerDaemon:
-    sock: Path
-    docker: str
-    env: dict
-
-    def __call__(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
-        return run([self.docker, "-H", f"unix://{self.sock}", *args], env=self.env, timeout=timeout, check=check)
-
-
-def _docker_cli() -> str:
-    # Prefer the CLI packaged with the daemon (docker.io); another docker on PATH may be far newer.
-    if os.path.exists("/usr/bin/docker"):
-        return "/usr/bin/docker"
-    return need_tool("docker")
-
-
 @pytest.fixture(scope="session")
 def dockerd(e2e_root):
-    dockerd_bin = need_tool("dockerd")
-    docker = _docker_cli()
-    base = e2e_root / "docker"
-    base.mkdir()
-    sock = base / "docker.sock"
-    assert len(str(sock)) < 100, f"unix socket path too long: {sock}"
-    (base / "daemon.json").write_text("{}\n")      # ignore the machine's /etc/docker/daemon.json
-    (base / "config").mkdir()
-    env = dict(os.environ)
-    env["DOCKER_CONFIG"] = str(base / "config")     # no credentials or settings from ~/.docker
-    env.pop("DOCKER_HOST", None)
-    log_path = base / "dockerd.log"
-    log = open(log_path, "ab")  # noqa: SIM115 (closed in the finally below)
-    proc = subprocess.Popen(
-        [dockerd_bin, "--storage-driver=vfs", "--iptables=false", "--ip6tables=false", "--bridge=none",
-         "--config-file", str(base / "daemon.json"),
-         "--host", f"unix://{sock}", "--data-root", str(base / "root"), "--exec-root", str(base / "exec"),
-         "--pidfile", str(base / "dockerd.pid")],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )
-    daemon = DockerDaemon(sock=sock, docker=docker, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"dockerd exited with {proc.returncode}:\n{log_path.read_text()[-6000:]}")
-            if sock.exists() and daemon("version", timeout=20, check=False).returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"dockerd did not answer within 60s:\n{log_path.read_text()[-6000:]}")
-            time.sleep(0.2)
+    with running_dockerd(e2e_root / "docker") as daemon:
         yield daemon
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        # A vfs data root holds plain directories only; nothing stays mounted once dockerd exits.
-        shutil.rmtree(base, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import requests
 from hub.app import create_app
 from hub.config import load_config
 from tests.e2e.util import need_tool
+from tests.helpers.fixtures_mirror import mirror_bed, mirror_containerd, mirror_dockerd, mirror_root  # noqa: F401
 from tests.helpers.server import DaoHubProcess, DistributionProcess
 from tests.registry.conftest import DATABASE_SETUP
 
