@@ -251,7 +251,11 @@ class AppStore:
                 if record is None:
                     continue
                 indexed = catalog.read_document(record.document, record.repository, record.tag)
-                out.append((summary, dataclasses.replace(indexed.app, versions=(indexed.version,))))
+                version = indexed.version
+                if semver_key(version.version)[0] == 0:
+                    # A plain artifact's tag ("latest", "v2"): exporters order versions by semver.
+                    version = dataclasses.replace(version, version="0.0.0")
+                out.append((summary, dataclasses.replace(indexed.app, versions=(version,))))
             if after is None:
                 return out
 
@@ -268,11 +272,11 @@ class AppStore:
             raise Forbidden("you may not push to this repository")
         files = dict(upload.compose_files)
         errors: dict[str, str] = {}
-        for name, text in upload.compose_files:
+        for i, (_, text) in enumerate(upload.compose_files):
             try:
                 yamlsafe.load(text)
             except AppStoreError as exc:
-                errors[f"compose.{name}"] = exc.summary()
+                errors[f"compose_files[{i}].content"] = exc.summary()
         if errors:
             raise field_problem(errors, "", "the compose file is not valid YAML")
         try:

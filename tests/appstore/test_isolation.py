@@ -117,7 +117,6 @@ async def test_deprecate_and_delete_need_rights_over_the_repository(catalog, rol
 
 @pytest.mark.parametrize("role", OUTSIDERS)
 async def test_portainer_feeds_leave_private_apps_out(catalog, role):
-    pytest.importorskip("appstore.portainer", reason="appstore.portainer is not in this checkout yet")
     for feed in ("v2", "v3"):
         for params in ({}, {"tenant": "team"}):
             r = await catalog.get(f"/api/v1/appstore/portainer/{feed}.json", params=params, headers=creds(role))

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from appstore import artifact
+from appstore import artifact, portainer
 from appstore.service import AppStore, Upload
 from auth.policy import Principal
 
@@ -144,18 +144,30 @@ async def publish_version(request: web.Request) -> web.StreamResponse:
                          headers={"Location": f"/api/v1/appstore/apps/{name}/versions/{created['tag']}"})
 
 
-async def _portainer(request: web.Request, version: int) -> web.StreamResponse:
-    from appstore import portainer
-
+async def _portainer(request: web.Request, version: str) -> web.StreamResponse:
     who = await principal(request)
-    apps = await appstore(request).apps_for_export(who, tenant=request.query.get("tenant", ""))
+    found = await appstore(request).apps_for_export(who, tenant=request.query.get("tenant", ""))
     base = f"{request.scheme}://{request.host}"
-    return json_response(portainer.export_templates([app for _, app in apps], version=version, base_url=base))
+    summaries = {id(app): summary for summary, app in found}
+
+    def logo(app) -> str | None:
+        icon = summaries[id(app)]["icon"]
+        return base + icon if icon else None
+
+    def repository(app, app_version) -> dict[str, str]:
+        # Where the version lives in DaoHub. Portainer clones git repositories for compose stacks;
+        # DaoHub serves no git, so this names the API resource the stack file comes from.
+        summary = summaries[id(app)]
+        return {"url": f"{base}/api/v1/appstore/apps/{summary['repository']}",
+                "stackfile": f"versions/{summary['latest_tag']}"}
+
+    feed = portainer.export_feed([app for _, app in found], version=version, repository=repository, logo=logo)
+    return json_response(feed)
 
 
 async def portainer_v2(request: web.Request) -> web.StreamResponse:
-    return await _portainer(request, 2)
+    return await _portainer(request, "2")
 
 
 async def portainer_v3(request: web.Request) -> web.StreamResponse:
-    return await _portainer(request, 3)
+    return await _portainer(request, "3")
