@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -100,22 +101,32 @@ def test_transfer_command_moves_a_registry_to_postgres(tmp_path: Path, postgres_
         assert requests.get(new.url + "/v2/_catalog", timeout=30).json() == catalog
 
 
-def test_transfer_command_reports_configuration_errors(tmp_path: Path):
+def test_transfer_command_reports_configuration_errors(tmp_path: Path, capsys, monkeypatch):
+    for name in [k for k in os.environ if k.startswith("DAOHUB_")]:
+        monkeypatch.delenv(name)
+    # cli.main sets up logging on the root logger: give it a list and level to spoil and restore.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     old_yaml = tmp_path / "old.yaml"
     old_yaml.write_text(f"data_dir: {tmp_path / 'old'}\n")
     bad_env = tmp_path / "secrets.env"
     bad_env.write_text("DAOHUB_DATABASE_URL postgresql://user:hunter2@db/daohub\n")
     new_yaml = tmp_path / "new.yaml"
     new_yaml.write_text("database:\n  url: sqlite:///elsewhere.db\n")
+    transfer = ["transfer", "--config", str(old_yaml), "--to-config", str(new_yaml)]
 
-    result = run_cli("transfer", "--config", str(old_yaml), "--to-config", str(new_yaml),
-                     "--to-env-file", str(bad_env))
-    assert result.returncode == 2
-    assert f"{bad_env}:1: expected KEY=VALUE" in result.stderr and "hunter2" not in result.stderr
+    assert cli.main([*transfer, "--to-env-file", str(bad_env)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad_env}:1: expected KEY=VALUE" in err and "hunter2" not in err
 
-    result = run_cli("transfer", "--config", str(old_yaml), "--to-config", str(new_yaml))
-    assert result.returncode == 1
-    assert "database.url must be a PostgreSQL URL" in result.stderr
+    assert cli.main([*transfer, "--to-env-file", str(tmp_path / "missing.env")]) == 2
+    assert "cannot read env file" in capsys.readouterr().err
+
+    assert cli.main(transfer) == 1
+    assert "database.url must be a PostgreSQL URL" in capsys.readouterr().err
+
+    assert cli.main([*transfer, "--jobs", "0"]) == 2
 
 
 def readme_commands() -> list[list[str]]:
