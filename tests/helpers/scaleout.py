@@ -114,13 +114,12 @@ def _file_digest(path: Path, algorithm: str) -> str:
     return f"{algorithm}:{h.hexdigest()}"
 
 
-def s3_backend(server: MotoServer, database_url: str, *, endpoint: str | None = None, **storage) -> Backend:
-    """A fresh bucket on `server`, path addressing (a child process cannot resolve *.localhost names).
-
-    `endpoint` puts something else (a fault proxy) between the hub and moto."""
+def s3_backend(server: MotoServer, database_url: str, *, bucket: str | None = None, **storage) -> Backend:
+    """A fresh bucket (or `bucket`) on `server`, path addressing (a child process cannot resolve
+    *.localhost names)."""
     access_key, secret_key = server.credentials
-    settings = {"driver": "s3", "endpoint": endpoint or server.url, "region": REGION,
-                "bucket": server.create_bucket(), "addressing_style": "path", "access_key": access_key,
+    settings = {"driver": "s3", "endpoint": server.url, "region": REGION,
+                "bucket": bucket or server.create_bucket(), "addressing_style": "path", "access_key": access_key,
                 "secret_key": secret_key, "part_size_bytes": 5 * MiB, **storage}
     return Backend("s3", database_url, settings, moto=server)
 

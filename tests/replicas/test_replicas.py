@@ -155,3 +155,27 @@ async def test_replica_killed_mid_upload_and_the_upload_finished_through_another
     cluster.ensure_running()  # A comes back and serves the blob too
     assert await a.get_blob(repo, digest) == data
     await push_image(a, cluster.ledger, repo, "v1", [data])
+
+
+async def test_database_restart_takes_readiness_down_and_back_without_restarting_replicas(
+        cluster, hubs, postgres_cluster):
+    pids = [replica.pid for replica in cluster.replicas]
+    for hub in hubs:
+        async with hub.session.get(hub.url + "/readyz") as r:
+            assert r.status == 200, await r.text()
+    postgres_cluster.stop()
+    try:
+        for hub in hubs:
+            async with hub.session.get(hub.url + "/readyz") as r:
+                body = await r.json()
+                assert r.status == 503 and body["checks"]["metadata"].startswith("error"), body
+            async with hub.session.get(hub.url + "/healthz") as r:
+                assert r.status == 200  # alive, only not ready: nothing should restart it
+    finally:
+        postgres_cluster.start()
+    for i, hub in enumerate(hubs):
+        async with hub.session.get(hub.url + "/readyz") as r:
+            assert r.status == 200, await r.text()
+        await push_image(hub, cluster.ledger, "team/after-restart", f"v{i}", [os.urandom(1000)])
+    assert [replica.pid for replica in cluster.replicas] == pids
+    assert all(replica.running for replica in cluster.replicas)
