@@ -29,10 +29,12 @@ import yaml
 
 from .errors import YamlError
 
-try:  # libyaml when present: the event scan is then several times faster
+try:  # libyaml when present: scanning and emitting are then many times faster
     _BaseLoader = yaml.CSafeLoader  # type: ignore[attr-defined]
+    _BaseDumper = yaml.CSafeDumper  # type: ignore[attr-defined]
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _BaseLoader = yaml.SafeLoader
+    _BaseDumper = yaml.SafeDumper
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,9 @@ class Limits:
     """Bounds for one document. The defaults fit any real compose file with a wide margin."""
 
     max_bytes: int = 1 << 20
-    max_nodes: int = 200_000  # after alias expansion
+    # After alias expansion. Big real compose files have a few thousand nodes; every later step
+    # (interpolation, validation, dumping) walks the expanded tree, so this bounds their CPU too.
+    max_nodes: int = 20_000
     max_aliases: int = 1_000
     max_depth: int = 64
 
@@ -168,7 +172,7 @@ def dump(data) -> str:
                      width=1 << 16)
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
     """SafeDumper that never writes anchors: output is read by tools that may not expand them."""
 
     def ignore_aliases(self, data):

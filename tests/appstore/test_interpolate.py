@@ -154,6 +154,9 @@ def test_escape_tree_only_touches_string_values():
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
 values = st.text(max_size=20)
 no_dollar = st.text(max_size=50).filter(lambda s: "$" not in s)
+# Inside ${...} Compose ends the expression at the first `}` that closes a counted `${`, so braces
+# in a default are a documented quirk (see CASES); the properties use defaults without them.
+defaults = st.text(max_size=20).map(lambda s: s.replace("{", "").replace("}", ""))
 
 
 @given(no_dollar, st.dictionaries(names, values, max_size=4))
@@ -166,7 +169,7 @@ def test_escape_round_trips(text, env):
     assert interpolate(escape(text), env) == text
 
 
-@given(names, values, values)
+@given(names, values, defaults)
 def test_default_semantics_set_value(name, value, default):
     env = {name: value}
     escaped = escape(default)
@@ -176,22 +179,20 @@ def test_default_semantics_set_value(name, value, default):
     assert interpolate(f"${{{name}:+{escaped}}}", env) == (default if value else "")
 
 
-@given(names, values)
+@given(names, defaults)
 def test_default_semantics_unset(name, default):
-    # `}` in a default ends the expression, as in Compose, so keep it out of this property.
-    escaped = escape(default.replace("}", ""))
-    plain = default.replace("}", "")
-    assert interpolate(f"${{{name}-{escaped}}}", {}) == plain
-    assert interpolate(f"${{{name}:-{escaped}}}", {}) == plain
+    escaped = escape(default)
+    assert interpolate(f"${{{name}-{escaped}}}", {}) == default
+    assert interpolate(f"${{{name}:-{escaped}}}", {}) == default
     assert interpolate(f"${{{name}+{escaped}}}", {}) == ""
     assert interpolate(f"${{{name}:?{escaped}}}", {name: "v"}) == "v"
 
 
-@given(names, values)
+@given(names, defaults)
 def test_empty_differs_from_unset_only_without_colon(name, default):
-    escaped = escape(default.replace("}", ""))
+    escaped = escape(default)
     assert interpolate(f"${{{name}-{escaped}}}", {name: ""}) == ""
-    assert interpolate(f"${{{name}:-{escaped}}}", {name: ""}) == default.replace("}", "")
+    assert interpolate(f"${{{name}:-{escaped}}}", {name: ""}) == default
     with pytest.raises(InterpolationError):
         interpolate(f"${{{name}:?x}}", {name: ""})
     assert interpolate(f"${{{name}?x}}", {name: ""}) == ""
