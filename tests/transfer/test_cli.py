@@ -147,8 +147,8 @@ def readme_commands() -> list[list[str]]:
 
 def test_the_readme_commands_are_real(tmp_path: Path, capsys):
     commands = readme_commands()
-    assert [c[1] for c in commands] == ["transfer", "migrate", "transfer"]
-    assert "--skip-metadata" in commands[0] and "--to-env-file" in commands[2]
+    assert [c[1] for c in commands] == ["migrate", "transfer", "transfer"]
+    assert "--skip-metadata" in commands[1] and "--to-env-file" in commands[2]
     for argv in commands:
         # Every flag parses (argparse exits on an unknown one before this point); the files
         # do not exist here, which is the error that comes next.
