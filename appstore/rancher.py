@@ -32,8 +32,20 @@ from typing import Any
 from . import interpolate, yamlsafe
 from .errors import AppStoreError, ModelError
 from .model import (
-    ICON_MAX_BYTES, TEMPLATE_MAX_BYTES, App, AppVersion, Icon, Maintainer, Parameter, SemVer, _app_info, _inside,
-    _read_text, _yaml_file, check_icon_data, parameter_from_dict,
+    ICON_MAX_BYTES,
+    TEMPLATE_MAX_BYTES,
+    App,
+    AppVersion,
+    Icon,
+    Maintainer,
+    Parameter,
+    SemVer,
+    _app_info,
+    _inside,
+    _read_text,
+    _yaml_file,
+    check_icon_data,
+    parameter_from_dict,
 )
 
 EXTENSION = "x-rancher"
