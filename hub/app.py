@@ -136,12 +136,9 @@ async def _upload_purger(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _proxy(app: web.Application) -> AsyncIterator[None]:
-    """The pull-through cache, when upstreams are configured; it tells the token service which
-    names reach a cache namespace."""
+    """The pull-through cache (always: upstreams may be created through the admin API later);
+    it tells the token service which names reach a cache namespace."""
     config = app[keys.CONFIG]
-    if not config.proxy.upstreams:
-        yield
-        return
     from .metrics import ProxyMetrics
     from .proxy.service import Proxy
 
@@ -151,9 +148,13 @@ async def _proxy(app: web.Application) -> AsyncIterator[None]:
     auth = app.get(keys.AUTH)
     if auth is not None:
         auth.cache_access = proxy.router.access_for
+    tasks = proxy.start_background()
     try:
         yield
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await proxy.close()
 
 

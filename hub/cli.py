@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     from . import cli_identity
 
     cli_identity.add_parsers(sub)
+    from . import cli_proxy
+
+    cli_proxy.add_parsers(sub)
     from . import cli_app, cli_appstore
 
     cli_appstore.add_parsers(cli_app.add_parsers(sub))
@@ -225,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(cli_identity.run(config, args))
     elif args.command == "app":
         return cli_app.run(args, config)
+    elif args.command == "proxy":
+        return asyncio.run(cli_proxy.run(config, args))
     elif args.command == "transfer":
         return _transfer(config, args)
     elif args.command == "purge-uploads":

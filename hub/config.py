@@ -161,6 +161,12 @@ class UpstreamConfig:
     tenants: list[str] = dataclasses.field(default_factory=list)
     # ...and anonymous clients too, if this is true.
     anonymous_pull: bool = False
+    # Cache bounds, enforced by the periodic eviction (proxy.eviction_interval_seconds) and by
+    # `daohub proxy evict`: the bytes of the distinct blobs cached from this upstream (0: no
+    # cap), least recently pulled images evicted first; and the days an image may go unpulled
+    # before it is evicted (0: kept while it fits).
+    max_size_bytes: int = 0
+    ttl_days: float = 0.0
 
 
 @dataclasses.dataclass
@@ -176,6 +182,15 @@ class ProxyConfig:
     # Local scratch space where blobs being fetched are spooled for every waiting client;
     # empty means <data_dir>/proxy-spool.
     spool_dir: str = ""
+    # How often the serve process evicts from caches over their size cap or TTL (one replica
+    # at a time); 0 turns the periodic run off (`daohub proxy evict` still works).
+    eviction_interval_seconds: int = 3600
+    # A cached image's last-pulled time is written at most this often per image (pulls in
+    # between only touch memory), so eviction order is this precise.
+    pull_record_seconds: int = 300
+    # Upstreams created through the admin API reach other replicas within this many seconds
+    # (each replica checks the store's change counter at most this often).
+    upstream_refresh_seconds: float = 5.0
 
 
 @dataclasses.dataclass
@@ -361,6 +376,9 @@ def _validate_proxy(proxy: ProxyConfig) -> None:
 
     if proxy.connect_timeout_seconds <= 0 or proxy.read_timeout_seconds <= 0:
         raise ConfigError("proxy.connect_timeout_seconds and proxy.read_timeout_seconds must be positive")
+    if proxy.eviction_interval_seconds < 0 or proxy.pull_record_seconds < 0 or proxy.upstream_refresh_seconds < 0:
+        raise ConfigError("proxy.eviction_interval_seconds, proxy.pull_record_seconds and "
+                          "proxy.upstream_refresh_seconds must not be negative")
     hosts: dict[str, str] = {}  # every name and alias -> the upstream answering to it
     for i, up in enumerate(proxy.upstreams):
         where = f"proxy.upstreams[{i}]"
@@ -380,6 +398,8 @@ def _validate_proxy(proxy: ProxyConfig) -> None:
             raise ConfigError(f"{where}: username and password go together")
         if up.manifest_revalidate_seconds < 0:
             raise ConfigError(f"{where}.manifest_revalidate_seconds must not be negative")
+        if up.max_size_bytes < 0 or up.ttl_days < 0:
+            raise ConfigError(f"{where}: max_size_bytes and ttl_days must not be negative")
         for tenant in up.tenants:
             if not COMPONENT_RE.fullmatch(tenant):
                 raise ConfigError(f"{where}.tenants: {tenant!r} is not a tenant name")

@@ -128,3 +128,20 @@ class ProxyMetrics:
             "daohub_proxy_upstream_ratelimit_window_seconds", "The window (w=) of the upstream's RateLimit-Limit",
             ["upstream"], registry=registry,
         )
+        # Cache bounds (hub/proxy/eviction.py).
+        self.evicted_images = Counter(
+            "daohub_proxy_evicted_images", "Cached images evicted (over the size cap or past the TTL)", ["upstream"],
+            registry=registry,
+        )
+        self.evicted_bytes = Counter(
+            "daohub_proxy_evicted_bytes", "How much eviction shrank the cache (blob bytes it no longer links)",
+            ["upstream"], registry=registry,
+        )
+        self.deleted_bytes = Counter(
+            "daohub_proxy_evicted_deleted_bytes", "Blob bytes deleted from storage by eviction (linked nowhere else)",
+            ["upstream"], registry=registry,
+        )
+        self.cache_size = Gauge(
+            "daohub_proxy_cache_size_bytes", "Bytes of the distinct blobs in the cache, after the last eviction run",
+            ["upstream"], registry=registry,
+        )

@@ -53,6 +53,7 @@ from .base import (
 )
 from .locks import KeyedLocks
 from .postgres_identity import PostgresIdentityMixin, rows_affected, tenant_range
+from .postgres_proxy import PostgresProxyMixin
 
 log = logging.getLogger("daohub.db")
 
@@ -173,7 +174,7 @@ class _AdvisoryLocks:
         self._conn = None
 
 
-class PostgresStore(PostgresIdentityMixin, MetadataStore):
+class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, MetadataStore):
     dialect = "postgres"
 
     def __init__(self, url: str, *, pool_min_size: int = 2, pool_max_size: int = 20,

@@ -33,6 +33,7 @@ from .base import (
 )
 from .locks import KeyedLocks
 from .sqlite_identity import SqliteIdentityMixin
+from .sqlite_proxy import SqliteProxyMixin
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ def path_from_url(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SqliteStore(SqliteIdentityMixin, MetadataStore):
+class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
     dialect = "sqlite"
 
     def __init__(self, path: str, synchronous: str = "FULL"):

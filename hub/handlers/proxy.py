@@ -49,12 +49,16 @@ async def _plain_route(request: web.Request, name: str) -> Target | None:
 
 
 async def get_manifest(request: web.Request, target: Target, name: str, reference: str) -> web.StreamResponse:
-    await request.app[PROXY].manifest(target, reference)
+    proxy = request.app[PROXY]
+    record = await proxy.manifest(target, reference)
+    proxy.note_pull(target.cache, record.digest)  # memory only: written in batches
     return await manifests.get_manifest(request, target.cache, reference)
 
 
 async def head_manifest(request: web.Request, target: Target, name: str, reference: str) -> web.StreamResponse:
-    await request.app[PROXY].manifest(target, reference)
+    proxy = request.app[PROXY]
+    record = await proxy.manifest(target, reference)
+    proxy.note_pull(target.cache, record.digest)
     return await manifests.head_manifest(request, target.cache, reference)
 
 

@@ -138,6 +138,10 @@ class UpstreamClient:
         return self.upstream.name
 
     async def open(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        """Create the session: no I/O, but it must run on the event loop."""
         # auto_decompress off: a layer served with Content-Encoding must reach storage as its
         # digest says, byte for byte.
         self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False,

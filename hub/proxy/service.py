@@ -41,10 +41,15 @@ from ..metrics import ProxyMetrics
 from ..registry.names import digest_of, looks_like_digest, parse_digest, validate_tag
 from ..registry.service import Registry, _quota_denied
 from .client import SERVE_STALE, UpstreamClient, UpstreamFailed, UpstreamNotFound, UpstreamUnavailable
+from .eviction import EvictionReport, PullLog, evict
 from .flight import BlobFlight, Coalescer
 from .routing import Router, Target, Upstream
+from .upstreams import upstream_from_record
 
 log = logging.getLogger("daohub.proxy")
+
+# Noted pulls reach the store within this long (eviction flushes first, wherever it runs).
+PULL_FLUSH_SECONDS = 30.0
 
 
 class Proxy:
@@ -53,10 +58,18 @@ class Proxy:
         self.store = registry.store
         self.metrics = metrics
         cfg = config.proxy
+        self._timeouts = {"connect_timeout": cfg.connect_timeout_seconds, "read_timeout": cfg.read_timeout_seconds}
         upstreams = [Upstream.from_config(u) for u in cfg.upstreams]
-        self.router = Router(upstreams, cfg.default_mirror, self._tenant_exists)
-        self.clients = {u.name: UpstreamClient(u, metrics, connect_timeout=cfg.connect_timeout_seconds,
-                                               read_timeout=cfg.read_timeout_seconds) for u in upstreams}
+        self.router = Router(upstreams, cfg.default_mirror, self._tenant_exists, stored=self._stored_upstreams,
+                             version=self.store.upstreams_version, refresh_seconds=cfg.upstream_refresh_seconds,
+                             on_change=self._sync_clients)
+        self.clients = {u.name: UpstreamClient(u, metrics, **self._timeouts) for u in upstreams}
+        # Clients of upstreams changed or deleted through the API: closed at shutdown, since a
+        # request may still be using one.
+        self._retired: list[UpstreamClient] = []
+        self._opened = False
+        self.pulls = PullLog(cfg.pull_record_seconds)
+        self.eviction_interval = cfg.eviction_interval_seconds
         self.spool_dir = cfg.spool_dir or str(Path(config.data_dir) / "proxy-spool")
         self.max_manifest_bytes = config.registry.max_manifest_bytes
         # Seconds since the epoch; replaceable so tests can move time.
@@ -69,6 +82,8 @@ class Proxy:
         Path(self.spool_dir).mkdir(parents=True, exist_ok=True)
         for client in self.clients.values():
             await client.open()
+        self._opened = True
+        await self.router.refresh(force=True)
 
     async def close(self) -> None:
         await self._manifests.aclose()
@@ -77,11 +92,70 @@ class Proxy:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for client in self.clients.values():
+        for client in [*self.clients.values(), *self._retired]:
             await client.close()
+        try:
+            await self.pulls.flush(self.store)
+        except Exception:
+            log.exception("could not record the last pulls at shutdown")
 
     async def _tenant_exists(self, name: str) -> bool:
         return await self.store.get_tenant(name) is not None
+
+    # Upstreams -----------------------------------------------------------------------------------
+    async def _stored_upstreams(self) -> list[Upstream]:
+        return [upstream_from_record(r) for r in await self.store.list_upstreams()]
+
+    def _sync_clients(self, upstreams: dict[str, Upstream]) -> None:
+        """Give every routed upstream a client of its own URL and credentials."""
+        for name in list(self.clients):
+            up = upstreams.get(name)
+            if up is None or not up.same_connection(self.clients[name].upstream):
+                self._retired.append(self.clients.pop(name))
+        for name, up in upstreams.items():
+            if name not in self.clients:
+                client = self.clients[name] = UpstreamClient(up, self.metrics, **self._timeouts)
+                if self._opened:
+                    client.start()
+            else:
+                self.clients[name].upstream = up  # same connection; other settings may have changed
+
+    def _client(self, target: Target) -> UpstreamClient:
+        client = self.clients.get(target.upstream.name)
+        if client is None:
+            raise NameUnknown(f"upstream {target.upstream.name!r} was removed", detail={"upstream": target.upstream.name})
+        return client
+
+    # Cache bounds --------------------------------------------------------------------------------
+    def note_pull(self, repository: str, digest: str) -> None:
+        self.pulls.note(repository, digest, self.clock())
+
+    def start_background(self) -> list[asyncio.Task]:
+        """The serve process's loops: writing noted pulls, and periodic eviction (every replica
+        runs it; the store lock lets one at a time do the work)."""
+        tasks = [asyncio.create_task(self._every(PULL_FLUSH_SECONDS, self._flush_pulls), name="proxy-pulls")]
+        if self.eviction_interval > 0:
+            tasks.append(asyncio.create_task(self._every(self.eviction_interval, self.evict), name="proxy-evict"))
+        return tasks
+
+    @staticmethod
+    async def _every(seconds: float, job) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                log.exception("pull-through cache: %s failed", getattr(job, "__name__", "a periodic job"))
+
+    async def _flush_pulls(self) -> None:
+        await self.pulls.flush(self.store)
+
+    async def evict(self, *, wait: bool = False, dry_run: bool = False) -> EvictionReport:
+        """One eviction run over every upstream with a cap or TTL (skipped if another runs)."""
+        await self.pulls.flush(self.store)
+        await self.router.refresh(force=True)
+        return await evict(self.registry, list(self.router.upstreams.values()), self.clock(),
+                           metrics=self.metrics, wait=wait, dry_run=dry_run)
 
     # Manifests -----------------------------------------------------------------------------------
     async def manifest(self, target: Target, reference: str) -> ManifestRecord:
@@ -126,7 +200,7 @@ class Proxy:
 
     async def _fetch_manifest(self, target: Target, reference: str, by_digest: bool,
                               stale: ManifestRecord | None) -> ManifestRecord:
-        client = self.clients[target.upstream.name]
+        client = self._client(target)
         upstream = target.upstream.name
         try:
             fetch_ref = reference
@@ -294,7 +368,7 @@ class Proxy:
         flight = self._flights.get(f"{target.upstream.name}:{digest}")
         if flight is not None and flight.size is not None:
             return flight.size
-        client = self.clients[target.upstream.name]
+        client = self._client(target)
 
         async def head() -> int | None:
             try:
@@ -307,7 +381,7 @@ class Proxy:
     # Tags ----------------------------------------------------------------------------------------
     async def list_tags(self, target: Target, n: int, last: str | None) -> list[str] | None:
         """The upstream's tag list; None when the upstream is unavailable (serve the cached tags)."""
-        client = self.clients[target.upstream.name]
+        client = self._client(target)
         try:
             body = await client.list_tags(target.remote, n, last, self.max_manifest_bytes)
         except SERVE_STALE as exc:

@@ -26,6 +26,10 @@ CHANGES = [
     ("delete_repository", "DELETE", "/api/v1/repositories/team/app", None, "repo.delete"),
     ("delete_user", "DELETE", "/api/v1/users/zoe", None, "user.delete"),
     ("delete_tenant", "DELETE", "/api/v1/tenants/acme", None, "tenant.delete"),
+    ("create_upstream", "POST", "/api/v1/upstreams", {"name": "quay.io", "url": "https://quay.io"},
+     "upstream.create"),
+    ("update_upstream", "PATCH", "/api/v1/upstreams/quay.io", {"ttl_days": 30}, "upstream.update"),
+    ("delete_upstream", "DELETE", "/api/v1/upstreams/quay.io", None, "upstream.delete"),
 ]
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from hub.keys import AUTH, STORE
+from hub.keys import AUTH, PROXY, STORE
 from hub.registry.admin import Administration
 
 from .conftest import ROLES, headers, push_image, token
@@ -58,6 +58,13 @@ async def _push(client, repo: str, tag: str) -> None:
 
 async def _tenant(client, name: str) -> None:
     await client.server.app[STORE].create_tenant(name)
+
+
+async def _upstream(client, name: str) -> None:
+    from hub.proxy.upstreams import UpstreamAdmin
+
+    app = client.server.app
+    await UpstreamAdmin(app[STORE], app[PROXY].router, "test").create({"name": name, "url": "http://127.0.0.1:9"})
 
 
 def rid(role: str) -> str:
@@ -118,6 +125,14 @@ CASES = [
          setup=per_role(lambda c, r: _user(c, f"z-{rid(r)}"))),
     Case("set_password", "PUT", "/api/v1/users/zed/password", only(204, PLATFORM), {"password": "a-new-password"},
          setup=lambda c: _user(c, "zed")),
+    Case("list_upstreams", "GET", "/api/v1/upstreams", PLATFORM),
+    Case("create_upstream", "POST", "/api/v1/upstreams", only(201, PLATFORM),
+         {"name": "up-{role}", "url": "https://up-{role}.example"}),
+    Case("get_upstream", "GET", "/api/v1/upstreams/mirror", PLATFORM, setup=lambda c: _upstream(c, "mirror")),
+    Case("update_upstream", "PATCH", "/api/v1/upstreams/mirror", PLATFORM, {"ttl_days": 3},
+         setup=lambda c: _upstream(c, "mirror")),
+    Case("delete_upstream", "DELETE", "/api/v1/upstreams/u-{role}", only(204, PLATFORM),
+         setup=per_role(lambda c, r: _upstream(c, f"u-{rid(r)}"))),
     Case("audit", "GET", "/api/v1/audit", (401, 403, 403, 403, 200, 200, 403, 200)),
     Case("audit_of_team", "GET", "/api/v1/audit?tenant=team", (401, 403, 403, 403, 200, 403, 403, 200)),
 ]

@@ -25,6 +25,7 @@ _PARAMETERS = {  # name: (description, example)
     "name": ("Robot name.", "ci"),
     "repository": ("Repository name, slashes included.", "team/app"),
     "tag": ("Tag name.", "v1"),
+    "upstream": ("Upstream name.", "docker.io"),
     "app": ("The app's repository name, slashes included.", "team/apps/wordpress"),
     "version": ("The version's tag: the version with '+' replaced by '_'.", "1.0.0"),
 }
@@ -105,9 +106,10 @@ def build_document(routes) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "DaoHub admin API", "version": "1.0.0",
-                 "description": "Tenants, users, members, robot accounts, repositories, tags, quotas and the "
-                                "audit log. Errors are RFC 9457 problem details (application/problem+json). "
-                                "Lists are paginated with ?limit= and ?cursor=."},
+                 "description": "Tenants, users, members, robot accounts, repositories, tags, quotas, "
+                                "pull-through cache upstreams and the audit log. Errors are RFC 9457 problem "
+                                "details (application/problem+json). Lists are paginated with ?limit= and "
+                                "?cursor=."},
         "servers": [{"url": "/"}],
         "security": [{"basic": []}, {"bearer": []}],
         "tags": [{"name": t} for t in dict.fromkeys(r.tag for r in routes)],

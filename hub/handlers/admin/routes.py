@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import audit, members, openapi, repositories, robots, tenants, users
+from . import audit, members, openapi, repositories, robots, tenants, upstreams, users
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/api/v1"
@@ -118,6 +118,21 @@ ROUTES: tuple[Route, ...] = (
     R("PUT", "/users/{username}/password", users.set_password,
       "Set a password: your own with current_password, anyone's as platform admin", "users", 204,
       request="PasswordChange"),
+    # Upstreams of the pull-through cache
+    R("GET", "/upstreams", upstreams.list_upstreams, "List upstreams, from the config file and the API "
+      "(platform admin)", "upstreams", response="Upstream", paginated=True),
+    R("POST", "/upstreams", upstreams.create_upstream, "Create an upstream (platform admin)", "upstreams", 201,
+      request="UpstreamCreate", response="Upstream", conflicts=True,
+      description="Every replica routes to it within `proxy.upstream_refresh_seconds`. Refused with 409 if its "
+                  "name or an alias is taken by another upstream, or its name is a tenant's."),
+    R("GET", "/upstreams/{upstream}", upstreams.get_upstream, "Read an upstream (platform admin)", "upstreams",
+      response="Upstream"),
+    R("PATCH", "/upstreams/{upstream}", upstreams.update_upstream, "Change an upstream created through the API "
+      "(platform admin)", "upstreams", request="UpstreamUpdate", response="Upstream", conflicts=True,
+      description="Upstreams of the config file are read-only (409). A null username or password clears it."),
+    R("DELETE", "/upstreams/{upstream}", upstreams.delete_upstream, "Delete an upstream created through the API, "
+      "and its cached images (platform admin)", "upstreams", 204, conflicts=True,
+      description="Upstreams of the config file are read-only (409)."),
     # Audit
     R("GET", "/audit", audit.list_audit, "Read the audit log, newest first (platform admin; tenant admins: "
       "their tenants' rows)", "audit", response="AuditEntry", paginated=True,

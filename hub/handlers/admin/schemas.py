@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from ...problems import ValidationFailed
+from ...proxy import upstreams
 from ...registry import admin
 from ...registry.names import COMPONENT_PATTERN, MAX_NAME_LENGTH
 
@@ -31,6 +32,34 @@ PATTERNS = {"type": "array", "minItems": 1, "maxItems": admin.MAX_ROBOT_PATTERNS
 QUOTA = {"type": "integer", "minimum": 0, "maximum": admin.MAX_QUOTA_BYTES, "nullable": True,
          "description": "Bytes of distinct blobs the tenant may store; null means no limit."}
 PASSWORD = {"type": "string", "minLength": admin.MIN_PASSWORD_LENGTH, "maxLength": admin.MAX_PASSWORD_LENGTH}
+
+
+_UPSTREAM_SETTINGS = {
+    "url": {"type": "string", "minLength": 1, "maxLength": upstreams.MAX_URL_LENGTH,
+            "description": "http(s)://host[:port] of the upstream registry: no path, credentials, query or "
+                           "fragment."},
+    "aliases": {"type": "array", "maxItems": upstreams.MAX_ALIASES, "uniqueItems": True,
+                "items": {"type": "string", "minLength": 1, "maxLength": 261},
+                "description": "Other registry hosts (host[:port]) it answers to in containerd's ?ns= and, when "
+                               "spelled as a name component, as a path prefix."},
+    "username": {"type": "string", "maxLength": upstreams.MAX_CREDENTIAL_LENGTH, "nullable": True},
+    "password": {"type": "string", "maxLength": upstreams.MAX_CREDENTIAL_LENGTH, "nullable": True,
+                 "writeOnly": True, "description": "Write-only: never returned. With username, for the "
+                                                   "upstream's token dance; both empty: anonymous."},
+    "manifest_revalidate_seconds": {"type": "integer", "minimum": 0, "maximum": upstreams.MAX_REVALIDATE_SECONDS,
+                                    "description": "A tag is checked upstream (one HEAD) at most this often."},
+    "tenants": {"type": "array", "maxItems": upstreams.MAX_TENANTS, "uniqueItems": True,
+                "items": {"type": "string", "minLength": 1, "maxLength": admin.MAX_COMPONENT_LENGTH},
+                "description": "With auth on, members of these tenants may pull through it (empty: any "
+                               "signed-in user or robot)."},
+    "anonymous_pull": {"type": "boolean", "description": "Anonymous clients may pull through it too."},
+    "max_size_bytes": {"type": "integer", "minimum": 1, "maximum": upstreams.MAX_SIZE_BYTES, "nullable": True,
+                       "description": "Size cap of its cache (distinct blob bytes); least recently pulled "
+                                      "images are evicted first. null: no cap."},
+    "ttl_days": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": upstreams.MAX_TTL_DAYS,
+                 "nullable": True, "description": "Images not pulled for this many days are evicted. null: kept "
+                                                  "while they fit."},
+}
 
 
 def obj(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
@@ -80,6 +109,13 @@ REQUESTS: dict[str, dict[str, Any]] = {
                        example={"name": "builder", "repositories": ["team/ci/**"], "actions": ["pull", "push"],
                                 "expires_in_days": 90}),
     "RepositoryUpdate": obj({"public": {"type": "boolean"}}, ("public",), example={"public": True}),
+    "UpstreamCreate": obj({"name": {**COMPONENT, "description": "The cache namespace and path prefix, e.g. "
+                                                                 "docker.io: not a tenant's name."},
+                           **_UPSTREAM_SETTINGS}, ("name", "url"),
+                          example={"name": "ghcr.io", "url": "https://ghcr.io", "aliases": [],
+                                   "manifest_revalidate_seconds": 300, "max_size_bytes": 50_000_000_000,
+                                   "ttl_days": 30}),
+    "UpstreamUpdate": obj(_UPSTREAM_SETTINGS, minProperties=1, example={"max_size_bytes": 100_000_000_000}),
 }
 
 # Resources ---------------------------------------------------------------------------------------
@@ -101,6 +137,21 @@ RESOURCES: dict[str, dict[str, Any]] = {
                        "tag_count": {"type": "integer", "minimum": 0},
                        "manifest_count": {"type": "integer", "minimum": 0}, "created_at": TIMESTAMP},
                       ("name", "tenant", "public", "size_bytes", "tag_count", "manifest_count", "created_at")),
+    "Upstream": obj({
+        "name": {"type": "string"}, "url": {"type": "string"},
+        "aliases": {"type": "array", "items": {"type": "string"}}, "username": {"type": "string"},
+        "password_set": {"type": "boolean", "description": "Whether a password is stored (it is never returned)."},
+        "manifest_revalidate_seconds": {"type": "integer"},
+        "tenants": {"type": "array", "items": {"type": "string"}}, "anonymous_pull": {"type": "boolean"},
+        "max_size_bytes": {"type": "integer", "nullable": True}, "ttl_days": {"type": "number", "nullable": True},
+        "source": {"type": "string", "enum": ["config", "api"]},
+        "read_only": {"type": "boolean", "description": "Defined in the config file: change it there."},
+        "default_mirror": {"type": "boolean", "description": "Serves names outside every tenant (Docker's "
+                                                             "registry-mirrors); set in the config file."},
+        "created_at": NULLABLE_TIMESTAMP, "updated_at": NULLABLE_TIMESTAMP},
+        ("name", "url", "aliases", "username", "password_set", "manifest_revalidate_seconds", "tenants",
+         "anonymous_pull", "max_size_bytes", "ttl_days", "source", "read_only", "default_mirror", "created_at",
+         "updated_at")),
     "Tag": obj({"name": {"type": "string"}, "digest": {"type": "string"}, "updated_at": TIMESTAMP},
                ("name", "digest", "updated_at")),
     "Quota": obj({"tenant": {"type": "string"}, "limit_bytes": {"type": "integer", "nullable": True},
