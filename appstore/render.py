@@ -65,7 +65,11 @@ def resolve_values(version: AppVersion, values: Mapping[str, Any] | None) -> tup
     required parameter without a default is an error. Raises ValuesError mapping each bad
     parameter (or unknown name) to a message.
     """
-    values = dict(values or {})
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise ValuesError("the values must be an object mapping parameter names to values")
+    values = dict(values)
     errors: dict[str, str] = {}
     out: dict[str, Any] = {}
     generated: list[str] = []

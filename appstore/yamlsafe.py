@@ -23,6 +23,7 @@ has no dates, and JSON cannot carry them).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import yaml
@@ -179,9 +180,22 @@ class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
         return True
 
 
+# Plain scalars that YAML 1.2's core schema (go-yaml v3, which docker compose uses) reads as
+# something other than a string. PyYAML quotes by YAML 1.1's rules, which miss some of them
+# (`1e5`, `0o17`): such a password would reach the container as a number.
+_YAML12_NON_STRING = re.compile(
+    r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|true|True|TRUE|false|False|FALSE|null|Null|NULL|~|)$")
+
+
 def _str_representer(dumper, value: str):
     # Multi-line strings (scripts, certificates) stay readable as literal blocks.
-    style = "|" if "\n" in value and not value.endswith((" ", "\t")) else None
+    if "\n" in value and not value.endswith((" ", "\t")):
+        style = "|"
+    elif _YAML12_NON_STRING.match(value):
+        style = "'"
+    else:
+        style = None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

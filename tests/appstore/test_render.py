@@ -101,6 +101,13 @@ def test_odd_values_never_escape_as_other_exceptions(values):
         assert set(exc.errors) <= set(values)
 
 
+@pytest.mark.parametrize("values", [["PORT", "80"], "PORT=80", 5, [("PORT", "80")]])
+def test_values_that_are_not_a_mapping(values):
+    with pytest.raises(ValuesError) as info:
+        render(WEB, values)
+    assert info.value.errors == {"": "the values must be an object mapping parameter names to values"}
+
+
 def test_dollar_in_values_is_escaped_in_the_output():
     result = render(WEB, {"PW": "pa$$w${rd}$X"})
     assert "PASSWORD: pa$$$$w$${rd}$$X" in result.text

@@ -140,3 +140,16 @@ def test_dump_keeps_order_and_writes_no_anchors():
     assert "&" not in text and "*" not in text
     assert text.index("z:") < text.index("a:")
     assert yamlsafe.load(text) == {"z": {"k": "v"}, "a": {"k": "v"}, "s": "two\nlines\n", "ports": ["22:22"]}
+
+
+@pytest.mark.parametrize("value", ["1e5", "1E-3", "0o17", "0x1F", "12345678", ".5", "+1", "-.inf", ".NaN", "true",
+                                   "False", "null", "~", "", "yes", "off", "22:22", "1.0"])
+def test_dump_quotes_strings_that_yaml_1_2_or_1_1_would_read_as_other_types(value):
+    text = yamlsafe.dump({"v": value})
+    assert text.startswith(("v: '", 'v: "')), text
+    assert yamlsafe.load(text) == {"v": value}
+
+
+@pytest.mark.parametrize("value", ["abc", "x1e5", "1e5x", "redis:7", "a b"])
+def test_dump_leaves_plain_strings_plain(value):
+    assert yamlsafe.dump({"v": value}) == f"v: {value}\n"
