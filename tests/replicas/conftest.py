@@ -1,6 +1,6 @@
 """Several `daohub serve` processes sharing one PostgreSQL database and one store.
 
-`cluster` (session-scoped, one per backend) starts REPLICAS processes on their own ports and data
+`cluster` (package-scoped, one per backend) starts REPLICAS processes on their own ports and data
 directories, with the same database and either one moto S3 bucket or one filesystem directory (the
 way replicas use a shared NFS mount). Tests push through any replica and record what they pushed in
 `cluster.ledger`. When the cluster is torn down, every replica must serve exactly that and nothing
@@ -77,7 +77,7 @@ class Cluster:
                 replica.start()
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+@pytest.fixture(scope="package", params=BACKENDS)
 def cluster(request, postgres_cluster, tmp_path_factory) -> Cluster:
     kind = request.param
     base = tmp_path_factory.mktemp(f"replicas-{kind}")
