@@ -130,7 +130,10 @@ async def _evict_upstream(registry, name: str, expiry: float | None, cap: int, m
         size -= evicted.freed_bytes
         result.evicted_bytes += evicted.freed_bytes
         for digest in evicted.unlinked:
-            deleted = await _delete_blob(registry, digest)
+            # The lock a fetch of this blob for this upstream holds: a fetch that found the
+            # bytes present links them under it, so they cannot vanish in between.
+            async with store.lock(f"proxy:blob:{name}:{digest}"):
+                deleted = await _delete_blob(registry, digest)
             if deleted is not None:
                 result.blobs_deleted += 1
                 result.deleted_bytes += deleted

@@ -104,9 +104,13 @@ class UpstreamAdmin:
             holder = self.router.by_host(host)
             if holder is not None and holder.name != own:
                 raise Conflict(f"{host!r} already names upstream {holder.name!r}")
-            if COMPONENT_RE.fullmatch(host) and await self.store.get_tenant(host) is not None:
+            if not COMPONENT_RE.fullmatch(host):
+                continue  # not a path prefix: shadows nothing
+            if await self.store.get_tenant(host) is not None:
                 raise Conflict(f"{host!r} is the name of a tenant: an upstream of that name would shadow "
                                "the tenant's repositories")
+            if host != own and await self.store.repository_summaries(host, 1, None):
+                raise Conflict(f"repositories named {host}/... exist: an upstream of that name would shadow them")
 
     def _configured(self, name: str) -> None:
         if name in self.router.config_names:

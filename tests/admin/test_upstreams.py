@@ -128,6 +128,10 @@ async def test_names_never_collide_with_upstreams_or_tenants(hub):
                  {"name": "z", "url": "http://h", "aliases": ["team"]}):
         status, problem, _ = await call(hub, "POST", "/api/v1/upstreams", json=body)
         assert status == 409 and problem["type"] == "urn:daohub:problem:conflict", (body, problem)
+    # Repositories outside any tenant (a hub without auth, say) would be shadowed too.
+    await hub.server.app[STORE].link_blob("loose/app", "sha256:" + "0" * 64, 1)
+    status, problem, _ = await call(hub, "POST", "/api/v1/upstreams", json={"name": "loose", "url": "http://h"})
+    assert status == 409 and "loose/..." in problem["detail"]
     # The other way round: no tenant named like an upstream or one of its aliases.
     for name in ("ghcr.io", "docker.io", "registry-1.docker.io"):
         status, problem, _ = await call(hub, "POST", "/api/v1/tenants", json={"name": name})

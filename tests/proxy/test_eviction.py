@@ -257,3 +257,20 @@ async def test_the_cli_reports_and_evicts(proxy_hub, distribution, dist, tmp_pat
     assert done["upstreams"][0]["images"] == dry["upstreams"][0]["images"]
     assert done["upstreams"][0]["deleted_bytes"] == _size(images[0])
     assert await store.cache_size(DIST) == _size(images[1])
+
+
+async def test_serve_evicts_periodically(proxy_hub, distribution, dist):
+    images = [dist.push_image(f"evict/loop-{i}", "1") for i in range(2)]
+    client = await proxy_hub([dist_upstream(distribution, max_size_bytes=_size(images[1]))],
+                             pull_record_seconds=0, eviction_interval_seconds=1)
+    now = _clock(client)
+    for image in images:
+        now[0] += 60
+        await pull(client, f"{DIST}/{image.name}", "1")
+    store = client.server.app[STORE]
+    for _ in range(600):  # polled, not timed: the loop runs every second
+        if await store.cache_size(DIST) <= _size(images[1]):
+            break
+        await asyncio.sleep(0.1)
+    assert await store.get_manifest(f"{DIST}/evict/loop-0", images[0].digest, by_digest=True) is None
+    assert await store.get_manifest(f"{DIST}/evict/loop-1", images[1].digest, by_digest=True) is not None
