@@ -1,8 +1,8 @@
 """Several `daohub serve` processes sharing one PostgreSQL database and one store.
 
 `cluster` (package-scoped, one per backend) starts REPLICAS processes on their own ports and data
-directories, with the same database and either one moto S3 bucket or one filesystem directory (the
-way replicas use a shared NFS mount). Tests push through any replica and record what they pushed in
+directories, with the same database and one store: a moto S3 bucket, an nfs-ganesha export spoken
+to by the nfs driver, or one filesystem directory (the way replicas use a shared NFS mount). Tests push through any replica and record what they pushed in
 `cluster.ledger`. When the cluster is torn down, every replica must serve exactly that and nothing
 else: the same catalog, the same tags, each manifest and blob with the right bytes and size; the
 store, read without DaoHub, must hold exactly the ledger's blobs, each hashing to its name, and no
@@ -23,11 +23,11 @@ import aiohttp
 import pytest
 
 from tests.helpers.fixtures_s3 import moto_s3, stop_moto_servers  # noqa: F401 (fixtures)
-from tests.helpers.scaleout import Backend, filesystem_backend, leftover_uploads, s3_backend
+from tests.helpers.scaleout import Backend, filesystem_backend, leftover_uploads, nfs_backend, s3_backend
 from tests.helpers.server import DaoHubProcess
 
 REPLICAS = 2
-BACKENDS = ("s3", "filesystem")
+BACKENDS = ("s3", "filesystem", "nfs")
 MiB = 1 << 20
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -84,6 +84,8 @@ def cluster(request, postgres_cluster, tmp_path_factory) -> Cluster:
     database_url = postgres_cluster.create_database()  # empty: `serve` migrates it
     if kind == "s3":
         backend = s3_backend(request.getfixturevalue("moto_s3"), database_url)
+    elif kind == "nfs":
+        backend = nfs_backend(request.getfixturevalue("ganesha").new_root("replicas"), database_url)
     else:
         backend = filesystem_backend(base / "shared-storage", database_url)
     # The background purge must not race the tests' checks of upload data.
