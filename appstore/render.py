@@ -389,6 +389,9 @@ def validate_compose(doc: Any) -> list[tuple[str, ImageRef]]:
                 errors[where] = "must be a mapping"
                 continue
             images.extend((svc_name, ref) for ref in _check_service(svc, where, declared, errors))
+            for i, dependency in enumerate(_names(svc.get("depends_on"))):
+                if dependency not in services:
+                    errors[f"{where}.depends_on[{i}]"] = f"depends on undefined service {dependency!r}"
     if errors:
         raise ComposeError(errors)
     return images

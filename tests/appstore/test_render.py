@@ -6,6 +6,8 @@ import asyncio
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appstore import yamlsafe
 from appstore.errors import AppStoreError, ComposeError, InterpolationError, ValuesError
@@ -190,6 +192,9 @@ def test_compose_defaults_in_template_still_apply_for_unset_optional_parameters(
     ({"services": {"a": {"image": "x", "secrets": [{"source": "s"}]}}}, "services.a.secrets[0]", "not declared"),
     ({"services": {"a": {"image": "x"}}, "name": "Bad Name"}, "name", "project name"),
     ({"services": {"a": {"image": "x"}}, "volumes": ["v"]}, "volumes", "mapping"),
+    ({"services": {"a": {"image": "x", "depends_on": ["b"]}}}, "services.a.depends_on[0]", "undefined service"),
+    ({"services": {"a": {"image": "x", "depends_on": {"c": {"condition": "service_healthy"}}}}},
+     "services.a.depends_on[0]", "undefined service 'c'"),
 ])
 def test_compose_validation(doc, path, fragment):
     with pytest.raises(ComposeError) as info:
@@ -367,3 +372,28 @@ def test_image_checker_hook():
 def test_render_does_not_read_the_process_environment(monkeypatch):
     monkeypatch.setitem(os.environ, "TAG", "from-env")
     assert render(WEB).document["services"]["web"]["image"] == "nginx:1.27"
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                         max_size=3), max_leaves=6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from(["TAG", "PORT", "PW", "DEBUG", "MODE", "OTHER", ""]), json_values, max_size=6))
+def test_any_submitted_values_give_a_result_or_field_errors(values):
+    try:
+        result = render(WEB, values)
+    except AppStoreError as exc:
+        assert exc.errors and set(exc.errors) <= set(values) | {"services.web.image", "services.web.ports[0]"}
+    else:
+        assert yamlsafe.load(result.text)["services"]["web"]["image"].startswith("nginx:")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(), st.text(alphabet="0123456789:-./[]abcdeftpu ", max_size=24),
+                 st.dictionaries(st.sampled_from(["target", "published", "protocol", "host_ip", "mode"]),
+                                 st.one_of(st.integers(), st.text(max_size=8)), max_size=5)))
+def test_port_checker_never_raises(entry):
+    problem = check_port(entry)
+    assert problem is None or isinstance(problem, str)
