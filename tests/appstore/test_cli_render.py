@@ -93,3 +93,8 @@ def test_render_ignores_a_broken_daohub_environment():
     proc = subprocess.run([sys.executable, "-m", "hub", "app", "render", str(SEEDS / "nginx")], capture_output=True,
                           text=True, cwd=ROOT, env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_app_group_help_lists_render():
+    proc = daohub("--help")
+    assert proc.returncode == 0 and "render" in proc.stdout

@@ -7,6 +7,8 @@ import json
 import os
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from appstore.errors import ModelError
 from appstore.model import (
@@ -289,3 +291,28 @@ def test_load_metadata_file_with_compose_beside(tmp_path):
     assert app.version().compose.startswith("services:")
     assert app.version().version == "1.2.0-rc.1"
     assert SCHEMA_VERSION == 1
+
+
+idents = st.one_of(st.integers(0, 30).map(str), st.from_regex(r"[a-z-][0-9a-z-]{0,3}", fullmatch=True))
+semvers = st.builds(
+    SemVer, st.integers(0, 3), st.integers(0, 3), st.integers(0, 3),
+    st.lists(idents, max_size=3).map(tuple), st.lists(st.from_regex(r"[0-9a-z]{1,3}", fullmatch=True),
+                                                      max_size=2).map(tuple))
+
+
+@given(semvers)
+def test_semver_text_round_trip(version):
+    assert SemVer.parse(str(version)) == version
+
+
+@given(semvers, semvers, semvers)
+def test_semver_order_is_a_total_order(a, b, c):
+    assert (a < b) + (b < a) + (a == b) == 1
+    if a < b < c:
+        assert a < c
+    if a.precedes(b):
+        assert a < b
+    # a release follows its own pre-releases
+    release = SemVer(a.major, a.minor, a.patch)
+    if a.prerelease:
+        assert a.precedes(release)
