@@ -4,21 +4,26 @@ The driver-level cases are in tests/storage/test_s3.py; here a client pushes thr
 SlowDown and 500s are retried and the push succeeds, and a storage failure after every byte of an
 upload was written (the multipart completion, or the move to the blob's address) fails the PUT
 and leaves nothing visible: no blob through the API, no object at the blob's key, no manifest can
-use it. Once the fault is gone, the same upload is finished with a second PUT.
+use it. Once the fault is gone, the same upload is finished with a second PUT. And a replica
+SIGKILLed while its blob's move is held up leaves nothing visible; another replica finishes it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 
+import aiohttp
 import pytest
 
 from hub.app import create_app
 from tests.helpers.faultproxy import S3_INTERNAL_ERROR, S3_SLOW_DOWN, FaultProxy, Seen
-from tests.helpers.scaleout import MiB, s3_backend
+from tests.helpers.scaleout import MiB, leftover_uploads, s3_backend
+from tests.helpers.server import DaoHubProcess
 from tests.storage.test_s3 import hub_config, is_complete, is_copy
 
-from .conftest import image_manifest, sha256
+from .conftest import Hub, image_manifest, sha256
 
 
 def is_upload_part(seen: Seen) -> bool:
@@ -97,3 +102,44 @@ async def test_a_storage_error_after_the_upload_was_written_leaves_no_visible_bl
     r = await client.get(f"/v2/{repo}/blobs/{digest}")
     assert r.status == 200 and await r.read() == data
     assert backend.stored_blobs() == {sha256(config): len(config), digest: len(data)}
+
+
+async def test_replica_killed_while_moving_a_blob_into_place(moto_s3, postgres_cluster, tmp_path):
+    """A crash between the upload's data being complete and the blob being linked: nothing is
+    visible meanwhile, and another replica finishes the upload from the data already in the bucket."""
+    with FaultProxy(moto_s3.url) as proxy:
+        backend = s3_backend(moto_s3, postgres_cluster.create_database())
+        # A reaches S3 through the proxy (which will hold its move), B directly.
+        a = DaoHubProcess(tmp_path / "a", env=backend.env(DAOHUB_STORAGE_ENDPOINT=proxy.url))
+        b = DaoHubProcess(tmp_path / "b", env=backend.env())
+        try:
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                for started in [pool.submit(a.start), pool.submit(b.start)]:
+                    started.result()
+            async with aiohttp.ClientSession() as session:
+                hub_a, hub_b = Hub(session, a.url), Hub(session, b.url)
+                repo, data = "team/crash-in-move", os.urandom(6 * MiB + 3)
+                digest = sha256(data)
+                location = await hub_a.patch(await hub_a.start_upload(repo), data, 0, len(data))
+                stalled = proxy.stall(times=1, when=is_copy)
+                put = asyncio.create_task(hub_a.finish_upload(location, digest))
+                try:
+                    while not stalled.fired:
+                        assert not put.done(), put
+                        await asyncio.sleep(0.05)
+                    for hub in (hub_a, hub_b):
+                        async with session.head(f"{hub.url}/v2/{repo}/blobs/{digest}") as r:
+                            assert r.status == 404, "blob visible before its upload finished"
+                    a.kill()
+                    with pytest.raises(aiohttp.ClientError):
+                        await asyncio.wait_for(put, 60)
+                finally:
+                    put.cancel()
+                assert await hub_b.upload_offset(location) == len(data)
+                await hub_b.finish_upload(location, digest)
+                assert await hub_b.get_blob(repo, digest) == data
+        finally:
+            a.stop()
+            b.stop()
+    assert backend.stored_blobs() == {digest: len(data)}
+    assert leftover_uploads(backend) == []
