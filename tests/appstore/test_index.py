@@ -174,7 +174,7 @@ async def test_listing_pages_and_filters(open_hub):
     status, body = await get_json(open_hub, "/api/v1/appstore/apps", params={"tenant": "other"})
     assert body["items"] == []
     status, body = await get_json(open_hub, "/api/v1/appstore/categories")
-    assert body == [{"name": "db", "apps": 3}, {"name": "proxy", "apps": 4}, {"name": "web", "apps": 4}]
+    assert body == {"items": [{"name": "db", "apps": 3}, {"name": "proxy", "apps": 4}, {"name": "web", "apps": 4}]}
 
 
 async def test_icon_is_served_safely(open_hub):

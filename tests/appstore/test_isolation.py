@@ -76,7 +76,7 @@ async def test_outsiders_list_only_public_apps(catalog, role):
     r = await catalog.get("/api/v1/appstore/apps", params={"tenant": "team", "q": "secret"}, headers=creds(role))
     assert (await r.json())["items"] == []
     r = await catalog.get("/api/v1/appstore/categories", headers=creds(role))
-    assert await r.json() == [{"name": "cat-pub", "apps": 1}]
+    assert await r.json() == {"items": [{"name": "cat-pub", "apps": 1}]}
     # The public app itself is readable by everyone, anonymous callers included.
     for method, path, body in private_reads():
         r = await catalog.request(method, path.replace("team/secret", "team/pub"), json=body, headers=creds(role))

@@ -16,6 +16,7 @@ _ERRORS = {
     403: "Authenticated, but not allowed (robot accounts may only call GET /me).",
     404: "No such resource.",
     409: "The change conflicts with the current state.",
+    413: "The request body is larger than the server accepts (registry.max_manifest_bytes).",
     422: "The request breaks the schema; `errors` lists each bad field (`pointer`) or parameter.",
     429: "Too many failed logins; retry after Retry-After seconds.",
 }
@@ -40,7 +41,7 @@ _PAGE = [
 def _error_statuses(route) -> list[int]:
     statuses = []
     if route.request:
-        statuses.append(400)
+        statuses += [400, 413]
     if not route.public:
         statuses += [401, 429] + ([] if route.robots else [403])
     if route.path_parameters:

@@ -58,7 +58,7 @@ async def list_apps(request: web.Request) -> web.StreamResponse:
 
 
 async def list_categories(request: web.Request) -> web.StreamResponse:
-    return json_response(await appstore(request).categories(await principal(request)))
+    return json_response({"items": await appstore(request).categories(await principal(request))})
 
 
 async def get_app(request: web.Request) -> web.StreamResponse:

@@ -24,7 +24,7 @@ ROUTES: tuple[Route, ...] = (
       description="An app is a repository holding app artifacts; you see it exactly when you may pull the "
                   "repository. Private apps of other tenants are never listed."),
     R("GET", "/appstore/categories", apps.list_categories, "Categories of the apps you may see", "appstore",
-      response="AppCategory", public=True),
+      response="AppCategories", public=True),
     R("GET", "/appstore/portainer/v2.json", apps.portainer_v2, "Portainer app templates (v2) of the apps you "
       "may see", "appstore", response="PortainerTemplates", public=True, query=_FEED_QUERY,
       description="Usable as Portainer's App Templates URL. Anonymous callers get the public apps."),

@@ -75,7 +75,9 @@ APPSTORE_RESOURCES: dict[str, dict[str, Any]] = {
                                                                          "description": "The compose file."},
                         "images": {"type": "array", "items": _IMAGE}},
                        ("repository", "tag", "compose", "images")),
-    "AppCategory": obj({"name": STRING, "apps": {"type": "integer", "minimum": 1}}, ("name", "apps")),
+    "AppCategories": obj({"items": {"type": "array", "items": obj({"name": STRING, "apps": {
+        "type": "integer", "minimum": 1, "description": "Apps in the category that you may see."}}, ("name", "apps"))}},
+        ("items",)),
     "PortainerTemplates": {"type": "object", "required": ["version", "templates"], "additionalProperties": True,
                            "properties": {"version": STRING, "templates": {"type": "array",
                                                                            "items": {"type": "object"}}}},
