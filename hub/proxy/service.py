@@ -50,6 +50,9 @@ log = logging.getLogger("daohub.proxy")
 
 # Noted pulls reach the store within this long (eviction flushes first, wherever it runs).
 PULL_FLUSH_SECONDS = 30.0
+# A client of an upstream changed or deleted through the API is closed this long after, when
+# the requests that were using it have finished (a longer blob transfer is cut).
+RETIRED_CLIENT_SECONDS = 900.0
 
 
 class Proxy:
@@ -64,9 +67,9 @@ class Proxy:
                              version=self.store.upstreams_version, refresh_seconds=cfg.upstream_refresh_seconds,
                              on_change=self._sync_clients)
         self.clients = {u.name: UpstreamClient(u, metrics, **self._timeouts) for u in upstreams}
-        # Clients of upstreams changed or deleted through the API: closed at shutdown, since a
-        # request may still be using one.
-        self._retired: list[UpstreamClient] = []
+        # Clients of upstreams changed or deleted through the API, with when: a request may still
+        # be using one, so each is closed only after RETIRED_CLIENT_SECONDS (or at shutdown).
+        self._retired: list[tuple[UpstreamClient, float]] = []
         self._opened = False
         self.pulls = PullLog(cfg.pull_record_seconds)
         self.eviction_interval = cfg.eviction_interval_seconds
@@ -92,7 +95,7 @@ class Proxy:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for client in [*self.clients.values(), *self._retired]:
+        for client in [*self.clients.values(), *(c for c, _ in self._retired)]:
             await client.close()
         try:
             await self.pulls.flush(self.store)
@@ -111,7 +114,7 @@ class Proxy:
         for name in list(self.clients):
             up = upstreams.get(name)
             if up is None or not up.same_connection(self.clients[name].upstream):
-                self._retired.append(self.clients.pop(name))
+                self._retired.append((self.clients.pop(name), time.monotonic()))
         for name, up in upstreams.items():
             if name not in self.clients:
                 client = self.clients[name] = UpstreamClient(up, self.metrics, **self._timeouts)
@@ -148,7 +151,15 @@ class Proxy:
                 log.exception("pull-through cache: %s failed", getattr(job, "__name__", "a periodic job"))
 
     async def _flush_pulls(self) -> None:
+        await self._close_retired()
         await self.pulls.flush(self.store)
+
+    async def _close_retired(self, grace: float = RETIRED_CLIENT_SECONDS) -> None:
+        now = time.monotonic()
+        done = [c for c, at in self._retired if now - at >= grace]
+        self._retired = [(c, at) for c, at in self._retired if now - at < grace]
+        for client in done:
+            await client.close()
 
     async def evict(self, *, wait: bool = False, dry_run: bool = False) -> EvictionReport:
         """One eviction run over every upstream with a cap or TTL (skipped if another runs)."""

@@ -163,8 +163,15 @@ async def test_update_and_clear_credentials(hub):
     assert status == 422 and "#/password" in field_errors(problem)
     status, body, _ = await call(hub, "PATCH", "/api/v1/upstreams/ghcr.io", json={"password": None, "username": None})
     assert status == 200 and body["password_set"] is False and body["username"] == ""
-    up = hub.server.app[PROXY].router.upstreams["ghcr.io"]
+    proxy = hub.server.app[PROXY]
+    up = proxy.router.upstreams["ghcr.io"]
     assert (up.url, up.password, up.max_size_bytes) == ("https://mirror.example", "", 0)
+    # Each new URL or credential got a client of its own; the old ones close once unused.
+    assert proxy.clients["ghcr.io"].upstream == up and len(proxy._retired) == 2
+    await proxy._close_retired(grace=3600)
+    assert len(proxy._retired) == 2
+    await proxy._close_retired(grace=0)
+    assert proxy._retired == []
     rows = await audit_rows(hub, "upstream.update")
     assert len(rows) == 2 and all(SECRET not in (r.detail_json or "") for r in rows)
     assert (await call(hub, "PATCH", "/api/v1/upstreams/ghcr.io", json={}))[0] == 422
