@@ -30,7 +30,7 @@ from typing import Any
 from hub.db.base import AppIndexEntry
 from hub.errors import BlobUnknown, ManifestInvalid
 
-from . import artifact, interpolate, model, yamlsafe
+from . import artifact, interpolate, model, render, yamlsafe
 from .errors import AppStoreError
 
 log = logging.getLogger("daohub.appstore")
@@ -89,6 +89,7 @@ def document_for(found: artifact.AppArtifact, repository: str, tag: str) -> tupl
         if app.icon and not model.is_safe_url(app.icon) and found.icon is None:
             raise artifact.ArtifactInvalid(f"the metadata names icon {app.icon!r} but the artifact has no icon "
                                            "layer", "metadata.app.icon")
+        render.check_template(version)  # what the publish API checks, for artifacts pushed by any client
     else:
         used: dict[str, None] = {}
         for name, text in found.compose_files:

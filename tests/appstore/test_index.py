@@ -122,6 +122,12 @@ async def test_invalid_daohub_metadata_is_refused_with_manifest_invalid(open_hub
     assert r.status == 404
 
 
+async def test_a_daohub_artifact_whose_template_does_not_render_is_refused(open_hub):
+    art = packed("web", "1.0.0", compose="services:\n  web:\n    image: nginx:${UNDECLARED}\n")
+    r = await push(open_hub, "team/web", "1.0.0", art, expect=400)
+    assert await error_code(r) == "MANIFEST_INVALID" and "UNDECLARED" in (await r.text())
+
+
 async def test_icon_content_must_match_its_media_type(open_hub):
     good = packed("web", "1.0.0", with_icon=True)
     doc = json.loads(good.manifest)
@@ -191,3 +197,27 @@ async def test_icon_is_served_safely(open_hub):
     await push(open_hub, "team/plain", "1.0.0", packed("plain", "1.0.0"))
     r = await open_hub.get("/api/v1/appstore/apps/team/plain/icon")
     assert r.status == 404
+
+
+async def test_replicas_on_one_postgresql_see_a_push_at_once(request, aiohttp_client, tmp_path):
+    from hub.app import create_app
+    from hub.config import load_config
+
+    url = request.getfixturevalue("postgres_url")
+    replicas = []
+    for name in ("a", "b"):
+        cfg = load_config(environ={}, overrides={
+            "data_dir": str(tmp_path / name), "log": {"access_log": False}, "auth": {"enabled": False},
+            "storage": {"driver": "filesystem", "root": str(tmp_path / "shared")},
+            "database": {"url": url, "pool_min_size": 1}})
+        replicas.append(await aiohttp_client(create_app(cfg)))
+    a, b = replicas
+    await push(a, "team/web", "1.0.0", packed("web", "1.0.0", with_icon=True))
+    status, body = await get_json(b, "/api/v1/appstore/apps/team/web")
+    assert status == 200 and body["latest_version"] == "1.0.0"
+    r = await b.get("/api/v1/appstore/apps/team/web/icon")
+    assert r.status == 200 and await r.read() == PNG
+    r = await b.delete("/api/v1/appstore/apps/team/web/versions/1.0.0")
+    assert r.status == 204
+    status, _ = await get_json(a, "/api/v1/appstore/apps/team/web")
+    assert status == 404

@@ -25,7 +25,7 @@ from . import schemas  # noqa: F401  (registers the request schemas json_body va
 
 # Icons are fetched by every catalog page; an hour of caching, revalidated by ETag.
 ICON_MAX_AGE = 3600
-_OPEN = Principal.user("anonymous", is_platform_admin=True)
+_OPEN = Principal.user("open-registry", is_platform_admin=True)
 
 
 async def principal(request: web.Request) -> Principal:
