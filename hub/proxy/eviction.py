@@ -13,10 +13,18 @@ manifests, tags and the repository's blob links nothing else in it references. A
 are deleted only when no repository at all links it any more: a blob also linked by a
 tenant's repository (pushed there, or mounted) stays. Bytes are deleted before the blob's row,
 so a failure leaves a row for a later run rather than a row whose bytes are gone.
+
+Pushes take no lock that eviction could share (hub/registry), so the check "nothing links
+it" and the delete are not atomic against a push of the very same bytes. The window is kept
+small: the bytes go only after a grace period following the unlink (a push that found them
+present links them within it), and the check is made again right before the delete. A push
+that lands exactly between that check and the delete is logged as an error. Making it
+impossible needs the registry's blob commit and this delete to share a lock per digest.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections import OrderedDict
@@ -30,6 +38,8 @@ from .routing import Upstream
 log = logging.getLogger("daohub.proxy")
 
 EVICTION_LOCK = "proxy:evict"
+# Between unlinking an evicted image's blobs and deleting the bytes nothing links any more.
+BLOB_GRACE_SECONDS = 2.0
 # How many images' last write times a process remembers (older ones may be written again).
 _REMEMBERED = 100_000
 DAY = 86400.0
@@ -91,7 +101,7 @@ class EvictionReport:
 
 
 async def evict(registry, upstreams: Iterable[Upstream], now: float, *, metrics=None,
-                wait: bool = False, dry_run: bool = False) -> EvictionReport:
+                wait: bool = False, dry_run: bool = False, grace: float = BLOB_GRACE_SECONDS) -> EvictionReport:
     """One eviction run over `upstreams` (those with a cap or a TTL)."""
     store = registry.store
     bounded = [u for u in upstreams if u.max_size_bytes > 0 or u.ttl_days > 0]
@@ -102,20 +112,21 @@ async def evict(registry, upstreams: Iterable[Upstream], now: float, *, metrics=
         for upstream in bounded:
             expiry = now - upstream.ttl_days * DAY if upstream.ttl_days > 0 else None
             report.upstreams.append(await _evict_upstream(registry, upstream.name, expiry, upstream.max_size_bytes,
-                                                          metrics, dry_run))
+                                                          metrics, dry_run, grace=grace))
         return report
 
 
-async def purge(registry, namespace: str, *, metrics=None) -> UpstreamEviction:
+async def purge(registry, namespace: str, *, metrics=None, grace: float = BLOB_GRACE_SECONDS) -> UpstreamEviction:
     """Evict every image of a cache namespace (its upstream was deleted)."""
     async with registry.store.lock(EVICTION_LOCK):
-        return await _evict_upstream(registry, namespace, None, 0, metrics, False, everything=True)
+        return await _evict_upstream(registry, namespace, None, 0, metrics, False, everything=True, grace=grace)
 
 
 async def _evict_upstream(registry, name: str, expiry: float | None, cap: int, metrics, dry_run: bool, *,
-                          everything: bool = False) -> UpstreamEviction:
+                          everything: bool = False, grace: float = BLOB_GRACE_SECONDS) -> UpstreamEviction:
     store = registry.store
     result = UpstreamEviction(name)
+    unlinked: set[str] = set()
     size = result.size_before = await store.cache_size(name)
     for image in await store.cache_images(name):
         expired = expiry is not None and image.last_pulled < expiry
@@ -129,19 +140,24 @@ async def _evict_upstream(registry, name: str, expiry: float | None, cap: int, m
         evicted = await store.evict_image(image.repository, image.digest, name)
         size -= evicted.freed_bytes
         result.evicted_bytes += evicted.freed_bytes
-        for digest in evicted.unlinked:
-            # The lock a fetch of this blob for this upstream holds: a fetch that found the
-            # bytes present links them under it, so they cannot vanish in between.
-            async with store.lock(f"proxy:blob:{name}:{digest}"):
-                deleted = await _delete_blob(registry, digest)
-            if deleted is not None:
-                result.blobs_deleted += 1
-                result.deleted_bytes += deleted
+        unlinked.update(evicted.unlinked)
         if evicted.manifests:
             why = "its upstream was deleted" if everything else "not pulled within its TTL" if expired else \
                 "over its size cap"
             log.info("evicted %s@%s from the cache of %r (%s, %d bytes freed in the cache)", image.repository,
                      image.digest, name, why, evicted.freed_bytes)
+    if unlinked:
+        # A push of the same bytes that found them present (before the unlink) links them a
+        # moment later: after the grace its link is there, and the bytes are kept.
+        await wait_grace(grace)
+    for digest in sorted(unlinked):
+        # The lock a fetch of this blob for this upstream holds: a fetch that found the
+        # bytes present links them under it, so they cannot vanish in between.
+        async with store.lock(f"proxy:blob:{name}:{digest}"):
+            deleted = await _delete_blob(registry, digest)
+        if deleted is not None:
+            result.blobs_deleted += 1
+            result.deleted_bytes += deleted
     result.size_after = size if not dry_run else result.size_before
     if metrics is not None and not dry_run:
         metrics.evicted_images.labels(name).inc(len(result.images))
@@ -149,6 +165,10 @@ async def _evict_upstream(registry, name: str, expiry: float | None, cap: int, m
         metrics.deleted_bytes.labels(name).inc(result.deleted_bytes)
         metrics.cache_size.labels(name).set(result.size_after)
     return result
+
+
+async def wait_grace(seconds: float) -> None:
+    await asyncio.sleep(seconds)
 
 
 async def _delete_blob(registry, digest: str) -> int | None:

@@ -41,7 +41,7 @@ from ..metrics import ProxyMetrics
 from ..registry.names import digest_of, looks_like_digest, parse_digest, validate_tag
 from ..registry.service import Registry, _quota_denied
 from .client import SERVE_STALE, UpstreamClient, UpstreamFailed, UpstreamNotFound, UpstreamUnavailable
-from .eviction import EvictionReport, PullLog, evict
+from .eviction import BLOB_GRACE_SECONDS, EvictionReport, PullLog, evict
 from .flight import BlobFlight, Coalescer
 from .routing import Router, Target, Upstream
 from .upstreams import upstream_from_record
@@ -73,6 +73,7 @@ class Proxy:
         self._opened = False
         self.pulls = PullLog(cfg.pull_record_seconds)
         self.eviction_interval = cfg.eviction_interval_seconds
+        self.blob_grace = BLOB_GRACE_SECONDS
         self.spool_dir = cfg.spool_dir or str(Path(config.data_dir) / "proxy-spool")
         self.max_manifest_bytes = config.registry.max_manifest_bytes
         # Seconds since the epoch; replaceable so tests can move time.
@@ -166,7 +167,7 @@ class Proxy:
         await self.pulls.flush(self.store)
         await self.router.refresh(force=True)
         return await evict(self.registry, list(self.router.upstreams.values()), self.clock(),
-                           metrics=self.metrics, wait=wait, dry_run=dry_run)
+                           metrics=self.metrics, wait=wait, dry_run=dry_run, grace=self.blob_grace)
 
     # Manifests -----------------------------------------------------------------------------------
     async def manifest(self, target: Target, reference: str) -> ManifestRecord:

@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hub.cli import main
 from hub.keys import PROXY, STORAGE, STORE
-from hub.proxy.eviction import DAY, PullLog
+from hub.proxy import eviction
+from hub.proxy.eviction import BLOB_GRACE_SECONDS, DAY, PullLog
 from storage_backends import PathNotFoundError
 
 from .conftest import DIST, dist_upstream
@@ -31,9 +32,11 @@ def _clock(client, start: float = START) -> list[float]:
     return now
 
 
-async def _bounded(proxy_hub, distribution, database: str = "sqlite", **bounds):
-    return await proxy_hub([dist_upstream(distribution, **bounds)], database=database, pull_record_seconds=0,
-                           eviction_interval_seconds=0)
+async def _bounded(proxy_hub, distribution, database: str = "sqlite", grace: float = 0.05, **bounds):
+    client = await proxy_hub([dist_upstream(distribution, **bounds)], database=database, pull_record_seconds=0,
+                             eviction_interval_seconds=0)
+    client.server.app[PROXY].blob_grace = grace  # the default (2 s) in one test below
+    return client
 
 
 async def _stored(client, digest: str) -> bool:
@@ -119,7 +122,7 @@ async def test_images_not_pulled_within_the_ttl_expire(proxy_hub, distribution, 
 async def test_a_blob_a_tenant_repository_links_survives(proxy_hub, distribution, dist):
     shared = os.urandom(5000)
     image = dist.push_image("evict/shared", "1", layers=[shared, os.urandom(3000)])
-    client = await _bounded(proxy_hub, distribution, max_size_bytes=1)
+    client = await _bounded(proxy_hub, distribution, grace=BLOB_GRACE_SECONDS, max_size_bytes=1)
     await pull(client, f"{DIST}/evict/shared", "1")
     # The same layer, pushed into a tenant's repository.
     r = await client.post(f"/v2/team/app/blobs/uploads/?digest={sha256(shared)}", data=shared)
@@ -132,6 +135,28 @@ async def test_a_blob_a_tenant_repository_links_survives(proxy_hub, distribution
     assert [d for d in image.blobs if await _stored(client, d)] == [sha256(shared)]
     r = await client.get(f"/v2/team/app/blobs/{sha256(shared)}")
     assert r.status == 200 and await r.read() == shared
+
+
+async def test_a_push_that_found_the_bytes_present_keeps_them(proxy_hub, distribution, dist, monkeypatch):
+    """The push racing the eviction: it saw the layer present (so it will not write it) before
+    the cache unlinked it, and links it while eviction waits before deleting bytes."""
+    layer = os.urandom(4000)
+    image = dist.push_image("evict/race", "1", layers=[layer])
+    client = await _bounded(proxy_hub, distribution, max_size_bytes=1)
+    await pull(client, f"{DIST}/evict/race", "1")
+    store = client.server.app[STORE]
+
+    async def push_links_meanwhile(seconds: float) -> None:
+        assert await store.get_manifest(f"{DIST}/evict/race", image.digest, by_digest=True) is None
+        await store.link_blob("team/race", sha256(layer), len(layer))
+
+    monkeypatch.setattr(eviction, "wait_grace", push_links_meanwhile)
+    [result] = (await client.server.app[PROXY].evict()).upstreams
+    assert result.images == [f"{DIST}/evict/race@{image.digest}"]
+    assert await _stored(client, sha256(layer))
+    assert result.deleted_bytes == _size(image) - len(layer)
+    r = await client.get(f"/v2/team/race/blobs/{sha256(layer)}")
+    assert r.status == 200 and await r.read() == layer
 
 
 async def test_a_layer_shared_by_cached_images_counts_once_and_stays_while_used(proxy_hub, distribution, dist):
@@ -263,6 +288,7 @@ async def test_serve_evicts_periodically(proxy_hub, distribution, dist):
     images = [dist.push_image(f"evict/loop-{i}", "1") for i in range(2)]
     client = await proxy_hub([dist_upstream(distribution, max_size_bytes=_size(images[1]))],
                              pull_record_seconds=0, eviction_interval_seconds=1)
+    client.server.app[PROXY].blob_grace = 0.05
     now = _clock(client)
     for image in images:
         now[0] += 60

@@ -3,7 +3,7 @@ through, refused and gone on another replica sharing the PostgreSQL store, witho
 
 from __future__ import annotations
 
-from hub.keys import AUTH, STORE
+from hub.keys import AUTH, PROXY, STORE
 
 from .util import basic, pull
 
@@ -22,6 +22,7 @@ async def test_an_api_upstream_is_served_by_every_replica(proxy_hub, distributio
     one = await proxy_hub([], auth=True, database="postgres", upstream_refresh_seconds=0)
     two = await proxy_hub([], auth=True, database="postgres", upstream_refresh_seconds=0)
     app = one.server.app
+    app[PROXY].blob_grace = 0.05  # before the deleted upstream's blobs go
     await app[STORE].create_user(ROOT[0], await app[AUTH].hash_password(ROOT[1]), is_admin=True)
     admin = basic(*ROOT)
     repo = f"{NAME}/api/app"

@@ -86,5 +86,5 @@ async def delete_upstream(request: web.Request) -> web.StreamResponse:
     await admin.router.refresh(force=True)
     # Its cached images go with it: with no upstream to route to, they would be orphans.
     proxy = request.app[PROXY]
-    await purge(proxy.registry, name, metrics=proxy.metrics)
+    await purge(proxy.registry, name, metrics=proxy.metrics, grace=proxy.blob_grace)
     return no_content()
