@@ -335,13 +335,14 @@ class AppStore:
         return await self.version(principal, repository, tag)
 
     async def delete_version(self, principal: Principal, repository: str, tag: str) -> None:
-        """Delete the version's tag (what `DELETE /v2/<name>/manifests/<tag>` does): it leaves the
-        catalog at once; the manifest and blobs are left to GC."""
+        """Delete the version's manifest, with every tag that points at it (what
+        `DELETE /v2/<name>/manifests/<digest>` does): it leaves the catalog at once, and its blobs
+        are left to GC."""
         self._signed_in(principal, "delete an app version")
         record = await self._record(principal, repository, tag)
         if not policy.can_delete(principal, self._info(record), _now()):
             raise Forbidden("you may not delete from this repository")
-        if not await self.store.delete_tag(repository, tag):
+        if not await self.store.delete_manifest(repository, record.digest):
             raise NotFound("no such app version")
 
 

@@ -41,7 +41,8 @@ async def test_publish_read_render_deprecate_delete(auth_hub):
     tok = await v2_auth(auth_hub, "guest", "team/web", "pull")
     r = await auth_hub.get("/v2/team/web/manifests/1.0.0", headers={**tok, "Accept": "application/vnd.oci.image."
                                                                                    "manifest.v1+json"})
-    manifest = await r.json()
+    manifest_bytes = await r.read()
+    manifest = json.loads(manifest_bytes)
     assert manifest["artifactType"] == "application/vnd.docker.compose.project"
     assert manifest["layers"][0]["annotations"] == {"com.docker.compose.file": "compose.yaml"}
 
@@ -72,10 +73,20 @@ async def test_publish_read_render_deprecate_delete(auth_hub):
                              headers=headers("maintainer"))
     assert (await r.json())["deprecated"] is False
 
-    r = await auth_hub.delete(f"{APPS}/team/web/versions/1.1.0", headers=headers("maintainer"))
+    # Deleting a version deletes its manifest: every tag on it goes too.
+    maintainer = await v2_auth(auth_hub, "maintainer", "team/web")
+    r = await auth_hub.put("/v2/team/web/manifests/stable", data=manifest_bytes, headers={
+        **maintainer, "Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status == 201
+    r = await auth_hub.delete(f"{APPS}/team/web/versions/1.0.0", headers=headers("maintainer"))
     assert r.status == 204
-    r = await auth_hub.get(f"{APPS}/team/web/versions/1.1.0", headers=headers("guest"))
+    for tag in ("1.0.0", "stable"):
+        r = await auth_hub.get(f"{APPS}/team/web/versions/{tag}", headers=headers("guest"))
+        assert r.status == 404
+    r = await auth_hub.get("/v2/team/web/manifests/stable", headers=maintainer)
     assert r.status == 404
+    r = await auth_hub.get(f"{APPS}/team/web", headers=headers("guest"))
+    assert [v["version"] for v in (await r.json())["versions"]] == ["2.0.0-beta.1+build.7", "1.1.0"]
 
 
 async def test_a_published_version_is_not_replaced(auth_hub):

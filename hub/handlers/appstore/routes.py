@@ -44,7 +44,7 @@ ROUTES: tuple[Route, ...] = (
       "Deprecate or undeprecate a version (maintainer, tenant admin)", "appstore", request="AppVersionUpdate",
       response="AppVersion"),
     R("DELETE", "/appstore/apps/{name:.+}/versions/{version}", apps.delete_version,
-      "Delete a version: its tag goes, the manifest is left to GC (needs delete)", "appstore", 204),
+      "Delete a version: its manifest and every tag on it; blobs are left to GC (needs delete)", "appstore", 204),
     R("POST", "/appstore/apps/{name:.+}/versions", apps.publish_version,
       "Publish a version: DaoHub builds the OCI artifact and pushes it as you (needs push)", "appstore", 201,
       request="AppPublish", response="AppVersion", conflicts=True,
