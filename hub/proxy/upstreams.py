@@ -120,13 +120,13 @@ class UpstreamAdmin:
         check_fields(body)
         name = body["name"]
         aliases = tuple(dict.fromkeys(a for a in body.get("aliases", ()) if a != name))
-        if bool(body.get("username")) != bool(body.get("password")):
+        username, password = body.get("username") or "", body.get("password") or ""  # null: none
+        if bool(username) != bool(password):
             raise ValidationFailed.field("password", "username and password go together: set both or neither")
         await self._claimed([name, *aliases], None)
         now = time.time()
         record = UpstreamRecord(
-            name=name, url=body["url"].rstrip("/"), aliases=aliases, username=body.get("username", ""),
-            password=body.get("password", ""),
+            name=name, url=body["url"].rstrip("/"), aliases=aliases, username=username, password=password,
             manifest_revalidate_seconds=body.get("manifest_revalidate_seconds", DEFAULT_REVALIDATE_SECONDS),
             tenants=tuple(body.get("tenants", ())), anonymous_pull=body.get("anonymous_pull", False),
             max_size_bytes=body.get("max_size_bytes"), ttl_days=body.get("ttl_days"), created_at=now,

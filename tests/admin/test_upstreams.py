@@ -64,6 +64,12 @@ async def test_create_read_list_and_audit(hub, caplog):
     assert up.password.reveal() == SECRET and SECRET not in repr(up)
 
 
+async def test_null_credentials_mean_none(hub):
+    status, body, _ = await call(hub, "POST", "/api/v1/upstreams",
+                                 json={"name": "anon", "url": "http://h", "username": None, "password": None})
+    assert status == 201 and (body["username"], body["password_set"]) == ("", False)
+
+
 async def test_pages_of_upstreams(hub):
     for i in range(3):
         assert (await call(hub, "POST", "/api/v1/upstreams", json={"name": f"up{i}", "url": "http://h"}))[0] == 201
