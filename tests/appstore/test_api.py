@@ -138,8 +138,11 @@ async def test_portainer_feeds(auth_hub):
         assert web["logo"].endswith(f"{APPS}/team/web/versions/1.0.0/icon")
         r = await auth_hub.get(web["logo"].split("://", 1)[1].split("/", 1)[1].join(["/", ""]))
         assert r.status == 200 and await r.read() == PNG
-    r = await auth_hub.get("/api/v1/appstore/portainer/v2.json")
-    assert [t["title"] for t in (await r.json())["templates"]] == ["Web server"]
+    for creds, params in (({}, {}), (headers("guest"), {"public": "true"})):
+        r = await auth_hub.get("/api/v1/appstore/portainer/v2.json", params=params, headers=creds)
+        assert [t["title"] for t in (await r.json())["templates"]] == ["Web server"]
+    r = await auth_hub.get("/api/v1/appstore/portainer/v3.json", params={"public": "yes"})
+    assert r.status == 422
 
 
 @pytest.mark.parametrize("mutate, pointer", [

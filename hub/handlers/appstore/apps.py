@@ -146,7 +146,11 @@ async def publish_version(request: web.Request) -> web.StreamResponse:
 
 async def _portainer(request: web.Request, version: str) -> web.StreamResponse:
     who = await principal(request)
-    found = await appstore(request).apps_for_export(who, tenant=request.query.get("tenant", ""))
+    public = request.query.get("public", "false")
+    if public not in ("true", "false"):
+        raise ValidationFailed.parameter("public", "must be true or false")
+    found = await appstore(request).apps_for_export(who, tenant=request.query.get("tenant", ""),
+                                                    public_only=public == "true")
     base = f"{request.scheme}://{request.host}"
     summaries = {id(app): summary for summary, app in found}
 

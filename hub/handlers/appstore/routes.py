@@ -15,7 +15,8 @@ from ..admin.routes import Route
 from . import apps
 
 R = Route
-_FEED_QUERY = (("tenant", "Only this tenant's apps (those you may see: anonymous callers get its public ones)."),)
+_FEED_QUERY = (("tenant", "Only this tenant's apps (those you may see: anonymous callers get its public ones)."),
+               ("public", "`true`: only public apps, whoever asks (the feed to hand to a Portainer outside)."))
 ROUTES: tuple[Route, ...] = (
     R("GET", "/appstore/apps", apps.list_apps, "List and search the apps you may see (anonymous: public apps)",
       "appstore", response="AppSummary", paginated=True, public=True,
