@@ -9,12 +9,13 @@ cluster stops (tests/replicas/conftest.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 
 import aiohttp
 import pytest
 
-from .conftest import Hub, MiB, push_image, sha256
+from .conftest import Hub, MiB, image_manifest, push_image, sha256
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -107,6 +108,30 @@ async def test_a_tag_pushed_on_one_replica_is_seen_by_the_others_at_once(cluster
                 assert tag in await reader.tags(repo)
     for hub in hubs:
         assert await hub.tags(repo) == sorted(["latest", *(f"r{i}" for i in range(rounds))])
+
+
+async def test_one_tag_raced_by_both_replicas_ends_on_one_manifest_everywhere(cluster, hubs):
+    repo = "team/raced-tag"
+    layer = os.urandom(3000)
+    bodies = []
+    for _ in range(6):
+        # Blobs first, so that only the manifest PUTs race.
+        config = json.dumps({"architecture": "amd64", "os": "linux", "n": os.urandom(8).hex()}).encode()
+        for blob in (config, layer):
+            cluster.ledger.blob(repo, await hubs[0].push_blob(repo, blob), len(blob))
+        bodies.append(image_manifest(config, [layer]))
+    # The same manifest through every replica at once, and different manifests to one tag.
+    same = [hub.put_manifest(repo, "same", bodies[0]) for hub in hubs for _ in range(3)]
+    raced = [hubs[i % len(hubs)].put_manifest(repo, "raced", body) for i, body in enumerate(bodies)]
+    await asyncio.gather(*same, *raced)
+    for body in bodies:
+        cluster.ledger.manifest(repo, body)
+    cluster.ledger.manifest(repo, bodies[0], "same")
+    winners = {sha256(await hub.get_manifest(repo, "raced")) for hub in hubs}
+    assert len(winners) == 1 and winners <= {sha256(body) for body in bodies}, winners
+    cluster.ledger.tags[repo]["raced"] = winners.pop()
+    for hub in hubs:
+        assert await hub.tags(repo) == ["raced", "same"]
 
 
 async def test_replica_killed_mid_upload_and_the_upload_finished_through_another(cluster, hubs):
