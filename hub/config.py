@@ -62,8 +62,8 @@ class StorageConfig:
     # handed to clients still use `endpoint`.
     internal_endpoint: str = ""
     access_key: str = ""
-    secret_key: Secret = Secret("")
-    session_token: Secret = Secret("")
+    secret_key: Secret = Secret("")  # noqa: RUF009 (immutable)
+    session_token: Secret = Secret("")  # noqa: RUF009 (immutable)
     # auto | path | virtual. OSS requires virtual (the default for driver: oss).
     addressing_style: str = "auto"
     # Key prefix inside the bucket ("" for the bucket root).

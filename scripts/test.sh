@@ -29,7 +29,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 # postgresql: a throwaway cluster per test session (the tests run initdb/pg_ctl themselves)
 # nginx-light: the load balancer in front of several replicas
 # nfs-ganesha, nfs-ganesha-vfs, rpcbind: a userspace NFSv3 server for the nfs driver's tests
-# libnfs-dev: what PyPI's libnfs binding builds against
+# libnfs-dev: brings libnfs.so, which the nfs storage driver loads through ctypes
 DEBIAN_PACKAGES=(
   skopeo podman buildah docker.io docker-registry busybox-static
   curl ca-certificates

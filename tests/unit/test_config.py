@@ -140,8 +140,8 @@ def test_proxy_upstreams_from_environment_as_yaml():
     ('[{"name": "a", "url": "https://x", "aliases": ["b"]}, {"name": "b", "url": "https://y"}]', {},
      "already names"),
     ('[{"name": "a", "url": "https://x", "tenants": ["Bad!"]}]', {}, "not a tenant name"),
-    ('[{"name": "a", "url": "https://x", "bogus": 1}]', {}, r"unknown configuration key: "
-                                                           r"DAOHUB_PROXY_UPSTREAMS\[0\].bogus"),
+    ('[{"name": "a", "url": "https://x", "bogus": 1}]', {},
+     r"unknown configuration key: DAOHUB_PROXY_UPSTREAMS\[0\].bogus"),
     ('["a"]', {}, "expected a mapping"),
     ('{"name": "a"}', {}, "expected a list"),
     ("[a", {}, "not a valid YAML list"),
