@@ -30,10 +30,12 @@ log() { printf '==> %s\n' "$*" >&2; }
 # nginx-light: the load balancer in front of several replicas
 # nfs-ganesha, nfs-ganesha-vfs, rpcbind: a userspace NFSv3 server for the nfs driver's tests
 # libnfs-dev: brings libnfs.so, which the nfs storage driver loads through ctypes
+# chromium: the headless browser of the web catalog's tests (driven by Playwright; never `playwright install`)
 DEBIAN_PACKAGES=(
   skopeo podman buildah docker.io docker-registry busybox-static
   curl ca-certificates
   postgresql nginx-light nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-dev
+  chromium
 )
 
 installed() { [[ "$(dpkg -s "$1" 2>/dev/null)" == *"Status: install ok installed"* ]]; }
