@@ -46,15 +46,16 @@ leaves one behind (deleting the upload's directory also aborts them, when GC get
 Layout and writers
 ------------------
 The object for path P is the key `<prefix>/P`. A writer maps onto a multipart upload:
-whole parts of `part_size_bytes` go up as they fill, so memory per writer is at most one
-part. `close()` leaves the rest resumable by any process: parts of at least 5 MiB are
-uploaded, and a smaller tail is stored in a side object `P~state` together with the
-upload id, the number of parts and the total size. `writer(P, append=True)` reads that
-object back. Parts are counted from the state, not from the server, so a part uploaded
-by a process that died before its `close()` is ignored (and overwritten): the size a
-resumed writer reports is always the size its last `close()` recorded. `~` is outside
-the path grammar, so a state object can never clash with a stored path; listings show
-a pending writer under its own path, as the filesystem driver shows a partial file.
+whole parts of `part_size_bytes` go up as they fill, in the background while the next one
+fills (two in flight by default), so memory per writer is at most three parts. `close()`
+leaves the rest resumable by any process: parts of at least 5 MiB are uploaded, and a
+smaller tail is stored in a side object `P~state` together with the upload id, the number
+of parts and the total size. `writer(P, append=True)` reads that object back. Parts are
+counted from the state, not from the server, so a part uploaded by a process that died
+before its `close()` is ignored (and overwritten): the size a resumed writer reports is
+always the size its last `close()` recorded. `~` is outside the path grammar, so a state
+object can never clash with a stored path; listings show a pending writer under its own
+path, as the filesystem driver shows a partial file.
 
 Requests that fail with 5xx, SlowDown, a timeout or a broken connection are retried
 with exponential backoff and full jitter, up to `max_attempts`; botocore's own retries
@@ -178,7 +179,8 @@ class S3Driver(StorageDriver):
                  max_attempts: int = 6, verify_tls: bool = True, redirect: bool = False,
                  redirect_expiry_seconds: int = 1200,
                  multipart_copy_threshold: int = COPY_OBJECT_LIMIT, multipart_copy_part_size: int = 256 * MiB,
-                 copy_concurrency: int = 8, retry_base_delay: float = 0.1, retry_max_delay: float = 20.0,
+                 copy_concurrency: int = 8, upload_concurrency: int = 2,
+                 retry_base_delay: float = 0.1, retry_max_delay: float = 20.0,
                  connect_timeout: float = 10.0, read_timeout: float = 60.0, max_connections: int = 128,
                  list_page_size: int = 1000, delete_batch_size: int = 1000):
         kind = self.name
@@ -219,6 +221,7 @@ class S3Driver(StorageDriver):
         self.multipart_copy_threshold = min(multipart_copy_threshold, COPY_OBJECT_LIMIT)
         self.multipart_copy_part_size = min(multipart_copy_part_size, COPY_OBJECT_LIMIT - MIN_PART_SIZE)
         self.copy_concurrency = max(1, copy_concurrency)
+        self.upload_concurrency = max(1, upload_concurrency)  # parts of one writer in flight at once
         self.retry_base_delay = retry_base_delay
         self.retry_max_delay = retry_max_delay
         self.list_page_size = list_page_size
@@ -700,7 +703,7 @@ async def _empty() -> AsyncIterator[bytes]:
 
 
 class _ObjectStream:
-    """The bytes of one object from an offset, in chunks of at most `chunk_size`.
+    """The bytes of one object from an offset, in chunks of at most `chunk_size` (as they arrive).
 
     A body that breaks mid-way (reset, timeout, early EOF) is requested again from the
     byte where it broke, with If-Match on the ETag so the rest comes from the same
@@ -727,28 +730,26 @@ class _ObjectStream:
         if self._done or self._position >= self._end:
             await self.aclose()
             raise StopAsyncIteration
+        # What has arrived is handed on as it is (up to `chunk_size`), never gathered into full
+        # chunks: gathering copied every byte once more and let aiohttp's buffer fill and pause
+        # the socket again and again. Measured on 64 MiB pulls from moto through one server,
+        # alternating: 0.18 s of server CPU and 145 MB/s gathering, 0.11 s and 200 MB/s not.
         want = min(self._chunk_size, self._end - self._position)
-        parts: list[bytes] = []
-        got = 0
-        while got < want:
+        while True:
             try:
-                data = await self._body.read(want - got)
+                data = await self._body.read(want)
                 if not data:
                     raise botocore.exceptions.IncompleteReadError(
-                        actual_bytes=self._position + got, expected_bytes=self._end)
+                        actual_bytes=self._position, expected_bytes=self._end)
+                break
             except Exception as exc:  # noqa: BLE001 - _recover classifies it
-                if got:  # hand out what arrived; the next call resumes after it
-                    break
                 await self._recover(exc)
-                continue
             except BaseException:  # cancelled: release the connection on the way out
                 await self.aclose()
                 raise
-            parts.append(data)
-            got += len(data)
-        self._position += got
+        self._position += len(data)
         self._failures = 0
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return data
 
     async def _recover(self, exc: Exception) -> None:
         driver = self._driver
@@ -803,6 +804,11 @@ class _S3Writer(FileWriter):
         self._tail = tail if tail is not None else bytearray()
         self._dirty = not saved  # the state object is behind what this writer holds
         self._state = _OPEN
+        # Parts go up in the background while the next one fills, so the upload does not stall
+        # on every part's round trip. Their bytes stay here until S3 has them: a part whose
+        # upload failed is sent again by close() or commit(), so nothing counted in `size` is lost.
+        self._sending: dict[int, tuple[asyncio.Task, bytearray]] = {}
+        self._unsent: dict[int, bytearray] = {}
 
     @property
     def size(self) -> int:
@@ -828,7 +834,8 @@ class _S3Writer(FileWriter):
         return len(data)
 
     async def _upload_tail(self) -> None:
-        """Send the buffered bytes as the next part; they leave memory only once S3 has them."""
+        """Start sending the buffered bytes as the next part; at most `upload_concurrency` parts
+        are in flight, so memory per writer stays within that many parts plus the one filling."""
         driver = self._driver
         if self._parts >= MAX_PARTS:
             raise StorageError(f"{self.path}: more than {MAX_PARTS} parts; raise storage.part_size_bytes")
@@ -836,15 +843,48 @@ class _S3Writer(FileWriter):
             created = await driver._call("create_multipart_upload", self.path, Key=self._key,
                                          ContentType="application/octet-stream")
             self._upload_id = created["UploadId"]
+        while len(self._sending) >= driver.upload_concurrency:
+            await asyncio.wait([task for task, _ in self._sending.values()],
+                               return_when=asyncio.FIRST_COMPLETED)
+            self._reap(raise_first=True)
         number = self._parts + 1
         body = self._tail
-        result = await driver._call("upload_part", self.path, Key=self._key, UploadId=self._upload_id,
-                                    PartNumber=number, Body=body)
-        self._etags[number] = result["ETag"]
+        self._sending[number] = (asyncio.ensure_future(self._send_part(number, body)), body)
         self._parts = number
         self._flushed += len(body)
         self._tail = bytearray()
         self._dirty = True
+        self._reap(raise_first=True)
+
+    async def _send_part(self, number: int, body: bytearray) -> str:
+        result = await self._driver._call("upload_part", self.path, Key=self._key, UploadId=self._upload_id,
+                                          PartNumber=number, Body=body)
+        return result["ETag"]
+
+    def _reap(self, raise_first: bool) -> None:
+        """Take in finished part uploads; failed ones keep their bytes for another try."""
+        error: BaseException | None = None
+        for number, (task, body) in list(self._sending.items()):
+            if not task.done():
+                continue
+            del self._sending[number]
+            if not task.cancelled() and task.exception() is None:
+                self._etags[number] = task.result()
+                continue
+            self._unsent[number] = body
+            if error is None and not task.cancelled():
+                error = task.exception()
+        if error is not None and raise_first:
+            raise error
+
+    async def _settle(self) -> None:
+        """Wait for every part in flight, then send the failed ones again, in order."""
+        if self._sending:
+            await asyncio.wait([task for task, _ in self._sending.values()])
+            self._reap(raise_first=False)
+        for number in sorted(self._unsent):
+            self._etags[number] = await self._send_part(number, self._unsent[number])
+            del self._unsent[number]
 
     async def _save_state(self) -> None:
         metadata = {_META_UPLOAD: self._upload_id or "", _META_PARTS: str(self._parts), _META_SIZE: str(self.size)}
@@ -855,10 +895,12 @@ class _S3Writer(FileWriter):
         if self._state != _OPEN:
             return
         self._state = _CLOSED
+        await self._settle()
         if not self._dirty:
             return
         if len(self._tail) >= MIN_PART_SIZE:
             await self._upload_tail()  # big enough to be a part: keep the side object small
+            await self._settle()
         await self._save_state()
 
     async def _part_list(self) -> list[dict]:
@@ -884,6 +926,7 @@ class _S3Writer(FileWriter):
         self._require_open()
         self._state = _FAILED  # until it succeeds: no more writes; cancel() still cleans up
         driver = self._driver
+        await self._settle()
         if self._upload_id is None or (self._parts == 0 and not self._tail):
             if self._upload_id is not None:
                 await driver._abort(self.path, self._key, self._upload_id)
@@ -892,6 +935,7 @@ class _S3Writer(FileWriter):
         else:
             if self._tail or self._parts == 0:
                 await self._upload_tail()
+                await self._settle()
             await driver._complete(self.path, self._key, self._upload_id, await self._part_list(), self.size)
         self._state = _COMMITTED
         try:
@@ -905,6 +949,12 @@ class _S3Writer(FileWriter):
             return
         self._state = _CANCELLED
         self._tail = bytearray()
+        for task, _ in self._sending.values():
+            task.cancel()
+        if self._sending:
+            await asyncio.wait([task for task, _ in self._sending.values()])
+        self._sending.clear()
+        self._unsent.clear()
         driver = self._driver
         if self._upload_id is not None:
             await driver._abort(self.path, self._key, self._upload_id)

@@ -190,7 +190,7 @@ async def test_reader_closed_early_releases_the_object(driver):
     await driver.put_content("rd/object", data)
     it = await driver.reader("rd/object", 0, MiB)
     first = await anext(it)
-    assert first == data[:MiB]
+    assert 0 < len(first) <= MiB and data.startswith(first)  # at most a chunk: s3 hands on what arrived
     await it.aclose()
     await driver.delete("rd/object")
 

@@ -374,6 +374,33 @@ async def test_unreachable_endpoint_is_a_clean_error(open_driver):
         await driver.stat("")
 
 
+def is_first_part(seen: Seen) -> bool:  # UploadPart of part 1
+    return seen.method == "PUT" and seen.query.get("partNumber") == "1" and "x-amz-copy-source" not in seen.headers
+
+
+async def test_a_part_failing_in_the_background_keeps_its_bytes_until_close_sends_it(open_driver, proxy):
+    # Parts go up while the next one fills; the first part fails every attempt. Whether a later
+    # write() notices (and raises) depends on timing, but no accepted byte may be lost either way.
+    driver = open_driver(endpoint=proxy.url, max_attempts=2)
+    data = data_of(4 * MIN_PART_SIZE + 3, seed=11)
+    proxy.fail(503, S3_SLOW_DOWN, times=2, when=is_first_part)
+    writer = await driver.writer("bg/blob")
+    try:
+        for position in range(0, len(data), MiB):
+            await writer.write(data[position : position + MiB])
+    except StorageError as exc:
+        assert "SlowDown" in str(exc)
+    accepted = writer.size
+    await writer.close()
+    assert proxy.count(is_first_part) == 3, "the failed part was sent again"
+    resumed = await driver.writer("bg/blob", append=True)
+    assert resumed.size == accepted
+    await resumed.write(data[accepted:])
+    await resumed.commit()
+    assert await read_all(driver, "bg/blob", chunk_size=3 * MiB) == data
+    await driver.delete("bg")
+
+
 # Failures after the data is written --------------------------------------------------------------
 
 
