@@ -179,6 +179,9 @@ def create_app(config: Config) -> web.Application:
     from .handlers import appstore
 
     appstore.setup(app)
+    from . import web as web_catalog
+
+    web_catalog.setup(app)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

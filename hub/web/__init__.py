@@ -1,0 +1,18 @@
+"""The web catalog at /apps/: server-rendered pages (jinja2, autoescaped) over appstore.service.
+
+Pages: browse and search, an app with its parameters form and rendered compose file, sign in
+and out, and a tenant's publish and manage pages. Sessions are stateless signed cookies
+(hub.web.session); every form POST carries a CSRF token and passes an Origin/Referer check;
+every response carries a Content-Security-Policy that allows only this package's own script and
+style files.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def setup(app: web.Application) -> None:
+    from .pages import add_routes
+
+    add_routes(app)

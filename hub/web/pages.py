@@ -1,0 +1,442 @@
+"""Handlers of the web catalog under /apps/: HTML in and out; every rule is appstore.service's.
+
+Each page resolves the browser's session (hub.web.session) to a principal the way the JSON API
+resolves credentials, calls the same AppStore use case, and renders a template. A Problem raised
+by the service becomes an HTML error page with the same status. Every POST must carry the
+session's CSRF token and come from this origin (Origin, else Referer).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote, urlencode, urlsplit
+
+import jinja2
+from aiohttp import web
+from markupsafe import Markup
+
+from appstore import artifact
+from appstore.markdown import render_markdown
+from appstore.service import AppStore, Upload
+from auth.policy import Principal
+from auth.service import AuthenticationFailed, LoginThrottled
+
+from ..handlers.appstore.apps import appstore
+from ..keys import AUTH, CONFIG
+from ..problems import Forbidden, NotFound, Problem, TooManyRequests, ValidationFailed
+from . import forms
+from . import session as sessions
+
+HERE = Path(__file__).resolve().parent
+STATIC = {"app.css": "text/css", "app.js": "text/javascript"}
+PAGE_SIZE = 24
+_OPEN = Principal.user("open-registry", is_platform_admin=True)
+# Scripts and styles only from files served here: an injected <script> or on* attribute never runs.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                    "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"}
+
+ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+ENV.filters["q"] = lambda value: quote(str(value), safe="/")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_SESSION = web.RequestKey("web_session", sessions.Session)
+_NEW_SESSION = web.RequestKey("web_session_new", bool)
+_PRINCIPAL = web.RequestKey("web_principal", Principal)
+# Session keys of an open registry (auth off), which has no signing keys to derive them from.
+LOCAL_KEYS = web.AppKey("web_local_session_keys", sessions.Keys)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def markdown(text: str) -> Markup:
+    # The only markup taken as is: appstore.markdown allows no raw HTML and only safe links.
+    return Markup(render_markdown(text or "", heading_offset=1))
+
+
+# Sessions ------------------------------------------------------------------------------------
+def session_keys(request: web.Request) -> sessions.Keys:
+    auth = request.app.get(AUTH)
+    if auth is None:
+        return request.app[LOCAL_KEYS]
+    return sessions.Keys.from_ring(auth.verifier_keyring())
+
+
+async def _resolve(request: web.Request) -> tuple[Principal, sessions.Session]:
+    keys = session_keys(request)
+    session = sessions.decode(keys, request.cookies.get(sessions.COOKIE))
+    auth = request.app.get(AUTH)
+    principal = Principal.anonymous() if auth is not None else _OPEN
+    if session is not None and session.signed_in and auth is not None:
+        principal = await auth.principal_for_subject(session.subject)
+        if not principal.is_authenticated(_now()):
+            # Disabled or deleted since signing in: the cookie no longer stands for anyone.
+            principal, session = Principal.anonymous(), None
+    if session is None:
+        session = sessions.new_session(keys)
+        request[_NEW_SESSION] = True
+    request[_SESSION] = session
+    request[_PRINCIPAL] = principal
+    return principal, session
+
+
+def _set_cookie(request: web.Request, response: web.StreamResponse, session: sessions.Session) -> None:
+    response.set_cookie(sessions.COOKIE, sessions.encode(session_keys(request), session), path="/apps",
+                        max_age=max(0, session.expires - int(_now().timestamp())), httponly=True,
+                        samesite="Lax", secure=request.secure)
+
+
+def _same_origin(request: web.Request) -> bool:
+    allowed = {f"{request.scheme}://{request.host}".lower()}
+    public_url = request.app[CONFIG].server.public_url
+    if public_url:
+        parts = urlsplit(public_url)
+        allowed.add(f"{parts.scheme}://{parts.netloc}".lower())
+    origin = request.headers.get("Origin")
+    if origin is None:
+        referer = request.headers.get("Referer")
+        if not referer:
+            return False
+        parts = urlsplit(referer)
+        origin = f"{parts.scheme}://{parts.netloc}"
+    return origin.lower() in allowed
+
+
+async def _check_post(request: web.Request, form) -> None:
+    if not _same_origin(request):
+        raise Forbidden("this form was not sent from this site's pages (Origin/Referer check)")
+    token = form.get("csrf")
+    if not isinstance(token, str) or request.get(_NEW_SESSION) or not sessions.csrf_ok(
+            session_keys(request), request[_SESSION], token):
+        raise Forbidden("the form's security token is missing or stale: reload the page and send it again")
+
+
+# Responses -----------------------------------------------------------------------------------
+def page(request: web.Request, template: str, status: int = 200, **context) -> web.Response:
+    session = request[_SESSION]
+    principal = request[_PRINCIPAL]
+    html = ENV.get_template(template).render(
+        csrf=sessions.csrf_token(session_keys(request), session), user=session.subject if session.signed_in else "",
+        auth_enabled=AUTH in request.app, path=request.path_qs, principal=principal, **context)
+    response = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+    return finish(request, response)
+
+
+def finish(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    response.headers.update(SECURITY_HEADERS)
+    response.headers.setdefault("Cache-Control", "no-store")
+    if request.get(_NEW_SESSION):
+        _set_cookie(request, response, request[_SESSION])
+    return response
+
+
+def see_other(request: web.Request, location: str) -> web.StreamResponse:
+    return finish(request, web.Response(status=303, headers={"Location": location}))
+
+
+def wrap(handler: Handler) -> Handler:
+    """Resolve the session, and answer a Problem as an HTML page with the Problem's status."""
+    async def run(request: web.Request) -> web.StreamResponse:
+        request["route"] = f"web.{handler.__name__}"
+        try:
+            await _resolve(request)
+            return await handler(request)
+        except Problem as problem:
+            if _SESSION not in request:
+                raise
+            response = page(request, "error.html", problem.status, problem=problem,
+                            title={401: "Sign in required", 403: "Not allowed", 404: "Not found",
+                                   429: "Too many attempts"}.get(problem.status, "Something is wrong"))
+            for key, value in problem.headers.items():
+                if key.lower() == "retry-after":
+                    response.headers[key] = value
+            return response
+    run.__name__ = handler.__name__
+    return run
+
+
+def _service(request: web.Request) -> AppStore:
+    return appstore(request)
+
+
+def _app_url(name: str, tag: str | None = None) -> str:
+    url = "/apps/app/" + quote(name, safe="/")
+    return url + ("?" + urlencode({"version": tag}) if tag else "")
+
+
+# Pages ---------------------------------------------------------------------------------------
+async def browse(request: web.Request) -> web.StreamResponse:
+    principal = request[_PRINCIPAL]
+    q = request.query.get("q", "")[:200]
+    category = request.query.get("category", "")[:100]
+    after = request.query.get("after") or None
+    service = _service(request)
+    items, last = await service.list_apps(principal, query=q, category=category, limit=PAGE_SIZE, after=after)
+    categories = await service.categories(principal)
+    next_url = None
+    if last is not None:
+        next_url = "/apps/?" + urlencode({k: v for k, v in (("q", q), ("category", category), ("after", last)) if v})
+    return page(request, "browse.html", apps=items, categories=categories, q=q, category=category,
+                next_url=next_url, first_url="/apps/?" + urlencode({k: v for k, v in (("q", q),
+                                                                                    ("category", category)) if v}),
+                paged=after is not None, title="Apps", done=request.query.get("done", "")[:200])
+
+
+async def _app_context(request: web.Request, name: str, tag: str | None) -> dict:
+    service = _service(request)
+    app = await service.app(request[_PRINCIPAL], name)
+    tag = tag or app["latest_tag"]
+    version = await service.version(request[_PRINCIPAL], name, tag)
+    return {"app": app, "version": version, "tag": tag, "description": markdown(version["description"]),
+            "release_notes": markdown(version.get("release_notes", "")), "title": version["title"],
+            "icon_url": _icon_url(name, tag) if version.get("icon") else None, "name": name}
+
+
+def _icon_url(name: str, tag: str | None = None) -> str:
+    return "/apps/icon/" + quote(name, safe="/") + ("?" + urlencode({"version": tag}) if tag else "")
+
+
+async def show_app(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    context = await _app_context(request, name, request.query.get("version"))
+    return page(request, "app.html", groups=forms.groups(context["version"]["parameters"]), rendered=None,
+                errors=[], **context)
+
+
+async def render_app(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    form = await request.post()
+    await _check_post(request, form)
+    tag = form.get("version")
+    if not isinstance(tag, str) or not tag:
+        raise NotFound("no such app version")
+    context = await _app_context(request, name, tag)
+    parameters = context["version"]["parameters"]
+    submitted = forms.submitted_values(parameters, form)
+    try:
+        rendered = await _service(request).render(request[_PRINCIPAL], name, tag, submitted)
+    except ValidationFailed as problem:
+        field_errors, general = forms.split_errors(problem.errors)
+        if not field_errors and not general:
+            general = [problem.detail]
+        return page(request, "app.html", 422, groups=forms.groups(parameters, submitted, field_errors),
+                    rendered=None, errors=general, **context)
+    if form.get("action") == "download":
+        response = web.Response(text=rendered["compose"], content_type="application/yaml", charset="utf-8",
+                                headers={"Content-Disposition": 'attachment; filename="compose.yaml"'})
+        return finish(request, response)
+    return page(request, "app.html", groups=forms.groups(parameters, submitted), rendered=rendered, errors=[],
+                **context)
+
+
+async def icon(request: web.Request) -> web.StreamResponse:
+    data, media_type, digest = await _service(request).icon(request[_PRINCIPAL], request.match_info["name"],
+                                                            request.query.get("version") or None)
+    response = web.Response(body=data, content_type=media_type, headers={
+        "ETag": f'"{digest}"', "Cache-Control": "private, max-age=3600",
+        "Content-Security-Policy": "default-src 'none'; sandbox", "X-Content-Type-Options": "nosniff"})
+    if request.get(_NEW_SESSION):
+        _set_cookie(request, response, request[_SESSION])
+    return response
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["file"]
+    if name not in STATIC:  # a fixed list: nothing else under the package is reachable
+        raise NotFound("no such file")
+    response = web.Response(body=(HERE / "static" / name).read_bytes(), content_type=STATIC[name],
+                            headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
+    return response
+
+
+# Signing in ----------------------------------------------------------------------------------
+def _next(value: object) -> str:
+    """Where to go after signing in: a path of this catalog only (no open redirect)."""
+    if isinstance(value, str) and value.startswith("/apps/") and not value.startswith("//") \
+            and "\\" not in value and len(value) < 1000:
+        return value
+    return "/apps/"
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if AUTH not in request.app:
+        return see_other(request, "/apps/")
+    return page(request, "login.html", next=_next(request.query.get("next")), error="", username="",
+                title="Sign in")
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    if AUTH not in request.app:
+        raise NotFound("this registry has no accounts")
+    form = await request.post()
+    await _check_post(request, form)
+    username, password = form.get("username"), form.get("password")
+    target = _next(form.get("next"))
+    if not isinstance(username, str) or not isinstance(password, str) or not username or len(username) > 256:
+        return page(request, "login.html", 400, next=target, error="Enter your username and password.",
+                    username="", title="Sign in")
+    try:
+        principal = await request.app[AUTH].authenticate(username, password, request.remote or "-")
+    except LoginThrottled as exc:
+        raise TooManyRequests(f"too many failed sign-ins: try again in {int(exc.retry_after) + 1} seconds",
+                              headers={"Retry-After": str(int(exc.retry_after) + 1)}) from None
+    except AuthenticationFailed:
+        return page(request, "login.html", 401, next=target, error="Wrong username or password.",
+                    username=username, title="Sign in")
+    if not principal.is_authenticated(_now()) or principal.robot is not None:
+        return page(request, "login.html", 401, next=target, error="This account cannot sign in here.",
+                    username=username, title="Sign in")
+    # A fresh nonce on signing in: a token seen before no longer works (no session fixation).
+    request[_SESSION] = sessions.new_session(session_keys(request), principal.name)
+    request[_NEW_SESSION] = True
+    return see_other(request, target)
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    await _check_post(request, form)
+    request[_SESSION] = sessions.new_session(session_keys(request))
+    request[_NEW_SESSION] = True
+    return see_other(request, "/apps/")
+
+
+# Managing ------------------------------------------------------------------------------------
+def _require_sign_in(request: web.Request) -> web.StreamResponse | None:
+    if AUTH in request.app and not request[_SESSION].signed_in:
+        return see_other(request, "/apps/login?" + urlencode({"next": request.path_qs}))
+    return None
+
+
+async def manage(request: web.Request) -> web.StreamResponse:
+    redirect = _require_sign_in(request)
+    if redirect:
+        return redirect
+    name = request.match_info["name"]
+    app = await _service(request).app(request[_PRINCIPAL], name)
+    return page(request, "manage.html", app=app, name=name, title=f"Manage {app['title']}",
+                done=request.query.get("done", "")[:200])
+
+
+async def manage_action(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    form = await request.post()
+    await _check_post(request, form)
+    service = _service(request)
+    action, tag = form.get("action"), form.get("tag")
+    if not isinstance(tag, str) or not tag:
+        raise NotFound("no such app version")
+    if action in ("deprecate", "undeprecate"):
+        await service.set_deprecated(request[_PRINCIPAL], name, tag, action == "deprecate")
+        done = f"{tag}: {action}d"
+    elif action == "delete":
+        if form.get("confirm") != tag:
+            raise ValidationFailed.field("confirm", "tick the box to confirm deleting the version")
+        await service.delete_version(request[_PRINCIPAL], name, tag)
+        done = f"{tag}: deleted"
+        try:
+            await service.app(request[_PRINCIPAL], name)
+        except NotFound:  # its last version: the app is gone
+            return see_other(request, "/apps/?" + urlencode({"done": done}))
+    else:
+        raise ValidationFailed.field("action", "must be deprecate, undeprecate or delete")
+    return see_other(request, "/apps/manage/" + quote(name, safe="/") + "?" + urlencode({"done": done}))
+
+
+async def publish_form(request: web.Request) -> web.StreamResponse:
+    redirect = _require_sign_in(request)
+    if redirect:
+        return redirect
+    return page(request, "publish.html", repository=request.query.get("repository", "")[:300], metadata="",
+                compose="", errors=[], title="Publish a version")
+
+
+async def _file_text(field, what: str) -> str | None:
+    if field is None or isinstance(field, str) or not getattr(field, "filename", ""):
+        return None
+    try:
+        return field.file.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationFailed.field(what, "must be UTF-8 text") from None
+
+
+def _icon(field) -> artifact.Icon | None:
+    if field is None or isinstance(field, str) or not getattr(field, "filename", ""):
+        return None
+    data = field.file.read(artifact.MAX_ICON_BYTES + 1)
+    if len(data) > artifact.MAX_ICON_BYTES:
+        raise ValidationFailed.field("icon", f"at most {artifact.MAX_ICON_BYTES} bytes")
+    try:
+        return artifact.Icon(artifact.check_file_name(field.filename, "icon"), data, artifact.check_icon(data))
+    except artifact.ArtifactInvalid as exc:
+        raise ValidationFailed.field("icon", exc.message) from None
+
+
+def _problem_lines(problem: ValidationFailed) -> list[str]:
+    if not problem.errors:
+        return [problem.detail]
+    return [f"{e['pointer'].removeprefix('#/')}: {e['detail']}" if e.get("pointer") else e.get("detail", "")
+            for e in problem.errors]
+
+
+async def publish(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    await _check_post(request, form)
+    repository = str(form.get("repository", "")).strip()
+    metadata_text = await _file_text(form.get("metadata_file"), "metadata") or str(form.get("metadata", ""))
+    compose_field = form.get("compose_file")
+    compose_text = await _file_text(compose_field, "compose") or str(form.get("compose", ""))
+    compose_name = compose_field.filename if compose_text and getattr(compose_field, "filename", "") \
+        else "compose.yaml"
+    errors: list[str] = []
+    try:
+        metadata = json.loads(metadata_text) if metadata_text.strip() else None
+    except ValueError:
+        metadata = None
+        errors.append("metadata: not valid JSON")
+    if metadata is None and not errors:
+        errors.append("metadata: required")
+    if not compose_text.strip():
+        errors.append("compose: required")
+    if not errors:
+        try:
+            name = artifact.check_file_name(compose_name, "compose")
+            created = await _service(request).publish(request[_PRINCIPAL], repository,
+                                                      Upload(((name, compose_text),), metadata,
+                                                             _icon(form.get("icon"))))
+        except artifact.ArtifactInvalid as exc:
+            errors.append(f"compose: {exc.message}")
+        except ValidationFailed as problem:
+            errors.extend(_problem_lines(problem))
+        else:
+            return see_other(request, "/apps/manage/" + quote(repository, safe="/") + "?"
+                             + urlencode({"done": f"{created['version']}: published"}))
+    return page(request, "publish.html", 422, repository=repository, metadata=metadata_text, compose=compose_text,
+                errors=errors, title="Publish a version")
+
+
+def add_routes(app: web.Application) -> None:
+    app[LOCAL_KEYS] = sessions.Keys.from_secret(secrets.token_bytes(32))
+    async def to_index(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMovedPermanently("/apps/")
+
+    app.router.add_get("/apps", to_index)
+    app.router.add_get("/apps/", wrap(browse))
+    app.router.add_get("/apps/static/{file}", static)
+    app.router.add_get("/apps/login", wrap(login_form))
+    app.router.add_post("/apps/login", wrap(login))
+    app.router.add_post("/apps/logout", wrap(logout))
+    app.router.add_get("/apps/publish", wrap(publish_form))
+    app.router.add_post("/apps/publish", wrap(publish))
+    app.router.add_get("/apps/icon/{name:.+}", wrap(icon))
+    app.router.add_get("/apps/manage/{name:.+}", wrap(manage))
+    app.router.add_post("/apps/manage/{name:.+}", wrap(manage_action))
+    app.router.add_get("/apps/app/{name:.+}", wrap(show_app))
+    app.router.add_post("/apps/app/{name:.+}", wrap(render_app))

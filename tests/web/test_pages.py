@@ -1,0 +1,320 @@
+"""The web catalog over HTTP (aiohttp's test client, SQLite): sessions, CSRF and origin checks,
+security headers, escaping, private apps, field errors, download, and sign-in throttling. The
+browser tests (test_browser.py) drive the same pages in Chromium."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import yaml
+
+from hub.app import create_app
+from hub.keys import STORE
+from hub.web import session as sessions
+from hub.web.pages import CSP
+from tests.admin.conftest import headers, make_config, seed
+from tests.appstore.hubs import metadata, publish_body
+
+XSS = '<script>alert("t")</script><img src=x onerror=alert(1)>'
+
+
+async def publish(client, repository: str, body: dict, role: str = "developer") -> None:
+    r = await client.post(f"/api/v1/appstore/apps/{repository}/versions", json=body, headers=headers(role))
+    assert r.status == 201, await r.text()
+
+
+@pytest.fixture
+async def hub(aiohttp_client, tmp_path):
+    """Auth on, tests/admin's users; team/web public, team/private private, team/xss with hostile text."""
+    client = await aiohttp_client(create_app(make_config(tmp_path)))
+    await seed(client, images=False)
+    await publish(client, "team/web", publish_body("web", "1.0.0", with_icon=True))
+    await publish(client, "team/web", publish_body("web", "1.1.0", with_icon=True))
+    await client.server.app[STORE].set_repository_public("team/web", True)
+    await publish(client, "team/private", publish_body("private", "2.0.0", title="Private thing",
+                                                       categories=("secret-stuff",)))
+    body = publish_body("xss", "1.0.0", title=XSS, description=f"Danger {XSS}")
+    body["metadata"]["version"]["parameters"][1]["label"] = XSS
+    await publish(client, "team/xss", body)
+    await client.server.app[STORE].set_repository_public("team/xss", True)
+    return client
+
+
+def origin(client) -> dict[str, str]:
+    return {"Origin": str(client.make_url("")).rstrip("/")}
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+async def get_page(client, path: str, expect: int = 200) -> str:
+    r = await client.get(path)
+    text = await r.text()
+    assert r.status == expect, text[:2000]
+    return text
+
+
+async def sign_in(client, role: str = "developer") -> None:
+    from tests.admin.conftest import CREDENTIALS
+
+    token = csrf_of(await get_page(client, "/apps/login"))
+    user, password = CREDENTIALS[role]
+    r = await client.post("/apps/login", data={"csrf": token, "username": user, "password": password,
+                                               "next": "/apps/"}, headers=origin(client), allow_redirects=False)
+    assert r.status == 303, await r.text()
+    assert r.headers["Location"] == "/apps/"
+
+
+async def test_browse_headers_and_cookie(hub):
+    r = await hub.get("/apps/")
+    assert r.status == 200
+    html = await r.text()
+    assert r.headers["Content-Security-Policy"] == CSP
+    assert "frame-ancestors 'none'" in CSP and "unsafe-inline" not in CSP
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Referrer-Policy"] == "same-origin"
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/apps" in cookie and "Max-Age=" in cookie
+    assert "Secure" not in cookie  # plain http here; https requests get Secure (request.secure)
+    assert 'name="viewport"' in html and '<main id="main"' in html
+    assert "Web server" in html and "Private thing" not in html and "team/private" not in html
+    for path in ("/apps/static/app.css", "/apps/static/app.js"):
+        assert (await hub.get(path)).status == 200
+
+
+@pytest.mark.parametrize("path", ["/apps/static/..%2fpages.py", "/apps/static/pages.py", "/apps/static/templates%2fbase.html"])
+async def test_static_serves_only_its_files(hub, path):
+    assert (await hub.get(path)).status == 404
+
+
+async def test_search_filter_and_paging(hub):
+    html = await get_page(hub, "/apps/?q=web")
+    assert "Web server" in html
+    html = await get_page(hub, "/apps/?q=nothing-like-this")
+    assert "No apps found." in html
+    html = await get_page(hub, "/apps/?category=web")
+    assert "team/web" in html
+    html = await get_page(hub, "/apps/?category=no-such")
+    assert "team/web" not in html
+
+
+async def test_script_injection_is_escaped(hub):
+    for path in ("/apps/", "/apps/app/team/xss"):
+        html = await get_page(hub, path)
+        assert "<script>alert" not in html and "<img src=x" not in html
+        assert "&lt;script&gt;alert(&#34;t&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+async def test_private_app_needs_a_member(hub):
+    for path in ("/apps/app/team/private", "/apps/icon/team/private", "/apps/manage/team/private"):
+        r = await hub.get(path, allow_redirects=False)
+        assert r.status in (404, 303), path
+        if r.status == 303:  # the manage page asks anonymous visitors to sign in first
+            assert r.headers["Location"].startswith("/apps/login?next=")
+    await sign_in(hub, "other_admin")  # another tenant's admin
+    assert (await hub.get("/apps/app/team/private")).status == 404
+    assert (await hub.get("/apps/manage/team/private")).status == 404
+    assert "Private thing" not in await get_page(hub, "/apps/")
+    hub.session.cookie_jar.clear()
+    await sign_in(hub, "guest")
+    assert "Private thing" in await get_page(hub, "/apps/")
+    assert "Private thing" in await get_page(hub, "/apps/app/team/private")
+
+
+async def render_form(hub, path: str = "/apps/app/team/web", **fields) -> tuple[str, dict]:
+    html = await get_page(hub, path)
+    form = {"csrf": csrf_of(html), "version": "1.1.0", "v_NGINX_TAG": "1.26", "v_HTTP_PORT": "9000",
+            "v_GREETING": "hi there", "action": "render"}
+    form.update(fields)
+    return html, form
+
+
+async def test_render_download_and_field_errors(hub):
+    html, form = await render_form(hub)
+    assert 'type="number" id="param-HTTP_PORT" name="v_HTTP_PORT" value="8080"' in html
+    assert 'inputmode="numeric" max="65535" min="1" step="1"' in html
+    assert '<label for="param-HTTP_PORT">HTTP port</label>' in html
+    r = await hub.post("/apps/app/team/web", data=form, headers=origin(hub))
+    text = await r.text()
+    assert r.status == 200, text
+    assert "image: nginx:1.26" in text and "9000:80" in text and "hi there" in text
+    form["action"] = "download"
+    r = await hub.post("/apps/app/team/web", data=form, headers=origin(hub))
+    assert r.status == 200
+    assert r.headers["Content-Disposition"] == 'attachment; filename="compose.yaml"'
+    doc = yaml.safe_load(await r.text())
+    assert doc["services"]["web"]["image"] == "nginx:1.26"
+    assert doc["services"]["web"]["environment"]["GREETING"] == "hi there"
+    form.update(action="render", v_HTTP_PORT="70000", v_GREETING="NOT-lowercase", v_NGINX_TAG="9.9")
+    r = await hub.post("/apps/app/team/web", data=form, headers=origin(hub))
+    text = await r.text()
+    assert r.status == 422, text
+    for name in ("HTTP_PORT", "GREETING", "NGINX_TAG"):
+        assert f'id="param-{name}-error"' in text, name
+    assert 'value="70000"' in text  # what was typed is kept for correcting
+
+
+async def test_unknown_version_or_app_is_404_not_500(hub):
+    assert (await hub.get("/apps/app/team/web?version=9.9.9")).status == 404
+    assert (await hub.get("/apps/app/team/nope")).status == 404
+    _, form = await render_form(hub, version="../../etc")
+    assert (await hub.post("/apps/app/team/web", data=form, headers=origin(hub))).status == 404
+
+
+@pytest.mark.parametrize("case", ["no token", "wrong token", "no origin", "other origin", "other referer",
+                                  "token of another session"])
+async def test_csrf_and_origin_checks(hub, aiohttp_client, case):
+    _, form = await render_form(hub)
+    extra = origin(hub)
+    if case == "no token":
+        del form["csrf"]
+    elif case == "wrong token":
+        form["csrf"] = form["csrf"][:-2] + ("AA" if not form["csrf"].endswith("AA") else "BB")
+    elif case == "no origin":
+        extra = {}
+    elif case == "other origin":
+        extra = {"Origin": "http://evil.example"}
+    elif case == "other referer":
+        extra = {"Referer": "http://evil.example/apps/"}
+    elif case == "token of another session":
+        hub.session.cookie_jar.clear()
+    r = await hub.post("/apps/app/team/web", data=form, headers=extra)
+    assert r.status == 403, await r.text()
+    assert "image: nginx" not in await r.text()
+
+
+async def test_referer_of_this_site_is_accepted(hub):
+    _, form = await render_form(hub)
+    r = await hub.post("/apps/app/team/web", data=form, headers={"Referer": str(hub.make_url("/apps/app/x"))})
+    assert r.status == 200
+
+
+async def test_sign_in_sign_out_and_forged_cookies(hub):
+    token = csrf_of(await get_page(hub, "/apps/login"))
+    r = await hub.post("/apps/login", data={"csrf": token, "username": "alice", "password": "wrong"},
+                       headers=origin(hub))
+    assert r.status == 401 and "Wrong username or password." in await r.text()
+    await sign_in(hub, "developer")
+    html = await get_page(hub, "/apps/")
+    assert "Signed in as <strong>alice</strong>" in html and "Private thing" in html
+    cookie = hub.session.cookie_jar.filter_cookies(hub.make_url("/apps/"))[sessions.COOKIE].value
+    kid, body, mac = cookie.split(".")
+    forged_body = sessions._b64(b'{"s":"root","n":"x","e":9999999999}')
+    for forged in (f"{kid}.{forged_body}.{mac}", f"{kid}.{body}.{mac[:-3]}abc", "x.y.z", "garbage"):
+        hub.session.cookie_jar.clear()
+        hub.session.cookie_jar.update_cookies({sessions.COOKIE: forged})
+        assert "Signed in as" not in await get_page(hub, "/apps/")
+    hub.session.cookie_jar.clear()
+    hub.session.cookie_jar.update_cookies({sessions.COOKIE: cookie})
+    html = await get_page(hub, "/apps/")
+    r = await hub.post("/apps/logout", data={"csrf": csrf_of(html)}, headers=origin(hub), allow_redirects=False)
+    assert r.status == 303
+    assert "Signed in as" not in await get_page(hub, "/apps/")
+
+
+async def test_sign_in_goes_only_to_catalog_pages(hub):
+    for target, expected in (("//evil.example/x", "/apps/"), ("https://evil.example/", "/apps/"),
+                             ("/apps/app/team/web", "/apps/app/team/web"), ("/apps/\\evil", "/apps/")):
+        hub.session.cookie_jar.clear()
+        token = csrf_of(await get_page(hub, "/apps/login"))
+        r = await hub.post("/apps/login", data={"csrf": token, "username": "alice", "password": "alice-pw-123",
+                                                "next": target}, headers=origin(hub), allow_redirects=False)
+        assert (r.status, r.headers["Location"]) == (303, expected)
+
+
+async def test_sign_in_is_throttled_like_the_token_endpoint(aiohttp_client, tmp_path):
+    client = await aiohttp_client(create_app(make_config(tmp_path, login_failure_limit=2)))
+    await seed(client, images=False)
+    statuses = []
+    for _ in range(3):
+        token = csrf_of(await get_page(client, "/apps/login"))
+        r = await client.post("/apps/login", data={"csrf": token, "username": "alice", "password": "bad"},
+                              headers=origin(client))
+        statuses.append(r.status)
+    assert statuses == [401, 401, 429]
+    assert int(r.headers["Retry-After"]) > 0
+    # The right password is refused too while the lockout lasts.
+    token = csrf_of(await get_page(client, "/apps/login"))
+    r = await client.post("/apps/login", data={"csrf": token, "username": "alice", "password": "alice-pw-123"},
+                          headers=origin(client), allow_redirects=False)
+    assert r.status == 429
+
+
+async def test_publish_deprecate_delete(hub):
+    await sign_in(hub, "maintainer")
+    html = await get_page(hub, "/apps/publish?repository=team/web")
+    import json
+
+    data = {"csrf": csrf_of(html), "repository": "team/web", "compose": publish_body()["compose_files"][0]["content"],
+            "metadata": json.dumps(metadata("web", "1.2.0"))}
+    r = await hub.post("/apps/publish", data=data, headers=origin(hub), allow_redirects=False)
+    assert r.status == 303, await r.text()
+    html = await get_page(hub, r.headers["Location"])
+    assert "1.2.0: published" in html and "Deprecate 1.2.0" in html
+    token = csrf_of(html)
+    r = await hub.post("/apps/manage/team/web", data={"csrf": token, "tag": "1.2.0", "action": "deprecate"},
+                       headers=origin(hub))
+    assert r.status == 200 and "Undeprecate 1.2.0" in await r.text()
+    # Deleting needs the confirmation box.
+    r = await hub.post("/apps/manage/team/web", data={"csrf": token, "tag": "1.2.0", "action": "delete"},
+                       headers=origin(hub))
+    assert r.status == 422
+    r = await hub.post("/apps/manage/team/web", data={"csrf": token, "tag": "1.2.0", "action": "delete",
+                                                      "confirm": "1.2.0"}, headers=origin(hub))
+    assert r.status == 200
+    assert "Deprecate 1.2.0" not in await r.text()
+    # Bad metadata: errors listed on the form, nothing published.
+    data["metadata"] = json.dumps({"schemaVersion": 1, "app": {"key": "web"}})
+    r = await hub.post("/apps/publish", data=data, headers=origin(hub))
+    assert r.status == 422 and "The version was not published" in await r.text()
+
+
+async def test_guest_may_not_change_anything(hub):
+    await sign_in(hub, "guest")
+    html = await get_page(hub, "/apps/manage/team/web")
+    r = await hub.post("/apps/manage/team/web", data={"csrf": csrf_of(html), "tag": "1.0.0", "action": "deprecate"},
+                       headers=origin(hub))
+    assert r.status == 403
+
+
+async def test_open_registry_pages(aiohttp_client, tmp_path):
+    from hub.config import load_config
+
+    cfg = load_config(environ={}, overrides={"data_dir": str(tmp_path), "log": {"access_log": False},
+                                             "auth": {"enabled": False}})
+    client = await aiohttp_client(create_app(cfg))
+    r = await client.post("/api/v1/appstore/apps/team/web/versions", json=publish_body())
+    assert r.status == 201
+    html = await get_page(client, "/apps/")
+    assert "Web server" in html and "Sign in" not in html
+    assert (await client.get("/apps/login", allow_redirects=False)).status == 303
+
+
+def test_session_cookie_round_trip_expiry_and_keys():
+    keys = sessions.Keys.from_secret(b"k1")
+    other = sessions.Keys.from_secret(b"k2")
+    s = sessions.new_session(keys, "alice", now=1000)
+    cookie = sessions.encode(keys, s)
+    assert sessions.decode(keys, cookie, now=1001) == s
+    assert sessions.decode(keys, cookie, now=1000 + sessions.TTL_SECONDS) is None
+    assert sessions.decode(other, cookie, now=1001) is None
+    token = sessions.csrf_token(keys, s)
+    assert sessions.csrf_ok(keys, s, token)
+    assert not sessions.csrf_ok(keys, sessions.new_session(keys, "alice"), token)
+    assert not sessions.csrf_ok(keys, s, "") and not sessions.csrf_ok(keys, None, token)
+    assert "alice" not in token and s.nonce not in token
+
+
+def test_session_keys_follow_the_signing_key_ring():
+    from auth.keys import KeyRing
+
+    ring = KeyRing.generate()
+    keys = sessions.Keys.from_ring(ring)
+    cookie = sessions.encode(keys, sessions.new_session(keys, "alice"))
+    rotated = sessions.Keys.from_ring(ring.rotate())
+    assert sessions.decode(rotated, cookie).subject == "alice"  # the previous key still verifies
+    assert sessions.decode(sessions.Keys.from_ring(KeyRing.generate()), cookie) is None
+    assert time.time() < sessions.decode(rotated, cookie).expires
