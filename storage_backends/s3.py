@@ -79,6 +79,7 @@ from typing import Any, TypeVar
 import aiohttp
 import botocore.exceptions
 from aiobotocore.config import AioConfig
+from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import get_session
 
 from .base import FileInfo, FileWriter, StorageDriver
@@ -153,6 +154,23 @@ def _oss_region(endpoint: str) -> str:
     host = re.sub(r"^[a-z]+://", "", endpoint).split("/", 1)[0].split(":", 1)[0]
     match = _OSS_HOST.search(host)
     return match.group(1) if match else ""
+
+
+# Response bodies are buffered up to this much before the socket is paused (aiohttp's default
+# is 64 KiB). With room to run ahead, the object store keeps sending while a chunk is written
+# to the client, and reads hand on larger pieces: 128 MiB pulls through one server from moto,
+# alternating, 0.31 s of server CPU and 198 MB/s with 64 KiB, 0.25 s and 240 MB/s with 1 MiB.
+READ_BUFSIZE = 1 << 20
+
+
+class _AioHttpSession(AIOHTTPSession):
+    """aiobotocore's aiohttp session with READ_BUFSIZE response buffers (it has no option)."""
+
+    async def _get_session(self, proxy_url):
+        session = await super()._get_session(proxy_url)
+        with contextlib.suppress(AttributeError):  # another aiohttp: its default buffer, still correct
+            session._read_bufsize = READ_BUFSIZE
+        return session
 
 
 _SESSION = None
@@ -255,6 +273,7 @@ class S3Driver(StorageDriver):
             # which OSS and many S3-compatible servers reject; checksums only where required.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
+            http_session_cls=_AioHttpSession,
         )
 
     async def _client(self, which: str = "data") -> Any:

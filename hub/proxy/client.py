@@ -144,8 +144,12 @@ class UpstreamClient:
         """Create the session: no I/O, but it must run on the event loop."""
         # auto_decompress off: a layer served with Content-Encoding must reach storage as its
         # digest says, byte for byte.
+        # read_bufsize 1 MiB (aiohttp's default is 64 KiB): the upstream keeps streaming while
+        # a blob's bytes are spooled, hashed and written to storage, and arrive in fewer, larger
+        # pieces. Cold 200 MB pulls from a local distribution, alternating in one process: 2.0 s
+        # of server CPU and 4.2 s with 64 KiB, 1.6 s and 3.2 s with 1 MiB.
         self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False,
-                                              headers={"User-Agent": "daohub-proxy"})
+                                              headers={"User-Agent": "daohub-proxy"}, read_bufsize=1 << 20)
 
     async def close(self) -> None:
         for task in self._token_fetches.values():
