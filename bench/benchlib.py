@@ -9,6 +9,7 @@ the results file with the machine's load average.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -194,6 +195,7 @@ class Row:
     samples: dict[str, list[float]] = field(default_factory=lambda: {"daohub": [], "other": []})
     details: dict[str, list[dict]] = field(default_factory=lambda: {"daohub": [], "other": []})
     errors: dict[str, str] = field(default_factory=dict)
+    at_least: set[str] = field(default_factory=set)  # sides whose samples are lower bounds (stopped early)
 
     def add(self, side: str, value: float, **details: object) -> None:
         self.samples[side].append(value)
@@ -202,6 +204,13 @@ class Row:
     def median(self, side: str) -> float | None:
         values = self.samples[side]
         return statistics.median(values) if values and side not in self.errors else None
+
+    def bound(self, side: str) -> str:
+        return "> " if side in self.at_least else ""
+
+    def ratio_bound(self) -> str:
+        """DaoHub/other when the other side's value is only a lower bound (of a time): at most this."""
+        return "< " if "other" in self.at_least and "daohub" not in self.at_least else ""
 
     def ratio(self) -> float | None:
         d, o = self.median("daohub"), self.median("other")
@@ -218,7 +227,8 @@ class Row:
                 "median": {"daohub": self.median("daohub"), "other": self.median("other")},
                 "ratio_daohub_over_other": self.ratio(),
                 "target": f"ratio {self.target_op} {self.target}" if self.target_op else None,
-                "target_met": self.met(), "samples": self.samples, "runs": self.details, "errors": self.errors}
+                "target_met": self.met(), "samples": self.samples, "runs": self.details, "errors": self.errors,
+                "lower_bounds": sorted(self.at_least)}
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -236,8 +246,9 @@ def render(rows: list[Row]) -> str:
         ratio = row.ratio()
         met = row.met()
         lines.append(
-            f"| {row.label} | {fmt(row.median('daohub'), row.unit)} | {row.other} | "
-            f"{fmt(row.median('other'), row.unit)} | {'-' if ratio is None else f'{ratio:.2f}'} | "
+            f"| {row.label} | {row.bound('daohub')}{fmt(row.median('daohub'), row.unit)} | {row.other} | "
+            f"{row.bound('other')}{fmt(row.median('other'), row.unit)} | "
+            f"{'-' if ratio is None else row.ratio_bound() + f'{ratio:.2f}'} | "
             f"{f'{row.target_op} {row.target:g}' if row.target_op else '-'} | "
             f"{'-' if met is None else ('yes' if met else 'NO')} |")
     return "\n".join(lines)
@@ -268,3 +279,35 @@ def _git_rev() -> str:
     except OSError:
         return "?"
     return rev + ("+dirty" if dirty else "")
+
+
+def common_options(ap: argparse.ArgumentParser, smoke: str) -> None:
+    ap.add_argument("--smoke", action="store_true", help=f"tiny sizes ({smoke}): does it run at all")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (every server's log)")
+    ap.add_argument("--tmpdir", help="where the work dir goes (default $TMPDIR)")
+    ap.add_argument("--results-dir", type=Path, help="where the JSON goes (default bench/results)")
+    ap.add_argument("--python", default=venv_python(), help="interpreter for `-m hub serve`")
+
+
+def distribution_missing() -> bool:
+    if Path(DISTRIBUTION_BIN).exists():
+        return False
+    print(f"{DISTRIBUTION_BIN} not found (apt-get install -y docker-registry)", file=sys.stderr)
+    return True
+
+
+def report(name: str, rows: list[Row], args: argparse.Namespace, extra: dict) -> bool:
+    """Print the table, any errors and the load average; write the JSON. True when every row
+    has samples on both sides and no errors."""
+    extra["load_average_end"] = load_average()
+    print(render(rows))
+    complete = True
+    for row in rows:
+        complete &= not row.errors and all(row.samples.values())
+        for side, err in row.errors.items():
+            print(f"{row.label}: {side}: {err}")
+    print(f"load average at start {extra['load_average_start']}, at end {extra['load_average_end']}")
+    params = {k: v for k, v in vars(args).items() if k not in ("tmpdir", "keep", "results_dir")}
+    out = write_results(name, rows, params, extra, smoke=args.smoke, out_dir=args.results_dir)
+    log(f"results written to {out}")
+    return complete

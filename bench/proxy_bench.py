@@ -48,27 +48,48 @@ from benchlib import (
     ScenarioError,
     _expect,
     client_session,
+    common_options,
+    distribution_missing,
     load_average,
     log,
     make_random_file,
     pull_image,
     push_image,
-    render,
+    report,
     run_loop,
     sha256_digest,
     source_layer,
-    venv_python,
-    write_results,
 )
 
 UPSTREAM = "dist.bench"
 
 
-def daohub_with_upstream(data_dir: Path, upstream: DistributionProcess, python: str) -> DaoHubProcess:
+def daohub_with_upstream(data_dir: Path, upstream: DistributionProcess, python: str,
+                         spool_dir: str | None) -> DaoHubProcess:
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "config.yaml"
-    config.write_text(f"proxy:\n  upstreams:\n    - name: {UPSTREAM}\n      url: {upstream.url}\n")
+    spool = f"  spool_dir: {spool_dir}\n" if spool_dir else ""
+    config.write_text(f"proxy:\n{spool}  upstreams:\n    - name: {UPSTREAM}\n      url: {upstream.url}\n")
     return DaoHubProcess(data_dir, config=config, python=python, startup_timeout=60)
+
+
+class _Removed:
+    """A directory removed when the benchmark's servers stop."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def stop(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+async def bytes_fetched(session, base: str) -> float:
+    """DaoHub's count of blob bytes received from the upstream (its /metrics)."""
+    async with session.get(f"{base}/metrics") as r:
+        await _expect(r, (200,), "GET /metrics")
+        text = await r.text()
+    prefix = f'daohub_proxy_bytes_fetched_total{{upstream="{UPSTREAM}"}} '
+    return sum(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
 
 
 async def curl_pull_image(session, base: str, repo: str, ref: str, want_digest: str, parallel: int = 4) -> int:
@@ -117,7 +138,11 @@ async def run(args: argparse.Namespace) -> int:
         dist = DistributionProcess(workdir / "distribution", binary=DISTRIBUTION_BIN)
         dist.start()
         started.append(dist)
-        hub = daohub_with_upstream(workdir / "daohub", dist, args.python)
+        spool = None
+        if args.spool_dir:
+            spool = tempfile.mkdtemp(prefix="proxy-bench-spool-", dir=args.spool_dir)
+            started.append(_Removed(spool))
+        hub = daohub_with_upstream(workdir / "daohub", dist, args.python, spool)
         hub.start()
         started.append(hub)
         async with client_session() as session:
@@ -144,16 +169,22 @@ async def run(args: argparse.Namespace) -> int:
                 tag = f"r{rnd}"
                 layers = [source_layer(source) for _ in range(args.layers)]
                 digest = await push_image(session, dist.url, "bench/img", tag, layers)
-                await push_image(session, hub.url, "local/img", tag, layers)
                 cached = f"{UPSTREAM}/bench/img"
                 order = [("cold", "daohub"), ("cold", "other")]
                 for key, side in order if rnd % 2 == 0 else order[::-1]:
                     if side == "daohub":
+                        before = await bytes_fetched(session, hub.url)
                         record(key, side, await pull(hub.url, cached, tag, digest), rnd)
+                        fetched = await bytes_fetched(session, hub.url) - before
+                        if fetched < args.layers * layer_len:
+                            raise ScenarioError(f"the cold pull fetched {fetched:.0f} bytes from the upstream, "
+                                                f"not the image's {args.layers * layer_len}: it was not cold")
                     else:
                         record(key, side, await pull(dist.url, "bench/img", tag, digest), rnd)
                 # The bytes the cache kept are the bytes distribution has.
                 await pull_image(session, hub.url, cached, tag, verify=True, want_digest=digest)
+                # Only now: layers already in DaoHub's storage would be linked, not fetched, by a cold pull.
+                await push_image(session, hub.url, "local/img", tag, layers)
                 for rep in range(args.warm_reps):
                     order = [("daohub", hub.url, cached), ("other", dist.url, "bench/img")]
                     for side, base, repo in order if (rnd + rep) % 2 == 0 else order[::-1]:
@@ -173,17 +204,8 @@ async def run(args: argparse.Namespace) -> int:
             log(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    extra["load_average_end"] = load_average()
-    print(render(list(rows.values())))
-    for row in rows.values():
-        for side, err in row.errors.items():
-            print(f"{row.label}: {side}: {err}")
-    print(f"load average at start {extra['load_average_start']}, at end {extra['load_average_end']}")
-    params = {k: v for k, v in vars(args).items() if k not in ("tmpdir", "keep", "results_dir")}
-    out = write_results("proxy_bench", list(rows.values()), params, extra, smoke=args.smoke,
-                        out_dir=args.results_dir)
-    log(f"results written to {out}")
-    return 1 if failed else 0
+    complete = report("proxy_bench", list(rows.values()), args, extra)
+    return 0 if complete and not failed else 1
 
 
 def main() -> int:
@@ -194,18 +216,15 @@ def main() -> int:
     ap.add_argument("--warm-reps", type=int, default=3, help="warm pulls per side per round (default 3)")
     ap.add_argument("--client", choices=("curl", "aiohttp"), default="curl" if shutil.which("curl") else "aiohttp",
                     help="what pulls the blobs (default curl when installed)")
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes: 2 layers of 2 MB, 1 round, 1 warm rep")
-    ap.add_argument("--keep", action="store_true", help="keep the work dir (logs of both servers)")
-    ap.add_argument("--tmpdir", help="where the work dir goes (default $TMPDIR)")
-    ap.add_argument("--results-dir", type=Path, help="where the JSON goes (default bench/results)")
-    ap.add_argument("--python", default=venv_python(), help="interpreter for `-m hub serve`")
+    ap.add_argument("--spool-dir", help="parent of DaoHub's proxy.spool_dir (e.g. /dev/shm); default: DaoHub's "
+                                        "default, <data_dir>/proxy-spool")
+    common_options(ap, "2 layers of 2 MB, 1 round, 1 warm rep")
     args = ap.parse_args()
     if args.smoke:
         args.layers, args.layer_mb, args.rounds, args.warm_reps = 2, 2, 1, 1
     if min(args.layers, args.layer_mb, args.rounds, args.warm_reps) < 1:
         ap.error("sizes and counts must be positive")
-    if not Path(DISTRIBUTION_BIN).exists():
-        print(f"{DISTRIBUTION_BIN} not found (apt-get install -y docker-registry)", file=sys.stderr)
+    if distribution_missing():
         return 2
     return run_loop(run(args))
 
