@@ -91,7 +91,12 @@ async def _resolve(request: web.Request) -> tuple[Principal, sessions.Session]:
 def _set_cookie(request: web.Request, response: web.StreamResponse, session: sessions.Session) -> None:
     response.set_cookie(sessions.COOKIE, sessions.encode(session_keys(request), session), path="/apps",
                         max_age=max(0, session.expires - int(_now().timestamp())), httponly=True,
-                        samesite="Lax", secure=request.secure)
+                        samesite="Lax", secure=_https(request))
+
+
+def _https(request: web.Request) -> bool:
+    # Behind a TLS-terminating proxy the request itself is plain http: public_url tells.
+    return request.secure or request.app[CONFIG].server.public_url.lower().startswith("https://")
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -149,6 +154,11 @@ def wrap(handler: Handler) -> Handler:
         try:
             await _resolve(request)
             return await handler(request)
+        except web.HTTPRequestEntityTooLarge as exc:
+            if _SESSION not in request:
+                raise
+            problem = Problem(f"the form is larger than this server accepts ({exc.text})", status=413)
+            return page(request, "error.html", 413, problem=problem, title="Too large")
         except Problem as problem:
             if _SESSION not in request:
                 raise

@@ -318,3 +318,42 @@ def test_session_keys_follow_the_signing_key_ring():
     assert sessions.decode(rotated, cookie).subject == "alice"  # the previous key still verifies
     assert sessions.decode(sessions.Keys.from_ring(KeyRing.generate()), cookie) is None
     assert time.time() < sessions.decode(rotated, cookie).expires
+
+
+async def test_image_check_tells_only_what_the_visitor_may_know(aiohttp_client, tmp_path):
+    client = await aiohttp_client(create_app(make_config(tmp_path)))
+    await seed(client)  # with images: team/app:v1 (private), other/secret:v1 (private)
+    url = client.make_url("")
+    host = f"{url.host}:{url.port}"
+    compose = (f"services:\n  a:\n    image: {host}/team/app:v1\n  b:\n    image: {host}/team/app:nope\n"
+               f"  c:\n    image: {host}/other/secret:v1\n  d:\n    image: redis:7\n")
+    body = {"compose_files": [{"name": "compose.yaml", "content": compose}], "metadata": metadata("stack")}
+    body["metadata"]["version"]["parameters"] = []
+    await publish(client, "team/stack", body)
+    await client.server.app[STORE].set_repository_public("team/stack", True)
+
+    async def checks() -> dict[str, tuple[str, str, str]]:
+        html = await get_page(client, "/apps/app/team/stack")
+        r = await client.post("/apps/app/team/stack", data={"csrf": csrf_of(html), "version": "1.0.0"},
+                              headers=origin(client))
+        text = await r.text()
+        assert r.status == 200, text
+        rows = re.findall(r'<td><code>(.*?)</code></td>.*?class="in-daohub">(.*?)</td>'
+                          r'.*?class="pullable">(.*?)</td>.*?class="exists">(.*?)</td>', text, re.DOTALL)
+        return {image.rsplit("/", 2)[-2] + "/" + image.rsplit("/", 1)[-1]: tuple(rest) for image, *rest in rows}
+
+    assert await checks() == {
+        "team/app:v1": ("yes", "no", "not told"), "team/app:nope": ("yes", "no", "not told"),
+        "other/secret:v1": ("yes", "no", "not told"), "library/redis:7": ("no (elsewhere)", "not checked", "unknown")}
+    await sign_in(client, "developer")
+    assert await checks() == {
+        "team/app:v1": ("yes", "yes", "yes"), "team/app:nope": ("yes", "yes", "no"),
+        "other/secret:v1": ("yes", "no", "not told"), "library/redis:7": ("no (elsewhere)", "not checked", "unknown")}
+
+
+async def test_cookie_is_secure_when_served_over_https(aiohttp_client, tmp_path):
+    cfg = make_config(tmp_path)
+    cfg.server.public_url = "https://hub.example"
+    client = await aiohttp_client(create_app(cfg))
+    r = await client.get("/apps/")
+    assert "Secure" in r.headers["Set-Cookie"]
