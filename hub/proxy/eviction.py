@@ -14,12 +14,14 @@ are deleted only when no repository at all links it any more: a blob also linked
 tenant's repository (pushed there, or mounted) stays. Bytes are deleted before the blob's row,
 so a failure leaves a row for a later run rather than a row whose bytes are gone.
 
-Pushes take no lock that eviction could share (hub/registry), so the check "nothing links
-it" and the delete are not atomic against a push of the very same bytes. The window is kept
-small: the bytes go only after a grace period following the unlink (a push that found them
-present links them within it), and the check is made again right before the delete. A push
-that lands exactly between that check and the delete is logged as an error. Making it
-impossible needs the registry's blob commit and this delete to share a lock per digest.
+A blob's bytes go under the digest's lock (Registry.blob_lock, see hub/registry/service.py),
+held from the final "nothing links it" check through the byte and row deletes. Every path
+that links bytes it found present (a push that skips the move, a mount, the cache linking a
+blob another repository brought) holds the same lock from that check through its link, so a
+push of the very same bytes, on any replica and into any repository, either links first (and
+the bytes stay) or finds them gone and moves its own in. The grace period between unlinking
+and deleting is not needed for that; it stays as a margin for replicas of an older version
+(which push without the lock) during a rolling upgrade.
 """
 
 from __future__ import annotations
@@ -147,13 +149,10 @@ async def _evict_upstream(registry, name: str, expiry: float | None, cap: int, m
             log.info("evicted %s@%s from the cache of %r (%s, %d bytes freed in the cache)", image.repository,
                      image.digest, name, why, evicted.freed_bytes)
     if unlinked:
-        # A push of the same bytes that found them present (before the unlink) links them a
-        # moment later: after the grace its link is there, and the bytes are kept.
+        # Not needed with the blob lock; a margin for pushes by replicas that predate it.
         await wait_grace(grace)
     for digest in sorted(unlinked):
-        # The lock a fetch of this blob for this upstream holds: a fetch that found the
-        # bytes present links them under it, so they cannot vanish in between.
-        async with store.lock(f"proxy:blob:{name}:{digest}"):
+        async with registry.blob_lock(digest):
             deleted = await _delete_blob(registry, digest)
         if deleted is not None:
             result.blobs_deleted += 1
@@ -171,12 +170,18 @@ async def wait_grace(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+async def checked_unlinked(digest: str) -> None:
+    """Runs between the final check and the delete, under the blob's lock (tests pause here)."""
+
+
 async def _delete_blob(registry, digest: str) -> int | None:
-    """Delete a blob's bytes and row if no repository links it; its size if this call did."""
+    """Delete a blob's bytes and row if no repository links it; its size if this call did.
+    The caller holds the blob's lock."""
     store = registry.store
     size = await store.get_global_blob_size(digest)
     if size is not None:
         return None  # still linked somewhere (a tenant's repository, another cache)
+    await checked_unlinked(digest)
     try:
         path = parse_digest(digest).blob_path
         stat = await registry.storage.stat(path)
@@ -187,9 +192,10 @@ async def _delete_blob(registry, digest: str) -> int | None:
         log.warning("could not delete evicted blob %s: %s (its row stays for a later run)", digest, exc)
         return None
     if not await store.delete_unlinked_blob(digest):
-        # Linked again between the check and the delete (a push of these very bytes that had
-        # found them present): rare, and the bytes may now be missing, so it is said loudly.
+        # Linked again between the check and the delete: only a path that links without the
+        # blob's lock can do that, which is a bug, and the bytes may now be missing.
         if await store.get_global_blob_size(digest) is not None:
-            log.error("blob %s was linked again while eviction deleted its bytes: push it again", digest)
+            log.error("blob %s was linked without its lock while eviction deleted its bytes: push it again",
+                      digest)
         return None
     return stat.size if stat is not None else 0

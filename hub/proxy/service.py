@@ -292,15 +292,24 @@ class Proxy:
 
     async def _link(self, repository: str, digest: str) -> None:
         """Link a blob that is in storage into `repository` (a fetch for another one brought it)."""
-        if await self.store.get_blob_size(repository, digest) is not None:
-            return
-        size = await self.store.get_global_blob_size(digest)
-        if size is None:
+        if not await self._link_present(repository, digest):
             raise BlobUnknown("the blob was fetched but is gone again", detail={"digest": digest})
-        try:
-            await self.store.link_blob(repository, digest, size)
-        except QuotaExceededError as exc:
-            raise _quota_denied(exc) from None
+
+    async def _link_present(self, repository: str, digest: str) -> bool:
+        """Link the blob into `repository` if its bytes are stored; False if they are not."""
+        if await self.store.get_blob_size(repository, digest) is not None:
+            return True
+        # The bytes another repository links may be evicted meanwhile: the digest's lock keeps
+        # them until this link commits (hub/registry/service.py).
+        async with self.registry.blob_lock(digest):
+            size = await self.store.get_global_blob_size(digest)
+            if size is None:
+                return False
+            try:
+                await self.store.link_blob(repository, digest, size)
+            except QuotaExceededError as exc:
+                raise _quota_denied(exc) from None
+        return True
 
     async def _fetch_blob(self, flight: BlobFlight, target: Target) -> None:
         upstream = target.upstream.name
@@ -333,12 +342,13 @@ class Proxy:
         try:
             if size is not None:
                 # The bytes are here already (another repository or upstream): confirm that the
-                # upstream serves this digest in this repository, then link instead of downloading.
+                # upstream serves this digest in this repository, then link instead of downloading
+                # (unless they were evicted meanwhile).
                 await client.head_blob(target.remote, digest)
-                await self._link(target.cache, digest)
-                flight.local = True
-                self.metrics.cache.labels(upstream, "blob", "linked").inc()
-                return
+                if await self._link_present(target.cache, digest):
+                    flight.local = True
+                    self.metrics.cache.labels(upstream, "blob", "linked").inc()
+                    return
             self.metrics.cache.labels(upstream, "blob", "miss").inc()
             async with client.open_blob(target.remote, digest) as resp:
                 length = resp.content_length

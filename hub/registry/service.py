@@ -2,6 +2,16 @@
 
 Handlers pass request bodies in as async iterators of bytes; everything that can go
 wrong raises an OciError subclass.
+
+Blob bytes and links, and the per-digest lock (`blob_lock`). Bytes live once per digest and
+may be deleted once no repository links them (the pull-through cache's eviction). So whoever
+creates a link that relies on bytes being there (a push that finds them present and skips
+the move, a cross-repository mount, the cache linking a blob another repository brought)
+holds the digest's lock from that check through the link's commit, and whoever deletes the
+bytes holds it from the final "nothing links it" check through the delete. A push of the
+same digest therefore either links before the check (and the bytes stay) or checks after the
+delete (and moves its own bytes in). On PostgreSQL it is an advisory lock, across replicas.
+Reads take no lock: a linked blob is not deleted.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -71,6 +81,10 @@ class BlobLocation:
     digest: Digest
     size: int
     storage_path: str
+
+
+def blob_lock_key(digest: str) -> str:
+    return f"blob:{digest}"
 
 
 def upload_path(upload_id: str) -> str:
@@ -132,6 +146,10 @@ class Registry:
         if not await self.store.unlink_blob(repository, str(digest)):
             raise BlobUnknown(detail={"digest": digest_str})
 
+    def blob_lock(self, digest: str):
+        """The lock of a digest's bytes (see the module docstring): `async with registry.blob_lock(d):`."""
+        return self.store.lock(blob_lock_key(digest))
+
     async def mount_blob(self, repository: str, digest_str: str, source: str | None,
                          can_read: ReadCheck) -> bool:
         """Link a blob that `source` (or, without one, any readable repository) has. True if mounted."""
@@ -139,16 +157,20 @@ class Registry:
         if await self.store.get_blob_size(repository, digest) is not None:
             return True
         candidates = [source] if source else await self.store.repositories_linking(digest)
-        for candidate in candidates:
-            if candidate == repository or not can_read(candidate):
-                continue
-            size = await self.store.get_blob_size(candidate, digest)
-            if size is not None:
-                try:
-                    await self.store.link_blob(repository, digest, size)
-                except QuotaExceededError as exc:
-                    raise _quota_denied(exc) from None
-                return True
+        candidates = [c for c in candidates if c != repository and can_read(c)]
+        if not candidates:
+            return False
+        # Held from seeing the source's link to committing ours: the source may be unlinked
+        # meanwhile (an evicted cache image), and then the bytes must wait for our link.
+        async with self.blob_lock(digest):
+            for candidate in candidates:
+                size = await self.store.get_blob_size(candidate, digest)
+                if size is not None:
+                    try:
+                        await self.store.link_blob(repository, digest, size)
+                    except QuotaExceededError as exc:
+                        raise _quota_denied(exc) from None
+                    return True
         return False
 
     # Uploads -------------------------------------------------------------------------
@@ -350,10 +372,11 @@ class Registry:
             size = writer.size
             self._active_writers.pop(upload_id, None)
             await writer.commit()
-            await self._publish(repository, upload_path(upload_id), digest, size, hasher,
-                                on_failure=lambda: self._drop_upload(upload_id))
+            await self._verify(repository, upload_path(upload_id), digest, size, hasher,
+                               on_failure=lambda: self._drop_upload(upload_id))
             try:
-                await self.store.complete_upload(upload_id, repository, str(digest), size)
+                await self._place(upload_path(upload_id), digest,
+                                  lambda: self.store.complete_upload(upload_id, repository, str(digest), size))
             except QuotaExceededError as exc:
                 # Lost a race with another push into the tenant: nothing was linked or counted.
                 await self._drop_upload(upload_id)
@@ -373,22 +396,22 @@ class Registry:
             await self._pump(chunks, writer, hasher, self._size_limit(0))
             size = writer.size
             await writer.commit()
-            await self._publish(repository, path, digest, size, hasher, on_failure=None)
+            await self._verify(repository, path, digest, size, hasher, on_failure=None)
         except BaseException:
             with contextlib.suppress(Exception):
                 await writer.cancel()
             await self._delete_quietly(f"uploads/{upload_id}")
             raise
         try:
-            await self.store.link_blob(repository, str(digest), size)
+            await self._place(path, digest, lambda: self.store.link_blob(repository, str(digest), size))
         except QuotaExceededError as exc:
             raise _quota_denied(exc) from None
         finally:
             await self._delete_quietly(f"uploads/{upload_id}")
         return digest
 
-    async def _publish(self, repository: str, path: str, digest: Digest, size: int, hasher, on_failure) -> None:
-        """Verify committed upload data at `path` and move it to its content address."""
+    async def _verify(self, repository: str, path: str, digest: Digest, size: int, hasher, on_failure) -> None:
+        """Check committed upload data at `path`: its digest, the size limit and the tenant's quota."""
         if hasher is None:
             hasher = await self._rehash(path, digest.algorithm)
         if hasher.hexdigest() != digest.hex:
@@ -406,8 +429,15 @@ class Registry:
             if on_failure is not None:
                 await on_failure()
             raise _quota_denied(exc) from None
-        if await self.store.get_global_blob_size(str(digest)) is None:
-            await self.storage.move(path, digest.blob_path)
+
+    async def _place(self, path: str, digest: Digest, link: Callable[[], Awaitable[None]]) -> None:
+        """Move verified data at `path` to its content address unless the bytes are there, and
+        link them (`link`), under the digest's lock: bytes found present cannot be deleted
+        before the link commits."""
+        async with self.blob_lock(str(digest)):
+            if await self.store.get_global_blob_size(str(digest)) is None:
+                await self.storage.move(path, digest.blob_path)
+            await link()
 
     async def _delete_quietly(self, path: str) -> None:
         try:
@@ -551,4 +581,4 @@ class Registry:
         return await self.store.list_referrers(repository, digest, artifact_type)
 
 
-__all__ = ["BlobLocation", "ManifestHook", "Registry", "is_tag", "upload_path"]
+__all__ = ["BlobLocation", "ManifestHook", "Registry", "blob_lock_key", "is_tag", "upload_path"]
