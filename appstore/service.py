@@ -186,6 +186,17 @@ class AppStore:
         body["deprecated"] = record.deprecated
         return body
 
+    async def draft(self, principal: Principal, repository: str,
+                    tag: str | None = None) -> tuple[dict[str, Any], list[tuple[str, str]], str | None]:
+        """A version (default: the latest) as the start of the next one: (its metadata document,
+        its compose files, the icon's file name or None). For the web catalog's publish form."""
+        if tag is None:
+            tag = _latest(_dedupe(await self._versions(principal, repository))).tag
+        record = await self._record(principal, repository, tag)
+        indexed = catalog.read_document(record.document, repository, tag)
+        return (model.dump_metadata(indexed.app, indexed.version), list(indexed.version.compose_files.items()),
+                indexed.icon_name if record.icon_digest else None)
+
     async def icon(self, principal: Principal, repository: str, tag: str | None = None) -> tuple[bytes, str, str]:
         """(bytes, media type, digest) of the icon of a version (default: the latest)."""
         if tag is None:

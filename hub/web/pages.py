@@ -364,8 +364,19 @@ async def publish_form(request: web.Request) -> web.StreamResponse:
     redirect = _require_sign_in(request)
     if redirect:
         return redirect
-    return page(request, "publish.html", repository=request.query.get("repository", "")[:300], metadata="",
-                compose="", errors=[], title="Publish a version")
+    repository = request.query.get("repository", "")[:300]
+    metadata, compose, icon_name = "", "", None
+    if repository:
+        # Start from the latest version: publishing the next one is then a matter of its number.
+        try:
+            doc, files, icon_name = await _service(request).draft(request[_PRINCIPAL], repository)
+        except NotFound:
+            pass
+        else:
+            metadata = json.dumps(doc, indent=2, ensure_ascii=False)
+            compose = files[0][1] if len(files) == 1 else ""
+    return page(request, "publish.html", repository=repository, metadata=metadata, compose=compose,
+                icon_name=icon_name, version="", errors=[], title="Publish a version")
 
 
 async def _file_text(field, what: str) -> str | None:
@@ -415,12 +426,17 @@ async def publish(request: web.Request) -> web.StreamResponse:
         errors.append("metadata: required")
     if not compose_text.strip():
         errors.append("compose: required")
+    version = str(form.get("version", "")).strip()
+    if version and isinstance(metadata, dict) and isinstance(metadata.get("version"), dict):
+        metadata["version"]["version"] = version
     if not errors:
         try:
             name = artifact.check_file_name(compose_name, "compose")
+            icon = _icon(form.get("icon"))
+            if icon is None and form.get("keep_icon") == "true":
+                icon = await _current_icon(request, repository, metadata)
             created = await _service(request).publish(request[_PRINCIPAL], repository,
-                                                      Upload(((name, compose_text),), metadata,
-                                                             _icon(form.get("icon"))))
+                                                      Upload(((name, compose_text),), metadata, icon))
         except artifact.ArtifactInvalid as exc:
             errors.append(f"compose: {exc.message}")
         except ValidationFailed as problem:
@@ -429,7 +445,17 @@ async def publish(request: web.Request) -> web.StreamResponse:
             return see_other(request, "/apps/manage/" + quote(repository, safe="/") + "?"
                              + urlencode({"done": f"{created['version']}: published"}))
     return page(request, "publish.html", 422, repository=repository, metadata=metadata_text, compose=compose_text,
-                errors=errors, title="Publish a version")
+                icon_name=None, version=version, errors=errors, title="Publish a version")
+
+
+async def _current_icon(request: web.Request, repository: str, metadata) -> artifact.Icon | None:
+    """The latest version's icon under the name the new metadata gives it, if it names one."""
+    name = metadata.get("app", {}).get("icon") if isinstance(metadata, dict) and isinstance(
+        metadata.get("app"), dict) else None
+    if not isinstance(name, str) or not name:
+        return None
+    data, media_type, _ = await _service(request).icon(request[_PRINCIPAL], repository)
+    return artifact.Icon(name, data, media_type)
 
 
 def add_routes(app: web.Application) -> None:

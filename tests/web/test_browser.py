@@ -150,22 +150,32 @@ def test_publish_deprecate_delete_through_the_pages(new_page, artifacts, tmp_pat
     assert page.get_by_role("rowheader", name="1.1.0").is_visible()
     shot(page, artifacts, "manage-published")
 
-    page.get_by_role("button", name="Deprecate 1.1.0").click()
-    page.get_by_text("1.1.0: deprecated").wait_for()
+    # The next version from the form as it opens (the latest version's documents): a new number is enough.
+    page.get_by_role("link", name="Publish a new version").click()
+    assert '"version": "1.1.0"' in page.locator("#metadata").input_value()
+    page.get_by_label("Version", exact=True).fill("1.2.0")
+    assert page.get_by_label("Keep the current icon (notes.png) when no file is chosen").is_checked()
+    page.get_by_role("button", name="Publish").click()
+    page.get_by_text("1.2.0: published").wait_for()
+
+    page.get_by_role("button", name="Deprecate 1.2.0").click()
+    page.get_by_text("1.2.0: deprecated").wait_for()
     page.goto("/apps/app/team/private-notes")
     versions = page.get_by_role("region", name="Versions")
     assert versions.get_by_text("deprecated").count() == 1
-    assert versions.get_by_role("link").all_inner_texts() == ["1.1.0", "1.0.0"]  # newest first
-    assert page.locator(".app-head img").count() == 0  # the page shows 1.0.0: the newest not deprecated
-    page.get_by_role("link", name="1.1.0").click()
-    page.wait_for_url("**version=1.1.0")
+    assert versions.get_by_role("link").all_inner_texts() == ["1.2.0", "1.1.0", "1.0.0"]  # newest first
+    # The page shows the newest version not deprecated, 1.1.0; 1.2.0 kept its icon.
+    assert page.get_by_text("version 1.1.0").is_visible()
+    versions.get_by_role("link", name="1.2.0").click()
+    page.wait_for_url("**version=1.2.0")
     assert page.locator(".app-head img").get_attribute("alt") == "Private Notes icon"
 
     page.goto("/apps/manage/team/private-notes")
-    page.get_by_label("Yes, delete 1.1.0 and its tags").check()
-    page.get_by_role("button", name="Delete 1.1.0").click()
-    page.get_by_text("1.1.0: deleted").wait_for()
-    assert page.get_by_role("rowheader", name="1.1.0").count() == 0
+    page.get_by_label("Yes, delete 1.2.0 and its tags").check()
+    page.get_by_role("button", name="Delete 1.2.0").click()
+    page.get_by_text("1.2.0: deleted").wait_for()
+    assert page.get_by_role("rowheader", name="1.2.0").count() == 0
+    assert page.get_by_role("rowheader", name="1.1.0").is_visible()
     assert page.get_by_role("rowheader", name="1.0.0").is_visible()
 
 

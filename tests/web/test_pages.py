@@ -4,8 +4,10 @@ browser tests (test_browser.py) drive the same pages in Chromium."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from html import unescape
 
 import pytest
 import yaml
@@ -15,7 +17,7 @@ from hub.keys import STORE
 from hub.web import session as sessions
 from hub.web.pages import CSP
 from tests.admin.conftest import headers, make_config, seed
-from tests.appstore.hubs import metadata, publish_body
+from tests.appstore.hubs import PNG, metadata, publish_body
 
 XSS = '<script>alert("t")</script><img src=x onerror=alert(1)>'
 
@@ -246,8 +248,6 @@ async def test_sign_in_is_throttled_like_the_token_endpoint(aiohttp_client, tmp_
 async def test_publish_deprecate_delete(hub):
     await sign_in(hub, "maintainer")
     html = await get_page(hub, "/apps/publish?repository=team/web")
-    import json
-
     data = {"csrf": csrf_of(html), "repository": "team/web", "compose": publish_body()["compose_files"][0]["content"],
             "metadata": json.dumps(metadata("web", "1.2.0"))}
     r = await hub.post("/apps/publish", data=data, headers=origin(hub), allow_redirects=False)
@@ -266,6 +266,18 @@ async def test_publish_deprecate_delete(hub):
                                                       "confirm": "1.2.0"}, headers=origin(hub))
     assert r.status == 200
     assert "Deprecate 1.2.0" not in await r.text()
+    # The form starts from the latest version: a new number (and the kept icon) is all it takes.
+    html = await get_page(hub, "/apps/publish?repository=team/web")
+    fields = {name: unescape(value) for name, value in re.findall(r'<textarea id="(\w+)"[^>]*>(.*?)</textarea>',
+                                                                   html, re.DOTALL)}
+    assert json.loads(fields["metadata"])["version"]["version"] == "1.1.0"
+    assert fields["compose"] == publish_body()["compose_files"][0]["content"]
+    assert 'name="keep_icon" value="true" checked' in html
+    r = await hub.post("/apps/publish", headers=origin(hub), allow_redirects=False, data={
+        "csrf": csrf_of(html), "repository": "team/web", "version": "1.3.0", "keep_icon": "true", **fields})
+    assert r.status == 303, await r.text()
+    r = await hub.get("/apps/icon/team/web?version=1.3.0")
+    assert r.status == 200 and await r.read() == PNG
     # Bad metadata: errors listed on the form, nothing published.
     data["metadata"] = json.dumps({"schemaVersion": 1, "app": {"key": "web"}})
     r = await hub.post("/apps/publish", data=data, headers=origin(hub))
