@@ -177,11 +177,6 @@ def _service(request: web.Request) -> AppStore:
     return appstore(request)
 
 
-def _app_url(name: str, tag: str | None = None) -> str:
-    url = "/apps/app/" + quote(name, safe="/")
-    return url + ("?" + urlencode({"version": tag}) if tag else "")
-
-
 # Pages ---------------------------------------------------------------------------------------
 async def browse(request: web.Request) -> web.StreamResponse:
     principal = request[_PRINCIPAL]

@@ -117,8 +117,16 @@ async def test_private_app_needs_a_member(hub):
         if r.status == 303:  # the manage page asks anonymous visitors to sign in first
             assert r.headers["Location"].startswith("/apps/login?next=")
     await sign_in(hub, "other_admin")  # another tenant's admin
-    assert (await hub.get("/apps/app/team/private")).status == 404
-    assert (await hub.get("/apps/manage/team/private")).status == 404
+    for path in ("/apps/app/team/private", "/apps/manage/team/private", "/apps/icon/team/private",
+                 "/apps/app/team/private?version=2.0.0"):
+        assert (await hub.get(path)).status == 404, path
+    html = await get_page(hub, "/apps/")
+    for path, data in (("/apps/app/team/private", {"version": "2.0.0"}),
+                       ("/apps/manage/team/private", {"tag": "2.0.0", "action": "deprecate"}),
+                       ("/apps/manage/team/private", {"tag": "2.0.0", "action": "delete", "confirm": "2.0.0"})):
+        r = await hub.post(path, data={"csrf": csrf_of(html), **data}, headers=origin(hub))
+        assert r.status == 404, (path, data)
+        assert "Private thing" not in await r.text()
     assert "Private thing" not in await get_page(hub, "/apps/")
     hub.session.cookie_jar.clear()
     await sign_in(hub, "guest")
@@ -369,3 +377,51 @@ async def test_cookie_is_secure_when_served_over_https(aiohttp_client, tmp_path)
     client = await aiohttp_client(create_app(cfg))
     r = await client.get("/apps/")
     assert "Secure" in r.headers["Set-Cookie"]
+
+
+ALL_TYPES = """services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "echo ${NAME} ${COUNT} ${DEBUG} ${MODE} ${PASS} ${PORT} ${SECRET}"]
+    environment:
+      NOTES: ${NOTES}
+"""
+
+
+async def test_every_parameter_type_has_its_control(hub):
+    body = {"compose_files": [{"name": "compose.yaml", "content": ALL_TYPES}], "metadata": {
+        "schemaVersion": 1, "app": {"key": "types", "title": "Types"}, "version": {
+            "version": "1.0.0", "composeFiles": ["compose.yaml"], "parameters": [
+                {"name": "NAME", "type": "string", "required": True, "pattern": "[a-z]+", "label": "Name",
+                 "description": "Lower-case letters."},
+                {"name": "COUNT", "type": "int", "min": 2, "max": 9, "default": 3, "group": "Numbers"},
+                {"name": "DEBUG", "type": "bool", "default": True},
+                {"name": "MODE", "type": "enum", "options": [{"value": "a", "label": "Mode A"}, {"value": "b"}],
+                 "default": "a"},
+                {"name": "PASS", "type": "password", "default": "pw"},
+                {"name": "PORT", "type": "port", "default": 8000, "group": "Numbers"},
+                {"name": "SECRET", "type": "secret", "length": 12},
+                {"name": "NOTES", "type": "multiline", "default": "x"}]}}}
+    await publish(hub, "team/types", body)
+    await sign_in(hub, "guest")
+    html = await get_page(hub, "/apps/app/team/types")
+    assert re.search(r'<input type="text" id="param-NAME" name="v_NAME" value="" pattern="\[a-z\]\+" required '
+                     r'aria-describedby="param-NAME-help">', html)
+    assert 'type="number" id="param-COUNT" name="v_COUNT" value="3" inputmode="numeric" max="9" min="2"' in html
+    assert '<input type="checkbox" id="param-DEBUG" name="v_DEBUG" value="true" checked>' in html
+    assert '<option value="a" selected>Mode A</option><option value="b">b</option>' in html
+    assert '<input type="password" id="param-PASS" name="v_PASS" value="pw" autocomplete="new-password">' in html
+    assert 'placeholder="left empty: 12 random characters"' in html
+    assert '<textarea id="param-NOTES" name="v_NOTES" rows="4">x</textarea>' in html
+    assert html.index("<legend>Settings</legend>") < html.index("<legend>Numbers</legend>")
+    # An unticked box is false; an empty secret is generated; a missing required value is a field error.
+    form = {"csrf": csrf_of(html), "version": "1.0.0", "v_NAME": "abc", "v_COUNT": "4", "v_MODE": "b",
+            "v_PASS": "pw2", "v_PORT": "8001", "v_SECRET": "", "v_NOTES": "line1\nline2"}
+    r = await hub.post("/apps/app/team/types", data={**form, "action": "download"}, headers=origin(hub))
+    doc = yaml.safe_load(await r.text())
+    words = doc["services"]["app"]["command"][2].split()
+    assert words[:6] == ["echo", "abc", "4", "false", "b", "pw2"] and words[6] == "8001" and len(words[7]) == 12
+    assert doc["services"]["app"]["environment"]["NOTES"] == "line1\nline2"
+    r = await hub.post("/apps/app/team/types", data={**form, "v_NAME": ""}, headers=origin(hub))
+    text = await r.text()
+    assert r.status == 422 and '<p class="field-error" id="param-NAME-error">required</p>' in text
