@@ -220,6 +220,7 @@ async def test_sign_in_sign_out_and_forged_cookies(hub):
     hub.session.cookie_jar.clear()
     hub.session.cookie_jar.update_cookies({sessions.COOKIE: cookie})
     html = await get_page(hub, "/apps/")
+    assert "Signed in as <strong>alice</strong>" in html
     r = await hub.post("/apps/logout", data={"csrf": csrf_of(html)}, headers=origin(hub), allow_redirects=False)
     assert r.status == 303
     assert "Signed in as" not in await get_page(hub, "/apps/")
@@ -425,3 +426,17 @@ async def test_every_parameter_type_has_its_control(hub):
     r = await hub.post("/apps/app/team/types", data={**form, "v_NAME": ""}, headers=origin(hub))
     text = await r.text()
     assert r.status == 422 and '<p class="field-error" id="param-NAME-error">required</p>' in text
+
+
+async def test_disabled_user_cookie_and_robots(hub):
+    await sign_in(hub, "developer")
+    assert "Private thing" in await get_page(hub, "/apps/")
+    await hub.server.app[STORE].update_user("alice", {"disabled": True})
+    html = await get_page(hub, "/apps/")  # the cookie no longer stands for anyone
+    assert "Signed in as" not in html and "Private thing" not in html
+    await hub.server.app[STORE].update_user("alice", {"disabled": False})
+    hub.session.cookie_jar.clear()
+    token = csrf_of(await get_page(hub, "/apps/login"))
+    r = await hub.post("/apps/login", data={"csrf": token, "username": "robot$team+ci", "password": "robot-secret"},
+                       headers=origin(hub), allow_redirects=False)
+    assert r.status == 401 and "This account cannot sign in here." in await r.text()
