@@ -20,7 +20,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from appstore import artifact
-from appstore.markdown import render_markdown
+from appstore.markdown import plain_text, render_markdown
 from appstore.service import AppStore, Upload
 from auth.policy import Principal
 from auth.service import AuthenticationFailed, LoginThrottled
@@ -44,6 +44,7 @@ SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "n
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 ENV.filters["q"] = lambda value: quote(str(value), safe="/")
+ENV.filters["plain"] = plain_text  # a Markdown summary as text for cards (then autoescaped)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SESSION = web.RequestKey("web_session", sessions.Session)
