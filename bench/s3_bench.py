@@ -169,7 +169,7 @@ class Cpu:
 
 
 async def transfer(hub: DaoHubProcess, dist: S3Distribution, source: BlobSource, moto: MotoServer,
-                   args: argparse.Namespace, rows: dict[str, Row]) -> None:
+                   args: argparse.Namespace, rows: dict[str, Row], parts: set[str]) -> None:
     size = source.length
     pids = {"daohub": hub.pid, "other": dist.pid}
     pushed: dict[str, str] = {}  # side -> digest of its latest monolithic push
@@ -188,17 +188,22 @@ async def transfer(hub: DaoHubProcess, dist: S3Distribution, source: BlobSource,
             await push_blob(session, base, "bench/warm", digest, size, source.stream(suffix))
         for rnd in range(args.rounds):
             for side, base in sides(hub, dist, rnd):
+                if "push" not in parts and side in pushed:
+                    continue
                 digest, suffix = source.new_blob()
-                await timed("push", side, rnd, push_blob(session, base, "bench/mono", digest, size,
-                                                         source.stream(suffix)))
+                run = push_blob(session, base, "bench/mono", digest, size, source.stream(suffix))
+                if "push" in parts:
+                    await timed("push", side, rnd, run)
+                else:
+                    await run  # a blob for the pulls
                 await head_blob(session, base, "bench/mono", digest, size)
                 pushed[side] = digest
-            for side, base in sides(hub, dist, rnd):
+            for side, base in sides(hub, dist, rnd) if "chunked" in parts else ():
                 digest, suffix = source.new_blob()
                 await timed("chunked", side, rnd, push_blob_chunked(session, base, "bench/chunked", digest, source,
                                                                     suffix, args.chunk_mib * MiB))
                 await head_blob(session, base, "bench/chunked", digest, size)
-            for side, base in sides(hub, dist, rnd):
+            for side, base in sides(hub, dist, rnd) if "pull" in parts else ():
                 if rnd == 0:  # untimed: the bytes that come back are the bytes pushed
                     await pull_blob(session, base, "bench/mono", pushed[side], size, verify=True)
                 await timed("pull", side, rnd, curl_pull(base, "bench/mono", pushed[side], size))
@@ -372,19 +377,22 @@ async def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="s3-bench-", dir=args.tmpdir))
     rows = make_rows(args)
     only = set(args.only.split(",")) if args.only else {"transfer", "catalog"}
+    if "transfer" in only:
+        only |= {"push", "chunked", "pull"}
+    parts = only & {"push", "chunked", "pull"}
     extra: dict = {"load_average_start": load_average()}
     failed = False
     bed = Bed(workdir, args.python)
     log(f"work dir {workdir}; load average {extra['load_average_start']}")
     try:
         bed.start()
-        if "transfer" in only:
+        if parts:
             data = workdir / "random.bin"
             make_random_file(data, args.size_mib * MiB)
             source = BlobSource(data, args.size_mib * MiB)
             hub, dist = bed.registries("blobs")
             try:
-                await transfer(hub, dist, source, bed.moto, args, rows)
+                await transfer(hub, dist, source, bed.moto, args, rows, parts)
             except Exception as exc:  # noqa: BLE001 - reported in the table and the JSON
                 failed = True
                 for key in ("push", "chunked", "pull"):
@@ -429,7 +437,8 @@ def main() -> int:
                     help="seconds after which a paginated listing stops following pages; its time then counts "
                          "as a lower bound (default 600)")
     ap.add_argument("--catalog-timeout", type=float, default=1800, help="seconds one catalog request may take")
-    ap.add_argument("--only", help="transfer, catalog (default both)")
+    ap.add_argument("--only", help="any of push, chunked, pull, catalog; transfer = the first three "
+                                   "(default: all)")
     common_options(ap, "8 MiB blobs, 5 MiB chunks, 1 round, 20 repositories")
     args = ap.parse_args()
     if args.smoke:
