@@ -76,9 +76,9 @@ class S3Distribution(DistributionProcess):
     distribution 2.8 use path addressing) and without redirects, so blob GETs are served by
     the registry itself, as DaoHub serves them (its `storage.redirect` is off by default)."""
 
-    def __init__(self, data_dir: Path, *, endpoint: str, bucket: str, **kwargs):
+    def __init__(self, data_dir: Path, *, endpoint: str, bucket: str, max_entries: int = 1000, **kwargs):
         super().__init__(data_dir, binary=DISTRIBUTION_BIN, **kwargs)
-        self.endpoint, self.bucket = endpoint, bucket
+        self.endpoint, self.bucket, self.max_entries = endpoint, bucket, max_entries
 
     def prepare(self) -> None:
         self.config_path.write_text(
@@ -91,6 +91,8 @@ class S3Distribution(DistributionProcess):
             f"    bucket: {self.bucket}\n    secure: false\n    v4auth: true\n"
             "  redirect:\n    disable: true\n"
             "  delete:\n    enabled: true\n"
+            # 2.8 refuses ?n= above catalog.maxentries (default 1000) with PAGINATION_NUMBER_INVALID.
+            f"catalog:\n  maxentries: {self.max_entries}\n"
             f"http:\n  addr: {self.host}\n")
 
     def environment(self) -> dict[str, str]:
@@ -123,12 +125,12 @@ class Bed:
         self.pg.start()
         self.started.append(self.pg)
 
-    def registries(self, tag: str) -> tuple[DaoHubProcess, S3Distribution]:
+    def registries(self, tag: str, max_entries: int = 1000) -> tuple[DaoHubProcess, S3Distribution]:
         """A fresh pair: own buckets, own database."""
         hub = daohub_on_s3(self.workdir / f"daohub-{tag}", self.moto, self.moto.create_bucket(f"daohub-{tag}"),
                            self.pg.create_database(), self.python)
         dist = S3Distribution(self.workdir / f"dist-{tag}", endpoint=self.moto.url,
-                              bucket=self.moto.create_bucket(f"dist-{tag}"))
+                              bucket=self.moto.create_bucket(f"dist-{tag}"), max_entries=max_entries)
         for server in (hub, dist):
             server.start()
             self.started.append(server)
@@ -317,7 +319,7 @@ async def list_catalog(session: aiohttp.ClientSession, base: str, n: int, timeou
 
 
 async def catalog(bed: Bed, args: argparse.Namespace, rows: dict[str, Row]) -> dict:
-    hub, dist = bed.registries("catalog")
+    hub, dist = bed.registries("catalog", max_entries=max(1000, args.repos))
     database_url = hub.extra_env["DAOHUB_DATABASE_URL"]
     info: dict = {}
     async with client_session(limit=32) as session:
@@ -342,6 +344,10 @@ async def catalog(bed: Bed, args: argparse.Namespace, rows: dict[str, Row]) -> d
                     except TimeoutError:
                         rows[key].errors[side] = f"no answer within --catalog-timeout {args.catalog_timeout:g}s"
                         log(f"round {rnd + 1} {side:6} {key}: timed out")
+                        continue
+                    except ScenarioError as exc:  # this listing failed; the others still run
+                        rows[key].errors[side] = str(exc)
+                        log(f"round {rnd + 1} {side:6} {key}: {exc}")
                         continue
                     elapsed = time.perf_counter() - t0
                     if names != want[:len(names)] or (complete and len(names) != len(want)):
