@@ -66,7 +66,7 @@ async def run(config, args: argparse.Namespace) -> int:
     async with open_registry(config) as registry:
         store = registry.store
         service = auth_service(config, store)
-        admin = Administration(store, service, "cli")
+        admin = Administration(store, service, "cli", upstreams=config.proxy.upstreams)
         command = (args.command, args.verb)
         try:
             if command == ("user", "create"):

@@ -121,12 +121,16 @@ def check_expiry_days(days: Any) -> float | None:
 
 # Changes, each with its audit row -----------------------------------------------------------------
 class Administration:
-    """Changes made by `actor` (a username, or "cli"), each written to the audit log."""
+    """Changes made by `actor` (a username, or "cli"), each written to the audit log.
 
-    def __init__(self, store, auth, actor: str):
+    `upstreams` are the config file's pull-through cache upstreams (config.proxy.upstreams;
+    those created through the API are read from the store): no tenant may take one's name."""
+
+    def __init__(self, store, auth, actor: str, *, upstreams: Iterable[Any]):
         self.store = store
         self.auth = auth
         self.actor = actor
+        self.config_upstreams = tuple(upstreams)
 
     async def _audit(self, action: str, target: str, detail: Mapping[str, Any] | None = None, *,
                      tenant: str | None = None) -> None:
@@ -176,11 +180,26 @@ class Administration:
         check_component("name", name)
         check_display_name(display_name)
         check_quota(quota_bytes)
+        await self._not_an_upstream(name)
         if not await self.store.create_tenant(name, display_name, quota_bytes):
             raise Conflict(f"tenant {name!r} already exists")
         await self._audit("tenant.create", name, {"display_name": display_name, "quota_bytes": quota_bytes},
                           tenant=name)
         return await self.tenant(name)
+
+    async def _not_an_upstream(self, name: str) -> None:
+        """A tenant named like an upstream or one of its aliases would be shadowed by its cache:
+        `/v2/<name>/...` routes to the upstream. The stored upstreams are read afresh, not
+        from a router's copy that another replica's change may not have reached yet."""
+        try:
+            stored = await self.store.list_upstreams()
+        except NotImplementedError:
+            stored = []  # a store without managed upstreams
+        for upstream in (*self.config_upstreams, *stored):
+            if name == upstream.name or name in upstream.aliases:
+                which = "the name" if upstream.name == name else "an alias"
+                raise Conflict(f"{name!r} is {which} of the pull-through cache upstream {upstream.name!r}: its "
+                               "repositories would be the cache's; choose another tenant name")
 
     async def tenant(self, name: str) -> TenantRecord:
         tenant = await self.store.get_tenant(name)

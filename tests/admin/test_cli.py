@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 import pytest
 
-from hub.app import create_app
+from hub.app import create_app, open_registry
 from hub.cli import main
+from hub.config import load_config
+from hub.db.proxy_store import UpstreamRecord
 
 from .conftest import basic, call, make_config
 
@@ -53,3 +56,29 @@ async def test_cli_and_api_share_rules_and_audit(aiohttp_client, tmp_path, capsy
     assert [(e["actor"], e["action"], e["target"]) for e in body["items"]] == [
         ("cli", "robot.create", "robot$team+ci"), ("cli", "tenant.member", "team/alice"),
         ("cli", "tenant.create", "team")]
+
+
+async def test_cli_refuses_a_tenant_named_like_an_upstream(tmp_path, capsys):
+    """The API's rule, in the one place both use: no tenant named like an upstream or an alias,
+    whether the upstream is in the config file or was created through the API (stored)."""
+    config_file = tmp_path / "daohub.yaml"
+    config_file.write_text(json.dumps({"data_dir": str(tmp_path), "proxy": {"upstreams": [
+        {"name": "docker.io", "url": "https://registry-1.docker.io", "aliases": ["index.docker.io"]}]}}))
+
+    async def cli(*args: str) -> int:
+        return await asyncio.to_thread(main, [*args, "--config", str(config_file)])
+
+    assert await cli("tenant", "create", "team") == 0  # creates and migrates the database too
+    async with open_registry(load_config(environ={}, overrides={"data_dir": str(tmp_path)})) as registry:
+        now = time.time()
+        assert await registry.store.create_upstream(UpstreamRecord(
+            "ghcr.io", "https://ghcr.io", ("ghcr.example",), "", "", 60, (), True, None, None, now, now))
+    capsys.readouterr()
+    for name, which, upstream in (("docker.io", "the name", "docker.io"), ("index.docker.io", "an alias", "docker.io"),
+                                  ("ghcr.io", "the name", "ghcr.io"), ("ghcr.example", "an alias", "ghcr.io")):
+        assert await cli("tenant", "create", name) == 1, name
+        assert f"{name!r} is {which} of the pull-through cache upstream {upstream!r}" in capsys.readouterr().err
+    assert await cli("tenant", "create", "docker.iox") == 0
+    async with open_registry(load_config(environ={}, overrides={"data_dir": str(tmp_path)})) as registry:
+        tenants = [t.name for t in await registry.store.list_tenants(100, None)]
+    assert sorted(tenants) == ["docker.iox", "team"]

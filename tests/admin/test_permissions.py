@@ -40,7 +40,7 @@ def per_role(make) -> SetUp:
 
 
 async def _robot(client, name: str) -> None:
-    await Administration(client.server.app[STORE], client.server.app[AUTH], "test").create_robot(
+    await Administration(client.server.app[STORE], client.server.app[AUTH], "test", upstreams=()).create_robot(
         "team", name, ["team/x/*"], ["pull"])
 
 

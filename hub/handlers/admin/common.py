@@ -17,7 +17,7 @@ from auth.service import AuthenticationFailed, LoginThrottled
 from auth.tokens import InvalidToken
 
 from ...errors import Unauthorized
-from ...keys import AUTH, STORE
+from ...keys import AUTH, CONFIG, STORE
 from ...problems import AuthenticationRequired, Forbidden, MalformedRequest, TooManyRequests, ValidationFailed
 from ...registry.admin import Administration
 from ..token import basic_credentials
@@ -87,7 +87,8 @@ def ensure(allowed: bool, detail: str = "you are not allowed to do this") -> Non
 
 
 def administration(request: web.Request, principal: Principal) -> Administration:
-    return Administration(request.app[STORE], request.app[AUTH], principal.name)
+    return Administration(request.app[STORE], request.app[AUTH], principal.name,
+                          upstreams=request.app[CONFIG].proxy.upstreams)
 
 
 def store(request: web.Request):

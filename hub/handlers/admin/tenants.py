@@ -7,8 +7,6 @@ from aiohttp import web
 from auth import policy
 
 from ...db.identity import TenantRecord
-from ...keys import PROXY
-from ...problems import Conflict
 from .common import (
     administration,
     collect,
@@ -42,23 +40,9 @@ async def create_tenant(request: web.Request) -> web.StreamResponse:
     principal = await user(request)
     ensure(policy.can_manage_platform(principal), "only the platform admin creates tenants")
     body = await json_body(request, "TenantCreate")
-    await _not_an_upstream(request, body["name"])
     tenant = await administration(request, principal).create_tenant(
         body["name"], body.get("display_name", ""), body.get("quota_bytes"))
     return json_response(tenant_json(tenant), 201, {"Location": f"/api/v1/tenants/{tenant.name}"})
-
-
-async def _not_an_upstream(request: web.Request, name: str) -> None:
-    """A tenant named like an upstream (or an alias of one) would be shadowed by its cache."""
-    proxy = request.app.get(PROXY)
-    if proxy is None:
-        return
-    await proxy.router.refresh(force=True)
-    upstream = proxy.router.by_host(name)
-    if upstream is not None:
-        which = "the name" if upstream.name == name else "an alias"
-        raise Conflict(f"{name!r} is {which} of the pull-through cache upstream {upstream.name!r}: its "
-                       "repositories would be the cache's; choose another tenant name")
 
 
 async def get_tenant(request: web.Request) -> web.StreamResponse:
