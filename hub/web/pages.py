@@ -472,3 +472,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/apps/manage/{name:.+}", wrap(manage_action))
     app.router.add_get("/apps/app/{name:.+}", wrap(show_app))
     app.router.add_post("/apps/app/{name:.+}", wrap(render_app))
+    app.router.add_get("/apps/{tail:.*}", wrap(not_found))  # last: an HTML 404 rather than OCI JSON
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    raise NotFound("there is no such page in the app catalog")

@@ -85,6 +85,9 @@ async def test_browse_headers_and_cookie(hub):
     assert "Web server" in html and "Private thing" not in html and "team/private" not in html
     for path in ("/apps/static/app.css", "/apps/static/app.js"):
         assert (await hub.get(path)).status == 200
+    r = await hub.get("/apps/no/such/page")
+    assert r.status == 404 and r.content_type == "text/html" and "Not found" in await r.text()
+    assert r.headers["Content-Security-Policy"] == CSP
 
 
 @pytest.mark.parametrize("path", ["/apps/static/..%2fpages.py", "/apps/static/pages.py", "/apps/static/templates%2fbase.html"])
