@@ -443,3 +443,12 @@ async def test_disabled_user_cookie_and_robots(hub):
     r = await hub.post("/apps/login", data={"csrf": token, "username": "robot$team+ci", "password": "robot-secret"},
                        headers=origin(hub), allow_redirects=False)
     assert r.status == 401 and "This account cannot sign in here." in await r.text()
+
+
+async def test_oversized_form_is_an_html_413(hub):
+    await sign_in(hub, "maintainer")
+    html = await get_page(hub, "/apps/publish")
+    r = await hub.post("/apps/publish", data={"csrf": csrf_of(html), "repository": "team/web",
+                                              "compose": "x" * (5 * 1024 * 1024)}, headers=origin(hub))
+    assert r.status == 413 and r.content_type == "text/html"
+    assert "larger than this server accepts" in await r.text()
