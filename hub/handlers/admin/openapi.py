@@ -30,6 +30,14 @@ _PARAMETERS = {  # name: (description, example)
     "app": ("The app's repository name, slashes included.", "team/apps/wordpress"),
     "version": ("The version's tag: the version with '+' replaced by '_'.", "1.0.0"),
 }
+# The app store's git endpoints (hub.handlers.appstore.git) speak git's smart HTTP protocol, not
+# JSON: route name -> (request media type or None, success media type, its description, more errors).
+_GIT = {
+    "info_refs": (None, "application/x-git-upload-pack-advertisement", "The refs and capabilities (pkt-lines).",
+                  [403]),
+    "upload_pack": ("application/x-git-upload-pack-request", "application/x-git-upload-pack-result",
+                    "NAK (or ACK) and the packfile (pkt-lines; side-band-64k if asked).", [400, 413, 422]),
+}
 _PAGE = [
     {"name": "limit", "in": "query", "required": False, "description": "Items per page (default 50).",
      "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
@@ -48,9 +56,11 @@ def _error_statuses(route) -> list[int]:
         statuses.append(404)
     if route.conflicts:
         statuses.append(409)
+    if route.path.startswith("/appstore/git/"):
+        statuses += _GIT[route.name][3]
     if route.request or route.paginated or route.query:
         statuses.append(422)
-    return sorted(statuses)
+    return sorted(set(statuses))
 
 
 def _operation(route) -> dict[str, Any]:
@@ -74,7 +84,14 @@ def _operation(route) -> dict[str, Any]:
         op["parameters"] = params
     if route.request:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(route.request)}}}
-    if route.name == "get_openapi_document":
+    git = _GIT[route.name] if route.path.startswith("/appstore/git/") else None
+    if git and git[0]:
+        # The server reads the body whatever its Content-Type; git sends its own media type.
+        op["requestBody"] = {"required": True, "content": {
+            media: {"schema": {"type": "string", "format": "binary"}} for media in (git[0], "application/octet-stream")}}
+    if git:
+        success = {"description": git[2], "content": {git[1]: {"schema": {"type": "string", "format": "binary"}}}}
+    elif route.name == "get_openapi_document":
         success: dict[str, Any] = {"description": "The document.",
                                    "content": {"application/json": {"schema": {"type": "object"}}}}
     elif route.response:

@@ -158,12 +158,13 @@ async def _portainer(request: web.Request, version: str) -> web.StreamResponse:
         icon = summaries[id(app)]["icon"]
         return base + icon if icon else None
 
-    def repository(app, app_version) -> dict[str, str]:
-        # Where the version lives in DaoHub. Portainer clones git repositories for compose stacks;
-        # DaoHub serves no git, so this names the API resource the stack file comes from.
+    def repository(app, app_version) -> dict[str, str] | None:
+        # Portainer clones this git repository (hub.handlers.appstore.git) to deploy the stack.
         summary = summaries[id(app)]
-        return {"url": f"{base}/api/v1/appstore/apps/{summary['repository']}",
-                "stackfile": f"versions/{summary['latest_tag']}"}
+        if not app_version.compose_files:
+            return None
+        return {"url": f"{base}/api/v1/appstore/git/{summary['repository']}/{summary['latest_tag']}.git",
+                "stackfile": next(iter(app_version.compose_files))}
 
     feed = portainer.export_feed([app for _, app in found], version=version, repository=repository, logo=logo)
     return json_response(feed)

@@ -12,7 +12,7 @@ import functools
 from aiohttp import web
 
 from ..admin.routes import Route
-from . import apps
+from . import apps, git
 
 R = Route
 _FEED_QUERY = (("tenant", "Only this tenant's apps (those you may see: anonymous callers get its public ones)."),
@@ -31,6 +31,17 @@ ROUTES: tuple[Route, ...] = (
       description="Usable as Portainer's App Templates URL. Anonymous callers get the public apps."),
     R("GET", "/appstore/portainer/v3.json", apps.portainer_v3, "Portainer app templates (v3) of the apps you "
       "may see", "appstore", response="PortainerTemplates", public=True, query=_FEED_QUERY),
+    R("GET", "/appstore/git/{name:.+}/{version}.git/info/refs", git.info_refs,
+      "A version as a read-only git repository: the ref advertisement (smart HTTP, protocol v0)", "appstore",
+      public=True, query=(("service", "`git-upload-pack` (git-receive-pack: 403, the repository is read-only)."),),
+      description="One branch, `main`, with one commit: the compose file(s) as published and a README. The "
+                  "commit depends only on the version, so its id is the same on every clone and replica. "
+                  "Portainer's compose-stack templates point here. Private apps need Basic credentials of a "
+                  "user or robot who may pull them, sent unasked (outsiders get 404)."),
+    R("POST", "/appstore/git/{name:.+}/{version}.git/git-upload-pack", git.upload_pack,
+      "A version as a read-only git repository: the packfile (smart HTTP, protocol v0)", "appstore",
+      public=True, description="The body is git's upload-pack request (want/have/done pkt-lines, at most 16 KiB); "
+                               "the answer NAK and a packfile of undeltified objects, side-band-64k if asked."),
     R("GET", "/appstore/apps/{name:.+}/versions/{version}/icon", apps.get_version_icon,
       "The icon of an app version (an image)", "appstore", public=True),
     R("POST", "/appstore/apps/{name:.+}/versions/{version}/render", apps.render_version,
