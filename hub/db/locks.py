@@ -1,9 +1,14 @@
-"""Process-local named locks, the building block of MetadataStore.lock()."""
+"""Named locks, the building blocks of MetadataStore.lock(): in one process, and across the
+processes of one machine."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import hashlib
+import os
+import random
 from collections.abc import AsyncIterator
 
 
@@ -38,3 +43,58 @@ class KeyedLocks:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class FileLocks:
+    """Named locks across processes on one machine: a POSIX record lock on one byte of `path`
+    per key (at an offset hashed from it), for the SQLite store, whose CLI commands (`daohub
+    proxy evict`, `purge-uploads`) run in processes of their own beside `serve`.
+
+    Record locks belong to the process, not the task, so KeyedLocks in front must keep two
+    tasks of one process from "sharing" a key; and a process must keep the file open while it
+    holds any (closing any descriptor of it drops them all), hence one descriptor, kept. Taking
+    a lock is a non-blocking fcntl call; waiting polls with backoff, like the advisory locks."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases whatever this process still holds
+            self._fd = None
+
+    @staticmethod
+    def _offset(key: str) -> int:
+        # 56 bits: collisions are negligible, and the offset stays a valid off_t.
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=7).digest(), "big")
+
+    def _try(self, offset: int) -> bool:
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+        except (BlockingIOError, PermissionError):
+            return False
+        return True
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str, *, wait: bool = True) -> AsyncIterator[bool]:
+        """Yield True while holding `key` across processes (the caller excludes its own tasks)."""
+        if self._fd is None:
+            yield True  # not opened (an in-memory database): one process is all there is
+            return
+        offset = self._offset(key)
+        delay = 0.005
+        while not self._try(offset):
+            if not wait:
+                yield False
+                return
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.1)
+        try:
+            yield True
+        finally:
+            if self._fd is not None:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, offset)

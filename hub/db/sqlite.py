@@ -14,7 +14,7 @@ import concurrent.futures
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +31,7 @@ from .base import (
     app_categories_text,
     app_version_record,
 )
-from .locks import KeyedLocks
+from .locks import FileLocks, KeyedLocks
 from .sqlite_identity import SqliteIdentityMixin
 from .sqlite_proxy import SqliteProxyMixin
 
@@ -57,6 +57,7 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
         self._read_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._scan_reader: sqlite3.Connection | None = None
         self._locks = KeyedLocks()
+        self._file_locks = FileLocks(f"{path}.locks")
 
     # Connection management --------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -70,6 +71,7 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._file_locks.open()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
         self._read_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-scan")
         loop = asyncio.get_running_loop()
@@ -92,6 +94,7 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
             if ex is not None:
                 ex.shutdown(wait=True)
         self._executor = self._read_executor = None
+        self._file_locks.close()
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._writer
@@ -123,9 +126,16 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
     async def ping(self) -> None:
         self._one("SELECT 1")
 
-    def lock(self, key: str, *, wait: bool = True) -> contextlib.AbstractAsyncContextManager[bool]:
-        # One process owns a SQLite database, so a process-local lock excludes every holder.
-        return self._locks.hold(key, wait=wait)
+    @contextlib.asynccontextmanager
+    async def lock(self, key: str, *, wait: bool = True) -> AsyncIterator[bool]:
+        # `serve` owns the database, but CLI commands (proxy evict, purge-uploads) run beside it
+        # in processes of their own: a record lock on a file next to the database excludes them.
+        async with self._locks.hold(key, wait=wait) as held_here:
+            if not held_here:
+                yield False
+                return
+            async with self._file_locks.hold(key, wait=wait) as held:
+                yield held
 
     # Migrations -----------------------------------------------------------------------
     async def migrate(self) -> list[int]:
@@ -456,6 +466,7 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
                              (repo_id, tag, checked_at))
 
         await self._write(run)
+
 
     # App store catalog index -----------------------------------------------------------------
     _APP_COLUMNS = ("r.name, a.tag, a.digest, a.app_key, a.title, a.summary, a.categories, a.version, "

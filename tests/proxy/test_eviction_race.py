@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,8 @@ from hub.registry.service import Registry, blob_lock_key
 
 from .conftest import DIST, dist_upstream
 from .util import pull, sha256
+
+ROOT = str(Path(__file__).resolve().parents[2])  # the checkout, for a subprocess importing hub
 
 
 class LockWatch:
@@ -211,3 +215,33 @@ async def test_a_mount_from_an_image_being_evicted_keeps_its_layer(proxy_hub, di
     assert result.images == [f"{DIST}/{image.name}@{image.digest}"]
     assert await _read(client, "team/mounted", digest) == layer
     assert waited, "eviction did not wait for the mount's lock"
+
+
+async def test_sqlite_locks_exclude_a_cli_process(tmp_path):
+    """`daohub proxy evict` runs in a process of its own beside `serve` on SQLite: the blob lock
+    (every store lock) must exclude it too."""
+    from hub.db.sqlite import SqliteStore
+
+    path = str(tmp_path / "daohub.db")
+    store = SqliteStore(path)
+    await store.open()
+    key = blob_lock_key(sha256(b"x"))
+    probe = ("import asyncio, sys\nfrom hub.db.sqlite import SqliteStore\n"
+             "async def main():\n    s = SqliteStore(sys.argv[1])\n    await s.open()\n"
+             "    async with s.lock(sys.argv[2], wait=False) as held:\n        print(held)\n    await s.close()\n"
+             "asyncio.run(main())\n")
+
+    async def other_process_gets_it() -> bool:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", probe, path, key,
+                                                    stdout=asyncio.subprocess.PIPE, cwd=ROOT)
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        return out.decode().strip() == "True"
+
+    try:
+        async with store.lock(key) as held:
+            assert held
+            assert not await other_process_gets_it()
+        assert await other_process_gets_it()
+    finally:
+        await store.close()
