@@ -254,6 +254,8 @@ def test_the_openapi_document_describes_the_app_store():
         "/api/v1/appstore/apps/{name}/versions/{version}": {"get", "patch", "delete"},
         "/api/v1/appstore/apps/{name}/versions/{version}/icon": {"get"},
         "/api/v1/appstore/apps/{name}/versions/{version}/render": {"post"},
+        "/api/v1/appstore/git/{name}/{version}.git/info/refs": {"get"},
+        "/api/v1/appstore/git/{name}/{version}.git/git-upload-pack": {"post"},
     }
     for name in ("AppPublish", "AppRender", "AppVersionUpdate", "AppSummary", "App", "AppVersion", "AppRendered"):
         assert name in doc["components"]["schemas"]
