@@ -34,9 +34,9 @@ _PARAMETERS = {  # name: (description, example)
 # JSON: route name -> (request media type or None, success media type, its description, more errors).
 _GIT = {
     "info_refs": (None, "application/x-git-upload-pack-advertisement", "The refs and capabilities (pkt-lines).",
-                  [403]),
+                  [401, 403]),
     "upload_pack": ("application/x-git-upload-pack-request", "application/x-git-upload-pack-result",
-                    "NAK (or ACK) and the packfile (pkt-lines; side-band-64k if asked).", [400, 413, 422]),
+                    "NAK (or ACK) and the packfile (pkt-lines; side-band-64k if asked).", [400, 401, 413, 422]),
 }
 _PAGE = [
     {"name": "limit", "in": "query", "required": False, "description": "Items per page (default 50).",

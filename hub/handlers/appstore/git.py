@@ -6,9 +6,10 @@ HTTP protocol v0 (what go-git speaks; the git CLI falls back to it when v2 is no
 
 The repository is synthesized from the version (appstore.gitrepo). Who may clone is who may see
 the app, as everywhere in the app store: anyone for a public app; for a private one, Basic
-credentials of a user or robot who may pull it, sent with the first request (go-git does; for the
-git CLI, `http.extraHeader`), since everyone else gets the 404 of a missing app rather than a
-challenge that would tell them the app exists. Pushing (git-receive-pack) is refused.
+credentials of a user or robot who may pull it. An anonymous caller of an app it cannot see gets a
+Basic challenge (401) whether the app is private or missing, so the git CLI asks for (or sends the
+URL's) credentials and nothing tells an app's existence; a signed-in outsider gets the 404 of a
+missing app. Pushing (git-receive-pack) is refused.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from appstore import gitrepo
+from auth.policy import PrincipalKind
 
-from ...problems import Forbidden, MalformedRequest, ValidationFailed
+from ...keys import AUTH
+from ...problems import AuthenticationRequired, Forbidden, MalformedRequest, NotFound, ValidationFailed
 from .apps import appstore, principal
 
 UPLOAD_PACK = "git-upload-pack"
@@ -29,7 +32,12 @@ _HEADERS = {"Cache-Control": "no-cache, max-age=0, must-revalidate", "X-Content-
 
 async def _repository(request: web.Request) -> gitrepo.Repository:
     who = await principal(request)
-    body = await appstore(request).version(who, request.match_info["name"], request.match_info["version"])
+    try:
+        body = await appstore(request).version(who, request.match_info["name"], request.match_info["version"])
+    except NotFound:
+        if AUTH in request.app and who.kind is PrincipalKind.ANONYMOUS:
+            raise AuthenticationRequired("sign in to clone this app, or check its name") from None
+        raise
     return repository_of(body)
 
 
