@@ -248,7 +248,7 @@ def render(rows: list[Row]) -> str:
         lines.append(
             f"| {row.label} | {row.bound('daohub')}{fmt(row.median('daohub'), row.unit)} | {row.other} | "
             f"{row.bound('other')}{fmt(row.median('other'), row.unit)} | "
-            f"{'-' if ratio is None else row.ratio_bound() + f'{ratio:.2f}'} | "
+            f"{'-' if ratio is None else row.ratio_bound() + (f'{ratio:.2f}' if ratio >= 0.01 else f'{ratio:.1e}')} | "
             f"{f'{row.target_op} {row.target:g}' if row.target_op else '-'} | "
             f"{'-' if met is None else ('yes' if met else 'NO')} |")
     return "\n".join(lines)
