@@ -12,7 +12,9 @@ download, and a slow client holds back nobody. Memory stays bounded: a reader ho
 read of at most READ_SIZE bytes.
 
 Until the fetch has verified the digest, readers are held back one byte short of the end:
-a client is never sent a whole-looking blob that then fails verification. A failed fetch
+a client is never sent a whole-looking blob that then fails verification. The last byte goes
+out as soon as the bytes hash right, while the fetch goes on making them durable in storage:
+a cold pull then costs about as much as a direct one, not that plus a storage commit. A failed fetch
 wakes every reader with FlightFailed; the HTTP layer then cuts the connection, which is how
 a client of a streamed response with a Content-Length sees a failed transfer.
 """
@@ -78,6 +80,8 @@ class BlobFlight:
         self.received = 0
         self.finished = False
         self.error: BaseException | None = None
+        # Every byte arrived and hashes to the digest (the commit into storage may still run).
+        self.hashed = False
         # Finished without a spool: the blob was already in storage (another replica fetched it).
         self.local = False
         # More repositories of this upstream that asked for the blob while it was on its way.
@@ -102,6 +106,10 @@ class BlobFlight:
             written = os.write(self._fd, view)
             view = view[written:]
         self.received += len(chunk)
+        self._wake()
+
+    def verified(self) -> None:
+        self.hashed = True
         self._wake()
 
     def finish(self, error: BaseException | None = None, *, local: bool = False) -> None:
@@ -139,14 +147,14 @@ class BlobFlight:
                 offset += len(data)
                 yield data
                 continue
-            if self.error is not None:
+            if self.error is not None and not (self.hashed and offset >= self.received):
                 raise FlightFailed(self.error)
-            if self.finished and offset >= self.received:
+            if (self.finished or self.hashed) and offset >= self.received:
                 return
             await progress.wait()
 
     def _readable(self) -> int:
-        if self.finished and self.error is None:
+        if self.hashed or (self.finished and self.error is None):
             return self.received
         if self.size is not None:
             return min(self.received, self.size - 1)

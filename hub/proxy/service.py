@@ -89,9 +89,19 @@ class Proxy:
         self._opened = True
         await self.router.refresh(force=True)
 
+    async def settled(self) -> None:
+        """Wait until every blob fetch under way has landed in storage or failed (its clients may
+        have had their bytes before that: they go out once verified)."""
+        while tasks := [f.task for f in self._flights.values() if f.task is not None and not f.task.done()]:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     async def close(self) -> None:
         await self._manifests.aclose()
         await self._heads.aclose()
+        # A fetch whose bytes all arrived and verified is only committing: let it land, so the
+        # shutdown does not throw away a download its clients already have. The rest stop.
+        landing = [f.task for f in self._flights.values() if f.task is not None and f.hashed]
+        await asyncio.gather(*landing, return_exceptions=True)
         tasks = [f.task for f in self._flights.values() if f.task is not None]
         for task in tasks:
             task.cancel()
@@ -357,7 +367,8 @@ class Proxy:
                     raise UpstreamFailed(f"blob {digest} of upstream {upstream!r} is {length} bytes, over the "
                                          f"registry's limit of {limit}")
                 flight.begin(length)
-                await self.registry.monolithic_upload(target.cache, digest, self._tee(flight, resp, client))
+                await self.registry.monolithic_upload(target.cache, digest, self._tee(flight, resp, client),
+                                                      on_hashed=flight.verified)
         except UpstreamNotFound as exc:
             raise self._not_found(target, "blob", digest, exc) from None
         except DigestInvalid:

@@ -385,8 +385,14 @@ class Registry:
             await self._delete_quietly(f"uploads/{upload_id}")
         return digest
 
-    async def monolithic_upload(self, repository: str, digest_str: str, chunks: AsyncIterator[bytes]) -> Digest:
-        """POST ?digest=: the whole blob in one request; no upload session is recorded."""
+    async def monolithic_upload(self, repository: str, digest_str: str, chunks: AsyncIterator[bytes],
+                                on_hashed: Callable[[], None] | None = None) -> Digest:
+        """POST ?digest=: the whole blob in one request; no upload session is recorded.
+
+        `on_hashed` is called once every byte has arrived and hashes to the digest, before the
+        data is made durable and published (the pull-through cache then releases the bytes to
+        its waiting clients: they are verified, and whether the cache keeps them is its own
+        business)."""
         digest = parse_digest(digest_str)
         upload_id = str(uuid.uuid4())
         path = upload_path(upload_id)
@@ -395,6 +401,8 @@ class Registry:
         try:
             await self._pump(chunks, writer, hasher, self._size_limit(0))
             size = writer.size
+            if on_hashed is not None and hasher.hexdigest() == digest.hex:
+                on_hashed()
             await writer.commit()
             await self._verify(repository, path, digest, size, hasher, on_failure=None)
         except BaseException:

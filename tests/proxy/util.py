@@ -15,6 +15,7 @@ from pathlib import Path
 
 import requests
 
+from hub.keys import PROXY
 from tests.e2e.util import ACCEPT_ALL
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -118,6 +119,9 @@ async def pull(client, name: str, ref: str, *, query: str = "", headers: dict | 
         assert r.status == 200, data[:2000]
         assert sha256(data) == desc["digest"] and len(data) == desc["size"]
         blobs[desc["digest"]] = data
+    # Blobs go out once verified, while the cache may still be storing them: tests that look at
+    # the cache next wait for that.
+    await client.server.app[PROXY].settled()
     return Image(name, ref, digest, body, manifest["mediaType"], blobs)
 
 
