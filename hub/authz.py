@@ -16,7 +16,7 @@ from auth.scopes import CATALOG, REGISTRY, REPOSITORY
 from auth.tokens import InvalidToken
 
 from .errors import Denied, Unauthorized
-from .keys import AUTH, CONFIG
+from .keys import AUTH, CAN_READ, CONFIG, VISIBLE_REPOSITORIES
 
 # The actions a client should ask for when it is challenged on a route of each kind.
 _CHALLENGE_ACTIONS = {"pull": "pull", "push": "pull,push", "delete": "delete"}
@@ -76,10 +76,9 @@ async def authorize(request: web.Request, action: str | None, name: str | None, 
                      headers={"WWW-Authenticate": challenge(request, scope, "insufficient_scope")})
         err.status = 401  # as distribution: a client may come back with a wider token
         raise err
-    request["token"] = verified
-    request["can_read"] = lambda repository: verified.allows(REPOSITORY, repository, "pull")
+    request[CAN_READ] = lambda repository: verified.allows(REPOSITORY, repository, "pull")
     if action == "catalog":
-        request["visible_repositories"] = _catalog_filter(request, verified.subject)
+        request[VISIBLE_REPOSITORIES] = _catalog_filter(request, verified.subject)
 
 
 def _catalog_filter(request: web.Request, subject: str):

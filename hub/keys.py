@@ -1,6 +1,8 @@
-"""Every web.AppKey of the application, in one place."""
+"""Every web.AppKey and web.RequestKey of the application, in one place."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -22,3 +24,15 @@ METRICS = web.AppKey("metrics", Metrics)
 AUTH = web.AppKey("auth", AuthService)
 # Present only when proxy.upstreams are configured.
 PROXY = web.AppKey("proxy", Proxy)
+
+# Request keys: values the middlewares and handlers leave on one request for each other.
+REQUEST_ID = web.RequestKey("request_id", str)
+# The route's name: the metrics label and the access log's `route`.
+ROUTE = web.RequestKey("route", str)
+ACTION = web.RequestKey("action", str)
+# With auth on: may this request's token pull a repository (uploads' cross-repository mounts).
+CAN_READ = web.RequestKey("can_read", Callable[[str], bool])
+# With auth on, for the catalog: which repositories the caller may see.
+VISIBLE_REPOSITORIES = web.RequestKey("visible_repositories", object)
+# The pull-through cache upstream a request was routed to (the access log's `upstream`).
+UPSTREAM = web.RequestKey("upstream", str)

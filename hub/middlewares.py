@@ -16,7 +16,7 @@ from storage_backends import StorageError
 
 from . import problems
 from .errors import OciError
-from .keys import METRICS
+from .keys import METRICS, REQUEST_ID, ROUTE, UPSTREAM
 
 log = logging.getLogger("daohub.http")
 
@@ -76,7 +76,7 @@ _DISCONNECTS = (ConnectionError, asyncio.IncompleteReadError)
 @web.middleware
 async def request_context(request: web.Request, handler) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-Id", "")[:64] or f"{_ID_PREFIX}{next(_id_counter):x}"
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     metrics = request.app[METRICS]
     started = time.perf_counter()
     metrics.in_flight.inc()
@@ -126,7 +126,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
     finally:
         metrics.active.leave()
         metrics.in_flight.dec()
-        metrics.observe_request(request.method, request.get("route") or "other", status,
+        metrics.observe_request(request.method, request.get(ROUTE) or "other", status,
                                 time.perf_counter() - started)
 
 
@@ -203,11 +203,12 @@ class JsonAccessLogger(AccessLogger):
             record = {
                 "time": self.sink.timestamp(now) if self.sink else now,
                 "logger": "daohub.access",
-                "request_id": request.get("request_id") if request is not None else None,
+                "request_id": request.get(REQUEST_ID) if request is not None else None,
                 "remote": request.remote if request is not None else None,
                 "method": request.method if request is not None else None,
                 "path": request.path if request is not None else None,
-                "route": request.get("route") if request is not None else None,
+                "route": request.get(ROUTE) if request is not None else None,
+                "upstream": request.get(UPSTREAM) if request is not None else None,
                 "status": response.status,
                 "bytes": response.body_length,
                 "duration_ms": round(time_taken * 1000, 3),

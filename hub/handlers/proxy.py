@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ..authz import authorize
 from ..errors import BlobUnknown, OciError, Unsupported
-from ..keys import METRICS, PROXY
+from ..keys import METRICS, PROXY, REQUEST_ID, UPSTREAM
 from ..proxy.flight import BlobFlight, FlightFailed
 from ..proxy.routing import NS, Target
 from . import blobs, manifests, referrers, tags
@@ -24,7 +24,7 @@ log = logging.getLogger("daohub.proxy")
 
 async def dispatch(request: web.Request, route, params: dict[str, str], target: Target) -> web.StreamResponse:
     name = params.pop("name")
-    request["upstream"] = target.upstream.name
+    request[UPSTREAM] = target.upstream.name
     handler = _HANDLERS.get(route.name)
     if route.action != "pull" or handler is None:
         raise Unsupported(f"{name} is in the pull-through cache of upstream {target.upstream.name!r}: "
@@ -126,7 +126,7 @@ async def _stream(request: web.Request, flight: BlobFlight) -> web.StreamRespons
             served.inc(len(chunk))
     except FlightFailed as exc:
         log.warning("cutting %s %s: the upstream fetch of %s failed: %s request_id=%s", request.method,
-                    request.path, flight.digest, exc, request.get("request_id"))
+                    request.path, flight.digest, exc, request.get(REQUEST_ID))
         # The status line is sent; cutting the connection short of Content-Length (or without
         # the last chunk) is the only way left to tell the client the transfer failed.
         if request.transport is not None:

@@ -11,7 +11,7 @@ from auth.service import AuthenticationFailed, LoginThrottled
 from auth.tokens import InvalidToken
 
 from ..errors import OciError, TooManyRequests, Unauthorized
-from ..keys import AUTH, CONFIG
+from ..keys import AUTH, CONFIG, ROUTE
 
 
 def basic_credentials(request: web.Request) -> tuple[str, str] | None:
@@ -62,7 +62,7 @@ def _token_response(issued, refresh: str | None) -> web.Response:
 
 async def get_token(request: web.Request) -> web.StreamResponse:
     """GET /auth/token?service=&scope=...&offline_token=true&client_id=, Basic credentials optional."""
-    request["route"] = "get_token"
+    request[ROUTE] = "get_token"
     auth = request.app[AUTH]
     _check_service(request, request.query.get("service"))
     credentials = basic_credentials(request)
@@ -80,7 +80,7 @@ async def get_token(request: web.Request) -> web.StreamResponse:
 
 async def post_token(request: web.Request) -> web.StreamResponse:
     """POST /auth/token, OAuth2 form: grant_type=password|refresh_token, client_id required."""
-    request["route"] = "post_token"
+    request[ROUTE] = "post_token"
     auth = request.app[AUTH]
     form = await request.post()
     _check_service(request, form.get("service"))
@@ -116,7 +116,7 @@ def _oauth_error(code: str, message: str) -> OciError:
 
 
 async def jwks(request: web.Request) -> web.StreamResponse:
-    request["route"] = "jwks"
+    request[ROUTE] = "jwks"
     auth = request.app[AUTH]
     await auth.refresh_keys_if_stale()
     return web.json_response(auth.verifier_keyring().public_jwks())

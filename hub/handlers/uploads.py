@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..keys import METRICS, REGISTRY
+from ..keys import CAN_READ, METRICS, REGISTRY
 from ..registry.names import validate_name
 from .base import (
     blob_location,
@@ -18,7 +18,7 @@ from .base import (
 
 
 def _can_read(request: web.Request):
-    checker = request.get("can_read")
+    checker = request.get(CAN_READ)
     return checker if checker is not None else (lambda _name: True)
 
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..authz import authorize
 from ..errors import NameInvalid, Unsupported
-from ..keys import PROXY
+from ..keys import ACTION, PROXY, ROUTE
 from ..registry.names import validate_name
 from ..routes import resolve
 from . import proxy as proxy_handlers
@@ -31,23 +31,23 @@ def _has_dot_segments(raw_path: str) -> bool:
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     if _has_dot_segments(request.raw_path):
-        request["route"] = "unmatched"
+        request[ROUTE] = "unmatched"
         raise NameInvalid("path must not contain '.' or '..' segments")
     tail = request.match_info["tail"]
     if tail == "":
-        request["route"] = "api_version_check"
+        request[ROUTE] = "api_version_check"
         await authorize(request, None, None)
         return await api_version_check(request)
     route, params, other_method = resolve(request.method, tail)
     if route is None:
-        request["route"] = "unmatched"
+        request[ROUTE] = "unmatched"
         if other_method:
             raise Unsupported(f"{request.method} is not supported here", status=405)
         if "/" not in tail:
             raise NameInvalid(f"not an API path: /v2/{tail[:200]}")
         raise Unsupported("no such endpoint", status=404, detail={"path": f"/v2/{tail[:200]}"})
-    request["route"] = route.name
-    request["action"] = route.action
+    request[ROUTE] = route.name
+    request[ACTION] = route.action
     if "name" in params:
         validate_name(params["name"])
         proxy = request.app.get(PROXY)

@@ -26,7 +26,7 @@ from auth.policy import Principal
 from auth.service import AuthenticationFailed, LoginThrottled
 
 from ..handlers.appstore.apps import appstore
-from ..keys import AUTH, CONFIG
+from ..keys import AUTH, CONFIG, ROUTE
 from ..problems import Forbidden, NotFound, Problem, TooManyRequests, ValidationFailed
 from . import forms
 from . import session as sessions
@@ -151,7 +151,7 @@ def see_other(request: web.Request, location: str) -> web.StreamResponse:
 def wrap(handler: Handler) -> Handler:
     """Resolve the session, and answer a Problem as an HTML page with the Problem's status."""
     async def run(request: web.Request) -> web.StreamResponse:
-        request["route"] = f"web.{handler.__name__}"
+        request[ROUTE] = f"web.{handler.__name__}"
         try:
             await _resolve(request)
             return await handler(request)

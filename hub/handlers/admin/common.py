@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-_PRINCIPAL = "admin_principal"
+_PRINCIPAL = web.RequestKey("admin_principal", Principal)
 
 
 def now() -> datetime:

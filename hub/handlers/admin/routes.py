@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ...keys import ROUTE
 from . import audit, members, openapi, repositories, robots, tenants, upstreams, users
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -147,7 +148,7 @@ def add_routes(app: web.Application) -> None:
 
 def _named(route: Route) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
-        request["route"] = f"admin.{route.name}"
+        request[ROUTE] = f"admin.{route.name}"
         return await route.handler(request)
 
     handle.__name__ = route.name

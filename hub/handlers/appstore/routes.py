@@ -11,6 +11,7 @@ import functools
 
 from aiohttp import web
 
+from ...keys import ROUTE
 from ..admin.routes import Route
 from . import apps, git
 
@@ -76,5 +77,5 @@ def add_routes(app: web.Application) -> None:
 
 
 async def _dispatch(route: Route, request: web.Request) -> web.StreamResponse:
-    request["route"] = f"appstore.{route.name}"  # the metrics label
+    request[ROUTE] = f"appstore.{route.name}"  # the metrics label
     return await route.handler(request)
