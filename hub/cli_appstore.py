@@ -50,15 +50,22 @@ async def _seed(config, tenant: str, public: bool, root: str | None) -> int:
     from appstore.errors import AppStoreError
     from appstore.service import AppStore, Upload
     from auth.policy import Principal
-    from hub.app import open_registry
+    from hub.app import auth_service, open_registry
     from hub.problems import Conflict, Problem
+    from hub.registry.admin import Administration
 
     operator = Principal.user("daohub-cli", is_platform_admin=True)
     failures = 0
     async with open_registry(config) as registry:
         store = registry.store
         if await store.get_tenant(tenant) is None:
-            await store.create_tenant(tenant, "App catalog")
+            # Through the admin path: an audit row, and no tenant named like a cache upstream.
+            admin = Administration(store, auth_service(config, store), "cli", upstreams=config.proxy.upstreams)
+            try:
+                await admin.create_tenant(tenant, "App catalog")
+            except Problem as exc:
+                print(f"daohub: --tenant: {exc.detail}", file=sys.stderr)
+                return 1
             print(f"created tenant {tenant}")
         apps = AppStore(registry)
         for folder in seed_folders(root):

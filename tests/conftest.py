@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import subprocess
 
@@ -60,3 +61,14 @@ def postgres_url(postgres_cluster):
     yield url
     if postgres_cluster.running:
         postgres_cluster.drop_database(url.rsplit("/", 1)[1], wait=False)
+
+
+@pytest.fixture
+def keep_logging():
+    """For tests that call the CLI's main() in process: it installs its own root log handler
+    and level; pytest's are put back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 
 import pytest
@@ -16,15 +15,8 @@ from hub.db.proxy_store import UpstreamRecord
 
 from .conftest import basic, call, make_config
 
-
-@pytest.fixture(autouse=True)
-def keep_logging():
-    """main() installs its own root log handler; put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+# main() installs its own root log handler.
+pytestmark = pytest.mark.usefixtures("keep_logging")
 
 
 async def test_cli_and_api_share_rules_and_audit(aiohttp_client, tmp_path, capsys, monkeypatch):

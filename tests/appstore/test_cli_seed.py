@@ -4,8 +4,9 @@ what it publishes is then served by the API (public to anonymous callers with --
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import logging
+import sqlite3
 import subprocess
 import sys
 
@@ -19,15 +20,8 @@ from tests.registry.conftest import METADATA_STORES
 
 SEED_KEYS = {"gitea", "nginx", "postgresql", "redis", "voting-app", "wordpress"}
 
-
-@pytest.fixture(autouse=True)
-def keep_logging():
-    """main() installs its own root log handler; put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+# main() installs its own root log handler.
+pytestmark = pytest.mark.usefixtures("keep_logging")
 
 
 def test_the_shipped_seeds_are_found():
@@ -85,3 +79,19 @@ def test_seed_as_a_process_refuses_a_bad_tenant(tmp_path):
                            str(tmp_path)], check=False, capture_output=True, text=True, timeout=120,
                           env={"PATH": "/usr/bin:/bin", "DAOHUB_AUTH_ENABLED": "false"})
     assert done.returncode == 2 and "--tenant" in done.stderr
+
+
+def test_seed_refuses_a_tenant_named_like_a_cache_upstream(tmp_path):
+    """The seed creates its tenant through the admin path: `/v2/<upstream>/...` belongs to the
+    cache, so a tenant of that name could never be pulled from. Nothing is created."""
+    config_file = tmp_path / "daohub.yaml"
+    config_file.write_text(json.dumps({"data_dir": str(tmp_path), "auth": {"enabled": False}, "proxy": {
+        "upstreams": [{"name": "mirror.test", "url": "http://127.0.0.1:9", "aliases": ["mirrorapps"]}]}}))
+    for name in ("mirror.test", "mirrorapps"):
+        done = subprocess.run([sys.executable, "-m", "hub", "app", "seed", "--tenant", name, "--config",
+                               str(config_file)], check=False, capture_output=True, text=True, timeout=120,
+                              env={"PATH": "/usr/bin:/bin"})
+        assert done.returncode == 1 and "pull-through cache upstream" in done.stderr, done.stderr
+        assert "published" not in done.stdout
+    with contextlib.closing(sqlite3.connect(tmp_path / "daohub.db")) as db:
+        assert db.execute("SELECT name FROM tenants").fetchall() == []
