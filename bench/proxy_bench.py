@@ -1,26 +1,37 @@
 #!/usr/bin/env python3
-"""DaoHub's pull-through cache vs pulling straight from the upstream, in one run.
+"""DaoHub's pull-through cache vs pulling straight from the upstream and vs distribution's
+pull-through cache, in one run.
 
     .venv/bin/python bench/proxy_bench.py [--layers 4] [--layer-mb 50] [--rounds 3]
     .venv/bin/python bench/proxy_bench.py --smoke        # tiny image: does it run at all
 
-Starts CNCF distribution (Debian's `docker-registry`, filesystem storage) as the upstream and
-DaoHub on its defaults (SQLite, filesystem) with `proxy.upstreams` naming that distribution.
-Every round pushes a new image (--layers layers of --layer-mb MB, new digests) to
-distribution, untimed, then times with one client:
+Starts CNCF distribution (Debian's `docker-registry`, filesystem storage) as the upstream,
+DaoHub on its defaults (SQLite, filesystem) with `proxy.upstreams` naming that distribution,
+and a second distribution configured as a pull-through cache of the first (a top-level
+`proxy: {remoteurl: <upstream>}`, filesystem storage; distribution 2.8 has no `ttl` setting).
+Every round pushes a new image (--layers layers of --layer-mb MB, new digests) to the
+upstream, untimed, then times with one client:
 
 - cold: the first pull of that image through DaoHub's path-prefix form
   (`/v2/<upstream>/<repo>/...`): manifest and every blob come from distribution through the
   cache, which stores them as it streams them;
-- direct: the same pull straight from distribution;
-- warm: the second pull through DaoHub (all of it from DaoHub's own storage);
-- local: a pull of the same image pushed into an ordinary DaoHub repository (for scale).
+- direct: the same pull straight from the upstream;
+- cold through distribution's cache: the first pull of the same image through the
+  distribution proxy (`/v2/<repo>/...`);
+- warm: the next pulls through DaoHub (all of it from DaoHub's own storage), each paired
+  with a direct pull, with a pull through distribution's cache once it has stored the image,
+  and with a pull of the same image pushed into an ordinary DaoHub repository (for scale).
 
-Cold and direct alternate which goes first. The pulls are the manifest, then config and
-layers 4 at a time with `curl --parallel` into /dev/null (status and length checked), or with
-aiohttp (`--client aiohttp`). One untimed aiohttp pull per round checks every digest of the
-cached copy. Targets: cold <= 1.15x direct, warm <= 1.0x direct. Prints a table (medians) and
-writes bench/results/proxy_bench-<time>.json.
+DaoHub's cold pull goes between the other two, and the order reverses every round; each
+warm pair alternates which goes first. After each cache's cold pull the bench waits, untimed,
+until that cache has stored every blob (DaoHub: `daohub_proxy_fetches_in_flight` back to 0;
+distribution: every blob's `data` file in its storage), so no pull overlaps a cache still
+writing. The pulls are the manifest, then config and layers 4 at a time with
+`curl --parallel` into /dev/null (status and length checked), or with aiohttp
+(`--client aiohttp`). One untimed aiohttp pull per round and cache checks every digest of the
+cached copy. Targets: cold <= 1.15x direct, warm <= 1.0x direct; the rows against
+distribution's cache have none. Prints a table (medians) and writes
+bench/results/proxy_bench-<time>.json.
 """
 
 from __future__ import annotations
@@ -44,12 +55,14 @@ from benchlib import (
     BlobSource,
     DaoHubProcess,
     DistributionProcess,
+    Layer,
     Row,
     ScenarioError,
     _expect,
     client_session,
     common_options,
     distribution_missing,
+    image_manifest,
     load_average,
     log,
     make_random_file,
@@ -83,13 +96,47 @@ class _Removed:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-async def bytes_fetched(session, base: str) -> float:
-    """DaoHub's count of blob bytes received from the upstream (its /metrics)."""
+def distribution_cache(data_dir: Path, upstream: DistributionProcess) -> DistributionProcess:
+    """distribution as a pull-through cache of `upstream` (which refuses pushes); 2.8 keeps
+    what it fetched for 7 days (not configurable in 2.8)."""
+    return DistributionProcess(data_dir, binary=DISTRIBUTION_BIN, extra_config=f"proxy:\n  remoteurl: {upstream.url}\n")
+
+
+async def proxy_metric(session, base: str, name: str) -> float:
+    """A DaoHub proxy metric for the upstream (its /metrics), 0 when not reported yet."""
     async with session.get(f"{base}/metrics") as r:
         await _expect(r, (200,), "GET /metrics")
         text = await r.text()
-    prefix = f'daohub_proxy_bytes_fetched_total{{upstream="{UPSTREAM}"}} '
+    prefix = f'{name}{{upstream="{UPSTREAM}"}} '
     return sum(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def image_blobs(layers: list[Layer], manifest_digest: str) -> list[tuple[str, int]]:
+    """(digest, size) of everything a pull of the image brings: manifest, config, layers."""
+    config, manifest = image_manifest(layers)
+    return [(manifest_digest, len(manifest)), (sha256_digest(config), len(config)),
+            *((x.digest, x.size) for x in layers)]
+
+
+def not_stored(cache: DistributionProcess, blobs: list[tuple[str, int]]) -> list[str]:
+    """The digests of `blobs` that distribution has not committed to its filesystem storage."""
+    root = cache.data_dir / "storage" / "docker" / "registry" / "v2" / "blobs"
+    missing = []
+    for digest, size in blobs:
+        alg, hex_ = digest.split(":", 1)
+        path = root / alg / hex_[:2] / hex_ / "data"
+        if not path.is_file() or path.stat().st_size != size:
+            missing.append(digest)
+    return missing
+
+
+async def wait_until(done, what: str, timeout: float = 120.0) -> None:
+    """Poll the coroutine function `done` until it returns true; ScenarioError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not await done():
+        if time.monotonic() > deadline:
+            raise ScenarioError(f"{what} not done after {timeout:.0f} s")
+        await asyncio.sleep(0.05)
 
 
 async def curl_pull_image(session, base: str, repo: str, ref: str, want_digest: str, parallel: int = 4) -> int:
@@ -124,8 +171,12 @@ async def run(args: argparse.Namespace) -> int:
     rows = {
         "cold": Row("cold", f"cold pull through the cache, {image}", "s", "direct pull from distribution",
                     "<=", 1.15),
+        "cold_dist_cache": Row("cold_dist_cache", f"cold pull through the cache, {image}", "s",
+                               "cold pull through distribution as pull-through cache"),
         "warm": Row("warm", f"warm pull from the cache, {image}", "s", "direct pull from distribution",
                     "<=", 1.0),
+        "warm_dist_cache": Row("warm_dist_cache", f"warm pull from the cache, {image}", "s",
+                               "warm pull from distribution as pull-through cache"),
         "local": Row("local", f"warm pull from the cache, {image}", "s", "pull of a local DaoHub repository"),
     }
     started: list = []
@@ -145,6 +196,9 @@ async def run(args: argparse.Namespace) -> int:
         hub = daohub_with_upstream(workdir / "daohub", dist, args.python, spool)
         hub.start()
         started.append(hub)
+        cache = distribution_cache(workdir / "distribution-cache", dist)
+        cache.start()
+        started.append(cache)
         async with client_session() as session:
 
             async def pull(base: str, repo: str, ref: str, digest: str) -> float:
@@ -157,41 +211,71 @@ async def run(args: argparse.Namespace) -> int:
 
             def record(key: str, side: str, seconds: float, rnd: int) -> None:
                 rows[key].add(side, seconds, mb_per_s=round(size_mb / seconds, 1), round=rnd)
-                log(f"round {rnd + 1} {key:5} {side:6} {seconds:.3f} s ({size_mb / seconds:,.0f} MB/s)")
+                log(f"round {rnd + 1} {key:15} {side:6} {seconds:.3f} s ({size_mb / seconds:,.0f} MB/s)")
 
-            # Warm-up, untimed: both servers and every path (miss, hit, direct) once on a small image.
+            async def daohub_settled() -> None:
+                # Every fetch from the upstream committed to DaoHub's storage.
+                async def idle() -> bool:
+                    return await proxy_metric(session, hub.url, "daohub_proxy_fetches_in_flight") == 0
+
+                await wait_until(idle, "DaoHub's fetches from the upstream")
+
+            async def cache_settled(blobs: list[tuple[str, int]]) -> None:
+                # distribution's cache stores a blob in the background, from a second download of its
+                # own: a pull before that lands would be served from the upstream again.
+                async def stored() -> bool:
+                    return not not_stored(cache, blobs)
+
+                await wait_until(stored, "distribution's cache storing the image")
+
+            # Warm-up, untimed: every server and every path (miss, hit, direct) once on a small image.
             warm_layers = [source_layer(BlobSource(data, min(layer_len, 1 << 20)))]
             digest = await push_image(session, dist.url, "bench/warmup", "v1", warm_layers)
-            for base, repo in ((hub.url, f"{UPSTREAM}/bench/warmup"), (hub.url, f"{UPSTREAM}/bench/warmup"),
+            for base, repo in ((hub.url, f"{UPSTREAM}/bench/warmup"), (cache.url, "bench/warmup"),
                                (dist.url, "bench/warmup")):
                 await pull(base, repo, "v1", digest)
+            await daohub_settled()
+            await cache_settled(image_blobs(warm_layers, digest))
+            await pull(hub.url, f"{UPSTREAM}/bench/warmup", "v1", digest)
+            await pull(cache.url, "bench/warmup", "v1", digest)
             for rnd in range(args.rounds):
                 tag = f"r{rnd}"
                 layers = [source_layer(source) for _ in range(args.layers)]
                 digest = await push_image(session, dist.url, "bench/img", tag, layers)
+                blobs = image_blobs(layers, digest)
                 cached = f"{UPSTREAM}/bench/img"
-                order = [("cold", "daohub"), ("cold", "other")]
-                for key, side in order if rnd % 2 == 0 else order[::-1]:
+                if len(not_stored(cache, blobs)) != len(blobs):
+                    raise ScenarioError("distribution's cache holds blobs of a new image: its pull would not be cold")
+                # DaoHub in the middle, so it goes after each other side in one round and before it in the next.
+                order = ["direct", "daohub", "dist_cache"]
+                for side in order if rnd % 2 == 0 else order[::-1]:
                     if side == "daohub":
-                        before = await bytes_fetched(session, hub.url)
-                        record(key, side, await pull(hub.url, cached, tag, digest), rnd)
-                        fetched = await bytes_fetched(session, hub.url) - before
+                        before = await proxy_metric(session, hub.url, "daohub_proxy_bytes_fetched_total")
+                        seconds = await pull(hub.url, cached, tag, digest)
+                        record("cold", side, seconds, rnd)
+                        rows["cold_dist_cache"].add(side, seconds, mb_per_s=round(size_mb / seconds, 1), round=rnd)
+                        fetched = await proxy_metric(session, hub.url, "daohub_proxy_bytes_fetched_total") - before
                         if fetched < args.layers * layer_len:
                             raise ScenarioError(f"the cold pull fetched {fetched:.0f} bytes from the upstream, "
                                                 f"not the image's {args.layers * layer_len}: it was not cold")
+                        await daohub_settled()
+                    elif side == "direct":
+                        record("cold", "other", await pull(dist.url, "bench/img", tag, digest), rnd)
                     else:
-                        record(key, side, await pull(dist.url, "bench/img", tag, digest), rnd)
-                # The bytes the cache kept are the bytes distribution has.
+                        record("cold_dist_cache", "other", await pull(cache.url, "bench/img", tag, digest), rnd)
+                        await cache_settled(blobs)
+                # The bytes each cache kept are the bytes the upstream has.
                 await pull_image(session, hub.url, cached, tag, verify=True, want_digest=digest)
+                await pull_image(session, cache.url, "bench/img", tag, verify=True, want_digest=digest)
                 # Only now: layers already in DaoHub's storage would be linked, not fetched, by a cold pull.
                 await push_image(session, hub.url, "local/img", tag, layers)
+                others = (("warm", dist.url, "bench/img"), ("warm_dist_cache", cache.url, "bench/img"),
+                          ("local", hub.url, "local/img"))
                 for rep in range(args.warm_reps):
-                    order = [("daohub", hub.url, cached), ("other", dist.url, "bench/img")]
-                    for side, base, repo in order if (rnd + rep) % 2 == 0 else order[::-1]:
-                        record("warm", side, await pull(base, repo, tag, digest), rnd)
-                    order = [("daohub", hub.url, cached), ("other", hub.url, "local/img")]
-                    for side, base, repo in order if (rnd + rep) % 2 == 0 else order[::-1]:
-                        record("local", side, await pull(base, repo, tag, digest), rnd)
+                    for key, other_base, other_repo in others:
+                        order = [("daohub", hub.url, cached), ("other", other_base, other_repo)]
+                        for side, base, repo in order if (rnd + rep) % 2 == 0 else order[::-1]:
+                            record(key, side, await pull(base, repo, tag, digest), rnd)
     except Exception as exc:  # noqa: BLE001 - reported in the table and the JSON
         failed = True
         for row in rows.values():
