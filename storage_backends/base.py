@@ -124,7 +124,8 @@ class StorageDriver(abc.ABC):
                 yield info
 
     def local_path(self, path: str) -> Path | None:
-        """A local filesystem path holding the committed object (for sendfile), or None."""
+        """The local file that holds the bytes at `path` (committed, or being written by a
+        writer), for sendfile and for readers that follow a write; None if there is none."""
         return None
 
     async def aclose(self) -> None:

@@ -4,12 +4,14 @@
 is independent of its callers: a caller that goes away (a client disconnect cancels its
 handler) stops waiting, and the fetch goes on for the others and for the cache.
 
-`BlobFlight` is the state of one blob being fetched. The fetch task appends each chunk, as it
-arrives from the upstream, to an anonymous spool file (unlinked at creation, so nothing is
-left behind even on a crash) while the same chunks stream into storage. Clients read the
-spool at their own offsets, so a client that joins late starts at byte 0 without a second
-download, and a slow client holds back nobody. Memory stays bounded: a reader holds one
-read of at most READ_SIZE bytes.
+`BlobFlight` is the state of one blob being fetched. Clients read the blob's bytes from a
+local file at their own offsets as the fetch writes them, so a client that joins late starts
+at byte 0 without a second download, and a slow client holds back nobody. When storage is a
+local filesystem that file is the upload file storage is writing (the bytes are written
+once); otherwise the fetch task appends each chunk, as it arrives from the upstream, to an
+anonymous spool file (unlinked at creation, so nothing is left behind even on a crash) while
+the same chunks stream into storage. Readers send spans of the file with sendfile(2) where
+the event loop can, or read it in chunks of at most READ_SIZE bytes: memory stays bounded.
 
 Until the fetch has verified the digest, readers are held back one byte short of the end:
 a client is never sent a whole-looking blob that then fails verification. The last byte goes
@@ -22,6 +24,7 @@ a client of a streamed response with a Content-Length sees a failed transfer.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -81,7 +84,7 @@ class BlobFlight:
         self.finished = False
         self.error: BaseException | None = None
         # Every byte arrived and hashes to the digest (the commit into storage may still run).
-        self.hashed = False
+        self.verified = False
         # Finished without a spool: the blob was already in storage (another replica fetched it).
         self.local = False
         # More repositories of this upstream that asked for the blob while it was on its way.
@@ -90,26 +93,44 @@ class BlobFlight:
         self.task: asyncio.Task | None = None
         self._progress = asyncio.Event()
         self._fd: int | None = None
+        self._spooling = False
         self._readers = 0
 
-    # The fetch task's side -----------------------------------------------------------------------
+    # The fetch task's side (an UploadWatch of the storage upload, plus append) -------------------
     def begin(self, size: int | None) -> None:
-        self._fd = _anonymous_file(self.spool_dir)
         self.size = size
+
+    def opened(self, local_file: str | None) -> None:
+        """The upload is open; `local_file` is where storage writes its bytes, if local."""
+        if local_file is not None:
+            self._fd = os.open(local_file, os.O_RDONLY)
+            self._spooling = False
+        else:
+            self._fd = _anonymous_file(self.spool_dir)
+            self._spooling = True
         self.started.set()
 
     def append(self, chunk: bytes) -> None:
+        """A chunk from the upstream, on its way into storage."""
+        if not self._spooling:
+            return  # readers follow the storage file instead (written())
         # Plain writes on the event loop: they land in the page cache in microseconds, and
-        # readers are woken only once the bytes are there.
+        # readers are woken only once the bytes are there. pwrite: readers' sendfile may move
+        # the descriptor's offset.
         view = memoryview(chunk)
         while view:
-            written = os.write(self._fd, view)
+            written = os.pwrite(self._fd, view, self.received)
             view = view[written:]
-        self.received += len(chunk)
+            self.received += written
         self._wake()
 
-    def verified(self) -> None:
-        self.hashed = True
+    def written(self, total: int) -> None:
+        if not self._spooling:
+            self.received = total
+            self._wake()
+
+    def hashed(self) -> None:
+        self.verified = True
         self._wake()
 
     def finish(self, error: BaseException | None = None, *, local: bool = False) -> None:
@@ -122,7 +143,7 @@ class BlobFlight:
 
     # Readers ---------------------------------------------------------------------------------------
     def attach(self) -> bool:
-        """Become a reader of the spool; False if the flight has already finished (read storage)."""
+        """Become a reader of the file; False if the flight has already finished (read storage)."""
         if self.finished or self._fd is None:
             return False
         self._readers += 1
@@ -132,8 +153,13 @@ class BlobFlight:
         self._readers -= 1
         self._close_if_unused()
 
-    async def chunks(self, start: int, end: int | None) -> AsyncIterator[bytes]:
-        """Bytes [start, end) of the blob (to its end when `end` is None) as they become readable.
+    def file(self) -> io.FileIO:
+        """The blob's local file, for an attached reader's sendfile (valid until it detaches)."""
+        return io.FileIO(self._fd, "rb", closefd=False)
+
+    async def spans(self, start: int, end: int | None) -> AsyncIterator[tuple[int, int]]:
+        """(offset, length) spans covering bytes [start, end) of the blob (to its end when `end`
+        is None) in the file, each as soon as it is readable.
 
         Only for an attached reader. Raises FlightFailed if the fetch fails first."""
         offset = start
@@ -141,20 +167,28 @@ class BlobFlight:
             progress = self._progress
             limit = self._readable() if end is None else min(self._readable(), end)
             if offset < limit:
-                data = os.pread(self._fd, min(limit - offset, READ_SIZE), offset)
-                if not data:
-                    raise FlightFailed(RuntimeError("spool file shorter than recorded"))
-                offset += len(data)
-                yield data
+                yield offset, limit - offset
+                offset = limit
                 continue
-            if self.error is not None and not (self.hashed and offset >= self.received):
+            if self.error is not None and not (self.verified and offset >= self.received):
                 raise FlightFailed(self.error)
-            if (self.finished or self.hashed) and offset >= self.received:
+            if (self.finished or self.verified) and offset >= self.received:
                 return
             await progress.wait()
 
+    async def chunks(self, start: int, end: int | None) -> AsyncIterator[bytes]:
+        """Bytes [start, end) as `spans`, read in pieces of at most READ_SIZE."""
+        async for offset, length in self.spans(start, end):
+            stop = offset + length
+            while offset < stop:
+                data = os.pread(self._fd, min(stop - offset, READ_SIZE), offset)
+                if not data:
+                    raise FlightFailed(RuntimeError("blob file shorter than recorded"))
+                offset += len(data)
+                yield data
+
     def _readable(self) -> int:
-        if self.hashed or (self.finished and self.error is None):
+        if self.verified or (self.finished and self.error is None):
             return self.received
         if self.size is not None:
             return min(self.received, self.size - 1)

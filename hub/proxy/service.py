@@ -100,7 +100,7 @@ class Proxy:
         await self._heads.aclose()
         # A fetch whose bytes all arrived and verified is only committing: let it land, so the
         # shutdown does not throw away a download its clients already have. The rest stop.
-        landing = [f.task for f in self._flights.values() if f.task is not None and f.hashed]
+        landing = [f.task for f in self._flights.values() if f.task is not None and f.verified]
         await asyncio.gather(*landing, return_exceptions=True)
         tasks = [f.task for f in self._flights.values() if f.task is not None]
         for task in tasks:
@@ -368,7 +368,7 @@ class Proxy:
                                          f"registry's limit of {limit}")
                 flight.begin(length)
                 await self.registry.monolithic_upload(target.cache, digest, self._tee(flight, resp, client),
-                                                      on_hashed=flight.verified)
+                                                      watch=flight)
         except UpstreamNotFound as exc:
             raise self._not_found(target, "blob", digest, exc) from None
         except DigestInvalid:
@@ -380,9 +380,11 @@ class Proxy:
     async def _tee(self, flight: BlobFlight, resp, client: UpstreamClient):
         """The upstream body as it arrives, spooled for the readers on its way into storage."""
         counter = self.metrics.bytes_fetched.labels(flight.upstream)
+        received = 0
         try:
             async for chunk in resp.content.iter_any():
                 flight.append(chunk)
+                received += len(chunk)
                 counter.inc(len(chunk))
                 yield chunk
         except TimeoutError:
@@ -391,9 +393,8 @@ class Proxy:
             if isinstance(exc, OciError):
                 raise
             raise client.unavailable("cut", f"the blob transfer was cut ({type(exc).__name__})") from None
-        if flight.size is not None and flight.received != flight.size:
-            raise client.unavailable("cut", f"the blob transfer ended after {flight.received} of "
-                                             f"{flight.size} bytes")
+        if flight.size is not None and received != flight.size:
+            raise client.unavailable("cut", f"the blob transfer ended after {received} of {flight.size} bytes")
 
     async def head_blob(self, target: Target, digest_str: str) -> int | None:
         """Size of a blob not yet cached, as the upstream (or a running fetch) says; None if unknown."""

@@ -66,6 +66,22 @@ class ManifestHook(Protocol):
     async def after_put(self, repository: str, digest: str, tags: list[str], state: object) -> None: ...
 
 
+class UploadWatch(Protocol):
+    """Follows a monolithic upload as it happens (the pull-through cache serves its clients
+    from it while the bytes arrive).
+
+    `opened` names the local file the bytes are written to, when the storage has one (None:
+    the bytes go to remote storage); `written` gives the count of bytes now in that file (or on
+    their way to storage), after each write; `hashed` is called once every byte has arrived
+    and hashes to the digest, before the data is made durable and published."""
+
+    def opened(self, local_file: str | None) -> None: ...
+
+    def written(self, total: int) -> None: ...
+
+    def hashed(self) -> None: ...
+
+
 @dataclasses.dataclass(slots=True)
 class _RunningHash:
     """The hash of an upload's first `offset` bytes, kept by the process that received them."""
@@ -229,13 +245,15 @@ class Registry:
         while len(self._hashes) > self._hash_cache_size:
             self._hashes.popitem(last=False)
 
-    async def _pump(self, chunks: AsyncIterator[bytes], writer, hasher, limit: int | None) -> int:
+    async def _pump(self, chunks: AsyncIterator[bytes], writer, hasher, limit: int | None,
+                    progress: Callable[[int], None] | None = None) -> int:
         """Copy `chunks` into `writer`, hashing as bytes arrive. Returns bytes written.
 
         Writing and hashing run on worker threads (hashlib releases the GIL for large
         buffers) while the event loop keeps reading the next buffer from the network.
         If the stream breaks, everything received before the break is still written
         and hashed before the error propagates, so the upload stays resumable.
+        `progress`, if given, gets the writer's size after each write.
         """
         loop = asyncio.get_running_loop()
         pending: asyncio.Future | None = None
@@ -252,6 +270,8 @@ class Registry:
                 await asyncio.gather(writer.write(data), loop.run_in_executor(None, sink, data))
             else:
                 await writer.write(data)
+            if progress is not None:
+                progress(writer.size)
 
         try:
             async for chunk in chunks:
@@ -386,23 +406,26 @@ class Registry:
         return digest
 
     async def monolithic_upload(self, repository: str, digest_str: str, chunks: AsyncIterator[bytes],
-                                on_hashed: Callable[[], None] | None = None) -> Digest:
+                                watch: UploadWatch | None = None) -> Digest:
         """POST ?digest=: the whole blob in one request; no upload session is recorded.
 
-        `on_hashed` is called once every byte has arrived and hashes to the digest, before the
-        data is made durable and published (the pull-through cache then releases the bytes to
-        its waiting clients: they are verified, and whether the cache keeps them is its own
-        business)."""
+        `watch` follows the upload: where its bytes are written and how far, and when they
+        are verified (the pull-through cache then releases them to its waiting clients:
+        whether the cache keeps them is its own business)."""
         digest = parse_digest(digest_str)
         upload_id = str(uuid.uuid4())
         path = upload_path(upload_id)
         writer = await self.storage.writer(path)
         hasher = digest.hasher()
         try:
-            await self._pump(chunks, writer, hasher, self._size_limit(0))
+            if watch is not None:
+                local = self.storage.local_path(path)
+                watch.opened(None if local is None else str(local))
+            await self._pump(chunks, writer, hasher, self._size_limit(0),
+                             None if watch is None else watch.written)
             size = writer.size
-            if on_hashed is not None and hasher.hexdigest() == digest.hex:
-                on_hashed()
+            if watch is not None and hasher.hexdigest() == digest.hex:
+                watch.hashed()
             await writer.commit()
             await self._verify(repository, path, digest, size, hasher, on_failure=None)
         except BaseException:

@@ -94,17 +94,19 @@ def hub_upstream(token_hub, **extra) -> dict:
 
 @pytest.fixture
 def proxy_hub(aiohttp_client, tmp_path, request):
-    """make(upstreams, default_mirror=..., auth=..., database=..., **proxy options) -> a cold DaoHub
+    """make(upstreams, default_mirror=..., auth=..., database=..., storage=..., **proxy options) -> a cold DaoHub
     test client (a second call reopens the same data: a restart)."""
     databases: dict[str, dict] = {}
 
     async def make(upstreams: list[dict], *, default_mirror: str = "", auth: bool = False,
-                   database: str = "sqlite", **proxy):
+                   database: str = "sqlite", storage: str = "filesystem", **proxy):
         if database not in databases:
             databases[database] = DATABASE_SETUP[database](request, tmp_path)
         cfg = load_config(environ={}, overrides={
             "data_dir": str(tmp_path / "hub"),
             "database": databases[database],
+            # filesystem: clients follow the upload file; memory (like S3): a spool.
+            "storage": {"driver": storage},
             "log": {"access_log": False},
             "auth": {"enabled": auth, "password_memory_kib": 64, "password_time_cost": 1},
             "proxy": {"upstreams": upstreams, "default_mirror": default_mirror, **proxy},

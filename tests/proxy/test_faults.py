@@ -27,6 +27,10 @@ def faulty(distribution):
     proxy.stop()
 
 
+# Storage on a local disk (clients follow the upload file) and elsewhere (clients follow a spool).
+STORAGES = pytest.mark.parametrize("storage", ["filesystem", "memory"])
+
+
 async def _hub(proxy_hub, faulty, **options):
     client = await proxy_hub([{"name": FLAKY, "url": faulty.url, "manifest_revalidate_seconds": INTERVAL}],
                              **options)
@@ -118,10 +122,11 @@ def _leftovers(client) -> list[str]:
     return found
 
 
-async def test_a_cut_mid_blob_leaves_nothing_cached_and_fails_every_waiting_client(proxy_hub, faulty, dist):
+@STORAGES
+async def test_a_cut_mid_blob_leaves_nothing_cached_and_fails_every_waiting_client(proxy_hub, faulty, dist, storage):
     image = dist.push_image("library/cut", "1", (3 << 20,))
     layer = next(d for d, data in image.blobs.items() if len(data) == 3 << 20)
-    client, _ = await _hub(proxy_hub, faulty)
+    client, _ = await _hub(proxy_hub, faulty, storage=storage)
     repo = f"{FLAKY}/library/cut"
     rule = faulty.hold(after_bytes=1 << 20, then="cut", when=match(method="GET", path=f"/blobs/{layer}"))
 
@@ -156,11 +161,12 @@ async def test_a_cut_mid_blob_leaves_nothing_cached_and_fails_every_waiting_clie
     assert await store.get_blob_size(repo, layer) == 3 << 20
 
 
+@STORAGES
 async def test_a_late_joiner_and_a_client_that_leaves_do_not_restart_or_stop_the_fetch(
-        proxy_hub, faulty, dist):
+        proxy_hub, faulty, dist, storage):
     image = dist.push_image("library/joiner", "1", (2 << 20,))
     layer = next(d for d, data in image.blobs.items() if len(data) == 2 << 20)
-    client, _ = await _hub(proxy_hub, faulty)
+    client, _ = await _hub(proxy_hub, faulty, storage=storage)
     repo = f"{FLAKY}/library/joiner"
     rule = faulty.hold(after_bytes=1 << 20, when=match(method="GET", path=f"/blobs/{layer}"))
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+
+import pytest
 
 from hub.keys import STORAGE, STORE
 
@@ -147,3 +150,27 @@ async def test_tags_are_listed_from_the_upstream(proxy_hub, distribution, dist):
     assert json.loads(await r.read()) == {"name": f"{DIST}/library/tagged", "tags": ["a", "b", "c"]}
     r = await client.get(f"/v2/{DIST}/library/tagged/tags/list?n=2")
     assert (await r.json())["tags"] == ["a", "b"] and "last=b" in r.headers["Link"]
+
+
+@pytest.mark.parametrize("sendfile", [True, False], ids=["sendfile", "no-sendfile"])
+async def test_cold_blobs_reach_clients_with_sendfile_and_without(proxy_hub, distribution, dist, monkeypatch,
+                                                                  sendfile):
+    """Clients of a fetch under way get its file with sendfile(2); on an event loop without it
+    (uvloop) they get the same bytes read in chunks."""
+    image = dist.push_image("library/sendfile", "1", (3 << 20, 1 << 20))
+    client = await proxy_hub([dist_upstream(distribution)])
+    loop = asyncio.get_running_loop()
+    native, calls = loop.sendfile, []
+
+    async def counting(transport, file, offset=0, count=None, *, fallback=True):
+        calls.append(count)
+        if not sendfile:
+            raise NotImplementedError
+        return await native(transport, file, offset, count, fallback=fallback)
+
+    monkeypatch.setattr(loop, "sendfile", counting)
+    pulled = await pull(client, f"{DIST}/library/sendfile", "1")
+    assert pulled.blobs == image.blobs
+    assert calls  # the cold blobs went through the flight, not storage
+    if sendfile:
+        assert sum(calls) == sum(len(b) for b in image.blobs.values())
