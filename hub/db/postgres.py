@@ -67,7 +67,20 @@ CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 60.0
 _ATTEMPTS = 5
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncpg.ForeignKeyViolationError)
+# What a statement raises when the server closed its connection under it (a restart, a
+# failover, pg_terminate_backend): retried on a new connection when the connection is indeed
+# closed and nothing can have committed.
+_CONNECTION_LOST = (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, asyncpg.InterfaceError,
+                    asyncpg.InternalClientError, OSError)
 _MIGRATION_LOCK = "daohub.migrate"
+
+
+def _closed(conn) -> bool:
+    """Whether a pooled connection is closed (asyncpg refuses even to say once it is detached)."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
 
 
 def is_postgres_url(url: str) -> bool:
@@ -111,7 +124,7 @@ class _AdvisoryLocks:
                     conn = self._conn = await self._connect()
                 try:
                     got = await conn.fetchval(self._TRY, key, timeout=COMMAND_TIMEOUT)
-                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+                except _CONNECTION_LOST:
                     conn.terminate()
                     if attempt == 2:
                         raise
@@ -221,29 +234,60 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, MetadataStore):
         # A bounded wait: with the server down, the pool's reconnect fails fast and the next
         # ping after it is back reconnects, so readiness recovers without a restart.
         async with asyncio.timeout(PING_TIMEOUT):
-            await self.pool.fetchval("SELECT 1")
+            await self._fetchval("SELECT 1")
 
     async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run `fn` in one transaction; retry it after a deadlock or a lost foreign-key race."""
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    return await fn(conn)
-            except _RETRYABLE as exc:
-                if attempt == _ATTEMPTS:
-                    raise
-                log.debug("retrying a transaction after %s", type(exc).__name__)
+        """Run `fn` in one transaction; retry it after a deadlock or a lost foreign-key race,
+        and on a new connection if the server closed this one before the commit."""
+        lost = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            committing = False
+            async with self.pool.acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        result = await fn(conn)
+                        committing = True
+                    return result
+                except _RETRYABLE as exc:
+                    if attempt == _ATTEMPTS:
+                        raise
+                    log.debug("retrying a transaction after %s", type(exc).__name__)
+                except _CONNECTION_LOST as exc:
+                    # A lost COMMIT may have committed: only a transaction cut short before it
+                    # is run again (PostgreSQL rolled that one back when the session ended).
+                    # Every connection of the pool may be a stale one: each is replaced once.
+                    if committing or lost > self.pool_max_size or not _closed(conn):
+                        raise
+                    lost += 1
+                    attempt -= 1
+                    log.info("PostgreSQL closed a connection (%s); running the transaction on a new one",
+                             type(exc).__name__)
+                    continue
             await asyncio.sleep(0.002 * attempt * (1 + random.random()))
+
+    async def _read(self, method: str, sql: str, args: tuple) -> Any:
+        """One read statement; run again on a new connection if the server had closed this one
+        (each of the pool's connections may be stale: each is replaced once)."""
+        for attempt in range(self.pool_max_size + 2):
+            async with self.pool.acquire() as conn:
+                try:
+                    return await getattr(conn, method)(sql, *args)
+                except _CONNECTION_LOST as exc:
+                    if attempt > self.pool_max_size or not _closed(conn):
+                        raise
+                    log.info("PostgreSQL closed a connection (%s); reading again on a new one", type(exc).__name__)
         raise AssertionError("unreachable")
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return await self.pool.fetch(sql, *args)
+        return await self._read("fetch", sql, args)
 
     async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(sql, *args)
+        return await self._read("fetchrow", sql, args)
 
     async def _fetchval(self, sql: str, *args: Any) -> Any:
-        return await self.pool.fetchval(sql, *args)
+        return await self._read("fetchval", sql, args)
 
     # Cross-replica locks -------------------------------------------------------------------
     @contextlib.asynccontextmanager
