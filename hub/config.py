@@ -179,8 +179,8 @@ class ProxyConfig:
     connect_timeout_seconds: float = 10.0
     # An upstream that sends nothing for this long (headers or body) counts as unavailable.
     read_timeout_seconds: float = 60.0
-    # Local scratch space where blobs being fetched are spooled for every waiting client;
-    # empty means <data_dir>/proxy-spool.
+    # Local scratch space where blobs being fetched are spooled for every waiting client when
+    # storage is not a local disk (S3, OSS, nfs driver); empty means <data_dir>/proxy-spool.
     spool_dir: str = ""
     # How often the serve process evicts from caches over their size cap or TTL (one replica
     # at a time); 0 turns the periodic run off (`daohub proxy evict` still works).

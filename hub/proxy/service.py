@@ -9,8 +9,9 @@ What is stored where:
 - `proxy_tags` (metadata store) holds when each cached tag was last confirmed upstream; it
   survives restarts and is shared by replicas.
 - A blob being fetched streams into an upload path of storage (the Registry's own monolithic
-  upload: hashed as it arrives, verified, moved into place, linked) and, at once, into a
-  local anonymous spool file that the waiting clients read (flight.py).
+  upload: hashed as it arrives, verified, moved into place, linked). The waiting clients
+  read it as it is written, from the upload file itself when storage is a local disk and
+  otherwise from a local anonymous spool file (flight.py).
 
 Freshness: a manifest by digest is never fetched again. A manifest by tag is served from the
 cache while younger than its upstream's `manifest_revalidate_seconds`; after that one HEAD
