@@ -21,6 +21,7 @@ from .handlers import health, token, v2
 from .metrics import Metrics
 from .middlewares import request_context
 from .registry.service import Registry
+from .relay import Relay
 
 log = logging.getLogger("daohub")
 
@@ -38,7 +39,7 @@ def _storage_options(config: Config) -> dict:
             "secret_key": s.secret_key.reveal(), "session_token": s.session_token.reveal(),
             "addressing_style": s.addressing_style, "prefix": s.prefix, "part_size_bytes": s.part_size_bytes,
             "max_attempts": s.max_attempts, "verify_tls": s.verify_tls, "redirect": s.redirect,
-            "redirect_expiry_seconds": s.redirect_expiry_seconds,
+            "redirect_expiry_seconds": s.redirect_expiry_seconds, "socket_reads": s.socket_reads,
         }
     return {}
 
@@ -75,7 +76,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[keys.STORAGE] = registry.storage
         app[keys.STORE] = registry.store
         app[keys.REGISTRY] = registry
-        yield
+        app[keys.RELAY] = relay = Relay()
+        try:
+            yield
+        finally:
+            relay.close()
 
 
 def auth_service(config: Config, store):

@@ -76,6 +76,10 @@ class StorageConfig:
     # Answer blob GETs with 307 to a presigned URL instead of proxying the bytes.
     redirect: bool = False
     redirect_expiry_seconds: int = 1200
+    # Relayed blob GETs (redirect off) from an http:// endpoint move the bytes from the storage
+    # connection to the client's with splice(2) on Linux, never through the process. false:
+    # through the S3 client. TLS endpoints always go through the S3 client.
+    socket_reads: bool = True
     # --- nfs (NFSv3 spoken by the driver itself, through libnfs; no mount needed) ---
     # nfs://server/export/path ; the export's real path, not an NFSv4 pseudo path.
     nfs_url: str = ""

@@ -14,12 +14,14 @@ from .db import MetadataStore
 from .metrics import Metrics
 from .proxy.service import Proxy
 from .registry.service import Registry
+from .relay import Relay
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", MetadataStore)
 STORAGE = web.AppKey("storage", StorageDriver)
 REGISTRY = web.AppKey("registry", Registry)
 METRICS = web.AppKey("metrics", Metrics)
+RELAY = web.AppKey("relay", Relay)
 # Present only when auth is enabled.
 AUTH = web.AppKey("auth", AuthService)
 # Present only when proxy.upstreams are configured.

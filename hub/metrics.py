@@ -61,6 +61,11 @@ class Metrics:
         self.bytes_served = Counter(
             "daohub_blob_bytes_served", "Blob bytes served to clients (by length)", registry=self.registry
         )
+        self.relays = Counter(
+            "daohub_blob_relays", "Blob GETs relayed from storage (not local, not redirected), by how: "
+            "splice (socket to socket, zero-copy) or stream (through the process)", ["method"],
+            registry=self.registry,
+        )
         self.uploads_completed = Counter(
             "daohub_blob_uploads_completed", "Blob uploads committed", ["kind"], registry=self.registry
         )

@@ -16,9 +16,12 @@ import abc
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from .errors import PathNotFoundError
+
+if TYPE_CHECKING:
+    from .plainhttp import HttpBody
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,6 +110,17 @@ class StorageDriver(abc.ABC):
 
         `expires_in` is the URL's lifetime in seconds; None means the driver's configured one.
         """
+        return None
+
+    async def socket_reader(self, path: str, offset: int, length: int, etag: str | None = None) -> HttpBody | None:
+        """Bytes [offset, offset + length) of the object as the body of a plain-HTTP response,
+        on a socket of its own, for the zero-copy relay (hub/relay.py); None where the driver
+        cannot give one (not an HTTP store, a TLS endpoint, turned off).
+
+        Without `etag` (the first open) anything unusual also gives None: the caller then
+        uses reader(), which reports errors properly. With `etag` (resuming after the
+        connection broke) the bytes must come from the object that had that ETag; the driver
+        retries by its own policy and raises StorageError when it gives up."""
         return None
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from .base import FileInfo, FileWriter, StorageDriver
 from .errors import StorageError
 from .paths import check_path
+from .plainhttp import HttpBody
 
 
 def _normalise(path: str, exc: Exception) -> StorageError:
@@ -88,6 +89,13 @@ class CheckedDriver(StorageDriver):
         check_path(path)
         try:
             return await self.inner.redirect_url(path, method, expires_in)
+        except Exception as exc:
+            raise _normalise(path, exc) from exc
+
+    async def socket_reader(self, path: str, offset: int, length: int, etag: str | None = None) -> HttpBody | None:
+        check_path(path)
+        try:
+            return await self.inner.socket_reader(path, offset, length, etag)
         except Exception as exc:
             raise _normalise(path, exc) from exc
 

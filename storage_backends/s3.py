@@ -61,6 +61,15 @@ Requests that fail with 5xx, SlowDown, a timeout or a broken connection are retr
 with exponential backoff and full jitter, up to `max_attempts`; botocore's own retries
 are off, so the count is exact and a reader can resume a broken body at the byte where
 it stopped.
+
+Relayed reads
+-------------
+With `redirect: false` the replicas serve blob bytes themselves. From an http:// endpoint
+(MinIO, Ceph, an OSS internal endpoint on a VPC) `socket_reader` hands the server a ranged GET
+of a presigned URL on a socket of its own, and hub/relay.py moves the body to the client
+with splice(2), without the bytes entering the process; a body that breaks is asked for again
+from the byte it reached, with If-Match on the ETag. `socket_reads: false` turns this off.
+TLS endpoints always read through the S3 client (`reader`).
 """
 
 from __future__ import annotations
@@ -82,9 +91,11 @@ from aiobotocore.config import AioConfig
 from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import get_session
 
+from . import plainhttp
 from .base import FileInfo, FileWriter, StorageDriver
 from .errors import InvalidOffsetError, InvalidPathError, PathNotFoundError, StorageError, WriterClosedError
 from .paths import check_path
+from .plainhttp import HttpBody
 
 log = logging.getLogger("daohub.storage.s3")
 
@@ -94,6 +105,8 @@ MiB = 1 << 20
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
 MAX_PARTS = 10_000
 COPY_OBJECT_LIMIT = 5 << 30  # CopyObject refuses larger sources
+# Lifetime of the presigned URL behind a socket read: it is used at once, by this process.
+SOCKET_URL_SECONDS = 300
 STATE_SUFFIX = "~state"
 _META_UPLOAD = "daohub-upload-id"
 _META_PARTS = "daohub-parts"
@@ -202,7 +215,7 @@ class S3Driver(StorageDriver):
                  copy_concurrency: int = 8, upload_concurrency: int = 2,
                  retry_base_delay: float = 0.1, retry_max_delay: float = 20.0,
                  connect_timeout: float = 10.0, read_timeout: float = 60.0, max_connections: int = 128,
-                 list_page_size: int = 1000, delete_batch_size: int = 1000):
+                 list_page_size: int = 1000, delete_batch_size: int = 1000, socket_reads: bool = True):
         kind = self.name
         if not bucket:
             raise ValueError(f"storage.bucket is required for driver {kind}")
@@ -245,6 +258,8 @@ class S3Driver(StorageDriver):
         self.retry_base_delay = retry_base_delay
         self.retry_max_delay = retry_max_delay
         self.list_page_size = list_page_size
+        # Relayed reads from an http:// endpoint may go socket to socket (socket_reader).
+        self.socket_reads = socket_reads
         self.delete_batch_size = delete_batch_size
         self._credentials = {
             "aws_access_key_id": access_key or None,
@@ -643,6 +658,59 @@ class S3Driver(StorageDriver):
             operation, Params={"Bucket": self.bucket, "Key": self._key(path)},
             ExpiresIn=expires_in or self.redirect_expiry)
 
+    async def socket_reader(self, path: str, offset: int, length: int, etag: str | None = None) -> HttpBody | None:
+        """A ranged GET of a presigned URL on a socket of its own (http:// endpoints only)."""
+        if not self.socket_reads or length <= 0 or offset < 0:
+            return None
+        key = self._key(path)
+        client = await self._client("data")
+        url = await client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=SOCKET_URL_SECONDS)
+        if not plainhttp.plain_url(url):
+            return None  # TLS: the bytes are not on the wire as they are
+        headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
+        if etag:
+            headers["If-Match"] = etag
+        connect_timeout, read_timeout, _ = self._timeouts
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                body = await plainhttp.get(url, headers, connect_timeout=connect_timeout, read_timeout=read_timeout)
+            except (OSError, TimeoutError) as exc:
+                if etag is None:
+                    return None
+                failure: str = f"{type(exc).__name__}: {exc}"
+            else:
+                if body.status == 206 or (body.status == 200 and offset == 0):
+                    if body.length == length:
+                        return body
+                    body.close()
+                    failure = f"{body.length} bytes where {length} were asked for"
+                    if etag is None:
+                        return None
+                    raise S3RequestError(f"{self.service} read of {path}: {failure}")
+                status = body.status
+                document = b""
+                with contextlib.suppress(OSError, TimeoutError):
+                    async with asyncio.timeout(read_timeout):
+                        document = await body.read_all()
+                body.close()
+                if etag is None:
+                    return None
+                code = _xml_code(document)
+                if status < 500 and code != "SlowDown":
+                    raise S3RequestError(f"{self.service} read of {path} from byte {offset}: {status} {code}",
+                                         code, status)
+                failure = f"{status} {code}"
+            if attempt >= self.max_attempts:
+                raise S3RequestError(f"{self.service} read of {path} from byte {offset} failed {attempt} times, "
+                                     f"last: {failure}")
+            delay = self._backoff(attempt)
+            log.info("%s resuming %s at byte %d: %s, attempt %d of %d, retrying in %.2fs", self.service, path,
+                     offset, failure, attempt, self.max_attempts, delay)
+            await asyncio.sleep(delay)
+
     # -- writers ----------------------------------------------------------------------------------
     async def writer(self, path: str, append: bool = False) -> FileWriter:
         key = self._key(path)
@@ -701,6 +769,15 @@ class S3Driver(StorageDriver):
             writer._parts = len(parts)
             writer._flushed = size
         return writer
+
+
+def _xml_code(document: bytes) -> str:
+    """The <Code> of an S3 error document, or ""."""
+    start = document.find(b"<Code>")
+    end = document.find(b"</Code>", start)
+    if start < 0 or end < 0:
+        return ""
+    return document[start + 6:end].decode("utf-8", "replace")[:64]
 
 
 def _state_size(head: dict, path: str) -> int:

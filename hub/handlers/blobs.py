@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from aiohttp import web
 
+from storage_backends import StorageError
+
 from ..errors import OciError
-from ..keys import METRICS, REGISTRY
+from ..keys import METRICS, REGISTRY, RELAY, REQUEST_ID
+from ..relay import ClientGone
+
+log = logging.getLogger("daohub.blobs")
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -76,12 +82,37 @@ async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamRe
         # aiohttp's FileResponse uses sendfile(2) and implements Range and If-Range itself.
         return web.FileResponse(local, headers=headers, chunk_size=1 << 20)
     start, end = byte_range if byte_range else (0, blob.size - 1)
-    chunks = await registry.open_blob(blob, start)
+    relay = request.app[RELAY]
+    body = None
+    if served and relay.usable(request):
+        body = await registry.storage.socket_reader(blob.storage_path, start, served)
+    chunks = None if body is not None else await registry.open_blob(blob, start)
     response = web.StreamResponse(status=206 if byte_range else 200, headers=headers)
     response.content_length = served
     if byte_range:
         response.headers["Content-Range"] = f"bytes {start}-{end}/{blob.size}"
-    await response.prepare(request)
+    try:
+        await response.prepare(request)
+    except BaseException:
+        if body is not None:
+            body.close()
+        raise
+    if body is not None:
+        request.app[METRICS].relays.labels("splice").inc()
+        try:
+            await relay.send(request, registry.storage, blob.storage_path, start, body)
+        except (ClientGone, StorageError) as exc:
+            log.warning("cutting %s %s short: %s request_id=%s", request.method, request.path, exc,
+                        request.get(REQUEST_ID))
+            # The status line is out: a connection cut short of Content-Length is the only
+            # way left to tell the client the transfer failed.
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+    assert chunks is not None
+    request.app[METRICS].relays.labels("stream").inc()
     remaining = served
     async for chunk in chunks:
         if remaining <= 0:

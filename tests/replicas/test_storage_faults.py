@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from hub.app import create_app
+from hub.keys import METRICS, RELAY
 from tests.helpers.faultproxy import S3_INTERNAL_ERROR, S3_SLOW_DOWN, FaultProxy, Seen
 from tests.helpers.scaleout import MiB, leftover_uploads, s3_backend
 from tests.helpers.server import DaoHubProcess
@@ -143,3 +144,115 @@ async def test_replica_killed_while_moving_a_blob_into_place(moto_s3, postgres_c
             b.stop()
     assert backend.stored_blobs() == {digest: len(data)}
     assert leftover_uploads(backend) == []
+
+
+# Relayed reads (redirect off): with an http:// endpoint the body goes from the S3 connection to
+# the client's with splice(2) (hub/relay.py). A connection that breaks mid-body is reopened at the
+# byte it reached; one that cannot be reopened, or a client that goes away, ends that transfer only.
+
+def is_blob_get(seen: Seen) -> bool:
+    return seen.method == "GET" and "/blobs/" in seen.path and "X-Amz-Signature" in seen.query
+
+
+def relays(client) -> dict[str, float]:
+    counter = client.server.app[METRICS].relays
+    return {method: counter.labels(method)._value.get() for method in ("splice", "stream")}
+
+
+async def relay_idle(client) -> int:
+    """Transfers still running once the hub has had its chance to finish them (the client has
+    its last byte a moment before the handler returns)."""
+    relay = client.server.app[RELAY]
+    for _ in range(500):
+        if relay.active == 0:
+            break
+        await asyncio.sleep(0.02)
+    return relay.active
+
+
+async def pushed(client, repo: str, size: int) -> tuple[bytes, str]:
+    data = os.urandom(size)
+    digest = sha256(data)
+    r = await client.post(f"/v2/{repo}/blobs/uploads/?digest={digest}", data=data)
+    assert r.status == 201, await r.text()
+    return data, digest
+
+
+@pytest.mark.parametrize("socket_reads", [True, False])
+async def test_relayed_blob_reads_go_socket_to_socket(aiohttp_client, tmp_path, moto_s3, proxy, socket_reads):
+    client, _ = await hub_through(aiohttp_client, tmp_path, moto_s3, proxy, socket_reads=socket_reads)
+    data, digest = await pushed(client, "team/relayed", 3 * MiB + 11)
+    url = f"/v2/team/relayed/blobs/{digest}"
+    for _ in range(2):  # one connection, kept alive: the second response follows the first cleanly
+        r = await client.get(url)
+        assert r.status == 200 and r.headers["Docker-Content-Digest"] == digest
+        assert await r.read() == data
+    r = await client.get(url, headers={"Range": "bytes=1000-2000999"})
+    assert r.status == 206 and r.headers["Content-Range"] == f"bytes 1000-2000999/{len(data)}"
+    assert await r.read() == data[1000:2001000]
+    r = await client.get(url, headers={"Range": f"bytes=-{MiB}"})
+    assert r.status == 206 and await r.read() == data[-MiB:]
+    gets = [seen for seen in proxy.requests if is_blob_get(seen)]
+    if socket_reads:
+        assert relays(client) == {"splice": 4, "stream": 0}
+        # Each read asks storage for exactly the bytes it serves, on a connection of its own.
+        assert [seen.headers["Range"] for seen in gets] == [
+            f"bytes=0-{len(data) - 1}", f"bytes=0-{len(data) - 1}", "bytes=1000-2000999",
+            f"bytes={len(data) - MiB}-{len(data) - 1}"]
+        assert all(seen.headers["Connection"] == "close" for seen in gets)
+    else:
+        assert relays(client) == {"splice": 0, "stream": 4}
+    assert await relay_idle(client) == 0
+
+
+async def test_a_storage_connection_cut_mid_body_is_resumed_at_the_byte_it_reached(
+        aiohttp_client, tmp_path, moto_s3, proxy):
+    client, _ = await hub_through(aiohttp_client, tmp_path, moto_s3, proxy, max_attempts=3)
+    data, digest = await pushed(client, "team/resumed", 4 * MiB + 3)
+    proxy.cut(MiB + 17, times=2, when=is_blob_get)
+    r = await client.get(f"/v2/team/resumed/blobs/{digest}")
+    assert r.status == 200 and await r.read() == data
+    gets = [seen for seen in proxy.requests if is_blob_get(seen)]
+    assert [seen.headers["Range"] for seen in gets] == [
+        f"bytes=0-{len(data) - 1}", f"bytes={MiB + 17}-{len(data) - 1}", f"bytes={2 * (MiB + 17)}-{len(data) - 1}"]
+    etag = gets[1].headers["If-Match"]
+    assert etag.startswith('"') and gets[2].headers["If-Match"] == etag  # the rest from the same object
+    assert relays(client)["splice"] == 1
+
+
+async def test_storage_that_cannot_give_the_rest_cuts_the_client_short_and_nothing_else(
+        aiohttp_client, tmp_path, moto_s3, proxy):
+    client, backend = await hub_through(aiohttp_client, tmp_path, moto_s3, proxy, max_attempts=2)
+    data, digest = await pushed(client, "team/broken", 3 * MiB)
+    url = f"/v2/team/broken/blobs/{digest}"
+    proxy.cut(MiB, times=1, when=is_blob_get)  # the first GET breaks...
+    proxy.fail(500, body=S3_INTERNAL_ERROR, times=None, when=is_blob_get)  # ...and S3 fails from then on
+    r = await client.get(url)
+    assert r.status == 200 and r.content_length == len(data)
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await r.read()  # short of its Content-Length: never a whole-looking blob
+    assert proxy.count(is_blob_get) == 3  # the cut GET, then the driver's 2 attempts to resume
+    proxy.clear()
+    r = await client.get(url)  # the blob, the hub and its relay are fine
+    assert r.status == 200 and await r.read() == data
+    assert backend.stored_blobs() == {digest: len(data)}
+    assert await relay_idle(client) == 0
+
+
+async def test_a_client_that_goes_away_mid_body_ends_its_transfer_only(aiohttp_client, tmp_path, moto_s3, proxy):
+    client, _ = await hub_through(aiohttp_client, tmp_path, moto_s3, proxy)
+    data, digest = await pushed(client, "team/gone", 24 * MiB)
+    held = proxy.hold(2 * MiB, when=is_blob_get)  # storage pauses mid-body while the client leaves
+    host, port = client.server.host, client.server.port
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"GET /v2/team/gone/blobs/{digest} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    await writer.drain()
+    assert b" 200 " in await reader.readline()
+    await asyncio.to_thread(held.reached.wait, 30)
+    await reader.read(256 * 1024)
+    writer.transport.abort()  # gone, with ~22 MiB unread
+    held.release()
+    assert await relay_idle(client) == 0  # the thread noticed at its next write and let go
+    r = await client.get(f"/v2/team/gone/blobs/{digest}")
+    assert r.status == 200 and await r.read() == data
+    assert relays(client) == {"splice": 2, "stream": 0}
