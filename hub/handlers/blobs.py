@@ -15,6 +15,10 @@ from ..relay import ClientGone
 
 log = logging.getLogger("daohub.blobs")
 
+# Smaller bodies stream through the S3 client's pooled connections: for them a connection of
+# their own and a worker thread cost more than the copies they save.
+SPLICE_MIN_BYTES = 256 * 1024
+
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -84,7 +88,7 @@ async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamRe
     start, end = byte_range if byte_range else (0, blob.size - 1)
     relay = request.app[RELAY]
     body = None
-    if served and relay.usable(request):
+    if served >= SPLICE_MIN_BYTES and relay.usable(request):
         body = await registry.storage.socket_reader(blob.storage_path, start, served)
     chunks = None if body is not None else await registry.open_blob(blob, start)
     response = web.StreamResponse(status=206 if byte_range else 200, headers=headers)

@@ -193,15 +193,18 @@ async def test_relayed_blob_reads_go_socket_to_socket(aiohttp_client, tmp_path, 
     r = await client.get(url, headers={"Range": f"bytes=-{MiB}"})
     assert r.status == 206 and await r.read() == data[-MiB:]
     gets = [seen for seen in proxy.requests if is_blob_get(seen)]
+    small, small_digest = await pushed(client, "team/relayed", 1000)  # a config blob: not worth a connection
+    r = await client.get(f"/v2/team/relayed/blobs/{small_digest}")
+    assert r.status == 200 and await r.read() == small
     if socket_reads:
-        assert relays(client) == {"splice": 4, "stream": 0}
+        assert relays(client) == {"splice": 4, "stream": 1}
         # Each read asks storage for exactly the bytes it serves, on a connection of its own.
         assert [seen.headers["Range"] for seen in gets] == [
             f"bytes=0-{len(data) - 1}", f"bytes=0-{len(data) - 1}", "bytes=1000-2000999",
             f"bytes={len(data) - MiB}-{len(data) - 1}"]
         assert all(seen.headers["Connection"] == "close" for seen in gets)
     else:
-        assert relays(client) == {"splice": 0, "stream": 4}
+        assert relays(client) == {"splice": 0, "stream": 5}
     assert await relay_idle(client) == 0
 
 
