@@ -46,6 +46,7 @@ from registry_bench import (  # noqa: F401  (re-exported for the benchmarks)
     head_blob,
     log,
     machine,
+    machine_busy_s,
     make_random_file,
     pull_blob,
     push_blob,

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import shutil
 import sys
 import tempfile
@@ -46,6 +47,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from typing import Self
 
 from benchlib import (
     DISTRIBUTION_BIN,
@@ -65,6 +68,7 @@ from benchlib import (
     image_manifest,
     load_average,
     log,
+    machine_busy_s,
     make_random_file,
     pull_image,
     push_image,
@@ -72,6 +76,7 @@ from benchlib import (
     run_loop,
     sha256_digest,
     source_layer,
+    tree_cpu_s,
 )
 
 UPSTREAM = "dist.bench"
@@ -162,6 +167,31 @@ async def curl_pull_image(session, base: str, repo: str, ref: str, want_digest: 
     return len(body) + sum(d["size"] for d in blobs)
 
 
+class CpuUse:
+    """CPU seconds over a `with` block: each named server's process tree, the client (this
+    process and the curl it ran), and the whole machine (every CPU's busy time)."""
+
+    def __init__(self, **pids: int):
+        self.pids = pids
+        self.seconds: dict[str, float] = {}
+
+    @staticmethod
+    def _client() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
+
+    def __enter__(self) -> Self:
+        self._start = {name: tree_cpu_s(pid) for name, pid in self.pids.items()}
+        self._client0, self._machine0 = self._client(), machine_busy_s()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = {f"{name}_cpu_s": round(tree_cpu_s(pid) - self._start[name], 3)
+                        for name, pid in self.pids.items()}
+        self.seconds["client_cpu_s"] = round(self._client() - self._client0, 3)
+        self.seconds["machine_cpu_s"] = round(machine_busy_s() - self._machine0, 3)
+
+
 async def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="proxy-bench-", dir=args.tmpdir))
     extra: dict = {"load_average_start": load_average()}
@@ -209,9 +239,17 @@ async def run(args: argparse.Namespace) -> int:
                     await pull_image(session, base, repo, ref, want_digest=digest)
                 return time.perf_counter() - t0
 
-            def record(key: str, side: str, seconds: float, rnd: int) -> None:
-                rows[key].add(side, seconds, mb_per_s=round(size_mb / seconds, 1), round=rnd)
-                log(f"round {rnd + 1} {key:15} {side:6} {seconds:.3f} s ({size_mb / seconds:,.0f} MB/s)")
+            def record(key: str, side: str, seconds: float, rnd: int, cpu: CpuUse | None = None) -> None:
+                used = cpu.seconds if cpu is not None else {}
+                rows[key].add(side, seconds, mb_per_s=round(size_mb / seconds, 1), round=rnd, **used)
+                spent = " ".join(f"{name.removesuffix('_cpu_s')} {value:.2f}" for name, value in used.items())
+                log(f"round {rnd + 1} {key:15} {side:6} {seconds:.3f} s ({size_mb / seconds:,.0f} MB/s)"
+                    + (f" cpu s: {spent}" if spent else ""))
+
+            async def timed_pull(base: str, repo: str, ref: str, digest: str, **pids: int) -> tuple[float, CpuUse]:
+                with CpuUse(upstream=dist.pid, **pids) as cpu:
+                    seconds = await pull(base, repo, ref, digest)
+                return seconds, cpu
 
             async def daohub_settled() -> None:
                 # Every fetch from the upstream committed to DaoHub's storage.
@@ -251,18 +289,21 @@ async def run(args: argparse.Namespace) -> int:
                 for side in order if rnd % 2 == 0 else order[::-1]:
                     if side == "daohub":
                         before = await proxy_metric(session, hub.url, "daohub_proxy_bytes_fetched_total")
-                        seconds = await pull(hub.url, cached, tag, digest)
-                        record("cold", side, seconds, rnd)
-                        rows["cold_dist_cache"].add(side, seconds, mb_per_s=round(size_mb / seconds, 1), round=rnd)
+                        seconds, cpu = await timed_pull(hub.url, cached, tag, digest, cache=hub.pid)
+                        record("cold", side, seconds, rnd, cpu)
+                        rows["cold_dist_cache"].add(side, seconds, mb_per_s=round(size_mb / seconds, 1), round=rnd,
+                                                    **cpu.seconds)
                         fetched = await proxy_metric(session, hub.url, "daohub_proxy_bytes_fetched_total") - before
                         if fetched < args.layers * layer_len:
                             raise ScenarioError(f"the cold pull fetched {fetched:.0f} bytes from the upstream, "
                                                 f"not the image's {args.layers * layer_len}: it was not cold")
                         await daohub_settled()
                     elif side == "direct":
-                        record("cold", "other", await pull(dist.url, "bench/img", tag, digest), rnd)
+                        seconds, cpu = await timed_pull(dist.url, "bench/img", tag, digest)
+                        record("cold", "other", seconds, rnd, cpu)
                     else:
-                        record("cold_dist_cache", "other", await pull(cache.url, "bench/img", tag, digest), rnd)
+                        seconds, cpu = await timed_pull(cache.url, "bench/img", tag, digest, cache=cache.pid)
+                        record("cold_dist_cache", "other", seconds, rnd, cpu)
                         await cache_settled(blobs)
                 # The bytes each cache kept are the bytes the upstream has.
                 await pull_image(session, hub.url, cached, tag, verify=True, want_digest=digest)
