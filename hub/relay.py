@@ -30,6 +30,7 @@ import fcntl
 import logging
 import os
 import select
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -76,8 +77,8 @@ class Relay:
         transport = request.transport
         if transport is None or transport.is_closing() or transport.get_extra_info("sslcontext") is not None:
             return False
-        sock = transport.get_extra_info("socket")
-        return sock is not None and sock.type.name == "SOCK_STREAM"
+        sock = transport.get_extra_info("socket")  # uvloop's stand-in has an int `type`
+        return sock is not None and sock.type == socket.SOCK_STREAM
 
     def close(self) -> None:
         if self._pool is not None:

@@ -259,3 +259,24 @@ async def test_a_client_that_goes_away_mid_body_ends_its_transfer_only(aiohttp_c
     r = await client.get(f"/v2/team/gone/blobs/{digest}")
     assert r.status == 200 and await r.read() == data
     assert relays(client) == {"splice": 2, "stream": 0}
+
+
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+async def test_daohub_serve_splices_relayed_reads_on_either_event_loop(moto_s3, tmp_path, event_loop):
+    backend = s3_backend(moto_s3, "")
+    hub = DaoHubProcess(tmp_path / "hub", env=backend.env(DAOHUB_SERVER_EVENT_LOOP=event_loop))
+    hub.start()
+    try:
+        data = os.urandom(5 * MiB + 1)
+        digest = sha256(data)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{hub.url}/v2/team/loop/blobs/uploads/?digest={digest}", data=data) as r:
+                assert r.status == 201, await r.text()
+            for headers, want in (({}, data), ({"Range": "bytes=100-3145827"}, data[100:3145828])):
+                async with session.get(f"{hub.url}/v2/team/loop/blobs/{digest}", headers=headers) as r:
+                    assert r.status in (200, 206) and await r.read() == want
+            async with session.get(f"{hub.url}/metrics") as r:
+                metrics = await r.text()
+        assert 'daohub_blob_relays_total{method="splice"} 2.0' in metrics, metrics
+    finally:
+        hub.stop()
