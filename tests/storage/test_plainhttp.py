@@ -6,6 +6,7 @@ with fixed bytes, so malformed and unusual responses can be produced exactly."""
 from __future__ import annotations
 
 import asyncio
+from typing import Self
 
 import pytest
 
@@ -21,7 +22,7 @@ class Canned:
         self.requests: list[bytes] = []
         self.server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> Canned:
+    async def __aenter__(self) -> Self:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
         return self
