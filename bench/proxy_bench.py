@@ -167,6 +167,26 @@ async def curl_pull_image(session, base: str, repo: str, ref: str, want_digest: 
     return len(body) + sum(d["size"] for d in blobs)
 
 
+async def skopeo_pull_image(base: str, repo: str, ref: str, want_digest: str, out: Path) -> float:
+    """`skopeo copy` of the image into an OCI layout (skopeo checks every digest and writes every
+    byte, as a container engine does); returns the seconds skopeo took."""
+    shutil.rmtree(out, ignore_errors=True)
+    argv = ["skopeo", "--insecure-policy", "copy", "--quiet", "--preserve-digests", "--src-tls-verify=false",
+            "--dest-oci-accept-uncompressed-layers", f"docker://{base.removeprefix('http://')}/{repo}:{ref}",
+            f"oci:{out}:{ref}"]
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(*argv, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise ScenarioError(f"skopeo pull of {repo}:{ref} from {base}: exit {proc.returncode}: {err.decode()[-500:]}")
+    got = json.loads((out / "index.json").read_text())["manifests"][0]["digest"]
+    if got != want_digest:
+        raise ScenarioError(f"skopeo pull of {repo}:{ref}: manifest digest {got} != {want_digest}")
+    shutil.rmtree(out, ignore_errors=True)
+    return seconds
+
+
 class CpuUse:
     """CPU seconds over a `with` block: each named server's process tree, the client (this
     process and the curl it ran), and the whole machine (every CPU's busy time)."""
@@ -232,6 +252,8 @@ async def run(args: argparse.Namespace) -> int:
         async with client_session() as session:
 
             async def pull(base: str, repo: str, ref: str, digest: str) -> float:
+                if args.client == "skopeo":
+                    return await skopeo_pull_image(base, repo, ref, digest, workdir / "skopeo-out")
                 t0 = time.perf_counter()
                 if args.client == "curl":
                     await curl_pull_image(session, base, repo, ref, digest)
@@ -339,7 +361,7 @@ def main() -> int:
     ap.add_argument("--layer-mb", type=int, default=50, help="MB per layer (default 50: a 200 MB image)")
     ap.add_argument("--rounds", type=int, default=3, help="cold pulls per side, each of a new image (default 3)")
     ap.add_argument("--warm-reps", type=int, default=3, help="warm pulls per side per round (default 3)")
-    ap.add_argument("--client", choices=("curl", "aiohttp"), default="curl" if shutil.which("curl") else "aiohttp",
+    ap.add_argument("--client", choices=("curl", "aiohttp", "skopeo"), default="curl" if shutil.which("curl") else "aiohttp",
                     help="what pulls the blobs (default curl when installed)")
     ap.add_argument("--spool-dir", help="parent of DaoHub's proxy.spool_dir (e.g. /dev/shm); default: DaoHub's "
                                         "default, <data_dir>/proxy-spool")
