@@ -88,7 +88,12 @@ class StorageDriver(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def writer(self, path: str, append: bool = False) -> FileWriter: ...
+    async def writer(self, path: str, append: bool = False, *, scratch: bool = False) -> FileWriter:
+        """A writer of `path`, new (replacing what is there) or, with `append`, resuming one.
+
+        `scratch`: the caller records the writer nowhere before it commits or cancels it (a
+        blob received in one request), so its creation need not be durable on its own; commit()
+        still makes everything durable."""
 
     @abc.abstractmethod
     async def stat(self, path: str) -> FileInfo: ...

@@ -49,10 +49,10 @@ class CheckedDriver(StorageDriver):
         except Exception as exc:
             raise _normalise(path, exc) from exc
 
-    async def writer(self, path: str, append: bool = False) -> FileWriter:
+    async def writer(self, path: str, append: bool = False, *, scratch: bool = False) -> FileWriter:
         check_path(path)
         try:
-            return await self.inner.writer(path, append)
+            return await self.inner.writer(path, append, scratch=scratch)
         except Exception as exc:
             raise _normalise(path, exc) from exc
 

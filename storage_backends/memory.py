@@ -83,7 +83,7 @@ class MemoryDriver(StorageDriver):
 
         return gen()
 
-    async def writer(self, path: str, append: bool = False) -> FileWriter:
+    async def writer(self, path: str, append: bool = False, *, scratch: bool = False) -> FileWriter:
         if append:
             if path in self._pending:
                 buf = self._pending.pop(path)

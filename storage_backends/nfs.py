@@ -840,7 +840,7 @@ class NfsDriver(StorageDriver):
 
         return gen()
 
-    async def writer(self, path: str, append: bool = False) -> FileWriter:
+    async def writer(self, path: str, append: bool = False, *, scratch: bool = False) -> FileWriter:
         worker = self._pick()
         handle, size = await self._run(_open_write, path, append, worker=worker)
         return _NfsWriter(self, worker, handle, size)

@@ -712,7 +712,7 @@ class S3Driver(StorageDriver):
             await asyncio.sleep(delay)
 
     # -- writers ----------------------------------------------------------------------------------
-    async def writer(self, path: str, append: bool = False) -> FileWriter:
+    async def writer(self, path: str, append: bool = False, *, scratch: bool = False) -> FileWriter:
         key = self._key(path)
         if append:
             return await self._resume(path, key)

@@ -415,7 +415,7 @@ class Registry:
         digest = parse_digest(digest_str)
         upload_id = str(uuid.uuid4())
         path = upload_path(upload_id)
-        writer = await self.storage.writer(path)
+        writer = await self.storage.writer(path, scratch=True)  # no session records it
         hasher = digest.hasher()
         try:
             if watch is not None:

@@ -115,3 +115,25 @@ async def test_list_and_walk_hide_stray_temp_files(filesystem):
     assert [info.path async for info in driver.walk("")] == ["d/real"]
     stray.unlink()
     await driver.delete("d")
+
+
+@pytest.mark.parametrize("scratch", [False, True])
+async def test_a_scratch_writer_syncs_its_directory_at_commit_only(filesystem, monkeypatch, scratch):
+    """A resumable upload is recorded before its data is complete, so its file must exist
+    durably from the start; a scratch writer (a blob received in one request) is recorded only
+    after commit(), which syncs the directory either way."""
+    from storage_backends import filesystem as fs_module
+
+    driver, root = filesystem
+    synced: list[str] = []
+    real = fs_module._fsync_dir
+    monkeypatch.setattr(fs_module, "_fsync_dir", lambda path: (synced.append(str(path)), real(path)))
+    directory = str(root.resolve() / "up" / "1")
+    writer = await driver.writer("up/1/data", scratch=scratch)
+    # (Directories the writer had to create are synced into their parents either way.)
+    assert synced.count(directory) == (0 if scratch else 1)
+    await writer.write(b"blob bytes")
+    await writer.commit()
+    assert synced[-1] == directory and synced.count(directory) == (1 if scratch else 2)
+    assert (root / "up" / "1" / "data").read_bytes() == b"blob bytes"
+    await driver.delete("up")
