@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -78,6 +79,7 @@ from benchlib import (
     source_layer,
     tree_cpu_s,
 )
+from registry_bench import skopeo_pull
 
 UPSTREAM = "dist.bench"
 
@@ -170,21 +172,8 @@ async def curl_pull_image(session, base: str, repo: str, ref: str, want_digest: 
 async def skopeo_pull_image(base: str, repo: str, ref: str, want_digest: str, out: Path) -> float:
     """`skopeo copy` of the image into an OCI layout (skopeo checks every digest and writes every
     byte, as a container engine does); returns the seconds skopeo took."""
-    shutil.rmtree(out, ignore_errors=True)
-    argv = ["skopeo", "--insecure-policy", "copy", "--quiet", "--preserve-digests", "--src-tls-verify=false",
-            "--dest-oci-accept-uncompressed-layers", f"docker://{base.removeprefix('http://')}/{repo}:{ref}",
-            f"oci:{out}:{ref}"]
-    t0 = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(*argv, stderr=asyncio.subprocess.PIPE)
-    _, err = await proc.communicate()
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise ScenarioError(f"skopeo pull of {repo}:{ref} from {base}: exit {proc.returncode}: {err.decode()[-500:]}")
-    got = json.loads((out / "index.json").read_text())["manifests"][0]["digest"]
-    if got != want_digest:
-        raise ScenarioError(f"skopeo pull of {repo}:{ref}: manifest digest {got} != {want_digest}")
-    shutil.rmtree(out, ignore_errors=True)
-    return seconds
+    registry = SimpleNamespace(host=base.removeprefix("http://"))
+    return await asyncio.to_thread(skopeo_pull, registry, f"{repo}:{ref}", out, ref, want_digest)
 
 
 class CpuUse:
