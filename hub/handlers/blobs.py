@@ -105,9 +105,11 @@ async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamRe
         request.app[METRICS].relays.labels("splice").inc()
         try:
             await relay.send(request, registry.storage, blob.storage_path, start, body)
-        except (ClientGone, StorageError) as exc:
-            log.warning("cutting %s %s short: %s request_id=%s", request.method, request.path, exc,
-                        request.get(REQUEST_ID))
+        except (ClientGone, StorageError, OSError) as exc:
+            # A client that left is its own business; storage that failed mid-body is ours.
+            log.log(logging.INFO if isinstance(exc, ClientGone) else logging.WARNING,
+                    "cutting %s %s short: %s request_id=%s", request.method, request.path, exc,
+                    request.get(REQUEST_ID))
             # The status line is out: a connection cut short of Content-Length is the only
             # way left to tell the client the transfer failed.
             if request.transport is not None:
