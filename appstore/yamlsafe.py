@@ -17,6 +17,14 @@ count, and each alias adds the count of its anchor. A document is refused as soo
 total, the number of aliases or the depth passes its limit, so a bomb is refused after reading
 its first few lines' worth of events.
 
+The depth limit must not depend on the PyYAML in use. libyaml's scanner reads ahead through every
+`[` that might start a key, and since PyYAML 6.0.4 (which bundles a newer libyaml) it refuses
+nesting past 1,000 levels with its own error, before the first event reaches the count. So when
+libyaml refuses a document, it is scanned again by PyYAML's pure-Python scanner, whose scanner
+counts the depth as it opens each collection and stops at `max_depth`. Only refused documents pay
+for that slower second scan (0.4 s at most for a 1 MiB document with its error at the end); what
+libyaml accepts is never scanned twice.
+
 Duplicate mapping keys are refused as Compose refuses them, and timestamps stay strings (Compose
 has no dates, and JSON cannot carry them).
 """
@@ -86,59 +94,110 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct
 
 def _mark(event) -> str:
     mark = getattr(event, "start_mark", None)
-    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown position"
+    return _mark_of(mark) if mark is not None else "unknown position"
 
 
 def check(text: str, limits: Limits = DEFAULT_LIMITS) -> int:
     """Scan `text` without building it; return its expanded node count or raise YamlError."""
     if len(text) > limits.max_bytes or len(text.encode("utf-8", "surrogatepass")) > limits.max_bytes:
         raise YamlError(f"the document is larger than {limits.max_bytes} bytes")
+    try:
+        return _count(yaml.parse(text, Loader=_Loader), limits)
+    except yaml.YAMLError as exc:
+        refused = exc
+    # libyaml refused it, maybe for a depth of its own: the depth-checking scanner says why.
+    try:
+        _count(_depth_checked_events(text, limits.max_depth), limits)
+    except yaml.YAMLError:
+        pass
+    raise YamlError(f"invalid YAML: {refused}") from None
+
+
+def _count(events, limits: Limits) -> int:
+    """The expanded node count of an event stream, refused past `limits` (see the module docstring)."""
     # One counter per open collection; anchors map to the expanded size of their node.
     stack: list[int] = []
     anchors: dict[str, int | None] = {}  # None while the anchored collection is still open
     open_anchors: list[str | None] = []
     total = aliases = 0
-    try:
-        for event in yaml.parse(text, Loader=_Loader):
-            if isinstance(event, yaml.AliasEvent):
-                aliases += 1
-                if aliases > limits.max_aliases:
-                    raise YamlError(f"more than {limits.max_aliases} aliases ({_mark(event)})")
-                size = anchors.get(event.anchor, 0)
-                if size is None:
-                    raise YamlError(f"alias *{event.anchor} refers to a node that contains it ({_mark(event)})")
-                total += size
-                if stack:
-                    stack[-1] += size
-            elif isinstance(event, (yaml.ScalarEvent,)):
-                total += 1
-                if stack:
-                    stack[-1] += 1
-                if event.anchor:
-                    anchors[event.anchor] = 1
-            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-                total += 1
-                stack.append(1)
-                open_anchors.append(event.anchor)
-                if event.anchor:
-                    anchors[event.anchor] = None
-                if len(stack) > limits.max_depth:
-                    raise YamlError(f"nested deeper than {limits.max_depth} levels ({_mark(event)})")
-            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-                size = stack.pop()
-                anchor = open_anchors.pop()
-                if anchor:
-                    anchors[anchor] = size
-                if stack:
-                    stack[-1] += size
-            elif isinstance(event, yaml.DocumentStartEvent):
-                anchors.clear()  # anchors do not cross documents
-            if total > limits.max_nodes:
-                raise YamlError(f"the document expands to more than {limits.max_nodes} nodes "
-                                f"(aliases that multiply content are refused)")
-    except yaml.YAMLError as exc:
-        raise YamlError(f"invalid YAML: {exc}") from None
+    for event in events:
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > limits.max_aliases:
+                raise YamlError(f"more than {limits.max_aliases} aliases ({_mark(event)})")
+            size = anchors.get(event.anchor, 0)
+            if size is None:
+                raise YamlError(f"alias *{event.anchor} refers to a node that contains it ({_mark(event)})")
+            total += size
+            if stack:
+                stack[-1] += size
+        elif isinstance(event, (yaml.ScalarEvent,)):
+            total += 1
+            if stack:
+                stack[-1] += 1
+            if event.anchor:
+                anchors[event.anchor] = 1
+        elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            total += 1
+            stack.append(1)
+            open_anchors.append(event.anchor)
+            if event.anchor:
+                anchors[event.anchor] = None
+            if len(stack) > limits.max_depth:
+                raise _too_deep(limits.max_depth, _mark(event))
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            size = stack.pop()
+            anchor = open_anchors.pop()
+            if anchor:
+                anchors[anchor] = size
+            if stack:
+                stack[-1] += size
+        elif isinstance(event, yaml.DocumentStartEvent):
+            anchors.clear()  # anchors do not cross documents
+        if total > limits.max_nodes:
+            raise YamlError(f"the document expands to more than {limits.max_nodes} nodes "
+                            f"(aliases that multiply content are refused)")
     return total
+
+
+def _too_deep(max_depth: int, where: str) -> YamlError:
+    return YamlError(f"nested deeper than {max_depth} levels ({where})")
+
+
+class _DepthCheckedLoader(yaml.SafeLoader):
+    """PyYAML's pure-Python scanner and parser, refusing nesting past `max_depth` as the scanner
+    opens each collection, so it never reads ahead into deeper levels. The scanner's depth (flow
+    levels plus block indentation levels) is never more than the event stream's: a document
+    within the limit is never refused here."""
+
+    max_depth = DEFAULT_LIMITS.max_depth
+
+    def fetch_flow_collection_start(self, TokenClass):
+        self._check_depth(1)
+        super().fetch_flow_collection_start(TokenClass)
+
+    def add_indent(self, column):
+        if self.flow_level == 0 and self.indent < column:
+            self._check_depth(1)
+        return super().add_indent(column)
+
+    def _check_depth(self, opening: int) -> None:
+        if self.flow_level + len(self.indents) + opening > self.max_depth:
+            raise _too_deep(self.max_depth, _mark_of(self.get_mark()))
+
+
+def _mark_of(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _depth_checked_events(text: str, max_depth: int):
+    loader = _DepthCheckedLoader(text)
+    loader.max_depth = max_depth
+    try:
+        while loader.check_event():
+            yield loader.get_event()
+    finally:
+        loader.dispose()
 
 
 def load(text: str | bytes, limits: Limits = DEFAULT_LIMITS):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
+import yaml
 
 from appstore import yamlsafe
 from appstore.errors import YamlError
@@ -88,6 +89,63 @@ def test_depth_limit_is_exact():
     limits = Limits(max_depth=5)
     assert yamlsafe.load("[" * 5 + "]" * 5, limits) == [[[[[]]]]]
     assert "nested deeper" in refused("[" * 6 + "]" * 6, limits)
+
+
+class _ParserWithItsOwnLimit(yaml.SafeLoader):
+    """A YAML parser that, like libyaml in PyYAML 6.0.4, reads ahead through nested `[` and
+    refuses depth past 100 levels with a message of its own, before any event is returned."""
+
+    def fetch_flow_collection_start(self, TokenClass):
+        if self.flow_level >= 100:
+            raise yaml.scanner.ScannerError(None, None, "exceeded its own maximum nesting depth", self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def check_event(self, *choices):
+        while not self.done:  # reads ahead to the end (PyYAML's scanner sets `done` there)
+            self.fetch_more_tokens()
+        return super().check_event(*choices)
+
+
+def test_depth_is_refused_by_daohubs_check_whichever_parser_is_installed(monkeypatch):
+    monkeypatch.setattr(yamlsafe, "_Loader", _ParserWithItsOwnLimit)
+    text = "[" * 50_000 + "]" * 50_000
+    assert "its own maximum" in str(pytest.raises(yaml.YAMLError, lambda: list(yaml.parse(
+        text, Loader=_ParserWithItsOwnLimit))).value)
+    assert "nested deeper than 64" in refused(text, Limits(max_bytes=200_000))
+    assert "nested deeper than 64" in refused("a: " + text, Limits(max_bytes=200_000))
+    # a document that parser refuses for any other reason keeps its message
+    assert "invalid YAML" in refused("a: [1, 2\n")
+
+
+def _nested(kind: str, depth: int) -> str:
+    """A document of exactly `depth` nested collections."""
+    if kind == "flow":
+        return "[" * depth + "]" * depth
+    if kind == "flow-map":
+        return "{a: " * depth + "1" + "}" * depth
+    if kind == "block-map":
+        return "".join(f"{'  ' * i}k{i}:\n" for i in range(depth - 1)) + f"{'  ' * (depth - 1)}last: 1\n"
+    if kind == "block-seq":
+        return "- " * depth + "x\n"
+    if kind == "indentless":  # block sequences as mappings' values, at the mappings' own indentation
+        n = depth // 2 - 1  # k0: / - k1: / ... / - x: a mapping and a sequence per line
+        return "k0:\n" + "".join(f"{'  ' * (i - 1)}- k{i}:\n" for i in range(1, n + 1)) + f"{'  ' * n}- x\n"
+    if kind == "flow-in-block":
+        return "a:\n  b: " + "[" * (depth - 2) + "]" * (depth - 2) + "\n"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["flow", "flow-map", "block-map", "block-seq", "indentless", "flow-in-block"])
+def test_depth_checking_scanner_agrees_with_the_event_count(kind):
+    """The fallback scanner refuses exactly what the event count refuses: never a document
+    within the limit, always one past it."""
+    limits = Limits(max_depth=10)
+    within, beyond = _nested(kind, 10), _nested(kind, 12)
+    assert yamlsafe.check(within, limits) == yamlsafe._count(
+        yamlsafe._depth_checked_events(within, limits.max_depth), limits)
+    assert "nested deeper than 10" in refused(beyond, limits)
+    with pytest.raises(YamlError, match="nested deeper than 10"):
+        yamlsafe._count(yamlsafe._depth_checked_events(beyond, limits.max_depth), limits)
 
 
 def test_oversized_input_is_refused_before_parsing():
