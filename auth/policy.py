@@ -43,11 +43,12 @@ from types import MappingProxyType
 from .scopes import ALL, CATALOG, DELETE, PULL, PUSH, REGISTRY, REPOSITORY, ResourceScope
 
 __all__ = [
-    "MANAGE_ALL", "ROLE_ACTIONS", "CacheAccess", "Manage", "Principal", "PrincipalKind", "RepositoryInfo",
-    "RobotGrant", "Role", "allowed_actions", "audit_tenants", "can_administer_repository", "can_delete",
-    "can_manage_platform", "can_manage_tenant", "can_read", "can_read_audit", "can_set_password",
-    "can_use_admin_api", "can_view_tenant", "can_view_user", "grant", "needs_current_password",
-    "pattern_matches", "requested_repository_names", "tenant_of", "visible_tenants"
+    "MANAGE_ALL", "ROLE_ACTIONS", "CacheAccess", "CatalogScope", "Manage", "Principal", "PrincipalKind",
+    "RepositoryInfo", "RobotGrant", "Role", "allowed_actions", "audit_tenants", "can_administer_repository",
+    "can_delete", "can_manage_platform", "can_manage_refresh_tokens", "can_manage_tenant", "can_read",
+    "can_read_audit", "can_set_password",
+    "can_use_admin_api", "can_view_tenant", "can_view_user", "catalog_scope", "grant", "needs_current_password",
+    "pattern_matches", "pattern_regex", "requested_repository_names", "tenant_of", "visible_tenants"
 ]
 
 RepoLookup = Callable[[str], "RepositoryInfo | None"]
@@ -251,6 +252,58 @@ def can_read(principal: Principal, repo: RepositoryInfo, now: datetime) -> bool:
     return PULL in allowed_actions(principal, repo, now)
 
 
+@dataclass(frozen=True)
+class CatalogScope:
+    """The repositories a caller may see in the catalog, as a store can filter them in its query:
+    public ones (if *public*), every repository of *tenants*, and the repositories of
+    *robot_tenant* whose name, with a ``/`` in front, fully matches one of *robot_patterns*
+    (regular expressions written in the subset Python's ``re`` and PostgreSQL share; see
+    :func:`pattern_regex`). It is exactly what :func:`can_read` allows, cache namespaces aside
+    (the catalog lists those by their tenant's rules)."""
+
+    tenants: frozenset[str] = frozenset()
+    public: bool = False
+    robot_tenant: str | None = None
+    robot_patterns: tuple[str, ...] = ()
+
+
+def pattern_regex(pattern: str) -> str:
+    """A regular expression that fully matches ``"/" + name`` exactly when
+    :func:`pattern_matches` (*pattern*, name) holds, for names without empty segments.
+
+    Each pattern segment becomes ``/`` plus its glob (``*`` as ``[^/]*``, ``?`` as ``[^/]``),
+    and a ``**`` segment ``(/[^/]*)*``; every other character is escaped with a backslash,
+    which both Python and PostgreSQL read as that character."""
+    out = ["^"]
+    for segment in pattern.split("/"):
+        if segment == "**":
+            out.append("(/[^/]*)*")
+            continue
+        out.append("/")
+        for ch in segment:
+            if ch == "*":
+                out.append("[^/]*")
+            elif ch == "?":
+                out.append("[^/]")
+            else:
+                out.append(ch if ch.isascii() and ch.isalnum() else "\\" + ch)
+    out.append("$")
+    return "".join(out)
+
+
+def catalog_scope(principal: Principal, now: datetime) -> CatalogScope | None:
+    """What *principal* may see listed in the catalog; None means everything (the platform admin)."""
+    if not principal.is_active(now):
+        return CatalogScope()
+    if principal.is_platform_admin:
+        return None
+    robot = principal.robot
+    if robot is not None and PULL in robot.actions:
+        return CatalogScope(public=True, robot_tenant=robot.tenant,
+                            robot_patterns=tuple(pattern_regex(p) for p in robot.repositories))
+    return CatalogScope(frozenset(principal.memberships), public=True)
+
+
 def can_manage_tenant(principal: Principal, tenant: str, what: Manage | str) -> bool:
     """May *principal* manage *what* (members, robots, settings) of *tenant*? Unknown *what*: no."""
     if what not in MANAGE_ALL or principal.kind is not PrincipalKind.USER:
@@ -296,6 +349,11 @@ def can_view_user(principal: Principal, username: str) -> bool:
 
 
 def can_set_password(principal: Principal, username: str) -> bool:
+    return can_view_user(principal, username)
+
+
+def can_manage_refresh_tokens(principal: Principal, username: str) -> bool:
+    """A user lists and revokes their own refresh tokens; the platform admin anyone's."""
     return can_view_user(principal, username)
 
 

@@ -34,7 +34,7 @@ ROUTE = web.RequestKey("route", str)
 ACTION = web.RequestKey("action", str)
 # With auth on: may this request's token pull a repository (uploads' cross-repository mounts).
 CAN_READ = web.RequestKey("can_read", Callable[[str], bool])
-# With auth on, for the catalog: which repositories the caller may see.
+# With auth on, for the catalog: `await page(n, last)` lists the next n repositories the caller may see.
 VISIBLE_REPOSITORIES = web.RequestKey("visible_repositories", object)
 # The pull-through cache upstream a request was routed to (the access log's `upstream`).
 UPSTREAM = web.RequestKey("upstream", str)

@@ -9,6 +9,10 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from auth.policy import CatalogScope
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -136,8 +140,9 @@ class MetadataStore(abc.ABC):
     async def repository_exists(self, repository: str) -> bool: ...
 
     @abc.abstractmethod
-    async def list_repositories(self, limit: int, last: str | None) -> list[str]:
-        """Repositories holding at least one manifest, in lexical order after `last`."""
+    async def list_repositories(self, limit: int, last: str | None, scope: CatalogScope | None = None) -> list[str]:
+        """Repositories holding at least one manifest, in lexical order after `last`; with `scope`,
+        only those it lets the caller see (auth.policy.catalog_scope), so a page is full of them."""
 
     # Blobs ------------------------------------------------------------------------
     @abc.abstractmethod

@@ -34,7 +34,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
@@ -54,6 +54,9 @@ from .base import (
 from .locks import KeyedLocks
 from .postgres_identity import PostgresIdentityMixin, rows_affected, tenant_range
 from .postgres_proxy import PostgresProxyMixin
+
+if TYPE_CHECKING:
+    from auth.policy import CatalogScope
 
 log = logging.getLogger("daohub.db")
 
@@ -390,11 +393,27 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, MetadataStore):
     async def repository_exists(self, repository: str) -> bool:
         return await self._fetchval("SELECT 1 FROM repositories WHERE name = $1", repository) is not None
 
-    async def list_repositories(self, limit: int, last: str | None) -> list[str]:
+    async def list_repositories(self, limit: int, last: str | None, scope: CatalogScope | None = None) -> list[str]:
+        where, args = ["r.name > $1"], [last or ""]
+        if scope is not None:
+            seen = []
+            if scope.public:
+                seen.append("r.public = 1")
+            if scope.tenants:
+                args.append(sorted(scope.tenants))
+                seen.append(f"(strpos(r.name, '/') > 0 AND split_part(r.name, '/', 1) = ANY(${len(args)}::text[]))")
+            if scope.robot_tenant is not None and scope.robot_patterns:
+                args += [*tenant_range(scope.robot_tenant), list(scope.robot_patterns)]
+                seen.append(f"(r.name >= ${len(args) - 2} AND r.name < ${len(args) - 1} "
+                            f"AND ('/' || r.name) ~ ANY(${len(args)}::text[]))")
+            if not seen:
+                return []
+            where.append(f"({' OR '.join(seen)})")
+        args.append(limit)
         rows = await self._fetch(
-            "SELECT r.name FROM repositories r WHERE r.name > $1 "
-            "AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) ORDER BY r.name LIMIT $2",
-            last or "", limit)
+            f"SELECT r.name FROM repositories r WHERE {' AND '.join(where)} "
+            f"AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) ORDER BY r.name LIMIT ${len(args)}",
+            *args)
         return [r[0] for r in rows]
 
     # Blobs ----------------------------------------------------------------------------------

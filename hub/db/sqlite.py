@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import schema
 from .base import (
@@ -34,6 +36,9 @@ from .base import (
 from .locks import FileLocks, KeyedLocks
 from .sqlite_identity import SqliteIdentityMixin
 from .sqlite_proxy import SqliteProxyMixin
+
+if TYPE_CHECKING:
+    from auth.policy import CatalogScope
 
 T = TypeVar("T")
 
@@ -66,6 +71,7 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
+        conn.create_function("regexp", 2, _regexp, deterministic=True)
         return conn
 
     async def open(self) -> None:
@@ -220,12 +226,27 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
     async def repository_exists(self, repository: str) -> bool:
         return self._one("SELECT 1 FROM repositories WHERE name = ?", (repository,)) is not None
 
-    async def list_repositories(self, limit: int, last: str | None) -> list[str]:
+    async def list_repositories(self, limit: int, last: str | None, scope: CatalogScope | None = None) -> list[str]:
+        where, args = ["r.name > ?"], [last or ""]
+        if scope is not None:
+            seen = []
+            if scope.public:
+                seen.append("r.public = 1")
+            if scope.tenants:
+                seen.append(f"substr(r.name, 1, instr(r.name, '/') - 1) IN ({','.join('?' * len(scope.tenants))})")
+                args += sorted(scope.tenants)
+            if scope.robot_tenant is not None and scope.robot_patterns:
+                matches = " OR ".join(["('/' || r.name) REGEXP ?"] * len(scope.robot_patterns))
+                seen.append(f"(r.name >= ? AND r.name < ? AND ({matches}))")
+                args += [*self._tenant_range(scope.robot_tenant), *scope.robot_patterns]
+            if not seen:
+                return []
+            where.append(f"({' OR '.join(seen)})")
         rows = await self._scan(
-            "SELECT r.name FROM repositories r WHERE r.name > ? "
+            f"SELECT r.name FROM repositories r WHERE {' AND '.join(where)} "
             "AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) "
             "ORDER BY r.name LIMIT ?",
-            (last or "", limit),
+            (*args, limit),
         )
         return [r[0] for r in rows]
 
@@ -534,6 +555,16 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
             "UPDATE app_versions SET deprecated = ? WHERE tag = ? "
             "AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
             (int(deprecated), tag, repository)).rowcount > 0)
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _regexp(pattern: str, value: str | None) -> bool:
+    """SQLite's `value REGEXP pattern` (the catalog's robot patterns, auth.policy.pattern_regex)."""
+    return value is not None and _compiled(pattern).search(value) is not None
+
 
 def _split_sql(sql: str) -> list[str]:
     """Split a migration into statements (no semicolons inside statements here)."""

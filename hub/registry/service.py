@@ -26,7 +26,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from storage_backends import PathNotFoundError, StorageDriver, StorageError
 
@@ -46,6 +46,9 @@ from ..errors import (
 )
 from .manifests import ParsedManifest, parse_manifest
 from .names import Digest, digest_of, is_tag, looks_like_digest, parse_digest, validate_tag
+
+if TYPE_CHECKING:
+    from auth.policy import CatalogScope
 
 log = logging.getLogger("daohub.registry")
 
@@ -603,8 +606,9 @@ class Registry:
             raise NameUnknown(detail={"name": repository})
         return tags
 
-    async def list_repositories(self, limit: int, last: str | None) -> list[str]:
-        return await self.store.list_repositories(limit, last)
+    async def list_repositories(self, limit: int, last: str | None, scope: CatalogScope | None = None) -> list[str]:
+        """A catalog page: `limit` names after `last`, only those `scope` shows (None: all)."""
+        return await self.store.list_repositories(limit, last, scope)
 
     async def list_referrers(self, repository: str, subject: str,
                              artifact_type: str | None = None) -> list[ReferrerRecord]:
