@@ -31,11 +31,14 @@ log() { printf '==> %s\n' "$*" >&2; }
 # nfs-ganesha, nfs-ganesha-vfs, rpcbind: a userspace NFSv3 server for the nfs driver's tests
 # libnfs-dev: brings libnfs.so, which the nfs storage driver loads through ctypes
 # chromium: the headless browser of the web catalog's tests (driven by Playwright; never `playwright install`)
+# libatomic1: the node binary inside Playwright's Python wheel links libatomic.so.1, which a fresh
+#   Debian 12 lacks (without it every browser test errors in setup)
+# git: the git CLI of the app store's git-endpoint tests (tests/appstore/test_git.py)
 DEBIAN_PACKAGES=(
   skopeo podman buildah docker.io docker-registry busybox-static
-  curl ca-certificates
+  curl ca-certificates git
   postgresql nginx-light nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-dev
-  chromium
+  chromium libatomic1
 )
 
 installed() { [[ "$(dpkg -s "$1" 2>/dev/null)" == *"Status: install ok installed"* ]]; }
