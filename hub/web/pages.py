@@ -25,6 +25,7 @@ from appstore.service import AppStore, Upload
 from auth.policy import Principal
 from auth.service import AuthenticationFailed, LoginThrottled
 
+from ..clientaddr import client_address
 from ..handlers.appstore.apps import appstore
 from ..keys import AUTH, CONFIG, ROUTE
 from ..problems import Forbidden, NotFound, Problem, TooManyRequests, ValidationFailed
@@ -77,9 +78,11 @@ async def _resolve(request: web.Request) -> tuple[Principal, sessions.Session]:
     auth = request.app.get(AUTH)
     principal = Principal.anonymous() if auth is not None else _OPEN
     if session is not None and session.signed_in and auth is not None:
-        principal = await auth.principal_for_subject(session.subject)
+        if await auth.store.web_session_live(session.sid_hash, session.subject):
+            principal = await auth.principal_for_subject(session.subject)
         if not principal.is_authenticated(_now()):
-            # Disabled or deleted since signing in: the cookie no longer stands for anyone.
+            # Signed out, password changed, disabled or deleted since signing in: the cookie
+            # no longer stands for anyone.
             principal, session = Principal.anonymous(), None
     if session is None:
         session = sessions.new_session(keys)
@@ -265,9 +268,15 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 # Signing in ----------------------------------------------------------------------------------
 def _next(value: object) -> str:
-    """Where to go after signing in: a path of this catalog only (no open redirect)."""
-    if isinstance(value, str) and value.startswith("/apps/") and not value.startswith("//") \
-            and "\\" not in value and len(value) < 1000:
+    """Where to go after signing in: a path of this catalog only (no open redirect).
+
+    Only printable ASCII is kept, as a URL path and query come encoded: a CR or LF would split
+    the Location header (aiohttp then sends no reply at all), and `//` or a backslash after the
+    prefix would let a browser read the rest as another host.
+    """
+    if isinstance(value, str) and value.startswith("/apps/") and len(value) < 1000 \
+            and all("!" <= c <= "~" for c in value) and "\\" not in value \
+            and "//" not in value.partition("?")[0]:
         return value
     return "/apps/"
 
@@ -290,7 +299,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return page(request, "login.html", 400, next=target, error="Enter your username and password.",
                     username="", title="Sign in")
     try:
-        principal = await request.app[AUTH].authenticate(username, password, request.remote or "-")
+        principal = await request.app[AUTH].authenticate(username, password, client_address(request))
     except LoginThrottled as exc:
         raise TooManyRequests(f"too many failed sign-ins: try again in {int(exc.retry_after) + 1} seconds",
                               headers={"Retry-After": str(int(exc.retry_after) + 1)}) from None
@@ -301,7 +310,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         return page(request, "login.html", 401, next=target, error="This account cannot sign in here.",
                     username=username, title="Sign in")
     # A fresh nonce on signing in: a token seen before no longer works (no session fixation).
-    request[_SESSION] = sessions.new_session(session_keys(request), principal.name)
+    session = sessions.new_session(session_keys(request), principal.name)
+    await request.app[AUTH].store.add_web_session(session.sid_hash, principal.name, session.expires)
+    request[_SESSION] = session
     request[_NEW_SESSION] = True
     return see_other(request, target)
 
@@ -309,6 +320,8 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     await _check_post(request, form)
+    if request[_SESSION].signed_in and AUTH in request.app:
+        await request.app[AUTH].store.end_web_session(request[_SESSION].sid_hash)
     request[_SESSION] = sessions.new_session(session_keys(request))
     request[_NEW_SESSION] = True
     return see_other(request, "/apps/")

@@ -229,14 +229,28 @@ async def test_sign_in_sign_out_and_forged_cookies(hub):
     assert "Signed in as" not in await get_page(hub, "/apps/")
 
 
+NEXT_TARGETS = (
+    ("//evil.example/x", "/apps/"), ("https://evil.example/", "/apps/"), ("javascript:alert(1)", "/apps/"),
+    ("/apps/app/team/web", "/apps/app/team/web"), ("/apps/\\evil", "/apps/"),
+    ("/apps//evil.example/x", "/apps/"), ("/apps/?q=a%0d%0ab", "/apps/?q=a%0d%0ab"),
+    ("/apps/?q=https://x", "/apps/?q=https://x"),
+    # Control characters: CR/LF would split the Location header (aiohttp then sends no reply at all).
+    ("/apps/\r\nSet-Cookie: x=1", "/apps/"), ("/apps/x\ny", "/apps/"), ("/apps/x\ty", "/apps/"),
+    ("/apps/x\x00y", "/apps/"), ("/apps/x\x7fy", "/apps/"), ("/apps/x\x85y", "/apps/"),
+    ("/apps/x\u2028y", "/apps/"), ("/apps/" + "a" * 2000, "/apps/"),
+)
+
+
 async def test_sign_in_goes_only_to_catalog_pages(hub):
-    for target, expected in (("//evil.example/x", "/apps/"), ("https://evil.example/", "/apps/"),
-                             ("/apps/app/team/web", "/apps/app/team/web"), ("/apps/\\evil", "/apps/")):
+    for target, expected in NEXT_TARGETS:
         hub.session.cookie_jar.clear()
         token = csrf_of(await get_page(hub, "/apps/login"))
         r = await hub.post("/apps/login", data={"csrf": token, "username": "alice", "password": "alice-pw-123",
                                                 "next": target}, headers=origin(hub), allow_redirects=False)
         assert (r.status, r.headers["Location"]) == (303, expected)
+    # The sign-in form carries the same choice in its hidden field.
+    html = await get_page(hub, "/apps/login?next=%2Fapps%2Fx%0D%0ASet-Cookie%3A%20x%3D1")
+    assert 'name="next" value="/apps/"' in html
 
 
 async def test_sign_in_is_throttled_like_the_token_endpoint(aiohttp_client, tmp_path):
