@@ -11,12 +11,14 @@ import uuid
 
 from aiohttp import web
 from aiohttp.web_log import AccessLogger
+from aiohttp.web_protocol import RequestPayloadError
 
 from storage_backends import StorageError
 
 from . import problems
 from .errors import OciError
 from .keys import METRICS, REQUEST_ID, ROUTE, UPSTREAM
+from .logs import client_error, describe_client_error
 
 log = logging.getLogger("daohub.http")
 
@@ -54,12 +56,14 @@ def _is_api(request: web.Request) -> bool:
     return request.path.startswith("/api/")
 
 
-async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+async def _answer_and_close(request: web.Request, response: web.Response, request_id: str) -> web.Response:
     """Send `response`, then close the connection without draining the unread body.
 
     aiohttp would otherwise keep reading (and discarding) the rest of the body for up to ten
     seconds before closing; for a stalled upload that is ten seconds of nothing.
     """
+    response.headers["X-Request-Id"] = request_id
+    response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
     response.force_close()
     await response.prepare(request)
     await response.write_eof()
@@ -90,10 +94,17 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         except OciError as err:
             response = _error_response(err, request)
             if err.close_connection:
-                response.headers["X-Request-Id"] = request_id
-                response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
                 status = response.status
-                return await _answer_and_close(request, response)
+                return await _answer_and_close(request, response, request_id)
+        except RequestPayloadError as exc:
+            # A body aiohttp cannot decode (broken chunk framing, "gzip" that is not) is the
+            # client's fault: 400 and an info line. The rest of the stream cannot be parsed.
+            err = _body_invalid(request, exc)
+            log.info("bad request from %s: %s %s: %s request_id=%s", request.remote, request.method,
+                     request.path, err.message, request_id)
+            response = _error_response(err, request)
+            status = response.status
+            return await _answer_and_close(request, response, request_id)
         except web.HTTPException as exc:
             if exc.status >= 400:
                 response = _error_response(_from_http_exception(exc), request)
@@ -128,6 +139,17 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         metrics.in_flight.dec()
         metrics.observe_request(request.method, request.get(ROUTE) or "other", status,
                                 time.perf_counter() - started)
+
+
+def _body_invalid(request: web.Request, exc: RequestPayloadError) -> OciError:
+    parse_error = client_error(exc)
+    reason = describe_client_error(parse_error) if parse_error is not None else str(exc)[:300]
+    err = OciError(f"malformed request body: {reason}", status=400)
+    if "/blobs/uploads/" in request.path:
+        err.code = "BLOB_UPLOAD_INVALID"
+    elif "/manifests/" in request.path:
+        err.code = "MANIFEST_INVALID"
+    return err
 
 
 def _from_http_exception(exc: web.HTTPException) -> OciError:
