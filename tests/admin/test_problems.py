@@ -103,3 +103,25 @@ def test_openapi_document_validates():
     from hub.handlers.admin.openapi import document
 
     openapi_spec_validator.validate(document())
+
+
+async def test_no_example_of_a_change_names_the_platform_admin(bare):
+    """Tools that send a document's examples (API explorers, schemathesis' explicit phase) must not
+    change, disable or delete the platform admin a first start creates (`admin`, auth/service.py
+    ensure_admin): no changing operation's path parameter or body example names that user."""
+    doc = await (await bare.get("/api/v1/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    named = []
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method == "get":
+                continue
+            for parameter in op.get("parameters", []):
+                if parameter["in"] == "path":
+                    assert "example" in parameter, (method, path, parameter["name"])
+                    named.append((method, path, parameter["name"], parameter["example"]))
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            example = schemas[body["$ref"].rsplit("/", 1)[1]].get("example", {}) if "$ref" in body else {}
+            named += [(method, path, key, value) for key, value in example.items() if key in ("username", "name")]
+    assert ("put", "/api/v1/users/{username}/password", "username", "alice") in named
+    assert [n for n in named if n[3] == "admin"] == []
