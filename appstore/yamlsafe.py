@@ -66,6 +66,9 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
 
 
 def _construct_mapping(loader, node, deep=False):
+    if not isinstance(node, yaml.MappingNode):  # `!!map x`: SafeLoader would unpack the scalar's text
+        raise yaml.constructor.ConstructorError(
+            None, None, f"expected a mapping node, but found {node.id}", node.start_mark)
     loader.flatten_mapping(node)  # resolves `<<` merge keys first, as SafeLoader does
     seen: set = set()
     for key_node, _ in node.value:
@@ -88,8 +91,35 @@ def _construct_mapping_obj(loader, node):
     data.update(_construct_mapping(loader, node))
 
 
+def _fitting(construct, what: str):
+    """SafeLoader's constructor for a scalar tag, raising a YAML error for text that does not fit it.
+
+    SafeLoader raises ValueError, KeyError or IndexError for `!!int 'x'`, `!!bool 'maybe'`,
+    `!!float '.'` or an integer of more than 4,300 digits, which are no YAML errors.
+    """
+    def run(loader, node):
+        try:
+            return construct(loader, node)
+        except (ValueError, KeyError, IndexError):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{str(node.value)[:40]!r} is not {what}", node.start_mark) from None
+    return run
+
+
+def _refuse(loader, node):
+    raise yaml.constructor.ConstructorError(
+        None, None, f"the tag {node.tag!r} is not allowed: a compose file holds plain data", node.start_mark)
+
+
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping_obj)
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+_Loader.add_constructor("tag:yaml.org,2002:int", _fitting(yaml.SafeLoader.construct_yaml_int, "an integer"))
+_Loader.add_constructor("tag:yaml.org,2002:float", _fitting(yaml.SafeLoader.construct_yaml_float, "a number"))
+_Loader.add_constructor("tag:yaml.org,2002:bool", _fitting(yaml.SafeLoader.construct_yaml_bool, "a boolean"))
+# A set, bytes and lists of pairs (tuples) are not the plain data `load` promises: JSON cannot
+# carry them, and code that walks the document would meet types it does not expect.
+for _tag in ("set", "binary", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse)
 
 
 def _mark(event) -> str:

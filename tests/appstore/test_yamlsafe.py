@@ -178,6 +178,23 @@ def test_arbitrary_tags_are_refused():
     assert "invalid YAML" in refused("!!python/object/apply:os.system ['true']\n")
 
 
+# Found by tests/fuzz (the yaml target): PyYAML's constructors raise ValueError, KeyError,
+# IndexError or TypeError for a value that does not fit its explicit tag, and the set, binary,
+# omap and pairs tags build what is not plain data (a set, bytes, tuples).
+@pytest.mark.parametrize("text", [
+    "a: !!int 'x'", "a: !!int ''", "a: !!int 0x", "a: !!int '0b'", "a: !!int '1:2:x'", "a: !!bool 'maybe'",
+    "a: !!float 'x'", "a: !!float '.'", "a: " + "1" * 5000, "a: !!map x", "? !!set {a}\n: 1",
+    "a: !!set {a, b}", "a: !!binary aGVsbG8=", "a: !!omap [b: 1]", "a: !!pairs [b: 1, b: 2]",
+])
+def test_values_that_do_not_fit_their_tag_are_refused(text):
+    assert "invalid YAML" in refused(text)
+
+
+def test_explicit_tags_that_fit_still_load():
+    assert yamlsafe.load("a: !!int '12'\nb: !!float '1.5'\nc: !!bool 'yes'\nd: !!str 1\ne: !!map {f: 1}\n") == {
+        "a": 12, "b": 1.5, "c": True, "d": "1", "e": {"f": 1}}
+
+
 def test_several_documents_are_refused():
     assert "one YAML document" in refused("a: 1\n---\nb: 2\n")
 
