@@ -70,9 +70,14 @@ class SizeInvalid(OciError):
     code, status, default_message = "SIZE_INVALID", 400, "provided length did not match content length"
 
 
-class TagInvalid(OciError):
-    # Not in the spec's table; distribution uses it for a bad tag in a manifest PUT.
-    code, status, default_message = "TAG_INVALID", 400, "manifest tag did not match URI"
+class TagInvalid(ManifestInvalid):
+    """A tag that does not match the tag grammar, in a manifest reference or a tag= parameter.
+
+    The spec's list has no TAG_INVALID (distribution's code for schema 1 manifests, which the
+    spec tells clients not to rely on); the reference names a manifest and is malformed, as
+    DIGEST_INVALID answers a malformed digest reference, so MANIFEST_INVALID."""
+
+    default_message = "invalid tag"
 
 
 class Unauthorized(OciError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..keys import REGISTRY
 from .base import manifest_location, read_limited
@@ -32,16 +33,18 @@ async def put_manifest(request: web.Request, name: str, reference: str) -> web.S
     registry = request.app[REGISTRY]
     # Read one byte past the limit so an oversized body is refused, not truncated.
     content = await read_limited(request, registry.max_manifest_bytes)
-    digest, subject = await registry.put_manifest(
-        name, reference, content, request.headers.get("Content-Type"), request.query.getall("tag", [])
-    )
-    headers = {
+    tags = list(dict.fromkeys(request.query.getall("tag", [])))
+    digest, subject = await registry.put_manifest(name, reference, content, request.headers.get("Content-Type"), tags)
+    headers = CIMultiDict({
         "Location": manifest_location(name, str(digest)),
         "Docker-Content-Digest": str(digest),
         "Content-Length": "0",
-    }
+    })
     if subject:
         headers["OCI-Subject"] = subject
+    # The push by digest set every tag= (or none, with an error): one OCI-Tag header each.
+    for tag in tags:
+        headers.add("OCI-Tag", tag)
     return web.Response(status=201, headers=headers)
 
 

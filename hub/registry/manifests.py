@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import json
 from typing import Any
 
+from .. import safejson
 from ..errors import DigestInvalid, ManifestInvalid
 from . import mediatypes as mt
 from .names import parse_digest
@@ -21,6 +21,12 @@ class ParsedManifest:
     subject: str | None
     artifact_type: str | None
     annotations: dict[str, str] | None
+    # The size each descriptor gives for the blobs and child manifests referenced.
+    ref_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+# Descriptor sizes are int64 in the image spec: Go clients cannot read anything larger.
+MAX_SIZE = (1 << 63) - 1
 
 
 def _invalid(message: str, **detail: Any) -> ManifestInvalid:
@@ -41,8 +47,8 @@ def _descriptor(value: Any, where: str) -> dict[str, Any]:
     except DigestInvalid as exc:
         raise _invalid(f"{where}: {exc.message}") from None
     size = value.get("size")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise _invalid(f"{where}: descriptor size must be a non-negative integer")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
+        raise _invalid(f"{where}: descriptor size must be an integer from 0 to 2^63-1")
     data = value.get("data")
     if data is not None:
         if not isinstance(data, str):
@@ -68,8 +74,10 @@ def _is_string_map(value: Any) -> bool:
 def parse_manifest(content: bytes, content_type: str | None) -> ParsedManifest:
     """Validate a manifest body and extract what the store needs. Raises ManifestInvalid."""
     try:
-        doc = json.loads(content)
-    except (UnicodeDecodeError, ValueError):
+        doc = safejson.loads(content)
+    except safejson.JsonTooDeep as exc:
+        raise _invalid(f"manifest is not valid JSON: {exc}") from None
+    except ValueError:  # UnicodeDecodeError too
         raise _invalid("manifest is not valid JSON") from None
     if not isinstance(doc, dict):
         raise _invalid("manifest must be a JSON object")
@@ -111,18 +119,25 @@ def parse_manifest(content: bytes, content_type: str | None) -> ParsedManifest:
 
     blob_refs: list[str] = []
     manifest_refs: list[str] = []
+    sizes: dict[str, int] = {}
+
+    def sized(descriptor: dict[str, Any], where: str) -> str:
+        digest, size = descriptor["digest"], descriptor["size"]
+        if sizes.setdefault(digest, size) != size:
+            raise _invalid(f"{where}: {digest} is given two sizes", digest=digest, sizes=[sizes[digest], size])
+        return digest
     if media_type in mt.IMAGE_MANIFESTS:
         if "manifests" in doc:
             raise _invalid("an image manifest must not have 'manifests'")
         config = _descriptor(doc.get("config"), "config")
-        blob_refs.append(config["digest"])
+        blob_refs.append(sized(config, "config"))
         layers = doc.get("layers", [])
         if not isinstance(layers, list):
             raise _invalid("layers must be an array")
         for i, layer in enumerate(layers):
             layer = _descriptor(layer, f"layers[{i}]")
             if not mt.is_non_distributable(layer["mediaType"]):
-                blob_refs.append(layer["digest"])
+                blob_refs.append(sized(layer, f"layers[{i}]"))
         if artifact_type is None and media_type == mt.OCI_MANIFEST:
             artifact_type = config["mediaType"]
         if media_type == mt.DOCKER_MANIFEST and doc.get("artifactType") is not None:
@@ -138,7 +153,7 @@ def parse_manifest(content: bytes, content_type: str | None) -> ParsedManifest:
             platform = child.get("platform")
             if platform is not None and not isinstance(platform, dict):
                 raise _invalid(f"manifests[{i}]: platform must be an object")
-            manifest_refs.append(child["digest"])
+            manifest_refs.append(sized(child, f"manifests[{i}]"))
 
     return ParsedManifest(
         media_type=media_type,
@@ -147,4 +162,5 @@ def parse_manifest(content: bytes, content_type: str | None) -> ParsedManifest:
         subject=subject,
         artifact_type=artifact_type,
         annotations=annotations,
+        ref_sizes=sizes,
     )

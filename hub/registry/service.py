@@ -38,6 +38,7 @@ from ..errors import (
     Denied,
     DigestInvalid,
     ManifestBlobUnknown,
+    ManifestInvalid,
     ManifestUnknown,
     NameUnknown,
     PayloadTooLarge,
@@ -552,6 +553,11 @@ class Registry:
         pull-through cache fetches blobs and child manifests only when they are asked for)."""
         if len(content) > self.max_manifest_bytes:
             raise PayloadTooLarge("manifest exceeds the size limit", detail={"limit": self.max_manifest_bytes})
+        if extra_tags and not looks_like_digest(reference):
+            raise ManifestInvalid("tag query parameters are only valid with a digest reference",
+                                  detail={"reference": reference[:200]})
+        # Every tag is checked before anything is stored, and all are set in the store's one
+        # transaction with the manifest: all of them or none.
         tags = [validate_tag(t) for t in (extra_tags or [])]
         if looks_like_digest(reference):
             wanted = parse_digest(reference)
@@ -563,6 +569,8 @@ class Registry:
             tags.insert(0, validate_tag(reference))
             digest = digest_of(content)
         parsed = parse_manifest(content, content_type)
+        if verify_references:
+            await self._check_reference_sizes(repository, parsed)
         record = NewManifest(
             digest=str(digest),
             media_type=parsed.media_type,
@@ -589,6 +597,28 @@ class Registry:
                     # The manifest is in: a failing hook must not turn a stored push into an error.
                     log.exception("manifest hook %s failed for %s@%s", type(hook).__name__, repository, digest)
         return digest, parsed.subject
+
+    async def _check_reference_sizes(self, repository: str, parsed: ParsedManifest) -> None:
+        """MANIFEST_INVALID for a descriptor whose size is not that of the blob or child manifest
+        the repository holds under its digest (a client trusting it would read short or long).
+        A digest's size never changes, so this check outside the store's transaction is as good
+        as one inside it; references the repository lacks are the store's to report
+        (MANIFEST_BLOB_UNKNOWN)."""
+        async def stored(digest: str, is_blob: bool) -> int | None:
+            if is_blob:
+                return await self.store.get_blob_size(repository, digest)
+            found = await self.store.get_manifest(repository, digest, by_digest=True, with_content=False)
+            return None if found is None else found.size
+
+        refs = [(d, True) for d in parsed.blob_refs] + [(d, False) for d in parsed.manifest_refs]
+        refs = [(d, is_blob) for d, is_blob in refs if d in parsed.ref_sizes]
+        sizes = await asyncio.gather(*(stored(d, is_blob) for d, is_blob in refs))
+        wrong = [{"digest": d, "size": parsed.ref_sizes[d], "stored_size": size}
+                 for (d, _), size in zip(refs, sizes, strict=True)
+                 if size is not None and size != parsed.ref_sizes[d]]
+        if wrong:
+            raise ManifestInvalid("a descriptor's size differs from the stored content's",
+                                  detail={"mismatched": wrong[:50]})
 
     async def delete_manifest(self, repository: str, reference: str) -> None:
         if looks_like_digest(reference):
