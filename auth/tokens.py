@@ -148,7 +148,9 @@ class TokenVerifier:
             self._cache.clear()
 
     def _decode(self, token: str, typ: str, audience: str) -> tuple[dict[str, Any], str]:
-        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        # A JWT is ASCII; a header's non-UTF-8 bytes arrive as lone surrogates, on which PyJWT
+        # raises UnicodeEncodeError rather than one of its own errors.
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
             raise InvalidToken("malformed token")
         try:
             header = jwt.get_unverified_header(token)

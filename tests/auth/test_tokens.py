@@ -342,6 +342,17 @@ def test_non_string_tokens(verifier, token):
         verifier.verify(token)  # type: ignore[arg-type]
 
 
+# aiohttp hands a header's non-UTF-8 bytes on as lone surrogates; PyJWT's encode("utf-8") then
+# raised UnicodeEncodeError, so `Authorization: Bearer eyJ\xbf...` made every route answer 500.
+# Found by tests/fuzz (the jwt target).
+@pytest.mark.parametrize("token", ["eyJ\udcbf.x.y", "\udcbf", "eyJhbGciOiJFUzI1NiJ9.é.x"])
+def test_tokens_that_are_not_ascii(verifier, token):
+    with pytest.raises(InvalidToken):
+        verifier.verify(token)
+    with pytest.raises(InvalidToken):
+        verifier.verify_refresh_token(token)
+
+
 @pytest.mark.parametrize(
     ("offset", "ok"),
     [(0, True), (299, True), (304, True), (305, False), (3600, False), (-5, True), (-6, False)],
