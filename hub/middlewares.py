@@ -16,7 +16,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from storage_backends import StorageError
 
 from . import problems
-from .errors import OciError
+from .errors import Denied, OciError, PayloadTooLarge, TooManyRequests, Unauthorized, Unsupported
 from .keys import METRICS, REQUEST_ID, ROUTE, UPSTREAM
 from .logs import client_error, describe_client_error
 
@@ -152,10 +152,16 @@ def _body_invalid(request: web.Request, exc: RequestPayloadError) -> OciError:
     return err
 
 
+# Every 4xx body carries a code of the spec's list: the nearest one, else UNSUPPORTED ("an
+# invalid set of parameters"); only a 5xx may say UNKNOWN.
+_HTTP_ERRORS: dict[int, type[OciError]] = {401: Unauthorized, 403: Denied, 413: PayloadTooLarge,
+                                           429: TooManyRequests}
+
+
 def _from_http_exception(exc: web.HTTPException) -> OciError:
-    err = OciError(exc.reason, status=exc.status)
-    err.code = {404: "UNSUPPORTED", 405: "UNSUPPORTED", 413: "SIZE_INVALID"}.get(exc.status, "UNKNOWN")
-    return err
+    if exc.status >= 500:
+        return OciError(exc.reason, status=exc.status)
+    return _HTTP_ERRORS.get(exc.status, Unsupported)(exc.reason, status=exc.status)
 
 
 class AccessLogSink:

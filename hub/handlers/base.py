@@ -9,10 +9,11 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from ..errors import BodyIdleTimeout, OciError, PayloadTooLarge, RangeNotSatisfiable
+from ..errors import BodyIdleTimeout, OciError, PayloadTooLarge, RangeNotSatisfiable, Unsupported
 from ..keys import CONFIG, METRICS
 
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+# Offsets of at most 19 digits (int64): longer ones are malformed, not a ValueError from int().
+_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
 
 
 async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
@@ -96,17 +97,19 @@ def page_params(request: web.Request) -> tuple[int, str | None]:
     if raw_n is None or raw_n == "":
         n = cfg.default_page_size
     else:
-        if not raw_n.isdigit():
+        if not (raw_n.isascii() and raw_n.isdigit()):  # str.isdigit alone takes "²", which int() does not
             raise _bad_page(raw_n)
-        n = min(int(raw_n), cfg.max_page_size)
+        # More digits than int64 has is more than any page (and int() refuses 4,300 digits).
+        n = cfg.max_page_size if len(raw_n) > 19 else min(int(raw_n), cfg.max_page_size)
     last = request.query.get("last") or None
     return n, last
 
 
 def _bad_page(raw: str) -> OciError:
-    err = OciError("n must be a non-negative integer", detail={"n": raw[:50]}, status=400)
-    err.code = "PAGINATION_NUMBER_INVALID"
-    return err
+    # distribution's PAGINATION_NUMBER_INVALID is not in the spec's list; its UNSUPPORTED is
+    # "the operation was unsupported due to a missing implementation or invalid set of
+    # parameters", and a 400 says the parameter is the client's to fix.
+    return Unsupported("n must be a non-negative integer", detail={"n": raw[:50]}, status=400)
 
 
 def next_link(path: str, n: int, items: list[str]) -> str | None:

@@ -1,4 +1,4 @@
-"""Blob reads and deletes: GET (with single ranges, sendfile for local files), HEAD, DELETE."""
+"""Blob reads and deletes: GET (with a single range, sendfile for local files), HEAD, DELETE."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ log = logging.getLogger("daohub.blobs")
 # their own and a worker thread cost more than the copies they save.
 SPLICE_MIN_BYTES = 256 * 1024
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# One byte-range-spec of RFC 9110 §14.1.2 (`first-last`, `first-`, `-suffix`); offsets longer
+# than int64's 19 digits are past the end of any blob.
+_RANGE_SPEC = re.compile(r"(\d*)-(\d*)", re.ASCII)
+_PAST_ANY_END = 1 << 63
 
 
 def _blob_headers(blob) -> dict[str, str]:
@@ -33,35 +36,76 @@ def _blob_headers(blob) -> dict[str, str]:
 
 
 class RangeInvalid(OciError):
-    code, status, default_message = "BLOB_UNKNOWN", 416, "requested range not satisfiable"
+    """416 for a Range none of whose ranges the blob has, with `Content-Range: bytes */<size>`.
+
+    The spec's list has no code for this: BLOB_UNKNOWN would tell the client the blob is not
+    there, when it is. UNSUPPORTED is "the operation was unsupported due to ... an invalid set
+    of parameters", which an unsatisfiable range is."""
+
+    code, status, default_message = "UNSUPPORTED", 416, "requested range not satisfiable"
+
+
+def _offset(digits: str) -> int:
+    return int(digits) if len(digits) <= 19 else _PAST_ANY_END
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """A single byte range as (start, end inclusive); None means the whole blob.
+    """The byte range to serve as (start, end inclusive); None serves the whole blob with 200.
 
-    Malformed or multi-range headers are ignored (RFC 9110 allows serving 200);
-    a syntactically valid but unsatisfiable range raises 416.
+    RFC 9110: a Range of another unit than `bytes` is ignored (§14.2), and so is one that is
+    not a valid ranges-specifier (a server MAY ignore it). Several ranges are served as if no
+    Range had been sent (a server MAY ignore Range; multipart/byteranges would cost a copy per
+    part and no registry client asks for it), unless none of them is satisfiable: RangeInvalid
+    (416) then, as for a single range that starts at or past the end, or a suffix of 0 bytes.
     """
     if not header:
         return None
-    m = _RANGE.match(header.strip())
-    if not m:
+    unit, sep, ranges = header.partition("=")
+    if not sep or unit.strip().lower() != "bytes":
         return None
-    first, last = m.group(1), m.group(2)
-    if first == "" and last == "":
+    specs = [spec.strip(" \t") for spec in ranges.split(",")]
+    specs = [spec for spec in specs if spec]  # a list may have empty elements (§5.6.1)
+    satisfiable = []
+    for spec in specs:
+        m = _RANGE_SPEC.fullmatch(spec)
+        if m is None or m.group(1) == m.group(2) == "":
+            return None
+        first, last = m.group(1), m.group(2)
+        if first == "":
+            suffix = _offset(last)
+            if suffix > 0 and size > 0:
+                satisfiable.append((max(size - suffix, 0), size - 1))
+            continue
+        start = _offset(first)
+        end = _offset(last) if last else _PAST_ANY_END
+        if end < start:
+            return None  # not a valid range-spec: the whole header is ignored
+        if start < size:
+            satisfiable.append((start, min(end, size - 1)))
+    if not specs:
         return None
-    if first == "":
-        suffix = int(last)
-        if suffix == 0:
-            raise RangeInvalid(headers={"Content-Range": f"bytes */{size}"})
-        return max(size - suffix, 0), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
-    if last and end < start:
-        return None  # syntactically invalid: ignore the header
-    if start >= size:
-        raise RangeInvalid(headers={"Content-Range": f"bytes */{size}"})
-    return start, min(end, size - 1)
+    if not satisfiable:
+        raise RangeInvalid(detail={"size": size}, headers={"Content-Range": f"bytes */{size}"})
+    return satisfiable[0] if len(specs) == 1 else None
+
+
+class _BlobFile(web.FileResponse):
+    """A local blob file sent with sendfile(2), for the range `parse_range` chose.
+
+    aiohttp's FileResponse reads the Range header itself and answers 416 to anything it does
+    not parse (another unit, several ranges); it is given a copy of the request whose Range is
+    the one chosen here, or none."""
+
+    def __init__(self, path, byte_range: tuple[int, int] | None, **kwargs):
+        super().__init__(path, **kwargs)
+        self._byte_range = byte_range
+
+    async def prepare(self, request: web.BaseRequest):
+        headers = request.headers.copy()
+        headers.popall("Range", None)
+        if self._byte_range is not None:
+            headers["Range"] = "bytes={}-{}".format(*self._byte_range)
+        return await super().prepare(request.clone(headers=headers))
 
 
 async def head_blob(request: web.Request, name: str, digest: str) -> web.StreamResponse:
@@ -84,7 +128,7 @@ async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamRe
     request.app[METRICS].bytes_served.inc(served)
     if local is not None:
         # aiohttp's FileResponse uses sendfile(2) and implements Range and If-Range itself.
-        return web.FileResponse(local, headers=headers, chunk_size=1 << 20)
+        return _BlobFile(local, byte_range, headers=headers, chunk_size=1 << 20)
     start, end = byte_range if byte_range else (0, blob.size - 1)
     relay = request.app[RELAY]
     body = None
