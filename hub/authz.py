@@ -2,7 +2,8 @@
 
 The decision itself (who may do what) was made by auth.policy when the token was issued;
 here a request is only checked against the token's `access` claim, which needs no database
-round trip. Only the catalog, which lists many repositories, consults the store.
+round trip. Only the catalog, which lists many repositories, consults the store, and so does a
+mount whose token lacks pull on the source (to know whether asking for it would help).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from auth.policy import RepositoryInfo, can_read, catalog_scope, tenant_of
 from auth.scopes import CATALOG, REGISTRY, REPOSITORY
 from auth.tokens import InvalidToken
 
-from .errors import Denied, Unauthorized
-from .keys import AUTH, CAN_READ, CONFIG, VISIBLE_REPOSITORIES
+from .errors import Denied, NameInvalid, Unauthorized
+from .keys import AUTH, CAN_READ, CONFIG, ROUTE, VISIBLE_REPOSITORIES
 from .keys import REGISTRY as REGISTRY_KEY
+from .registry.names import validate_name
 
 log = logging.getLogger("daohub.authz")
 
@@ -66,6 +68,11 @@ async def authorize(request: web.Request, action: str | None, name: str | None, 
     else:
         resource_type, resource, needed = REPOSITORY, name, action
         scope = f"repository:{name}:{_CHALLENGE_ACTIONS[action]}"
+    mount_from = _mount_source(request, name) if action == "push" else None
+    if mount_from is not None:
+        # As distribution does: every scope the request needs, space-separated, so that a client
+        # that follows the challenge asks for pull on the source too and the mount can happen.
+        scope += f" repository:{mount_from}:pull"
     token = _bearer(request)
     if token is None:
         raise Unauthorized(headers={"WWW-Authenticate": challenge(request, scope)})
@@ -76,13 +83,44 @@ async def authorize(request: web.Request, action: str | None, name: str | None, 
                            headers={"WWW-Authenticate": challenge(request, scope, "invalid_token")}) from None
     if resource_type is not None and not verified.allows(resource_type, resource, needed) and not (
             also is not None and verified.allows(resource_type, also, needed)):
-        err = Denied(f"requested access to the resource is denied: {needed} on {resource}",
-                     headers={"WWW-Authenticate": challenge(request, scope, "insufficient_scope")})
-        err.status = 401  # as distribution: a client may come back with a wider token
-        raise err
+        raise _insufficient_scope(request, scope,
+                                  f"requested access to the resource is denied: {needed} on {resource}")
+    if mount_from is not None and not verified.allows(REPOSITORY, mount_from, "pull") \
+            and await _may_pull(auth, verified.subject, mount_from):
+        # The token lacks a pull on the source its holder may have (it followed a challenge
+        # that named only the target): ask for it. A caller who may not pull the source gets
+        # what the spec gives a mount that cannot happen, an upload session (202), and no
+        # challenge it could never satisfy.
+        raise _insufficient_scope(request, scope, f"a mount from {mount_from} needs pull on it")
     request[CAN_READ] = lambda repository: verified.allows(REPOSITORY, repository, "pull")
     if action == "catalog":
         request[VISIBLE_REPOSITORIES] = _catalog_filter(request, verified.subject)
+
+
+def _insufficient_scope(request: web.Request, scope: str | None, message: str) -> Denied:
+    err = Denied(message, headers={"WWW-Authenticate": challenge(request, scope, "insufficient_scope")})
+    err.status = 401  # as distribution: a client may come back with a wider token
+    return err
+
+
+def _mount_source(request: web.Request, name: str | None) -> str | None:
+    """The `from` of a cross-repository mount (`POST .../blobs/uploads/?mount=&from=`) when it is
+    a valid repository name other than `name` (anything else never goes into a header)."""
+    if request.get(ROUTE) != "start_blob_upload" or "mount" not in request.query:
+        return None
+    source = request.query.get("from") or ""
+    if not source or source == name:
+        return None
+    try:
+        return validate_name(source)
+    except NameInvalid:
+        return None
+
+
+async def _may_pull(auth, subject: str, repository: str) -> bool:
+    """Whether a token for `subject` that asked for pull on `repository` would get it."""
+    principal = await auth.principal_for_subject(subject)
+    return bool(await auth.grant(principal, [f"repository:{repository}:pull"]))
 
 
 def _catalog_filter(request: web.Request, subject: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 
@@ -184,3 +185,63 @@ async def test_jwks_and_key_rotation(hub):
 async def test_unknown_service_is_refused(hub):
     r = await hub.get("/auth/token", params={"service": "elsewhere"})
     assert r.status == 400
+
+
+def _challenge_params(header: str) -> dict[str, str]:
+    scheme, _, rest = header.partition(" ")
+    assert scheme == "Bearer"
+    return dict(re.findall(r'(\w+)="([^"]*)"', rest))
+
+
+async def _follow(hub, response, user: str) -> str:
+    """What a client that follows challenges does: ask the realm for the challenge's scopes."""
+    params = _challenge_params(response.headers["WWW-Authenticate"])
+    r = await hub.get("/auth/token", params={"service": params["service"], "scope": params["scope"]},
+                      headers=basic(user, f"{user}-pw"))
+    assert r.status == 200, await r.text()
+    return (await r.json())["token"]
+
+
+async def test_mount_challenge_names_the_source_and_the_mount_happens(hub):
+    alice = await token(hub, "repository:team/app:pull,push", user="alice")
+    config = await push_image(hub, "team/app", alice)
+    url = f"/v2/team/copy/blobs/uploads/?mount={config}&from=team/app"
+    r = await hub.post(url)
+    assert r.status == 401
+    assert _challenge_params(r.headers["WWW-Authenticate"])["scope"] == \
+        "repository:team/copy:pull,push repository:team/app:pull"
+    followed = await _follow(hub, r, "alice")
+    assert {(a["name"], tuple(a["actions"])) for a in claims(followed)["access"]} == {
+        ("team/copy", ("pull", "push")), ("team/app", ("pull",))}
+    r = await hub.post(url, headers=bearer(followed))
+    assert r.status == 201, await r.text()
+    assert (await hub.head(f"/v2/team/copy/blobs/{config}", headers=bearer(followed))).status == 200
+
+
+async def test_mount_with_a_token_for_the_target_only_asks_for_the_source(hub):
+    alice = await token(hub, "repository:team/app:pull,push", user="alice")
+    config = await push_image(hub, "team/app", alice)
+    # A token from an earlier challenge, on a request that named only the target.
+    r = await hub.head(f"/v2/team/copy2/blobs/{config}")
+    target_only = await _follow(hub, r, "alice")
+    url = f"/v2/team/copy2/blobs/uploads/?mount={config}&from=team/app"
+    r = await hub.post(url, headers=bearer(target_only))
+    assert r.status == 401 and (await r.json())["errors"][0]["code"] == "DENIED"
+    params = _challenge_params(r.headers["WWW-Authenticate"])
+    assert params["error"] == "insufficient_scope"
+    assert params["scope"] == "repository:team/copy2:pull,push repository:team/app:pull"
+    r = await hub.post(url, headers=bearer(await _follow(hub, r, "alice")))
+    assert r.status == 201, await r.text()
+    # A token without push on the target: the insufficient-scope challenge names both, too.
+    gary = await token(hub, "repository:team/copy3:pull", user="gary")
+    r = await hub.post(f"/v2/team/copy3/blobs/uploads/?mount={config}&from=team/app", headers=bearer(gary))
+    assert r.status == 401
+    assert _challenge_params(r.headers["WWW-Authenticate"])["scope"] == \
+        "repository:team/copy3:pull,push repository:team/app:pull"
+
+
+@pytest.mark.parametrize("source", ['team/app",scope="registry:catalog:*', "Team/App", "team/../app", ""])
+async def test_mount_source_that_is_no_repository_name_stays_out_of_the_challenge(hub, source):
+    r = await hub.post("/v2/team/copy/blobs/uploads/", params={"mount": "sha256:" + "a" * 64, "from": source})
+    assert r.status == 401
+    assert _challenge_params(r.headers["WWW-Authenticate"])["scope"] == "repository:team/copy:pull,push"
