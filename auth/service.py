@@ -8,8 +8,10 @@ throttled through the store, so every replica sees the same count.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ log = logging.getLogger("daohub.auth")
 UNKNOWN_KID_RELOAD_INTERVAL = 5.0
 
 ROBOT_PREFIX = "robot$"
+MAX_USER_AGENT = 300  # characters of a client's User-Agent kept with its refresh token
 
 
 class AuthenticationFailed(Exception):
@@ -47,6 +50,20 @@ class LoginThrottled(Exception):
     def __init__(self, retry_after: float):
         super().__init__(f"too many failed logins; retry in {int(retry_after) + 1}s")
         self.retry_after = int(retry_after) + 1
+
+
+def limiter_address(remote: str) -> str:
+    """The address the login limiter counts by: an IPv6 client by its /64 (one host usually
+    holds a whole /64), anything else as it is."""
+    try:
+        ip = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote[:100]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def robot_account(tenant: str, name: str) -> str:
@@ -68,7 +85,8 @@ class AuthSettings:
     token_ttl: int = 300
     refresh_ttl: int = 30 * 24 * 3600
     keep_previous_keys: int = 2
-    login_failure_limit: int = 10
+    login_failure_limit: int = 10  # per (account, client address)
+    login_address_failure_limit: int = 100  # per client address, whichever account
     login_failure_window: float = 300.0
     password_params: Argon2Params = DEFAULT_PARAMS
 
@@ -87,6 +105,8 @@ class AuthService:
         # argon2id costs ~64 MiB and ~0.1 s of CPU per check: run it off the event loop, and
         # only two at a time, so a login storm bounds memory instead of multiplying it.
         self._kdf_slots = asyncio.Semaphore(2)
+        # Logins are checked two at a time per process, reservation to outcome (see authenticate).
+        self._login_slots = asyncio.Semaphore(2)
         # Set by the pull-through cache: name -> the CacheAccess of the namespace it reaches
         # (without a containerd ?ns=, which the token endpoint never sees), or None.
         self.cache_access: Callable[[str], Awaitable[CacheAccess | None]] | None = None
@@ -157,30 +177,51 @@ class AuthService:
     # Principals ----------------------------------------------------------------------------------
     async def principal_for_subject(self, subject: str) -> Principal:
         """Rebuild the principal a token was issued to (for catalog filtering and refresh)."""
+        return (await self._principal_since(subject))[0]
+
+    async def _principal_since(self, subject: str) -> tuple[Principal, float]:
+        """The principal, and since when its credentials are the current ones: the creation of
+        the robot, or the user's creation or last password change. A token issued earlier was
+        issued to someone else, or before a password change."""
         robot = parse_robot_account(subject)
         if robot is not None:
             record = await self.store.get_robot(*robot)
             if record is None:
-                return Principal.anonymous()
-            return Principal.for_robot(subject, _robot_grant(record))
+                return Principal.anonymous(), 0.0
+            return Principal.for_robot(subject, _robot_grant(record)), record.created_at
         if not subject:
-            return Principal.anonymous()
+            return Principal.anonymous(), 0.0
         user = await self.store.get_user(subject)
         if user is None or user.disabled:
-            return Principal.anonymous()
-        return Principal.user(subject, await self.store.memberships(subject), is_platform_admin=user.is_admin)
+            return Principal.anonymous(), 0.0
+        principal = Principal.user(subject, await self.store.memberships(subject), is_platform_admin=user.is_admin)
+        return principal, max(user.created_at, user.password_changed_at)
 
     async def authenticate(self, account: str, secret: str, remote: str) -> Principal:
-        """Check Basic credentials of a user or robot. Throttles repeated failures."""
-        keys = (f"user:{account}", f"ip:{remote}")
-        for key in keys:
-            failures, retry_after = await self.store.login_failures(key, self.settings.login_failure_window)
-            if failures >= self.settings.login_failure_limit:
+        """Check Basic credentials of a user or robot from client address `remote`.
+
+        Failed logins are limited per (account, address) and per address, never per account
+        alone (anyone could lock anyone out). The attempt is counted before the password is
+        checked, in one store transaction, so parallel guesses cannot all pass the check
+        before any of them is counted; a successful login forgets the failures of that
+        account from that address and takes its attempt back from the address's count.
+
+        An attempt being checked counts as a failure until it succeeds, so only two per
+        process are checked at once (the password hash allows no more anyway): parallel
+        logins with the right password, such as a compose file's pulls, are never refused for
+        the ones still in flight."""
+        address = limiter_address(remote)
+        pair, per_address = f"user:{account[:256]}|ip:{address}", f"ip:{address}"
+        async with self._login_slots:
+            retry_after = await self.store.reserve_login_attempt(
+                [(pair, self.settings.login_failure_limit),
+                 (per_address, self.settings.login_address_failure_limit)], self.settings.login_failure_window)
+            if retry_after is not None:
                 raise LoginThrottled(retry_after)
-        principal = await self._check_credentials(account, secret)
+            principal = await self._check_credentials(account, secret)
+            if principal is not None:
+                await self.store.release_login_attempt(pair, [per_address])
         if principal is None:
-            for key in keys:
-                await self.store.record_login_failure(key, self.settings.login_failure_window)
             log.info("failed login for %r from %s", account[:100], remote)
             raise AuthenticationFailed("invalid username or password")
         return principal
@@ -217,14 +258,17 @@ class AuthService:
         return grant(principal, requested, repos.get, datetime.now(UTC))
 
     async def issue(self, principal: Principal, raw_scopes: list[str], *, offline: bool = False,
-                    client_id: str = "") -> tuple[IssuedToken, str | None]:
+                    client_id: str = "", user_agent: str = "") -> tuple[IssuedToken, str | None]:
         await self.refresh_keys_if_stale()  # sign with the key other replicas rotated to
         access = await self.grant(principal, raw_scopes)
         issued = self.issuer.issue(principal.name, access, self.settings.token_ttl)
         refresh = None
         if offline and principal.name:
+            jti, now = secrets.token_urlsafe(16), time.time()
             refresh = self.issuer.issue_refresh_token(principal.name, client_id or "daohub",
-                                                      self.settings.refresh_ttl)
+                                                      self.settings.refresh_ttl, jti=jti)
+            await self.store.add_refresh_token(jti, principal.name, (client_id or "daohub")[:200],
+                                               user_agent[:MAX_USER_AGENT], now, now + self.settings.refresh_ttl)
         await self.store.audit(principal.name or "anonymous", "token.issue", principal.name or "-",
                                json.dumps({"scopes": [str(s) for s in access]}))
         return issued, refresh
@@ -236,11 +280,14 @@ class AuthService:
             if exc.reason != "unknown kid" or not await self._reload_for_unknown_kid():
                 raise
             verified = self.verifier.verify_refresh_token(token, client_id=client_id)
-        if await self.store.is_token_revoked(verified.jti):
-            raise InvalidToken("refresh token revoked")
-        principal = await self.principal_for_subject(verified.subject)
+        record = await self.store.use_refresh_token(verified.jti, verified.subject)
+        if record is None:
+            raise InvalidToken("refresh token revoked, expired or unknown")
+        principal, since = await self._principal_since(verified.subject)
         if not principal.is_authenticated(datetime.now(UTC)):
             raise InvalidToken("account no longer active")
+        if record.issued_at < since:
+            raise InvalidToken("issued before the account was recreated or its password changed")
         return principal
 
     async def hash_password(self, password: str) -> str:
@@ -248,7 +295,7 @@ class AuthService:
 
     async def revoke_refresh_token(self, token: str) -> None:
         verified = self.verifier.verify_refresh_token(token)
-        await self.store.revoke_token(verified.jti, verified.expires_at)
+        await self.store.revoke_refresh_tokens(verified.subject, verified.jti)
 
     async def verify(self, token: str) -> VerifiedToken:
         """Verify an access token (cached, no I/O), reloading keys once for a kid another replica made."""

@@ -100,14 +100,14 @@ class TokenIssuer:
         self._clock = clock
 
     def _sign(self, subject: str, audience: str, typ: str, expires_in: int,
-              extra: dict[str, Any]) -> tuple[str, int]:
+              extra: dict[str, Any], jti: str | None = None) -> tuple[str, int]:
         if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < MIN_EXPIRES_IN:
             raise ValueError(f"expires_in must be an int >= {MIN_EXPIRES_IN}")
         if not isinstance(subject, str):
             raise TypeError("subject must be str")
         iat = int(self._clock())
         claims = {"iss": self.issuer, "sub": subject, "aud": audience, "exp": iat + expires_in,
-                  "nbf": iat, "iat": iat, "jti": secrets.token_urlsafe(16), **extra}
+                  "nbf": iat, "iat": iat, "jti": jti or secrets.token_urlsafe(16), **extra}
         key = self._keyring().current
         token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": typ})
         return token, iat
@@ -119,12 +119,13 @@ class TokenIssuer:
         return IssuedToken(token, expires_in, _rfc3339(iat))
 
     def issue_refresh_token(self, subject: str, client_id: str,
-                            expires_in: int = DEFAULT_REFRESH_EXPIRES_IN) -> str:
-        """A long-lived refresh token bound to *client_id*; its ``jti`` is the revocation handle."""
+                            expires_in: int = DEFAULT_REFRESH_EXPIRES_IN, *, jti: str | None = None) -> str:
+        """A long-lived refresh token bound to *client_id*; its ``jti`` (random unless given) is
+        the revocation handle."""
         if not isinstance(client_id, str) or not client_id:
             raise ValueError("client_id is required")
         extra = {"client_id": client_id}
-        return self._sign(subject, refresh_audience(self.service), REFRESH_TYP, expires_in, extra)[0]
+        return self._sign(subject, refresh_audience(self.service), REFRESH_TYP, expires_in, extra, jti)[0]
 
 
 class TokenVerifier:

@@ -95,6 +95,7 @@ def auth_service(config: Config, store):
         refresh_ttl=config.auth.refresh_token_ttl_seconds,
         keep_previous_keys=config.auth.keep_previous_keys,
         login_failure_limit=config.auth.login_failure_limit,
+        login_address_failure_limit=config.auth.login_address_failure_limit,
         login_failure_window=config.auth.login_failure_window_seconds,
         password_params=Argon2Params(time_cost=config.auth.password_time_cost,
                                      memory_cost=config.auth.password_memory_kib),

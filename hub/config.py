@@ -8,6 +8,7 @@ type `Secret` never appear in logs or reprs.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import types
@@ -43,6 +44,10 @@ class ServerConfig:
     body_idle_timeout: float = 60.0
     # "asyncio" serves local blobs with sendfile(2); uvloop has no sendfile and copies.
     event_loop: str = "asyncio"
+    # Reverse proxies (CIDRs) whose X-Forwarded-For names the client: the login limiter counts
+    # by the right-most address in it that is not one of these. Empty: the peer is the client.
+    # From the environment comma-separated: DAOHUB_SERVER_TRUSTED_PROXIES=10.0.0.0/8,::1/128
+    trusted_proxies: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -136,7 +141,10 @@ class AuthConfig:
     # argon2id cost for stored passwords (RFC 9106's second recommended setting by default).
     password_memory_kib: int = 65536
     password_time_cost: int = 3
+    # Failed logins allowed per (account, client address), and per client address whatever the
+    # account, in each window; then 429 until the window ends.
     login_failure_limit: int = 10
+    login_address_failure_limit: int = 100
     login_failure_window_seconds: int = 300
     # Serving with auth off on a non-loopback address must be asked for by name.
     allow_open_non_loopback: bool = False
@@ -353,6 +361,13 @@ def _validate_object_storage(storage: StorageConfig) -> None:
     """The s3/oss mistakes an operator makes most, reported before anything starts (the
     driver checks its options again when it is created)."""
     if storage.driver not in ("s3", "oss"):
+    for cidr in cfg.server.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"server.trusted_proxies: {cidr!r} is not an IP address or CIDR") from None
+    if cfg.auth.login_failure_limit < 1 or cfg.auth.login_address_failure_limit < 1:
+        raise ConfigError("auth.login_failure_limit and auth.login_address_failure_limit must be positive")
         return
     if not storage.bucket:
         raise ConfigError(f"storage.bucket is required for driver {storage.driver}")

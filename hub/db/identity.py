@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,6 +83,18 @@ class AuditRecord:
     detail_json: str | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefreshTokenRecord:
+    jti: str
+    subject: str  # a username or robot$<tenant>+<name>
+    client_id: str
+    user_agent: str
+    issued_at: float
+    expires_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+
 class TenantNotEmptyError(Exception):
     """The tenant still has repositories; nothing was deleted."""
 
@@ -104,7 +116,8 @@ class IdentityStore(abc.ABC):
     async def count_users(self) -> int: ...
 
     @abc.abstractmethod
-    async def set_password(self, username: str, password_hash: str) -> bool: ...
+    async def set_password(self, username: str, password_hash: str) -> bool:
+        """Change the password; revokes the user's refresh tokens and ends their web sessions."""
 
     @abc.abstractmethod
     async def memberships(self, username: str) -> dict[str, str]:
@@ -116,11 +129,12 @@ class IdentityStore(abc.ABC):
 
     @abc.abstractmethod
     async def update_user(self, username: str, changes: Mapping[str, bool]) -> UserRecord | None:
-        """Set the given USER_FIELDS; None if there is no such user."""
+        """Set the given USER_FIELDS; None if there is no such user. Disabling the user revokes
+        their refresh tokens and ends their web sessions."""
 
     @abc.abstractmethod
     async def delete_user(self, username: str) -> bool:
-        """Delete the user and their memberships."""
+        """Delete the user, their memberships, refresh tokens and web sessions."""
 
     # Tenants -------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -203,23 +217,45 @@ class IdentityStore(abc.ABC):
     async def add_signing_key(self, kid: str, private_pem: str, *, retire_older_than_rank: int | None = None) -> None:
         """Add a key (it becomes current). Keys beyond the newest `retire_older_than_rank` are retired."""
 
+    # Refresh tokens and web sessions ---------------------------------------------------------
     @abc.abstractmethod
-    async def revoke_token(self, jti: str, expires_at: float) -> None: ...
+    async def add_refresh_token(self, jti: str, subject: str, client_id: str, user_agent: str, issued_at: float,
+                                expires_at: float) -> None: ...
 
     @abc.abstractmethod
-    async def is_token_revoked(self, jti: str) -> bool: ...
+    async def use_refresh_token(self, jti: str, subject: str) -> RefreshTokenRecord | None:
+        """The token's row if it is live (not revoked, not expired, issued to `subject`), its
+        last_used_at set to now; None otherwise."""
+
+    @abc.abstractmethod
+    async def list_refresh_tokens(self, subject: str, limit: int, after: str | None) -> list[RefreshTokenRecord]:
+        """Live refresh tokens of `subject` in jti order after `after`."""
+
+    @abc.abstractmethod
+    async def revoke_refresh_tokens(self, subject: str, jti: str | None = None) -> int:
+        """Revoke the live refresh token `jti` of `subject`, or all of them; the number revoked."""
+
+    @abc.abstractmethod
+    async def add_web_session(self, id_hash: str, username: str, expires_at: float) -> None: ...
+
+    @abc.abstractmethod
+    async def web_session_live(self, id_hash: str, username: str) -> bool:
+        """Whether the session exists for `username`, is not ended and has not expired."""
+
+    @abc.abstractmethod
+    async def end_web_session(self, id_hash: str) -> None: ...
 
     # Login throttling ----------------------------------------------------------------------------
     @abc.abstractmethod
-    async def record_login_failure(self, key: str, window: float) -> int:
-        """Count a failure for `key` in the current window; return the count in the window."""
+    async def reserve_login_attempt(self, limits: Sequence[tuple[str, int]], window: float) -> float | None:
+        """Count one attempt against every `(key, limit)` in one transaction, before the password
+        is checked: None if each key was under its limit (all counted), else the seconds until
+        the first full key's window ends (nothing counted)."""
 
     @abc.abstractmethod
-    async def login_failures(self, key: str, window: float) -> tuple[int, float]:
-        """(failures in the current window, seconds until the window ends)."""
-
-    @abc.abstractmethod
-    async def clear_login_failures(self, key: str) -> None: ...
+    async def release_login_attempt(self, clear: str, release: Sequence[str]) -> None:
+        """After a successful login: forget the attempts of key `clear`; take back one attempt
+        of each key in `release`."""
 
     # Audit -------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -19,6 +19,7 @@ from .identity import (
     AuditRecord,
     IdentityStore,
     MemberRecord,
+    RefreshTokenRecord,
     RepositorySummary,
     RobotRecord,
     SigningKeyRecord,
@@ -31,7 +32,7 @@ from .identity import (
 # The tables are the SQLite schema's twins, so rows come back in the same shapes; the names
 # compare bytewise in both (SQLite's default, the "C" collation here), so the tenant range
 # ('<tenant>/' <= name < '<tenant>0') holds in both.
-from .sqlite_identity import _ROBOT_COLUMNS, _USER_COLUMNS, _robot, _summary, _user
+from .sqlite_identity import _REFRESH_COLUMNS, _ROBOT_COLUMNS, _USER_COLUMNS, _robot, _summary, _user
 from .sqlite_identity import _tenant_range as tenant_range
 
 _TENANT_COLUMNS = "name, display_name, quota_bytes, created_at"
@@ -52,6 +53,28 @@ def _assignments(changes: Mapping[str, object], allowed: frozenset[str], first: 
         raise ValueError(f"cannot change {sorted(unknown)}")
     names = sorted(changes)
     return ", ".join(f"{n} = ${first + i}" for i, n in enumerate(names)), [changes[n] for n in names]
+
+
+_LIVE_TOKEN = "revoked_at IS NULL AND expires_at > $1"  # a refresh token that may still be redeemed
+
+
+class _LimitReached(Exception):
+    def __init__(self, retry_after: float):
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+async def _revoke_tokens(conn: asyncpg.Connection, subject: str, now: float) -> int:
+    return rows_affected(await conn.execute(
+        f"UPDATE refresh_tokens SET revoked_at = $1 WHERE {_LIVE_TOKEN} AND subject = $2", now, subject))
+
+
+async def _revoke_user_credentials(conn: asyncpg.Connection, username: str) -> None:
+    """End every refresh token and web session of a user (password changed, disabled, deleted)."""
+    now = time.time()
+    await _revoke_tokens(conn, username, now)
+    await conn.execute("UPDATE web_sessions SET revoked_at = $1 WHERE username = $2 AND revoked_at IS NULL",
+                       now, username)
 
 
 def rows_affected(status: str) -> int:
@@ -90,21 +113,39 @@ class PostgresIdentityMixin(IdentityStore):
     async def update_user(self, username: str, changes: Mapping[str, bool]) -> UserRecord | None:
         sets, values = _assignments(changes, USER_FIELDS, 2)
         if sets:
-            row = await self._fetchrow(f"UPDATE users SET {sets} WHERE username = $1 RETURNING {_USER_COLUMNS}",
-                                       username, *(int(v) for v in values))
+            async def run(conn: asyncpg.Connection) -> asyncpg.Record | None:
+                updated = await conn.fetchrow(f"UPDATE users SET {sets} WHERE username = $1 "
+                                              f"RETURNING {_USER_COLUMNS}", username, *(int(v) for v in values))
+                if updated is not None and changes.get("disabled"):
+                    await _revoke_user_credentials(conn, username)
+                return updated
+
+            row = await self._write(run)
         else:
             row = await self._fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE username = $1", username)
         return _user(row) if row else None
 
     async def delete_user(self, username: str) -> bool:
-        return await self._exec("DELETE FROM users WHERE username = $1", username) > 0
+        async def run(conn: asyncpg.Connection) -> bool:
+            await conn.execute("DELETE FROM refresh_tokens WHERE subject = $1", username)
+            await conn.execute("DELETE FROM web_sessions WHERE username = $1", username)
+            return rows_affected(await conn.execute("DELETE FROM users WHERE username = $1", username)) > 0
+
+        return await self._write(run)
 
     async def count_users(self) -> int:
         return await self._fetchval("SELECT count(*) FROM users")
 
     async def set_password(self, username: str, password_hash: str) -> bool:
-        return await self._exec("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE username = $3",
-                                password_hash, time.time(), username) > 0
+        async def run(conn: asyncpg.Connection) -> bool:
+            if not rows_affected(await conn.execute(
+                    "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE username = $3",
+                    password_hash, time.time(), username)):
+                return False
+            await _revoke_user_credentials(conn, username)
+            return True
+
+        return await self._write(run)
 
     async def memberships(self, username: str) -> dict[str, str]:
         rows = await self._fetch(
@@ -275,32 +316,82 @@ class PostgresIdentityMixin(IdentityStore):
 
         await self._write(run)
 
-    async def revoke_token(self, jti: str, expires_at: float) -> None:
-        await self.pool.execute("INSERT INTO revoked_tokens (jti, revoked_at, expires_at) VALUES ($1, $2, $3) "
-                                "ON CONFLICT (jti) DO NOTHING", jti, time.time(), expires_at)
+    # Refresh tokens and web sessions ---------------------------------------------------------
+    async def add_refresh_token(self, jti: str, subject: str, client_id: str, user_agent: str, issued_at: float,
+                                expires_at: float) -> None:
+        await self.pool.execute("INSERT INTO refresh_tokens (jti, subject, client_id, user_agent, issued_at, "
+                                "expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                                jti, subject, client_id, user_agent, issued_at, expires_at)
 
-    async def is_token_revoked(self, jti: str) -> bool:
-        return await self._fetchval("SELECT 1 FROM revoked_tokens WHERE jti = $1", jti) is not None
+    async def use_refresh_token(self, jti: str, subject: str) -> RefreshTokenRecord | None:
+        now = time.time()
+        row = await self._write(lambda conn: conn.fetchrow(
+            f"UPDATE refresh_tokens SET last_used_at = $1 WHERE {_LIVE_TOKEN} AND jti = $2 AND subject = $3 "
+            f"RETURNING {_REFRESH_COLUMNS}", now, jti, subject))
+        return RefreshTokenRecord(*row) if row else None
+
+    async def list_refresh_tokens(self, subject: str, limit: int, after: str | None) -> list[RefreshTokenRecord]:
+        rows = await self._fetch(f"SELECT {_REFRESH_COLUMNS} FROM refresh_tokens WHERE {_LIVE_TOKEN} "
+                                 "AND subject = $2 AND jti > $3 ORDER BY jti LIMIT $4",
+                                 time.time(), subject, after or "", limit)
+        return [RefreshTokenRecord(*r) for r in rows]
+
+    async def revoke_refresh_tokens(self, subject: str, jti: str | None = None) -> int:
+        if jti is None:
+            return await self._write(lambda conn: _revoke_tokens(conn, subject, time.time()))
+        return await self._exec(f"UPDATE refresh_tokens SET revoked_at = $1 WHERE {_LIVE_TOKEN} AND subject = $2 "
+                                "AND jti = $3", time.time(), subject, jti)
+
+    async def add_web_session(self, id_hash: str, username: str, expires_at: float) -> None:
+        async def run(conn: asyncpg.Connection) -> None:
+            now = time.time()
+            # Sessions past their expiry are of no use to anyone: each sign-in sweeps a few.
+            await conn.execute("DELETE FROM web_sessions WHERE id_hash IN (SELECT id_hash FROM web_sessions "
+                               "WHERE expires_at < $1 LIMIT 100)", now)
+            await conn.execute("INSERT INTO web_sessions (id_hash, username, created_at, expires_at) "
+                               "VALUES ($1, $2, $3, $4)", id_hash, username, now, expires_at)
+
+        await self._write(run)
+
+    async def web_session_live(self, id_hash: str, username: str) -> bool:
+        return await self._fetchval("SELECT 1 FROM web_sessions WHERE id_hash = $1 AND username = $2 "
+                                    "AND revoked_at IS NULL AND expires_at > $3",
+                                    id_hash, username, time.time()) is not None
+
+    async def end_web_session(self, id_hash: str) -> None:
+        await self.pool.execute("UPDATE web_sessions SET revoked_at = $1 WHERE id_hash = $2 AND revoked_at IS NULL",
+                                time.time(), id_hash)
 
     # Login throttling ----------------------------------------------------------------------------
-    async def record_login_failure(self, key: str, window: float) -> int:
-        # One upsert: failures from several replicas at once all count (no read-then-write gap).
-        return await self._fetchval(
-            "INSERT INTO login_failures AS f (key, window_start, failures) VALUES ($1, $2, 1) "
-            "ON CONFLICT (key) DO UPDATE SET "
-            "window_start = CASE WHEN $2 - f.window_start >= $3 THEN $2 ELSE f.window_start END, "
-            "failures = CASE WHEN $2 - f.window_start >= $3 THEN 1 ELSE f.failures + 1 END "
-            "RETURNING failures", key, time.time(), float(window))
+    async def reserve_login_attempt(self, limits: Sequence[tuple[str, int]], window: float) -> float | None:
+        async def run(conn: asyncpg.Connection) -> None:
+            # Each upsert counts the attempt and locks its row until the transaction ends, so
+            # parallel attempts (on any replica) queue on the row and each sees the others'
+            # counts; one over its limit raises, and the rollback takes back every count.
+            now = time.time()
+            for key, limit in limits:
+                failures, start = await conn.fetchrow(
+                    "INSERT INTO login_failures AS f (key, window_start, failures) VALUES ($1, $2, 1) "
+                    "ON CONFLICT (key) DO UPDATE SET "
+                    "window_start = CASE WHEN $2 - f.window_start >= $3 THEN $2 ELSE f.window_start END, "
+                    "failures = CASE WHEN $2 - f.window_start >= $3 THEN 1 ELSE f.failures + 1 END "
+                    "RETURNING failures, window_start", key, now, float(window))
+                if failures > limit:
+                    raise _LimitReached(start + window - now)
 
-    async def login_failures(self, key: str, window: float) -> tuple[int, float]:
-        row = await self._fetchrow("SELECT window_start, failures FROM login_failures WHERE key = $1", key)
-        if row is None:
-            return 0, 0.0
-        remaining = row[0] + window - time.time()
-        return (row[1], remaining) if remaining > 0 else (0, 0.0)
+        try:
+            await self._write(run)
+        except _LimitReached as full:
+            return full.retry_after
+        return None
 
-    async def clear_login_failures(self, key: str) -> None:
-        await self.pool.execute("DELETE FROM login_failures WHERE key = $1", key)
+    async def release_login_attempt(self, clear: str, release: Sequence[str]) -> None:
+        async def run(conn: asyncpg.Connection) -> None:
+            await conn.execute("DELETE FROM login_failures WHERE key = $1", clear)
+            await conn.execute("UPDATE login_failures SET failures = greatest(failures - 1, 0) "
+                               "WHERE key = ANY($1::text[])", list(release))
+
+        await self._write(run)
 
     # Audit -------------------------------------------------------------------------------------
     async def audit(self, actor: str, action: str, target: str, detail_json: str | None = None, *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 from .identity import (
     TENANT_FIELDS,
@@ -13,6 +13,7 @@ from .identity import (
     AuditRecord,
     IdentityStore,
     MemberRecord,
+    RefreshTokenRecord,
     RepositorySummary,
     RobotRecord,
     SigningKeyRecord,
@@ -32,6 +33,24 @@ _REPOSITORY_SUMMARY = (
     "(SELECT count(*) FROM tags t WHERE t.repository_id = r.id), "
     "(SELECT count(*) FROM manifests m WHERE m.repository_id = r.id), "
     "r.created_at FROM repositories r ")
+
+
+_REFRESH_COLUMNS = "jti, subject, client_id, user_agent, issued_at, expires_at, last_used_at, revoked_at"
+# A refresh token that may still be redeemed (first parameter: now).
+_LIVE_TOKEN = "revoked_at IS NULL AND expires_at > ?"
+
+
+def _revoke_tokens(conn: sqlite3.Connection, subject: str, now: float) -> int:
+    return conn.execute(f"UPDATE refresh_tokens SET revoked_at = ? WHERE {_LIVE_TOKEN} AND subject = ?",
+                        (now, now, subject)).rowcount
+
+
+def _revoke_user_credentials(conn: sqlite3.Connection, username: str) -> None:
+    """End every refresh token and web session of a user (password changed, disabled, deleted)."""
+    now = time.time()
+    _revoke_tokens(conn, username, now)
+    conn.execute("UPDATE web_sessions SET revoked_at = ? WHERE username = ? AND revoked_at IS NULL",
+                 (now, username))
 
 
 def _tenant_range(tenant: str) -> tuple[str, str]:
@@ -95,22 +114,33 @@ class SqliteIdentityMixin(IdentityStore):
             if sets:
                 conn.execute(f"UPDATE users SET {sets} WHERE username = ?",
                              (*(int(v) for v in values), username))
+            if changes.get("disabled"):
+                _revoke_user_credentials(conn, username)
             row = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,)).fetchone()
             return _user(row) if row else None
 
         return await self._write(run)
 
     async def delete_user(self, username: str) -> bool:
-        return await self._write(lambda conn: conn.execute(
-            "DELETE FROM users WHERE username = ?", (username,)).rowcount > 0)
+        def run(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM refresh_tokens WHERE subject = ?", (username,))
+            conn.execute("DELETE FROM web_sessions WHERE username = ?", (username,))
+            return conn.execute("DELETE FROM users WHERE username = ?", (username,)).rowcount > 0
+
+        return await self._write(run)
 
     async def count_users(self) -> int:
         return self._one("SELECT count(*) FROM users")[0]
 
     async def set_password(self, username: str, password_hash: str) -> bool:
-        return await self._write(lambda conn: conn.execute(
-            "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
-            (password_hash, time.time(), username)).rowcount > 0)
+        def run(conn: sqlite3.Connection) -> bool:
+            if not conn.execute("UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
+                                (password_hash, time.time(), username)).rowcount:
+                return False
+            _revoke_user_credentials(conn, username)
+            return True
+
+        return await self._write(run)
 
     async def memberships(self, username: str) -> dict[str, str]:
         rows = await self._scan(
@@ -291,38 +321,87 @@ class SqliteIdentityMixin(IdentityStore):
 
         await self._write(run)
 
-    async def revoke_token(self, jti: str, expires_at: float) -> None:
+    # Refresh tokens and web sessions ---------------------------------------------------------
+    async def add_refresh_token(self, jti: str, subject: str, client_id: str, user_agent: str, issued_at: float,
+                                expires_at: float) -> None:
         await self._write(lambda conn: conn.execute(
-            "INSERT INTO revoked_tokens (jti, revoked_at, expires_at) VALUES (?, ?, ?) ON CONFLICT (jti) DO NOTHING",
-            (jti, time.time(), expires_at)))
+            "INSERT INTO refresh_tokens (jti, subject, client_id, user_agent, issued_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (jti, subject, client_id, user_agent, issued_at, expires_at)))
 
-    async def is_token_revoked(self, jti: str) -> bool:
-        return self._one("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)) is not None
-
-    # Login throttling ----------------------------------------------------------------------------
-    async def record_login_failure(self, key: str, window: float) -> int:
-        def run(conn: sqlite3.Connection) -> int:
+    async def use_refresh_token(self, jti: str, subject: str) -> RefreshTokenRecord | None:
+        def run(conn: sqlite3.Connection) -> RefreshTokenRecord | None:
             now = time.time()
-            row = conn.execute("SELECT window_start, failures FROM login_failures WHERE key = ?", (key,)).fetchone()
-            if row is None or now - row[0] >= window:
-                conn.execute("INSERT INTO login_failures (key, window_start, failures) VALUES (?, ?, 1) "
-                             "ON CONFLICT (key) DO UPDATE SET window_start = excluded.window_start, failures = 1",
-                             (key, now))
-                return 1
-            conn.execute("UPDATE login_failures SET failures = failures + 1 WHERE key = ?", (key,))
-            return row[1] + 1
+            row = conn.execute(f"UPDATE refresh_tokens SET last_used_at = ? WHERE {_LIVE_TOKEN} AND jti = ? "
+                               f"AND subject = ? RETURNING {_REFRESH_COLUMNS}", (now, now, jti, subject)).fetchone()
+            return RefreshTokenRecord(*row) if row else None
 
         return await self._write(run)
 
-    async def login_failures(self, key: str, window: float) -> tuple[int, float]:
-        row = self._one("SELECT window_start, failures FROM login_failures WHERE key = ?", (key,))
-        if row is None:
-            return 0, 0.0
-        remaining = row[0] + window - time.time()
-        return (row[1], remaining) if remaining > 0 else (0, 0.0)
+    async def list_refresh_tokens(self, subject: str, limit: int, after: str | None) -> list[RefreshTokenRecord]:
+        rows = await self._scan(f"SELECT {_REFRESH_COLUMNS} FROM refresh_tokens WHERE {_LIVE_TOKEN} "
+                                "AND subject = ? AND jti > ? ORDER BY jti LIMIT ?",
+                                (time.time(), subject, after or "", limit))
+        return [RefreshTokenRecord(*r) for r in rows]
 
-    async def clear_login_failures(self, key: str) -> None:
-        await self._write(lambda conn: conn.execute("DELETE FROM login_failures WHERE key = ?", (key,)))
+    async def revoke_refresh_tokens(self, subject: str, jti: str | None = None) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            if jti is None:
+                return _revoke_tokens(conn, subject, now)
+            return conn.execute(f"UPDATE refresh_tokens SET revoked_at = ? WHERE {_LIVE_TOKEN} AND subject = ? "
+                                "AND jti = ?", (now, now, subject, jti)).rowcount
+
+        return await self._write(run)
+
+    async def add_web_session(self, id_hash: str, username: str, expires_at: float) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            # Sessions past their expiry are of no use to anyone: each sign-in sweeps a few.
+            conn.execute("DELETE FROM web_sessions WHERE id_hash IN (SELECT id_hash FROM web_sessions "
+                         "WHERE expires_at < ? LIMIT 100)", (now,))
+            conn.execute("INSERT INTO web_sessions (id_hash, username, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                         (id_hash, username, now, expires_at))
+
+        await self._write(run)
+
+    async def web_session_live(self, id_hash: str, username: str) -> bool:
+        return self._one("SELECT 1 FROM web_sessions WHERE id_hash = ? AND username = ? AND revoked_at IS NULL "
+                         "AND expires_at > ?", (id_hash, username, time.time())) is not None
+
+    async def end_web_session(self, id_hash: str) -> None:
+        await self._write(lambda conn: conn.execute(
+            "UPDATE web_sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL",
+            (time.time(), id_hash)))
+
+    # Login throttling ----------------------------------------------------------------------------
+    async def reserve_login_attempt(self, limits: Sequence[tuple[str, int]], window: float) -> float | None:
+        def run(conn: sqlite3.Connection) -> float | None:
+            # One write transaction (SQLite has a single writer): read, decide and count at once.
+            now = time.time()
+            rows = []
+            for key, limit in limits:
+                row = conn.execute("SELECT window_start, failures FROM login_failures WHERE key = ?",
+                                   (key,)).fetchone()
+                if row is not None and now - row[0] < window:
+                    if row[1] >= limit:
+                        return row[0] + window - now
+                    rows.append((key, row[0], row[1] + 1))
+                else:
+                    rows.append((key, now, 1))
+            conn.executemany("INSERT INTO login_failures (key, window_start, failures) VALUES (?, ?, ?) "
+                             "ON CONFLICT (key) DO UPDATE SET window_start = excluded.window_start, "
+                             "failures = excluded.failures", rows)
+            return None
+
+        return await self._write(run)
+
+    async def release_login_attempt(self, clear: str, release: Sequence[str]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM login_failures WHERE key = ?", (clear,))
+            conn.executemany("UPDATE login_failures SET failures = max(failures - 1, 0) WHERE key = ?",
+                             [(key,) for key in release])
+
+        await self._write(run)
 
     # Audit -------------------------------------------------------------------------------------
     async def audit(self, actor: str, action: str, target: str, detail_json: str | None = None, *,

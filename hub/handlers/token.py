@@ -8,10 +8,18 @@ import binascii
 from aiohttp import web
 
 from auth.service import AuthenticationFailed, LoginThrottled
+from auth.scopes import REPOSITORY
 from auth.tokens import InvalidToken
 
+from ..clientaddr import client_address
 from ..errors import OciError, TooManyRequests, Unauthorized
 from ..keys import AUTH, CONFIG, ROUTE
+from ..registry.admin import is_repository_name
+
+# Bounds of one token request: every scope is looked up and written to the audit row, so a
+# request may not name more than a client could use; the form and query string are small.
+MAX_SCOPES = 64
+MAX_REQUEST_BYTES = 64 * 1024
 
 
 def basic_credentials(request: web.Request) -> tuple[str, str] | None:
@@ -30,7 +38,33 @@ def basic_credentials(request: web.Request) -> tuple[str, str] | None:
 
 
 def _scopes(values: list[str]) -> list[str]:
-    return [part for value in values for part in value.split(" ") if part]
+    """The requested scopes; 400 for more than MAX_SCOPES, or a repository name that is not canonical."""
+    parts = [part for value in values for part in value.split(" ") if part]
+    if len(parts) > MAX_SCOPES:
+        raise _oauth_error("invalid_scope", f"{len(parts)} scopes requested; at most {MAX_SCOPES} per request")
+    for part in parts:
+        rtype, _, rest = part.partition(":")
+        name = rest.rpartition(":")[0]
+        if rtype == REPOSITORY and name and not is_repository_name(name):
+            raise _oauth_error("invalid_scope", f"not a valid repository name in scope {part[:300]!r}: names are "
+                                                "lowercase components separated by '/', without '.' or '..' "
+                                                "segments")
+    return parts
+
+
+def _check_size(request: web.Request) -> None:
+    if len(request.query_string) > MAX_REQUEST_BYTES:
+        raise _oauth_error("invalid_request", f"the query string is over {MAX_REQUEST_BYTES} bytes")
+    if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
+        raise _oauth_error("invalid_request", f"the request body is over {MAX_REQUEST_BYTES} bytes")
+
+
+async def _form(request: web.Request):
+    """The POSTed form, read up to MAX_REQUEST_BYTES (a chunked body has no Content-Length to check first)."""
+    try:
+        return await request.clone(client_max_size=MAX_REQUEST_BYTES).post()
+    except web.HTTPRequestEntityTooLarge:
+        raise _oauth_error("invalid_request", f"the request body is over {MAX_REQUEST_BYTES} bytes") from None
 
 
 def _check_service(request: web.Request, service: str | None) -> None:
@@ -43,7 +77,7 @@ def _check_service(request: web.Request, service: str | None) -> None:
 
 async def _login(request: web.Request, account: str, secret: str):
     try:
-        return await request.app[AUTH].authenticate(account, secret, request.remote or "-")
+        return await request.app[AUTH].authenticate(account, secret, client_address(request))
     except LoginThrottled as exc:
         raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     except AuthenticationFailed as exc:
@@ -64,7 +98,9 @@ async def get_token(request: web.Request) -> web.StreamResponse:
     """GET /auth/token?service=&scope=...&offline_token=true&client_id=, Basic credentials optional."""
     request[ROUTE] = "get_token"
     auth = request.app[AUTH]
+    _check_size(request)
     _check_service(request, request.query.get("service"))
+    scopes = _scopes(request.query.getall("scope", []))
     credentials = basic_credentials(request)
     if credentials is None:
         from auth.policy import Principal
@@ -73,8 +109,8 @@ async def get_token(request: web.Request) -> web.StreamResponse:
     else:
         principal = await _login(request, *credentials)
     offline = request.query.get("offline_token", "").lower() == "true"
-    issued, refresh = await auth.issue(principal, _scopes(request.query.getall("scope", [])), offline=offline,
-                                       client_id=request.query.get("client_id", ""))
+    issued, refresh = await auth.issue(principal, scopes, offline=offline,
+                                       client_id=request.query.get("client_id", ""), user_agent=_user_agent(request))
     return _token_response(issued, refresh)
 
 
@@ -82,7 +118,8 @@ async def post_token(request: web.Request) -> web.StreamResponse:
     """POST /auth/token, OAuth2 form: grant_type=password|refresh_token, client_id required."""
     request[ROUTE] = "post_token"
     auth = request.app[AUTH]
-    form = await request.post()
+    _check_size(request)
+    form = await _form(request)
     _check_service(request, form.get("service"))
     client_id = form.get("client_id")
     if not client_id:
@@ -103,10 +140,15 @@ async def post_token(request: web.Request) -> web.StreamResponse:
         offline = False
     else:
         raise _oauth_error("unsupported_grant_type", "grant_type must be password or refresh_token")
-    issued, refresh = await auth.issue(principal, scopes, offline=offline, client_id=client_id)
+    issued, refresh = await auth.issue(principal, scopes, offline=offline, client_id=client_id,
+                                       user_agent=_user_agent(request))
     if grant_type == "refresh_token":
         refresh = form.get("refresh_token")
     return _token_response(issued, refresh)
+
+
+def _user_agent(request: web.Request) -> str:
+    return request.headers.get("User-Agent", "")
 
 
 def _oauth_error(code: str, message: str) -> OciError:

@@ -178,6 +178,16 @@ class Administration:
     # Tenants ---------------------------------------------------------------------------------------
     async def create_tenant(self, name: str, display_name: str = "", quota_bytes: int | None = None) -> TenantRecord:
         check_component("name", name)
+    async def revoke_refresh_tokens(self, username: str, token_id: str | None = None) -> int:
+        """Revoke one refresh token of `username` (by its id, the jti), or every one of them."""
+        await self.account(username)
+        revoked = await self.store.revoke_refresh_tokens(username, token_id)
+        if token_id is not None and not revoked:
+            raise NotFound(f"no live refresh token {token_id[:100]!r} of {username!r}")
+        await self._audit("user.refresh_tokens.revoke", username,
+                          {"id": token_id} if token_id is not None else {"all": True, "revoked": revoked})
+        return revoked
+
         check_display_name(display_name)
         check_quota(quota_bytes)
         await self._not_an_upstream(name)

@@ -1,10 +1,10 @@
 """The web catalog at /apps/: server-rendered pages (jinja2, autoescaped) over appstore.service.
 
 Pages: browse and search, an app with its parameters form and rendered compose file, sign in
-and out, and a tenant's publish and manage pages. Sessions are stateless signed cookies
-(hub.web.session); every form POST carries a CSRF token and passes an Origin/Referer check;
-every response carries a Content-Security-Policy that allows only this package's own script and
-style files.
+and out, and a tenant's publish and manage pages. Sessions are signed cookies, each signed-in
+one backed by a revocable row in the store (hub.web.session); every form POST carries a CSRF
+token and passes an Origin/Referer check; every response carries a Content-Security-Policy that
+allows only this package's own script and style files.
 """
 
 from __future__ import annotations

@@ -1,10 +1,15 @@
-"""Browser sessions of the web catalog: a stateless signed cookie, and the CSRF token tied to it.
+"""Browser sessions of the web catalog: a signed cookie, a row per signed-in session, and the
+CSRF token tied to the cookie.
 
-The cookie holds the subject, an expiry and a random nonce, signed with HMAC-SHA256 under a key
-derived (HKDF) from a token signing key in the key ring. Every replica loads the same ring from
-the metadata store, so any replica accepts a cookie another issued, with no session table; rotating
-the signing keys ends sessions once the old key leaves the ring. An anonymous visitor gets a
-session too (empty subject), so that the forms they may use (render, login) carry a CSRF token.
+The cookie holds the subject, an expiry, a random nonce and, once signed in, a random session
+id, signed with HMAC-SHA256 under a key derived (HKDF) from a token signing key in the key ring.
+Every replica loads the same ring from the metadata store, so any replica checks a cookie
+another issued. A signed-in cookie stands for someone only while the store's row for its
+session id (kept as a SHA-256 hash, so a copy of the table signs no one in) is live: signing
+out ends that row, and a password change or disabling the user ends all of theirs. Rotating
+the signing keys ends sessions too, once the old key leaves the ring. An anonymous visitor
+gets a cookie without a row (empty subject), so that the forms they may use (render, login)
+carry a CSRF token.
 
 The CSRF token is an HMAC of the session nonce: only a page served to this browser can know it,
 and a login issues a new nonce (no session fixation).
@@ -69,14 +74,21 @@ class Session:
     nonce: str
     expires: int
     kid: str
+    sid: str = ""  # the id of a signed-in session's row in the store ("" when anonymous)
 
     @property
     def signed_in(self) -> bool:
         return bool(self.subject)
 
+    @property
+    def sid_hash(self) -> str:
+        """The key of the session's row: the id is never stored as it is."""
+        return hashlib.sha256(self.sid.encode()).hexdigest()
+
 
 def new_session(keys: Keys, subject: str = "", *, now: float | None = None) -> Session:
-    return Session(subject, secrets.token_urlsafe(16), int((now or time.time()) + TTL_SECONDS), keys.current_kid)
+    sid = secrets.token_urlsafe(32) if subject else ""
+    return Session(subject, secrets.token_urlsafe(16), int((now or time.time()) + TTL_SECONDS), keys.current_kid, sid)
 
 
 def _mac(key: bytes, payload: str) -> bytes:
@@ -84,7 +96,7 @@ def _mac(key: bytes, payload: str) -> bytes:
 
 
 def encode(keys: Keys, session: Session) -> str:
-    body = _b64(json.dumps({"s": session.subject, "n": session.nonce, "e": session.expires},
+    body = _b64(json.dumps({"s": session.subject, "n": session.nonce, "e": session.expires, "i": session.sid},
                            separators=(",", ":")).encode())
     payload = f"{keys.current_kid}.{body}"
     return f"{payload}.{_b64(_mac(keys.current, payload))}"
@@ -106,11 +118,11 @@ def decode(keys: Keys, cookie: str | None, *, now: float | None = None) -> Sessi
         return None
     try:
         doc = json.loads(_unb64(body))
-        session = Session(str(doc["s"]), str(doc["n"]), int(doc["e"]), kid)
+        session = Session(str(doc["s"]), str(doc["n"]), int(doc["e"]), kid, str(doc.get("i", "")))
     except (binascii.Error, ValueError, KeyError, TypeError):
         return None
-    if session.expires <= (now or time.time()):
-        return None
+    if session.expires <= (now or time.time()) or (session.signed_in and not session.sid):
+        return None  # expired, or signed in before sessions had rows
     return session
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from hub.handlers.admin.routes import ROUTES
+from hub.keys import STORE
 
 from .conftest import audit_rows, call, field_errors
 
@@ -24,6 +27,9 @@ CHANGES = [
     ("update_repository", "PATCH", "/api/v1/repositories/team/app", {"public": True}, "repo.visibility"),
     ("delete_tag", "DELETE", "/api/v1/repositories/team/app/tags/v1", None, "tag.delete"),
     ("delete_repository", "DELETE", "/api/v1/repositories/team/app", None, "repo.delete"),
+    ("revoke_refresh_token", "DELETE", "/api/v1/users/zoe/refresh-tokens/zoe-token", None,
+     "user.refresh_tokens.revoke"),
+    ("revoke_refresh_tokens", "DELETE", "/api/v1/users/zoe/refresh-tokens", None, "user.refresh_tokens.revoke"),
     ("delete_user", "DELETE", "/api/v1/users/zoe", None, "user.delete"),
     ("delete_tenant", "DELETE", "/api/v1/tenants/acme", None, "tenant.delete"),
     ("create_upstream", "POST", "/api/v1/upstreams", {"name": "quay.io", "url": "https://quay.io"},
@@ -35,6 +41,8 @@ CHANGES = [
 
 async def test_every_change_writes_one_audit_row(api):
     for name, method, path, body, action in CHANGES:
+        if name == "revoke_refresh_token":  # one to revoke (set_password above revoked any earlier one)
+            await api.server.app[STORE].add_refresh_token("zoe-token", "zoe", "test", "", time.time(), 2e9)
         before = len(await audit_rows(api))
         status, _, _ = await call(api, method, path, json=body)
         assert status < 300, (name, status)

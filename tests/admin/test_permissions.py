@@ -9,6 +9,7 @@ so an allowed change cannot alter what the next caller sees.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -56,6 +57,11 @@ async def _push(client, repo: str, tag: str) -> None:
     await push_image(client, repo, root, tag=tag)
 
 
+async def _refresh_token(client, username: str, jti: str) -> None:
+    now = time.time()
+    await client.server.app[STORE].add_refresh_token(jti, username, "test", "", now, now + 600)
+
+
 async def _tenant(client, name: str) -> None:
     await client.server.app[STORE].create_tenant(name)
 
@@ -78,6 +84,7 @@ TEAM_MEMBERS = (401, 200, 200, 200, 200, 403, 403, 200)
 TEAM_MAINTAINERS = (401, 403, 403, 200, 200, 403, 403, 200)
 TEAM_ADMINS = (401, 403, 403, 403, 200, 403, 403, 200)
 PLATFORM = (401, 403, 403, 403, 403, 403, 403, 200)
+SELF = (401, 403, 200, 403, 403, 403, 403, 200)  # alice (the developer) and the platform admin
 
 
 def only(ok: int, base: tuple[int, ...]) -> tuple[int, ...]:
@@ -118,13 +125,17 @@ CASES = [
     Case("list_users", "GET", "/api/v1/users", PLATFORM),
     Case("create_user", "POST", "/api/v1/users", only(201, PLATFORM),
          {"username": "u-{role}", "password": "password-{role}"}),
-    Case("get_user", "GET", "/api/v1/users/alice", (401, 403, 200, 403, 403, 403, 403, 200)),
+    Case("get_user", "GET", "/api/v1/users/alice", SELF),
     Case("update_user", "PATCH", "/api/v1/users/zed", PLATFORM, {"disabled": False},
          setup=lambda c: _user(c, "zed")),
     Case("delete_user", "DELETE", "/api/v1/users/z-{role}", only(204, PLATFORM),
          setup=per_role(lambda c, r: _user(c, f"z-{rid(r)}"))),
     Case("set_password", "PUT", "/api/v1/users/zed/password", only(204, PLATFORM), {"password": "a-new-password"},
          setup=lambda c: _user(c, "zed")),
+    Case("list_refresh_tokens", "GET", "/api/v1/users/alice/refresh-tokens", SELF),
+    Case("revoke_refresh_token", "DELETE", "/api/v1/users/alice/refresh-tokens/t-{role}", only(204, SELF),
+         setup=per_role(lambda c, r: _refresh_token(c, "alice", f"t-{rid(r)}"))),
+    Case("revoke_refresh_tokens", "DELETE", "/api/v1/users/alice/refresh-tokens", only(204, SELF)),
     Case("list_upstreams", "GET", "/api/v1/upstreams", PLATFORM),
     Case("create_upstream", "POST", "/api/v1/upstreams", only(201, PLATFORM),
          {"name": "up-{role}", "url": "https://up-{role}.example"}),

@@ -85,10 +85,16 @@ async def test_concurrent_links_of_one_blob_and_new_repositories(replicas):
     assert await a.repositories_linking(digest("same")) == [f"team/r{i}" for i in range(4)]
 
 
-async def test_concurrent_login_failures_all_count(replicas):
-    await asyncio.gather(*(s.record_login_failure("ip:1.2.3.4", 300)
-                           for s in itertools.islice(itertools.cycle(replicas), 50)))
-    assert (await replicas[1].login_failures("ip:1.2.3.4", 300))[0] == 50
+async def test_concurrent_login_attempts_reserve_exactly_the_limit(replicas):
+    limits = [("user:a|ip:1.2.3.4", 10), ("ip:1.2.3.4", 100)]
+    results = await asyncio.gather(*(s.reserve_login_attempt(limits, 300)
+                                     for s in itertools.islice(itertools.cycle(replicas), 50)))
+    assert sum(r is None for r in results) == 10
+    # The refused 40 took nothing from the address's count: 90 attempts are left there.
+    other = [("user:b|ip:1.2.3.4", 1000), ("ip:1.2.3.4", 100)]
+    results = await asyncio.gather(*(s.reserve_login_attempt(other, 300)
+                                     for s in itertools.islice(itertools.cycle(replicas), 95)))
+    assert sum(r is None for r in results) == 90
 
 
 async def test_concurrent_key_rotations_keep_the_newest_n(replicas):

@@ -263,18 +263,67 @@ async def test_signing_keys_tokens_and_login_throttling(store):
     with pytest.raises(Exception):  # noqa: B017 - a kid is unique (each driver has its own error type)
         await store.add_signing_key("k3", "again")
 
-    await store.revoke_token("jti-1", time.time() + 60)
-    await store.revoke_token("jti-1", time.time() + 60)
-    assert await store.is_token_revoked("jti-1") and not await store.is_token_revoked("jti-2")
+    # The limiter reserves an attempt against every key at once, or none when one is full.
+    limits = [("user:a|ip:1", 3), ("ip:1", 5)]
+    assert [await store.reserve_login_attempt(limits, 300) for _ in range(3)] == [None] * 3
+    retry = await store.reserve_login_attempt(limits, 300)
+    assert retry is not None and 0 < retry <= 300
+    assert await store.reserve_login_attempt([("user:b|ip:1", 3), ("ip:1", 5)], 300) is None
+    assert await store.reserve_login_attempt([("user:c|ip:1", 3), ("ip:1", 5)], 300) is None
+    # ip:1 is at 5 now: refused, and user:d's count was not taken.
+    assert await store.reserve_login_attempt([("user:d|ip:1", 3), ("ip:1", 5)], 300) is not None
+    await store.release_login_attempt("user:a|ip:1", ["ip:1"])  # a success: a's failures forgotten
+    assert await store.reserve_login_attempt([("user:d|ip:1", 1), ("ip:1", 5)], 300) is None
+    assert await store.reserve_login_attempt([("user:d|ip:1", 1)], 300) is not None
+    assert await store.reserve_login_attempt(limits, 300) is not None  # ip:1 is full again
+    assert await store.reserve_login_attempt(limits, 0) is None  # the window is over: a new one starts
 
-    assert await store.login_failures("user:a", 300) == (0, 0.0)
-    assert [await store.record_login_failure("user:a", 300) for _ in range(3)] == [1, 2, 3]
-    failures, remaining = await store.login_failures("user:a", 300)
-    assert failures == 3 and 0 < remaining <= 300
-    assert await store.login_failures("user:a", 0) == (0, 0.0)  # the window is over
-    assert await store.record_login_failure("user:a", 0) == 1  # a new window starts
-    await store.clear_login_failures("user:a")
-    assert await store.login_failures("user:a", 300) == (0, 0.0)
+
+async def test_refresh_tokens_and_web_sessions(store):
+    now = time.time()
+    await store.create_user("alice", "hash")
+    for jti in ("t1", "t2", "t3"):
+        await store.add_refresh_token(jti, "alice", "docker", "agent/1", now, now + 600)
+    await store.add_refresh_token("old", "alice", "docker", "", now - 700, now - 100)
+    await store.add_refresh_token("r1", "robot$team+ci", "ci", "", now, now + 600)
+    assert [t.jti for t in await store.list_refresh_tokens("alice", 10, None)] == ["t1", "t2", "t3"]
+    assert [t.jti for t in await store.list_refresh_tokens("alice", 1, "t1")] == ["t2"]
+    used = await store.use_refresh_token("t1", "alice")
+    assert used is not None and used.last_used_at >= now and used.user_agent == "agent/1"
+    assert await store.use_refresh_token("t1", "bob") is None  # another subject's jti
+    assert await store.use_refresh_token("old", "alice") is None  # expired
+    assert await store.revoke_refresh_tokens("alice", "t1") == 1
+    assert await store.revoke_refresh_tokens("alice", "t1") == 0
+    assert await store.use_refresh_token("t1", "alice") is None
+    assert await store.revoke_refresh_tokens("alice") == 2
+    assert await store.list_refresh_tokens("alice", 10, None) == []
+    assert await store.use_refresh_token("r1", "robot$team+ci") is not None
+
+    await store.add_web_session("h1", "alice", now + 600)
+    await store.add_web_session("h2", "alice", now + 600)
+    assert await store.web_session_live("h1", "alice") and not await store.web_session_live("h1", "bob")
+    await store.end_web_session("h1")
+    assert not await store.web_session_live("h1", "alice") and await store.web_session_live("h2", "alice")
+
+
+@pytest.mark.parametrize("event", ["password", "disable", "delete"])
+async def test_password_change_disable_and_delete_end_a_users_credentials(store, event):
+    now = time.time()
+    for user in ("alice", "bob"):
+        await store.create_user(user, "hash")
+        await store.add_refresh_token(f"{user}-t", user, "docker", "", now, now + 600)
+        await store.add_web_session(f"{user}-s", user, now + 600)
+    if event == "password":
+        assert await store.set_password("alice", "new-hash")
+    elif event == "disable":
+        await store.update_user("alice", {"disabled": True})
+    else:
+        assert await store.delete_user("alice")
+    assert await store.use_refresh_token("alice-t", "alice") is None
+    assert not await store.web_session_live("alice-s", "alice")
+    assert await store.use_refresh_token("bob-t", "bob") is not None and await store.web_session_live("bob-s", "bob")
+    await store.update_user("bob", {"disabled": False})  # not disabling: nothing ends
+    assert await store.web_session_live("bob-s", "bob")
 
 
 async def test_audit_log_newest_first_by_tenant(store):

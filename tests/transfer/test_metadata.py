@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import asyncpg
@@ -141,13 +142,23 @@ async def populate(hub: Hub) -> dict:
     r = await hub.client.post("/v2/team/app/blobs/uploads/", headers=bearer(alice))
     assert r.status == 202
     await hub.client.server.app[STORE].set_proxy_tag_checked("team/app", "v1", 1700000000.25)
+    upload = r.headers["Location"]
+    # A refresh token and a signed-in web session (their rows move; the old hub's revocations too).
+    r = await hub.client.post("/auth/token", data={"grant_type": "password", "username": ALICE[0],
+                                                   "password": ALICE[1], "client_id": "moved",
+                                                   "access_type": "offline"})
+    refresh = (await r.json())["refresh_token"]
+    await hub.client.server.app[STORE].add_web_session("session-hash", "alice", time.time() + 3600)
+    await hub.client.server.app[STORE].add_web_session("ended-hash", "alice", time.time() + 3600)
+    await hub.client.server.app[STORE].end_web_session("ended-hash")
     return {"v1": v1, "v2": v2, "index": index, "referrer": referrer, "robot": robot_creds,
-            "upload": r.headers["Location"], "alice_token": alice}
+            "upload": upload, "alice_token": alice, "refresh": refresh}
 
 
 REPOSITORIES = ["team/app", "team/ci/build", "team/pub"]
 API_READS = ["/tenants", "/users", "/tenants/team", "/tenants/team/members", "/tenants/other/members",
-             "/tenants/team/robots", "/tenants/team/quota", "/tenants/team/repositories"]
+             "/tenants/team/robots", "/tenants/team/quota", "/tenants/team/repositories",
+             "/users/alice/refresh-tokens"]
 # Issuing a token writes an audit row, so the trail is compared right where the two hubs meet:
 # last thing on the old one, first thing on the new one.
 AUDIT_READS = ["/audit?limit=100", "/audit?limit=3", "/audit?tenant=team"]
@@ -219,6 +230,12 @@ async def test_a_hub_on_the_copy_answers_as_the_old_one(tmp_path, postgres_url, 
         assert r.status == 200
         ci = await new.token("repository:team/ci/build:pull,push", creds=facts["robot"])
         await new.push_image("team/ci/build", "43", ci, layers=1)
+        # The refresh token and the web session are good here; the ended session stays ended.
+        r = await new.client.post("/auth/token", data={"grant_type": "refresh_token", "client_id": "moved",
+                                                       "refresh_token": facts["refresh"]})
+        assert r.status == 200, await r.text()
+        assert await store.web_session_live("session-hash", "alice")
+        assert not await store.web_session_live("ended-hash", "alice")
         # The unfinished upload did not come along: its bytes were never moved.
         alice = await new.token("repository:team/app:pull,push", "repository:team/new:pull,push", creds=ALICE)
         r = await new.client.get(facts["upload"], headers=bearer(alice))

@@ -65,7 +65,8 @@ def test_every_key_settable_from_environment():
                 name = f"DAOHUB_{f.name}_{sf.name}".upper()
                 # Setting the variable to its own default must be accepted.
                 default = getattr(getattr(Config(), f.name), sf.name)
-                value = str(default).lower() if isinstance(default, bool) else str(default)
+                value = (str(default).lower() if isinstance(default, bool)
+                         else ",".join(default) if isinstance(default, list) else str(default))
                 load_config(environ={name: value})
 
 

@@ -16,6 +16,7 @@ from auth.policy import Principal
 from auth.service import AuthenticationFailed, LoginThrottled
 from auth.tokens import InvalidToken
 
+from ...clientaddr import client_address
 from ...errors import Unauthorized
 from ...keys import AUTH, CONFIG, STORE
 from ...problems import AuthenticationRequired, Forbidden, MalformedRequest, TooManyRequests, ValidationFailed
@@ -62,7 +63,7 @@ async def caller(request: web.Request) -> Principal:
         if credentials is None:
             raise AuthenticationRequired()
         try:
-            principal = await auth.authenticate(*credentials, request.remote or "-")
+            principal = await auth.authenticate(*credentials, client_address(request))
         except LoginThrottled as exc:
             raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
         except AuthenticationFailed as exc:

@@ -27,6 +27,7 @@ _PARAMETERS = {  # name: (description, example)
     "repository": ("Repository name, slashes included.", "team/app"),
     "tag": ("Tag name.", "v1"),
     "upstream": ("Upstream name.", "docker.io"),
+    "token_id": ("A refresh token's id (its jti), as the list of them shows it.", "W3pCg0m1vyrSx7Qn1Hk0dQ"),
     "app": ("The app's repository name, slashes included.", "team/apps/wordpress"),
     "version": ("The version's tag: the version with '+' replaced by '_'.", "1.0.0"),
 }

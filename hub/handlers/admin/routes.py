@@ -71,7 +71,8 @@ ROUTES: tuple[Route, ...] = (
       description="Refused with 409 while any repository `<tenant>/...` exists. Members and robots go with it."),
     R("GET", "/tenants/{tenant}/quota", tenants.get_quota, "Storage quota and usage of a tenant", "tenants",
       response="Quota",
-      description="`used_bytes` sums the sizes of the distinct blobs linked into any repository of the tenant."),
+      description="`used_bytes` sums the sizes of the distinct blobs linked into any repository of the tenant "
+                  "and of the distinct manifests stored in them, each digest once."),
     # Members
     R("GET", "/tenants/{tenant}/members", members.list_members, "List members (tenant admin)", "members",
       response="Member", paginated=True),
@@ -119,6 +120,16 @@ ROUTES: tuple[Route, ...] = (
     R("PUT", "/users/{username}/password", users.set_password,
       "Set a password: your own with current_password, anyone's as platform admin", "users", 204,
       request="PasswordChange"),
+    R("GET", "/users/{username}/refresh-tokens", users.list_refresh_tokens,
+      "List the live refresh tokens of a user (yourself, or anyone as platform admin)", "users",
+      response="RefreshToken", paginated=True,
+      description="Refresh tokens come from the token endpoint with `offline_token=true` or `access_type=offline`. "
+                  "A password change or disabling the user revokes all of them."),
+    R("DELETE", "/users/{username}/refresh-tokens", users.revoke_refresh_tokens,
+      "Revoke every refresh token of a user (yourself, or anyone as platform admin)", "users", 204,
+      description="Access tokens already issued stay valid until they expire (`auth.token_ttl_seconds`)."),
+    R("DELETE", "/users/{username}/refresh-tokens/{token_id}", users.revoke_refresh_token,
+      "Revoke one refresh token of a user (yourself, or anyone as platform admin)", "users", 204),
     # Upstreams of the pull-through cache
     R("GET", "/upstreams", upstreams.list_upstreams, "List upstreams, from the config file and the API "
       "(platform admin)", "upstreams", response="Upstream", paginated=True),

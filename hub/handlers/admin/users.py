@@ -7,7 +7,8 @@ from aiohttp import web
 from auth import policy
 from auth.service import AuthenticationFailed, LoginThrottled
 
-from ...db.identity import UserRecord
+from ...clientaddr import client_address
+from ...db.identity import RefreshTokenRecord, UserRecord
 from ...keys import AUTH
 from ...problems import Forbidden, TooManyRequests, ValidationFailed
 from .common import (
@@ -29,6 +30,13 @@ from .common import (
 def user_json(record: UserRecord) -> dict:
     return {"username": record.username, "is_admin": record.is_admin, "disabled": record.disabled,
             "created_at": rfc3339(record.created_at), "password_changed_at": rfc3339(record.password_changed_at)}
+
+
+def refresh_token_json(record: RefreshTokenRecord) -> dict:
+    """A refresh token as the API shows it: its id (the jti) and where it came from, never the token."""
+    return {"id": record.jti, "client_id": record.client_id, "user_agent": record.user_agent,
+            "issued_at": rfc3339(record.issued_at), "expires_at": rfc3339(record.expires_at),
+            "last_used_at": rfc3339(record.last_used_at)}
 
 
 async def get_me(request: web.Request) -> web.StreamResponse:
@@ -93,10 +101,38 @@ async def set_password(request: web.Request) -> web.StreamResponse:
         if current is None:
             raise ValidationFailed.field("current_password", "is required to change your own password")
         try:
-            await request.app[AUTH].authenticate(username, current, request.remote or "-")
+            await request.app[AUTH].authenticate(username, current, client_address(request))
         except LoginThrottled as exc:
             raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
         except AuthenticationFailed:
             raise Forbidden("the current password is not correct") from None
     await administration(request, principal).set_password(username, body["password"])
+    return no_content()
+
+
+async def _token_owner(request: web.Request):
+    principal = await user(request)
+    username = request.match_info["username"]
+    ensure(policy.can_manage_refresh_tokens(principal, username), "you may only manage your own refresh tokens")
+    return principal, username
+
+
+async def list_refresh_tokens(request: web.Request) -> web.StreamResponse:
+    principal, username = await _token_owner(request)
+    await administration(request, principal).account(username)
+    limit, after = page_params(request)
+    tokens, more = await collect(lambda n, a: store(request).list_refresh_tokens(username, n, a), lambda t: t.jti,
+                                 limit, after)
+    return page(request, [refresh_token_json(t) for t in tokens], tokens[-1].jti if tokens else None, more, limit)
+
+
+async def revoke_refresh_token(request: web.Request) -> web.StreamResponse:
+    principal, username = await _token_owner(request)
+    await administration(request, principal).revoke_refresh_tokens(username, request.match_info["token_id"])
+    return no_content()
+
+
+async def revoke_refresh_tokens(request: web.Request) -> web.StreamResponse:
+    principal, username = await _token_owner(request)
+    await administration(request, principal).revoke_refresh_tokens(username)
     return no_content()
