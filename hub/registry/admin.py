@@ -32,8 +32,10 @@ MAX_ROBOT_PATTERNS = 100
 MAX_ROBOT_DAYS = 3650
 ROBOT_ACTIONS = (PULL, PUSH, DELETE)
 ROLES = tuple(r.value for r in Role)
-# One segment of a robot's repository pattern: name characters plus the * and ? wildcards.
-ROBOT_SEGMENT_RE = re.compile(r"[a-z0-9._*?-]+")
+# One segment of a robot's repository pattern: a name component in which the * and ? wildcards
+# may stand where letters and digits do, so `.`, `..`, an empty segment or a separator at
+# either end (which no name has) is refused rather than kept as a pattern that matches nothing.
+ROBOT_SEGMENT_RE = re.compile(r"[a-z0-9*?]+(?:(?:[._]|__|-+)[a-z0-9*?]+)*")
 
 _COMPONENT_RE = re.compile(COMPONENT_PATTERN)
 
@@ -99,8 +101,9 @@ def check_robot_patterns(tenant: str, patterns: Any) -> tuple[str, ...]:
                                                               f"'{tenant}/'")
         if len(pattern) > MAX_NAME_LENGTH or not all(
                 seg == "**" or ROBOT_SEGMENT_RE.fullmatch(seg) for seg in rest.split("/")):
-            raise ValidationFailed.field(f"repositories/{i}", "each segment after the tenant must be '**' or "
-                                                              "name characters with '*' and '?' wildcards")
+            raise ValidationFailed.field(f"repositories/{i}", "each segment after the tenant must be '**' or a "
+                                                              "name component (no '.', '..' or empty segments) "
+                                                              "with '*' and '?' wildcards")
     return tuple(dict.fromkeys(patterns))
 
 

@@ -36,6 +36,8 @@ async def test_cli_and_api_share_rules_and_audit(aiohttp_client, tmp_path, capsy
     assert await cli("tenant", "member", "team", "alice", "admin") == 0
     assert await cli("robot", "create", "team", "ci", "--repo", "other/*", "--action", "pull") == 1
     assert "must stay inside the tenant" in capsys.readouterr().err
+    assert await cli("robot", "create", "team", "ci", "--repo", "team/../other/app", "--action", "pull") == 1
+    assert "no '.', '..' or empty segments" in capsys.readouterr().err
     assert await cli("robot", "create", "team", "ci", "--repo", "team/ci/*", "--action", "pull") == 0
     robot = json.loads(capsys.readouterr().out)
 

@@ -56,6 +56,13 @@ async def test_expiry(bare):
     ({"repositories": ["team/a b"]}, "#/repositories/0"),
     ({"repositories": ["team/App"]}, "#/repositories/0"),
     ({"repositories": ["team//x"]}, "#/repositories/0"),
+    # Non-canonical paths, which no name has: refused up front rather than stored.
+    ({"repositories": ["team/../other/app"]}, "#/repositories/0"),
+    ({"repositories": ["team/x/.."]}, "#/repositories/0"),
+    ({"repositories": ["team/./x"]}, "#/repositories/0"),
+    ({"repositories": ["team/x/"]}, "#/repositories/0"),
+    ({"repositories": ["team/-x*"]}, "#/repositories/0"),
+    ({"repositories": ["team/x*."]}, "#/repositories/0"),
     ({"repositories": []}, "#/repositories"),
     ({"repositories": "team/*"}, "#/repositories"),
     ({"repositories": [5]}, "#/repositories/0"),
@@ -107,3 +114,9 @@ async def test_list_and_unknown_tenant(bare):
     assert (await call(bare, "GET", "/api/v1/tenants/nope/robots"))[0] == 404
     assert (await call(bare, "POST", "/api/v1/tenants/nope/robots",
                        json={**GOOD, "repositories": ["nope/x"]}))[0] == 404
+
+
+async def test_glob_patterns_that_name_canonical_paths_are_kept(bare):
+    patterns = ["team/ci-*", "team/*.v?", "team/**/x", "team/a__*", "team/*"]
+    status, body, _ = await call(bare, "POST", BASE, "tenant_admin", json={**GOOD, "repositories": patterns})
+    assert status == 201 and body["repositories"] == patterns, body
