@@ -178,9 +178,6 @@ class Administration:
             raise NotFound(f"no user {username!r}")
         await self._audit("user.password", username)
 
-    # Tenants ---------------------------------------------------------------------------------------
-    async def create_tenant(self, name: str, display_name: str = "", quota_bytes: int | None = None) -> TenantRecord:
-        check_component("name", name)
     async def revoke_refresh_tokens(self, username: str, token_id: str | None = None) -> int:
         """Revoke one refresh token of `username` (by its id, the jti), or every one of them."""
         await self.account(username)
@@ -191,6 +188,9 @@ class Administration:
                           {"id": token_id} if token_id is not None else {"all": True, "revoked": revoked})
         return revoked
 
+    # Tenants ---------------------------------------------------------------------------------------
+    async def create_tenant(self, name: str, display_name: str = "", quota_bytes: int | None = None) -> TenantRecord:
+        check_component("name", name)
         check_display_name(display_name)
         check_quota(quota_bytes)
         await self._not_an_upstream(name)
