@@ -28,7 +28,7 @@ from auth.service import AuthenticationFailed, LoginThrottled
 from ..clientaddr import client_address
 from ..handlers.appstore.apps import appstore
 from ..keys import AUTH, CONFIG, ROUTE
-from ..problems import Forbidden, NotFound, Problem, TooManyRequests, ValidationFailed
+from ..problems import Forbidden, MalformedRequest, NotFound, Problem, TooManyRequests, ValidationFailed
 from . import forms
 from . import session as sessions
 
@@ -117,6 +117,15 @@ def _same_origin(request: web.Request) -> bool:
         parts = urlsplit(referer)
         origin = f"{parts.scheme}://{parts.netloc}"
     return origin.lower() in allowed
+
+
+async def _form(request: web.Request):
+    """The POSTed form. aiohttp raises ValueError for a body it cannot decode (bytes that are
+    not UTF-8, broken multipart): the sender's fault, a 400 page."""
+    try:
+        return await request.post()
+    except ValueError as exc:
+        raise MalformedRequest(f"the form could not be read: {str(exc)[:200]}") from None
 
 
 async def _check_post(request: web.Request, form) -> None:
@@ -222,7 +231,7 @@ async def show_app(request: web.Request) -> web.StreamResponse:
 
 async def render_app(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
-    form = await request.post()
+    form = await _form(request)
     await _check_post(request, form)
     tag = form.get("version")
     if not isinstance(tag, str) or not tag:
@@ -291,7 +300,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     if AUTH not in request.app:
         raise NotFound("this registry has no accounts")
-    form = await request.post()
+    form = await _form(request)
     await _check_post(request, form)
     username, password = form.get("username"), form.get("password")
     target = _next(form.get("next"))
@@ -318,7 +327,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await _form(request)
     await _check_post(request, form)
     if request[_SESSION].signed_in and AUTH in request.app:
         await request.app[AUTH].store.end_web_session(request[_SESSION].sid_hash)
@@ -346,7 +355,7 @@ async def manage(request: web.Request) -> web.StreamResponse:
 
 async def manage_action(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
-    form = await request.post()
+    form = await _form(request)
     await _check_post(request, form)
     service = _service(request)
     action, tag = form.get("action"), form.get("tag")
@@ -417,7 +426,7 @@ def _problem_lines(problem: ValidationFailed) -> list[str]:
 
 
 async def publish(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await _form(request)
     await _check_post(request, form)
     repository = str(form.get("repository", "")).strip()
     metadata_text = await _file_text(form.get("metadata_file"), "metadata") or str(form.get("metadata", ""))

@@ -466,3 +466,14 @@ async def test_oversized_form_is_an_html_413(hub):
                                               "compose": "x" * (5 * 1024 * 1024)}, headers=origin(hub))
     assert r.status == 413 and r.content_type == "text/html"
     assert "larger than this server accepts" in await r.text()
+
+
+@pytest.mark.parametrize("path", ["/apps/login", "/apps/logout", "/apps/publish", "/apps/app/team/web",
+                                  "/apps/manage/team/web"])
+async def test_form_that_is_not_utf8_is_an_html_400(hub, path):
+    # aiohttp's request.post() raised UnicodeDecodeError, a 500. Found by tests/fuzz (token_http).
+    await sign_in(hub, "maintainer")
+    r = await hub.post(path, data=b"csrf=\x9f&username=a", headers={
+        **origin(hub), "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 400 and r.content_type == "text/html"
+    assert "could not be read" in await r.text()
