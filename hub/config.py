@@ -352,6 +352,13 @@ def validate(cfg: Config) -> Config:
     url = cfg.database_url
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError(f"database.url: unsupported scheme in {url.split(':', 1)[0]!r}")
+    for cidr in cfg.server.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"server.trusted_proxies: {cidr!r} is not an IP address or CIDR") from None
+    if cfg.auth.login_failure_limit < 1 or cfg.auth.login_address_failure_limit < 1:
+        raise ConfigError("auth.login_failure_limit and auth.login_address_failure_limit must be positive")
     _validate_proxy(cfg.proxy)
     _validate_object_storage(cfg.storage)
     return cfg
@@ -361,13 +368,6 @@ def _validate_object_storage(storage: StorageConfig) -> None:
     """The s3/oss mistakes an operator makes most, reported before anything starts (the
     driver checks its options again when it is created)."""
     if storage.driver not in ("s3", "oss"):
-    for cidr in cfg.server.trusted_proxies:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise ConfigError(f"server.trusted_proxies: {cidr!r} is not an IP address or CIDR") from None
-    if cfg.auth.login_failure_limit < 1 or cfg.auth.login_address_failure_limit < 1:
-        raise ConfigError("auth.login_failure_limit and auth.login_address_failure_limit must be positive")
         return
     if not storage.bucket:
         raise ConfigError(f"storage.bucket is required for driver {storage.driver}")
