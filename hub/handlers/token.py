@@ -65,6 +65,8 @@ async def _form(request: web.Request):
         return await request.clone(client_max_size=MAX_REQUEST_BYTES).post()
     except web.HTTPRequestEntityTooLarge:
         raise _oauth_error("invalid_request", f"the request body is over {MAX_REQUEST_BYTES} bytes") from None
+    except ValueError:  # aiohttp's UnicodeDecodeError for a body that is not UTF-8
+        raise _oauth_error("invalid_request", "the form could not be read: it is not UTF-8") from None
 
 
 def _check_service(request: web.Request, service: str | None) -> None:

@@ -245,3 +245,11 @@ async def test_mount_source_that_is_no_repository_name_stays_out_of_the_challeng
     r = await hub.post("/v2/team/copy/blobs/uploads/", params={"mount": "sha256:" + "a" * 64, "from": source})
     assert r.status == 401
     assert _challenge_params(r.headers["WWW-Authenticate"])["scope"] == "repository:team/copy:pull,push"
+
+
+async def test_token_form_that_is_not_utf8_is_a_400(hub):
+    # aiohttp's request.post() raised UnicodeDecodeError, a 500. Found by tests/fuzz (token_http).
+    r = await hub.post("/auth/token", data=b"grant_type=password&client_id=x&username=alice\x9f&password=p",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 400
+    assert (await r.json())["errors"][0]["detail"] == {"error": "invalid_request"}
