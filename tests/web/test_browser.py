@@ -225,3 +225,29 @@ def test_keyboard_and_labels(new_page):
     assert focused.startswith("param-")
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none"
+
+
+def test_landing_page_shows_this_address_and_its_links_work(new_page, live_hub, artifacts):
+    page = new_page()
+    page.goto("/")
+    host = f"127.0.0.1:{live_hub.port}"
+    assert page.locator("#host").inner_text() == host
+    assert page.get_by_text(f"docker push {host}/team/alpine:3.20").is_visible()
+    assert page.get_by_text(f"podman pull --tls-verify=false {host}/team/alpine:3.20").is_visible()
+    shot(page, artifacts, "landing")
+    overflow = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate(overflow) <= 0
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="App store").click()
+    page.wait_for_url("**/apps/")
+    assert "WordPress" in card_titles(page)
+
+    page.go_back()
+    with page.expect_response("**/api/v1/openapi.json") as response:
+        page.get_by_role("link", name="The API document").click()
+    assert response.value.status == 200 and response.value.json()["openapi"].startswith("3.")
+    # A page that is not HTML for the browser is the registry's JSON answer, as for any API client.
+    api = page.request.get("/", headers={"Accept": "application/json"})
+    assert api.status == 404 and api.json()["errors"][0]["code"] == "UNSUPPORTED"
