@@ -253,3 +253,10 @@ async def test_token_form_that_is_not_utf8_is_a_400(hub):
                        headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status == 400
     assert (await r.json())["errors"][0]["detail"] == {"error": "invalid_request"}
+
+
+@pytest.mark.parametrize("path", ["/auth/token?service=daohub", "/api/v1/users"])
+async def test_basic_credentials_that_are_not_ascii_are_a_401(hub, path):
+    # base64.b64decode raises a plain ValueError for non-ASCII text, a 500. Found by tests/fuzz (token_http).
+    r = await hub.get(path, headers={"Authorization": "Basic YWxpY2U6é"})
+    assert r.status == 401
