@@ -201,6 +201,18 @@ def test_client_host_and_forwarded_headers_reach_the_backend(lb):
     assert headers.get("connection", "").lower() != "close"
 
 
+def test_a_forwarded_for_the_client_wrote_is_replaced(lb):
+    conn = _connect(lb)
+    conn.request("GET", "/whoami", headers={"X-Forwarded-For": "6.6.6.6"})
+    headers = _json(conn.getresponse())["headers"]
+    conn.close()
+    # Only the address nginx saw: with nginx in server.trusted_proxies, the hub counts logins by it.
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    from hub.clientaddr import _networks, forwarded_client
+
+    assert forwarded_client("127.0.0.1", [headers["x-forwarded-for"]], _networks(("127.0.0.0/8",))) == "127.0.0.1"
+
+
 def test_metrics_are_not_served_through_the_balancer(lb):
     conn = _connect(lb)
     conn.request("GET", "/metrics")
