@@ -319,9 +319,15 @@ class PostgresIdentityMixin(IdentityStore):
     # Refresh tokens and web sessions ---------------------------------------------------------
     async def add_refresh_token(self, jti: str, subject: str, client_id: str, user_agent: str, issued_at: float,
                                 expires_at: float) -> None:
-        await self.pool.execute("INSERT INTO refresh_tokens (jti, subject, client_id, user_agent, issued_at, "
-                                "expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                                jti, subject, client_id, user_agent, issued_at, expires_at)
+        async def run(conn: asyncpg.Connection) -> None:
+            # Tokens past their expiry are of no use to anyone: each one issued sweeps a few.
+            await conn.execute("DELETE FROM refresh_tokens WHERE jti IN (SELECT jti FROM refresh_tokens "
+                               "WHERE expires_at < $1 LIMIT 100)", issued_at)
+            await conn.execute("INSERT INTO refresh_tokens (jti, subject, client_id, user_agent, issued_at, "
+                               "expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                               jti, subject, client_id, user_agent, issued_at, expires_at)
+
+        await self._write(run)
 
     async def use_refresh_token(self, jti: str, subject: str) -> RefreshTokenRecord | None:
         now = time.time()

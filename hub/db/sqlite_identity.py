@@ -324,9 +324,14 @@ class SqliteIdentityMixin(IdentityStore):
     # Refresh tokens and web sessions ---------------------------------------------------------
     async def add_refresh_token(self, jti: str, subject: str, client_id: str, user_agent: str, issued_at: float,
                                 expires_at: float) -> None:
-        await self._write(lambda conn: conn.execute(
-            "INSERT INTO refresh_tokens (jti, subject, client_id, user_agent, issued_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (jti, subject, client_id, user_agent, issued_at, expires_at)))
+        def run(conn: sqlite3.Connection) -> None:
+            # Tokens past their expiry are of no use to anyone: each one issued sweeps a few.
+            conn.execute("DELETE FROM refresh_tokens WHERE jti IN (SELECT jti FROM refresh_tokens "
+                         "WHERE expires_at < ? LIMIT 100)", (issued_at,))
+            conn.execute("INSERT INTO refresh_tokens (jti, subject, client_id, user_agent, issued_at, expires_at) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (jti, subject, client_id, user_agent, issued_at, expires_at))
+
+        await self._write(run)
 
     async def use_refresh_token(self, jti: str, subject: str) -> RefreshTokenRecord | None:
         def run(conn: sqlite3.Connection) -> RefreshTokenRecord | None:
