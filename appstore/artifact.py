@@ -29,6 +29,8 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from hub import safejson
+
 from . import model
 
 ARTIFACT_TYPE = "application/vnd.docker.compose.project"
@@ -317,8 +319,8 @@ def _no_constants(token: str) -> Any:
 
 def parse_metadata(data: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(data.decode("utf-8"), parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = safejson.loads(data.decode("utf-8"), parse_constant=_no_constants)
+    except ValueError:  # UnicodeDecodeError, and JsonTooDeep: nesting is bounded before parsing
         raise ArtifactInvalid("metadata is not valid UTF-8 JSON", "metadata") from None
     if not isinstance(doc, dict):
         raise ArtifactInvalid("metadata must be a JSON object", "metadata")
@@ -343,8 +345,8 @@ async def load(layout: Layout, fetch: Fetch) -> AppArtifact:
 async def unpack(manifest: bytes, fetch: Fetch) -> AppArtifact:
     """Parse a manifest's bytes and load the app it carries."""
     try:
-        doc = json.loads(manifest)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = safejson.loads(manifest)
+    except ValueError:
         raise ArtifactInvalid("manifest is not JSON", "manifest") from None
     if not isinstance(doc, dict):
         raise ArtifactInvalid("manifest must be an object", "manifest")

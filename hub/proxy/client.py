@@ -18,7 +18,6 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-import json
 import logging
 import re
 import time
@@ -28,6 +27,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
 
+from .. import safejson
 from ..errors import OciError
 from ..metrics import ProxyMetrics
 from ..registry import mediatypes as mt
@@ -199,7 +199,7 @@ class UpstreamClient:
         finally:
             resp.release()
         try:
-            parsed = json.loads(body)
+            parsed = safejson.loads(body)
             tags = parsed.get("tags") or []
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                 raise ValueError("tags is not a list of strings")
@@ -317,7 +317,7 @@ class UpstreamClient:
     async def _error_body(resp: aiohttp.ClientResponse) -> tuple[str | None, str]:
         try:
             data = await resp.content.read(_MAX_ERROR_BODY)
-            err = json.loads(data)["errors"][0]
+            err = safejson.loads(data)["errors"][0]
             return str(err.get("code") or "")[:100] or None, str(err.get("message") or "")[:300]
         except (ValueError, KeyError, IndexError, TypeError, AttributeError, aiohttp.ClientError, TimeoutError):
             # An error body is a courtesy: any shape (or none) will do.
@@ -404,7 +404,7 @@ class UpstreamClient:
         finally:
             resp.release()
         try:
-            parsed = json.loads(body)
+            parsed = safejson.loads(body)
             token = parsed.get("token") or parsed.get("access_token")
             expires_in = float(parsed.get("expires_in") or 60)
         except (ValueError, AttributeError, TypeError):

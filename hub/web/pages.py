@@ -25,6 +25,7 @@ from appstore.service import AppStore, Upload
 from auth.policy import Principal
 from auth.service import AuthenticationFailed, LoginThrottled
 
+from .. import safejson
 from ..clientaddr import client_address
 from ..handlers.appstore.apps import appstore
 from ..keys import AUTH, CONFIG, ROUTE
@@ -435,11 +436,13 @@ async def publish(request: web.Request) -> web.StreamResponse:
     compose_name = compose_field.filename if compose_text and getattr(compose_field, "filename", "") \
         else "compose.yaml"
     errors: list[str] = []
+    status = 422
     try:
-        metadata = json.loads(metadata_text) if metadata_text.strip() else None
-    except ValueError:
-        metadata = None
-        errors.append("metadata: not valid JSON")
+        metadata = safejson.loads(metadata_text) if metadata_text.strip() else None
+    except ValueError as exc:  # JsonTooDeep too: nesting is bounded before parsing
+        metadata, status = None, 400
+        errors.append(f"metadata: not valid JSON ({exc})" if isinstance(exc, safejson.JsonTooDeep)
+                      else "metadata: not valid JSON")
     if metadata is None and not errors:
         errors.append("metadata: required")
     if not compose_text.strip():
@@ -462,7 +465,7 @@ async def publish(request: web.Request) -> web.StreamResponse:
         else:
             return see_other(request, "/apps/manage/" + quote(repository, safe="/") + "?"
                              + urlencode({"done": f"{created['version']}: published"}))
-    return page(request, "publish.html", 422, repository=repository, metadata=metadata_text, compose=compose_text,
+    return page(request, "publish.html", status, repository=repository, metadata=metadata_text, compose=compose_text,
                 icon_name=None, version=version, errors=errors, title="Publish a version")
 
 

@@ -260,3 +260,20 @@ def test_the_openapi_document_describes_the_app_store():
     for name in ("AppPublish", "AppRender", "AppVersionUpdate", "AppSummary", "App", "AppVersion", "AppRendered"):
         assert name in doc["components"]["schemas"]
     assert metadata()["schemaVersion"] == 1
+
+
+@pytest.mark.parametrize("nested", ["[" * 900 + "]" * 900, "[" * 5000 + "]" * 5000, '{"a":' * 3000 + "1" + "}" * 3000,
+                                    "[" * 100_000])
+async def test_deeply_nested_bodies_are_400_on_every_json_route(auth_hub, nested):
+    """900 levels parse under Python's recursion limit, and would then meet the validator and the
+    app model; deeper ones raise RecursionError inside json.loads. Both are refused before parsing."""
+    await publish(auth_hub, "team/web", publish_body("web", "1.0.0"))
+    for path, body in ((f"{APPS}/team/web/versions", '{"compose_files": [], "metadata": %s}' % nested),
+                       (f"{APPS}/team/web/versions/1.0.0/render", '{"values": %s}' % nested),
+                       ("/api/v1/tenants", '{"name": "deep", "display_name": %s}' % nested),
+                       ("/api/v1/users", '{"username": "deep", "password": %s}' % nested)):
+        r = await auth_hub.post(path, data=body, headers={**headers("platform_admin"),
+                                                          "Content-Type": "application/json"})
+        problem = await r.json(content_type=None)
+        assert r.status == 400, (path, problem)
+        assert "nested deeper than 64 levels" in problem["detail"], problem

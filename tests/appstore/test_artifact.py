@@ -192,3 +192,14 @@ def test_metadata_larger_than_the_limit_when_read_back():
         artifact.read_layout({"artifactType": artifact.ARTIFACT_TYPE, "layers": [
             {"mediaType": artifact.COMPOSE_MEDIA_TYPE, "digest": "sha256:" + "0" * 64, "size": 1},
             {"mediaType": artifact.METADATA_MEDIA_TYPE, "digest": "sha256:" + "1" * 64, "size": len(data)}]})
+
+
+@pytest.mark.parametrize("depth", [900, 50_000])
+async def test_deeply_nested_metadata_and_manifests_are_refused_before_parsing(depth):
+    """900 levels would parse under Python's recursion limit and then be walked by the app
+    model; 50,000 would raise RecursionError inside json.loads. Neither gets that far."""
+    deep = b'{"a":' * depth + b"1" + b"}" * depth
+    with pytest.raises(ArtifactInvalid, match="metadata is not valid"):
+        artifact.parse_metadata(deep)
+    with pytest.raises(ArtifactInvalid, match="manifest is not JSON"):
+        await artifact.unpack(deep, fetcher(artifact.pack([("compose.yaml", COMPOSE)], METADATA)))

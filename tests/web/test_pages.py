@@ -310,6 +310,20 @@ async def test_publish_deprecate_delete(hub):
     assert r.status == 422 and "The version was not published" in await r.text()
 
 
+@pytest.mark.parametrize("nested", ["[" * 1000 + "]" * 1000, '{"a":' * 5000 + "1" + "}" * 5000, "[" * 100_000])
+async def test_publish_form_refuses_deeply_nested_metadata_with_a_400_page(hub, nested):
+    await sign_in(hub, "maintainer")
+    html = await get_page(hub, "/apps/publish?repository=team/web")
+    data = {"csrf": csrf_of(html), "repository": "team/web", "compose": publish_body()["compose_files"][0]["content"],
+            "metadata": '{"schemaVersion": 1, "deep": %s}' % nested}
+    r = await hub.post("/apps/publish", data=data, headers=origin(hub), allow_redirects=False)
+    text = await r.text()
+    assert r.status == 400, text[:500]
+    assert "metadata: not valid JSON (JSON nested deeper than 64 levels)" in text
+    assert "The version was not published" in text
+    assert "1.2.0" not in await get_page(hub, "/apps/manage/team/web")
+
+
 async def test_guest_may_not_change_anything(hub):
     await sign_in(hub, "guest")
     html = await get_page(hub, "/apps/manage/team/web")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from auth.policy import Principal
 from auth.service import AuthenticationFailed, LoginThrottled
 from auth.tokens import InvalidToken
 
+from ... import safejson
 from ...clientaddr import client_address
 from ...errors import Unauthorized
 from ...keys import AUTH, CONFIG, STORE
@@ -107,8 +107,10 @@ async def json_body(request: web.Request, schema: str) -> dict[str, Any]:
     if not raw.strip():
         raise MalformedRequest("a JSON request body is required")
     try:
-        body = json.loads(raw, parse_constant=_no_constants)
-    except (ValueError, RecursionError):
+        body = safejson.loads(raw, parse_constant=_no_constants)
+    except safejson.JsonTooDeep as exc:
+        raise MalformedRequest(f"the request body is not valid JSON: {exc}") from None
+    except ValueError:
         raise MalformedRequest("the request body is not valid JSON") from None
     validate(body, schema)
     return body
