@@ -27,7 +27,7 @@ from auth import policy
 from auth.policy import Principal, RepositoryInfo, tenant_of
 from auth.scopes import PUSH
 from hub.db.base import AppVersionRecord
-from hub.errors import OciError
+from hub.errors import Denied, OciError
 from hub.problems import AuthenticationRequired, Conflict, Forbidden, NotFound, ValidationFailed
 from hub.registry.names import NAME_RE, TAG_RE
 
@@ -324,10 +324,14 @@ class AppStore:
         existing = await self.store.get_manifest(repository, tag, by_digest=False, with_content=False)
         if existing is not None and existing.digest != packed.digest:
             raise Conflict(f"version {version.version} is already published in {repository}; delete it first")
-        for blob in packed.blobs:
-            if await self.store.get_blob_size(repository, blob.digest) is None:
-                await self.registry.monolithic_upload(repository, blob.digest, _once(blob.data))
-        await self.registry.put_manifest(repository, tag, packed.manifest, packed.media_type)
+        try:
+            for blob in packed.blobs:
+                if await self.store.get_blob_size(repository, blob.digest) is None:
+                    await self.registry.monolithic_upload(repository, blob.digest, _once(blob.data),
+                                                          content_length=len(blob.data))
+            await self.registry.put_manifest(repository, tag, packed.manifest, packed.media_type)
+        except Denied as exc:  # the tenant's storage quota, with its numbers
+            raise Forbidden(exc.message) from None
         return await self.version(principal, repository, tag)
 
     @staticmethod

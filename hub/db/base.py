@@ -100,11 +100,46 @@ def app_version_record(row) -> AppVersionRecord:
 
 
 class QuotaExceededError(Exception):
-    """Linking a blob would take a tenant past its storage quota. Nothing was written."""
+    """Linking a blob, storing a manifest or receiving upload data (`kind`) would take a tenant
+    past its storage quota. Nothing was written."""
 
-    def __init__(self, tenant: str, used: int, limit: int, needed: int):
+    def __init__(self, tenant: str, used: int, limit: int, needed: int, *, kind: str = "blob", uploading: int = 0):
         super().__init__(f"tenant {tenant} would exceed its quota")
         self.tenant, self.used, self.limit, self.needed = tenant, used, limit, needed
+        self.kind, self.uploading = kind, uploading
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QuotaRoom:
+    """A tenant's quota as an upload sees it: `used` bytes committed (blobs and manifests) and
+    `uploading` bytes held by its other unfinished uploads, against `limit`."""
+
+    tenant: str
+    limit: int
+    used: int
+    uploading: int
+
+    def free(self, held: int = 0) -> int:
+        """Bytes an upload that already holds `held` may still receive."""
+        return self.limit - self.used - self.uploading - held
+
+
+# A tenant's usage, the same rule in both stores (placeholders filled per dialect): every distinct
+# blob linked into one of its repositories, plus every distinct manifest stored in one, each
+# digest counted once however many repositories hold it.
+QUOTA_USAGE_SQL = (
+    "(SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN ("
+    "SELECT rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id "
+    "WHERE r.name >= {low} AND r.name < {high}))"
+    " + (SELECT COALESCE(SUM(s), 0) FROM (SELECT MAX(m.size) AS s FROM manifests m "
+    "JOIN repositories r ON r.id = m.repository_id WHERE r.name >= {low} AND r.name < {high} "
+    "GROUP BY m.digest) AS distinct_manifests)")
+# Whether a digest is already counted for a tenant, by kind.
+QUOTA_COUNTED_SQL = {
+    kind: f"SELECT 1 FROM {table} x JOIN repositories r ON r.id = x.repository_id "
+          "WHERE x.digest = {digest} AND r.name >= {low} AND r.name < {high} LIMIT 1"
+    for kind, table in (("blob", "repository_blobs"), ("manifest", "manifests"))
+}
 
 
 class MetadataStore(abc.ABC):
@@ -162,11 +197,19 @@ class MetadataStore(abc.ABC):
 
     @abc.abstractmethod
     async def tenant_usage(self, tenant: str) -> int:
-        """Bytes of the distinct blobs linked into the tenant's repositories (`<tenant>/...`)."""
+        """Bytes of the distinct blobs linked into the tenant's repositories (`<tenant>/...`) plus
+        those of the distinct manifests stored in them."""
 
     @abc.abstractmethod
     async def check_quota(self, repository: str, digest: str, size: int) -> None:
         """Raise QuotaExceededError if linking `digest` now would exceed the tenant's quota."""
+
+    @abc.abstractmethod
+    async def quota_room(self, repository: str, *, upload_id: str | None = None,
+                         digest: str | None = None) -> QuotaRoom | None:
+        """The quota of the repository's tenant for upload data: its usage and the recorded sizes
+        of its unfinished uploads other than `upload_id`. None when the tenant has no quota, or
+        when the blob `digest` is already counted for it (the upload will add nothing)."""
 
     @abc.abstractmethod
     async def unlink_blob(self, repository: str, digest: str) -> bool: ...
@@ -207,7 +250,8 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     async def put_manifest(self, repository: str, manifest: NewManifest, tags: list[str], *,
                            verify_references: bool = True) -> list[str]:
-        """Store the manifest and point `tags` at it.
+        """Store the manifest and point `tags` at it; raises QuotaExceededError (and changes
+        nothing) if its bytes would take the tenant past its quota.
 
         Returns the referenced digests missing from the repository; when that list is
         not empty nothing was written. With verify_references=False (the pull-through

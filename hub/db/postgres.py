@@ -40,12 +40,15 @@ import asyncpg
 
 from . import schema
 from .base import (
+    QUOTA_COUNTED_SQL,
+    QUOTA_USAGE_SQL,
     AppIndexEntry,
     AppVersionRecord,
     ManifestRecord,
     MetadataStore,
     NewManifest,
     QuotaExceededError,
+    QuotaRoom,
     ReferrerRecord,
     UploadRecord,
     app_categories_text,
@@ -353,33 +356,33 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, MetadataStore):
 
     @staticmethod
     async def _usage(conn: asyncpg.Connection | asyncpg.Pool, tenant: str) -> int:
-        low, high = tenant_range(tenant)
-        return await conn.fetchval(
-            "SELECT COALESCE(SUM(b.size), 0)::bigint FROM blobs b WHERE b.digest IN ("
-            "SELECT rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id "
-            "WHERE r.name >= $1 AND r.name < $2)", low, high)
+        return await conn.fetchval(f"SELECT ({QUOTA_USAGE_SQL.format(low='$1', high='$2')})::bigint",
+                                   *tenant_range(tenant))
+
+    @staticmethod
+    async def _counted(conn: asyncpg.Connection | asyncpg.Pool, tenant: str, digest: str, kind: str) -> bool:
+        return await conn.fetchval(QUOTA_COUNTED_SQL[kind].format(digest="$1", low="$2", high="$3"),
+                                   digest, *tenant_range(tenant)) is not None
 
     @classmethod
     async def _check_quota(cls, conn: asyncpg.Connection | asyncpg.Pool, repository: str, digest: str, size: int,
-                           *, lock: bool) -> None:
-        """Refuse a link that takes the tenant past its quota; with `lock`, hold the tenant row until commit."""
+                           *, lock: bool, kind: str = "blob") -> None:
+        """Refuse a blob link or a manifest (`kind`) that takes the tenant past its quota; with
+        `lock`, hold the tenant row until commit."""
         tenant = repository.split("/", 1)[0]
         quota = await conn.fetchval("SELECT quota_bytes FROM tenants WHERE name = $1", tenant)
         if quota is None:
             return
         if lock:
-            # Links into this tenant wait here until ours commits, and then see it in their sum.
+            # Links and manifests into this tenant wait here until ours commits, and then see it in their sum.
             quota = await conn.fetchval("SELECT quota_bytes FROM tenants WHERE name = $1 FOR UPDATE", tenant)
             if quota is None:
                 return
-        low, high = tenant_range(tenant)
-        if await conn.fetchval(
-                "SELECT 1 FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id "
-                "WHERE rb.digest = $1 AND r.name >= $2 AND r.name < $3 LIMIT 1", digest, low, high):
+        if await cls._counted(conn, tenant, digest, kind):
             return  # already counted once for this tenant
         used = await cls._usage(conn, tenant)
         if used + size > quota:
-            raise QuotaExceededError(tenant, used, quota, size)
+            raise QuotaExceededError(tenant, used, quota, size, kind=kind)
 
     @staticmethod
     async def _link(conn: asyncpg.Connection, repo_id: int, digest: str, size: int) -> None:
@@ -445,6 +448,17 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, MetadataStore):
 
     async def check_quota(self, repository: str, digest: str, size: int) -> None:
         await self._check_quota(self.pool, repository, digest, size, lock=False)
+
+    async def quota_room(self, repository: str, *, upload_id: str | None = None,
+                         digest: str | None = None) -> QuotaRoom | None:
+        tenant = repository.split("/", 1)[0]
+        quota = await self._fetchval("SELECT quota_bytes FROM tenants WHERE name = $1", tenant)
+        if quota is None or (digest is not None and await self._counted(self.pool, tenant, digest, "blob")):
+            return None
+        uploading = await self._fetchval(
+            "SELECT COALESCE(SUM(u.size), 0)::bigint FROM uploads u JOIN repositories r ON r.id = u.repository_id "
+            "WHERE r.name >= $1 AND r.name < $2 AND u.id <> $3", *tenant_range(tenant), upload_id or "")
+        return QuotaRoom(tenant, quota, await self._usage(self.pool, tenant), uploading)
 
     async def unlink_blob(self, repository: str, digest: str) -> bool:
         status = await self.pool.execute(
@@ -519,6 +533,9 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, MetadataStore):
     async def put_manifest(self, repository: str, manifest: NewManifest, tags: list[str], *,
                            verify_references: bool = True) -> list[str]:
         async def run(conn: asyncpg.Connection) -> list[str]:
+            # First, as in link_blob: the tenant row's FOR UPDATE before _repo_id's FOR SHARE, never after.
+            await self._check_quota(conn, repository, manifest.digest, len(manifest.content), lock=True,
+                                    kind="manifest")
             repo_id = await self._repo_id(conn, repository, True)
             if verify_references:  # not for the pull-through cache, which fetches references later
                 missing = await self._missing_references(conn, repo_id, manifest)

@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import schema
 from .base import (
+    QUOTA_COUNTED_SQL,
+    QUOTA_USAGE_SQL,
     AppIndexEntry,
     AppVersionRecord,
     ManifestRecord,
     MetadataStore,
     NewManifest,
     QuotaExceededError,
+    QuotaRoom,
     ReferrerRecord,
     UploadRecord,
     app_categories_text,
@@ -192,26 +195,26 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
     @classmethod
     def _usage(cls, conn: sqlite3.Connection, tenant: str) -> int:
         low, high = cls._tenant_range(tenant)
-        return conn.execute(
-            "SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN ("
-            "SELECT rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id "
-            "WHERE r.name >= ? AND r.name < ?)", (low, high)).fetchone()[0]
+        return conn.execute(f"SELECT {QUOTA_USAGE_SQL.format(low='?1', high='?2')}", (low, high)).fetchone()[0]
 
     @classmethod
-    def _check_quota(cls, conn: sqlite3.Connection, repository: str, digest: str, size: int) -> None:
-        """Inside the write transaction: refuse a link that takes the tenant past its quota."""
+    def _counted(cls, conn: sqlite3.Connection, tenant: str, digest: str, kind: str) -> bool:
+        low, high = cls._tenant_range(tenant)
+        return conn.execute(QUOTA_COUNTED_SQL[kind].format(digest="?", low="?", high="?"),
+                            (digest, low, high)).fetchone() is not None
+
+    @classmethod
+    def _check_quota(cls, conn: sqlite3.Connection, repository: str, digest: str, size: int,
+                     kind: str = "blob") -> None:
+        """Inside the write transaction: refuse a blob link or a manifest (`kind`) that takes the
+        tenant past its quota."""
         tenant = repository.split("/", 1)[0]
         row = conn.execute("SELECT quota_bytes FROM tenants WHERE name = ?", (tenant,)).fetchone()
-        if row is None or row[0] is None:
-            return
-        low, high = cls._tenant_range(tenant)
-        if conn.execute(
-                "SELECT 1 FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id "
-                "WHERE rb.digest = ? AND r.name >= ? AND r.name < ? LIMIT 1", (digest, low, high)).fetchone():
-            return  # already counted once for this tenant
+        if row is None or row[0] is None or cls._counted(conn, tenant, digest, kind):
+            return  # no quota, or already counted once for this tenant
         used = cls._usage(conn, tenant)
         if used + size > row[0]:
-            raise QuotaExceededError(tenant, used, row[0], size)
+            raise QuotaExceededError(tenant, used, row[0], size, kind=kind)
 
     @staticmethod
     def _link(conn: sqlite3.Connection, repo_id: int, digest: str, size: int) -> None:
@@ -294,6 +297,24 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
         conn = self._scan_reader
         await asyncio.get_running_loop().run_in_executor(
             self._read_executor, self._check_quota, conn, repository, digest, size)
+
+    async def quota_room(self, repository: str, *, upload_id: str | None = None,
+                         digest: str | None = None) -> QuotaRoom | None:
+        tenant = repository.split("/", 1)[0]
+        row = self._one("SELECT quota_bytes FROM tenants WHERE name = ?", (tenant,))
+        if row is None or row[0] is None:
+            return None  # the common case costs one indexed read
+
+        def run(conn: sqlite3.Connection) -> QuotaRoom | None:
+            if digest is not None and self._counted(conn, tenant, digest, "blob"):
+                return None
+            low, high = self._tenant_range(tenant)
+            uploading = conn.execute(
+                "SELECT COALESCE(SUM(u.size), 0) FROM uploads u JOIN repositories r ON r.id = u.repository_id "
+                "WHERE r.name >= ? AND r.name < ? AND u.id != ?", (low, high, upload_id or "")).fetchone()[0]
+            return QuotaRoom(tenant, row[0], self._usage(conn, tenant), uploading)
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_executor, run, self._scan_reader)
 
     async def unlink_blob(self, repository: str, digest: str) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
@@ -392,6 +413,7 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
     async def put_manifest(self, repository: str, manifest: NewManifest, tags: list[str], *,
                            verify_references: bool = True) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
+            self._check_quota(conn, repository, manifest.digest, len(manifest.content), "manifest")
             repo_id = self._repo_id(conn, repository, True)
             missing = []
             for digest in manifest.blob_refs if verify_references else ():

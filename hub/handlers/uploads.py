@@ -51,7 +51,8 @@ async def start_blob_upload(request: web.Request, name: str) -> web.StreamRespon
             return _created(name, query["mount"])
         # Not mountable: the spec says to fall back to a regular upload session.
     elif "digest" in query:
-        digest = await registry.monolithic_upload(name, query["digest"], body_chunks(request))
+        digest = await registry.monolithic_upload(name, query["digest"], body_chunks(request),
+                                                  content_length=content_length(request))
         request.app[METRICS].uploads_completed.labels("monolithic").inc()
         return _created(name, str(digest))
     upload_id = await registry.start_upload(name)

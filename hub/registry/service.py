@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 from storage_backends import PathNotFoundError, StorageDriver, StorageError
 
 from ..db import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord
-from ..db.base import QuotaExceededError
+from ..db.base import QuotaExceededError, QuotaRoom
 from ..errors import (
     BlobUnknown,
     BlobUploadUnknown,
@@ -118,12 +118,42 @@ def _valid_upload_id(upload_id: str) -> bool:
         return False
 
 
+_NEEDS = {"blob": "this blob needs {} more", "manifest": "this manifest needs {} more",
+          "upload": "this upload would hold {}"}
+
+
 def _quota_denied(exc: QuotaExceededError) -> Denied:
+    held = f", its unfinished uploads hold {exc.uploading} more," if exc.uploading else ""
     return Denied(
-        f"storage quota exceeded: tenant {exc.tenant} uses {exc.used} of {exc.limit} bytes "
-        f"and this blob needs {exc.needed} more",
-        detail={"tenant": exc.tenant, "used_bytes": exc.used, "limit_bytes": exc.limit, "blob_bytes": exc.needed},
+        f"storage quota exceeded: tenant {exc.tenant} uses {exc.used} of {exc.limit} bytes{held} "
+        f"and {_NEEDS[exc.kind].format(exc.needed)}",
+        detail={"tenant": exc.tenant, "used_bytes": exc.used, "limit_bytes": exc.limit,
+                "uploading_bytes": exc.uploading, "requested_bytes": exc.needed, "kind": exc.kind},
     )
+
+
+class _OverQuota(Denied):
+    """Upload data refused for the tenant's quota: the request's bytes are not kept."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Allowance:
+    """How many more bytes one request may add to an upload that holds `held`, in a tenant with a
+    quota: a session's ("upload") or a blob's sent whole ("blob")."""
+
+    room: QuotaRoom
+    held: int
+    kind: str
+
+    @property
+    def free(self) -> int:
+        return self.room.free(self.held)
+
+    def refusal(self, adding: int) -> _OverQuota:
+        exc = QuotaExceededError(self.room.tenant, self.room.used, self.room.limit, self.held + adding,
+                                 kind=self.kind, uploading=self.room.uploading)
+        denied = _quota_denied(exc)
+        return _OverQuota(denied.message, detail=denied.detail)
 
 
 class Registry:
@@ -250,14 +280,16 @@ class Registry:
             self._hashes.popitem(last=False)
 
     async def _pump(self, chunks: AsyncIterator[bytes], writer, hasher, limit: int | None,
-                    progress: Callable[[int], None] | None = None) -> int:
+                    progress: Callable[[int], None] | None = None, allowance: _Allowance | None = None) -> int:
         """Copy `chunks` into `writer`, hashing as bytes arrive. Returns bytes written.
 
         Writing and hashing run on worker threads (hashlib releases the GIL for large
         buffers) while the event loop keeps reading the next buffer from the network.
         If the stream breaks, everything received before the break is still written
         and hashed before the error propagates, so the upload stays resumable.
-        `progress`, if given, gets the writer's size after each write.
+        `progress`, if given, gets the writer's size after each write. Past the tenant's quota
+        (`allowance`) it raises _OverQuota before the chunk that crosses it is written; the caller
+        discards what this request wrote.
         """
         loop = asyncio.get_running_loop()
         pending: asyncio.Future | None = None
@@ -277,6 +309,7 @@ class Registry:
             if progress is not None:
                 progress(writer.size)
 
+        refused = False
         try:
             async for chunk in chunks:
                 if not chunk:
@@ -284,6 +317,9 @@ class Registry:
                 written += len(chunk)
                 if limit is not None and written > limit:
                     raise PayloadTooLarge("blob exceeds the size limit", detail={"limit": limit})
+                if allowance is not None and written > allowance.free:
+                    refused = True
+                    raise allowance.refusal(written)
                 parts.append(chunk)
                 buffered += len(chunk)
                 if buffered >= BUFFER_SIZE:
@@ -296,7 +332,7 @@ class Registry:
         finally:
             if pending is not None:
                 await pending
-            if parts:
+            if parts and not refused:
                 await flush(b"".join(parts))
         return written
 
@@ -337,13 +373,8 @@ class Registry:
         async with self._locked(upload_id):
             writer, hasher = await self._resume(upload_id, "sha256", content_range, content_length)
             start = writer.size
-            try:
-                await self._pump(chunks, writer, hasher, self._size_limit(start))
-            except BaseException:
-                hasher = None  # how far the hash got is unknown; it is rebuilt at commit
-                raise
-            finally:
-                await self._pause(upload_id, writer, "sha256", hasher)
+            await self._receive(repository, upload_id, writer, hasher, "sha256", chunks, content_length)
+            await self._pause(upload_id, writer, "sha256", hasher)
             received = writer.size - start
         if content_range is not None and received != content_range[1] - content_range[0] + 1:
             raise SizeInvalid("chunk shorter than its Content-Range", detail={"received": received})
@@ -367,6 +398,57 @@ class Registry:
         self._active_writers[upload_id] = writer
         return writer, hasher
 
+    async def _allowance(self, repository: str, held: int, length: int | None, *, upload_id: str | None = None,
+                         digest: str | None = None) -> _Allowance | None:
+        """The quota check before a request's body is read, for an upload that holds `held` bytes:
+        a body announced (`length`) past the tenant's room is refused at once; else the allowance
+        that stops a body of unannounced length as it crosses it. None: no limit applies."""
+        room = await self.store.quota_room(repository, upload_id=upload_id, digest=digest)
+        if room is None:
+            return None
+        allowance = _Allowance(room, held, "blob" if upload_id is None else "upload")
+        if length is not None and length > allowance.free:
+            raise allowance.refusal(length)
+        return allowance
+
+    async def _receive(self, repository: str, upload_id: str, writer, hasher, algorithm: str,
+                       chunks: AsyncIterator[bytes], content_length: int | None) -> None:
+        """Append one request's body to a session upload (lock held, writer resumed), within the
+        size limit and the tenant's quota. If it fails the writer is paused and what arrived is
+        kept, so the upload can resume; but nothing is kept of a body refused for the quota."""
+        start = writer.size
+        try:
+            allowance = await self._allowance(repository, start, content_length, upload_id=upload_id)
+        except BaseException:
+            await self._pause(upload_id, writer, algorithm, hasher)
+            raise
+        try:
+            await self._pump(chunks, writer, hasher, self._size_limit(start), allowance=allowance)
+        except _OverQuota:
+            await self._discard_since(upload_id, writer, start, algorithm, hasher)
+            raise
+        except BaseException:
+            await self._pause(upload_id, writer, algorithm, None)  # how far the hash got is unknown; rebuilt at commit
+            raise
+
+    async def _discard_since(self, upload_id: str, writer, start: int, algorithm: str, hasher) -> None:
+        """Undo the current request's bytes of an upload that held `start` before it. Nothing of a
+        refused body is written before its first BUFFER_SIZE bytes are in, so usually there is
+        nothing to undo. Storage cannot cut data short: past that, an upload that was empty is
+        emptied again, and one that held bytes is dropped whole (BLOB_UPLOAD_UNKNOWN after)."""
+        if writer.size == start:
+            await self._pause(upload_id, writer, algorithm, hasher)
+            return
+        self._active_writers.pop(upload_id, None)
+        self._hashes.pop(upload_id, None)
+        await writer.cancel()
+        if start:
+            await self._drop_upload(upload_id)
+            return
+        emptied = await self.storage.writer(upload_path(upload_id))
+        await emptied.close()
+        await self.store.set_upload_size(upload_id, None, 0)
+
     async def _pause(self, upload_id: str, writer, algorithm: str, hasher) -> None:
         """Close the writer, record the durable size, keep the running hash for the next request."""
         self._active_writers.pop(upload_id, None)
@@ -388,11 +470,7 @@ class Registry:
         async with self._locked(upload_id):
             writer, hasher = await self._resume(upload_id, digest.algorithm, content_range, content_length)
             if chunks is not None:
-                try:
-                    await self._pump(chunks, writer, hasher, self._size_limit(writer.size))
-                except BaseException:
-                    await self._pause(upload_id, writer, digest.algorithm, None)
-                    raise
+                await self._receive(repository, upload_id, writer, hasher, digest.algorithm, chunks, content_length)
             size = writer.size
             self._active_writers.pop(upload_id, None)
             await writer.commit()
@@ -410,13 +488,15 @@ class Registry:
         return digest
 
     async def monolithic_upload(self, repository: str, digest_str: str, chunks: AsyncIterator[bytes],
-                                watch: UploadWatch | None = None) -> Digest:
+                                watch: UploadWatch | None = None, content_length: int | None = None) -> Digest:
         """POST ?digest=: the whole blob in one request; no upload session is recorded.
 
         `watch` follows the upload: where its bytes are written and how far, and when they
         are verified (the pull-through cache then releases them to its waiting clients:
-        whether the cache keeps them is its own business)."""
+        whether the cache keeps them is its own business). A body past the tenant's quota
+        (its `content_length` before any byte is read) is refused, and nothing of it kept."""
         digest = parse_digest(digest_str)
+        allowance = await self._allowance(repository, 0, content_length, digest=str(digest))
         upload_id = str(uuid.uuid4())
         path = upload_path(upload_id)
         writer = await self.storage.writer(path, scratch=True)  # no session records it
@@ -426,7 +506,7 @@ class Registry:
                 local = self.storage.local_path(path)
                 watch.opened(None if local is None else str(local))
             await self._pump(chunks, writer, hasher, self._size_limit(0),
-                             None if watch is None else watch.written)
+                             None if watch is None else watch.written, allowance)
             size = writer.size
             if watch is not None and hasher.hexdigest() == digest.hex:
                 watch.hashed()
@@ -586,7 +666,10 @@ class Registry:
         # The keyword only when it differs from the default: a store that predates it still pushes.
         options = {} if verify_references else {"verify_references": False}
         tags = list(dict.fromkeys(tags))
-        missing = await self.store.put_manifest(repository, record, tags, **options)
+        try:
+            missing = await self.store.put_manifest(repository, record, tags, **options)
+        except QuotaExceededError as exc:
+            raise _quota_denied(exc) from None
         if missing:
             raise ManifestBlobUnknown(detail={"missing": missing[:50]})
         for hook, state in zip(hooks, prepared, strict=True):
