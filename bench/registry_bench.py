@@ -296,6 +296,7 @@ class Registry:
         # DAOHUB_* variables from the caller's environment are dropped so the run uses the defaults.
         env = {k: v for k, v in os.environ.items() if not k.startswith("DAOHUB_")}
         env["DAOHUB_AUTH_ENABLED"] = "false"  # distribution runs without auth too: compare like with like
+        env["DAOHUB_APPSTORE_SEED_ON_FIRST_START"] = "false"  # an empty registry, as distribution's
         return [self.args.python, "-m", "hub", "serve", "--addr", self.host, "--data-dir", str(self.data)], env, ROOT
 
     def start(self, timeout: float = 60) -> None:

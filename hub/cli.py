@@ -33,8 +33,11 @@ async def _serve(config) -> None:
     from .app import create_app
     from .keys import METRICS
     from .middlewares import AccessLogSink, JsonAccessLogger
+    from .seed_catalog import first_start
 
     app = create_app(config)
+    # The first start of an empty registry publishes the seed app catalog (before the ready line).
+    app.cleanup_ctx.append(first_start)
     access_logger = logging.getLogger("daohub.access")
     sink = AccessLogSink()
     runner = web.AppRunner(

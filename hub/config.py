@@ -206,6 +206,14 @@ class ProxyConfig:
 
 
 @dataclasses.dataclass
+class AppStoreConfig:
+    # The first `daohub serve` of an empty registry (no tenant, no repository) publishes the seed
+    # app catalog (appstore/seeds) into the public tenant `apps`, once across replicas; never again
+    # after, so apps deleted later stay deleted.
+    seed_on_first_start: bool = True
+
+
+@dataclasses.dataclass
 class Config:
     data_dir: str = "./data"
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
@@ -215,6 +223,7 @@ class Config:
     registry: RegistryConfig = dataclasses.field(default_factory=RegistryConfig)
     auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
     proxy: ProxyConfig = dataclasses.field(default_factory=ProxyConfig)
+    appstore: AppStoreConfig = dataclasses.field(default_factory=AppStoreConfig)
 
     # Derived values -----------------------------------------------------------------
     @property

@@ -57,6 +57,7 @@ from .base import (
 from .locks import KeyedLocks
 from .postgres_identity import PostgresIdentityMixin, rows_affected, tenant_range
 from .postgres_proxy import PostgresProxyMixin
+from .server_state import PostgresServerStateMixin
 
 if TYPE_CHECKING:
     from auth.policy import CatalogScope
@@ -193,7 +194,7 @@ class _AdvisoryLocks:
         self._conn = None
 
 
-class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, MetadataStore):
+class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerStateMixin, MetadataStore):
     dialect = "postgres"
 
     def __init__(self, url: str, *, pool_min_size: int = 2, pool_max_size: int = 20,

@@ -38,6 +38,7 @@ from .base import (
 )
 from .locks import FileLocks, KeyedLocks
 from .sqlite_identity import SqliteIdentityMixin
+from .server_state import SqliteServerStateMixin
 from .sqlite_proxy import SqliteProxyMixin
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def path_from_url(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, MetadataStore):
+class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin, MetadataStore):
     dialect = "sqlite"
 
     def __init__(self, path: str, synchronous: str = "FULL"):

@@ -224,6 +224,8 @@ class DaoHubProcess(_ServerProcess):
         # Auth is on by default; tests of the registry core run an open one unless they ask.
         if not self.inherit_daohub_env:
             env["DAOHUB_AUTH_ENABLED"] = "false"
+        # A first start would publish the seed apps; tests that want them ask (env=).
+        env.setdefault("DAOHUB_APPSTORE_SEED_ON_FIRST_START", "false")
         env.update(self.extra_env)
         return env
 

@@ -357,3 +357,24 @@ async def test_source_path_with_uri_characters(tmp_path, postgres_url):
     _, sqlite_path = await _sqlite_source(tmp_path / "odd ?#% dir")
     report = await transfer.copy_metadata(sqlite_path, postgres_url)
     assert report.rows["tenants"] == 1
+
+
+async def test_the_first_start_decision_moves_with_the_registry(tmp_path, postgres_url):
+    """server_state is copied like registry data: the new stack's first start does not publish the
+    seed catalog again into a registry whose first start already happened on the old one."""
+    from hub.app import open_registry
+    from hub.seed_catalog import STATE, seed_on_first_start
+
+    old_config, sqlite_path = await _sqlite_source(tmp_path)
+    store = create_store(old_config.database_url)
+    await store.open()
+    try:
+        await store.set_server_state(STATE, "published")
+    finally:
+        await store.close()
+    report = await transfer.copy_metadata(sqlite_path, postgres_url)
+    assert report.rows["server_state"] == 1
+    new_config = make_config(tmp_path / "new", postgres_url)
+    async with open_registry(new_config) as registry:
+        assert await seed_on_first_start(registry, new_config) == "published"
+        assert await registry.store.list_repositories(10, None) == []
