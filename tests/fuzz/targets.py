@@ -143,6 +143,45 @@ def names(data: bytes) -> None:
             assert result.blob_path.endswith("/" + result.hex) and ".." not in result.blob_path
 
 
+from hub import safejson  # noqa: E402
+
+
+def _depth(value) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (no recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+@target("safejson", (ValueError,))
+def safe_json(data: bytes) -> None:
+    """JSON with its nesting bounded before parsing (hub.safejson): the scan agrees with the parse."""
+    try:
+        text = safejson.decode(data)
+    except ValueError:
+        return
+    try:
+        parsed = json.loads(text)
+    except RecursionError:  # too deep for json.loads: safejson must refuse it up front
+        depth = math.inf
+    except ValueError:  # not JSON: safejson must refuse it too, as too deep or as not JSON
+        depth = None
+    else:
+        depth = _depth(parsed)
+        assert safejson.nesting_depth(text) == depth, (depth, safejson.nesting_depth(text), text[:200])
+    try:
+        result = safejson.loads(data)
+    except safejson.JsonTooDeep:
+        assert depth is None or depth > safejson.MAX_DEPTH, (depth, text[:200])
+        return
+    assert depth is not None and depth <= safejson.MAX_DEPTH, (depth, text[:200])
+    assert json.dumps(result) == json.dumps(parsed)  # (dumps: NaN is not equal to itself)
+
+
 # --------------------------------------------------------------------------- ranges
 
 from hub.handlers.base import content_range  # noqa: E402
