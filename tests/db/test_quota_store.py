@@ -73,3 +73,17 @@ async def test_catalog_scope_filters_in_the_query(store):
     assert await store.list_repositories(1, "other/pub", robot) == ["team/ci/x"]
     deep = CatalogScope(robot_tenant="team", robot_patterns=(pattern_regex("*/ci/**"),))
     assert await store.list_repositories(10, None, deep) == ["team/ci/x", "team/ci/x/deep"]
+
+
+async def test_repository_delete_and_upload_cleanup_release_their_bytes(store):
+    assert await store.create_tenant("team", "Team", 1000)
+    await store.link_blob("team/a", digest("x"), 100)
+    await store.link_blob("team/b", digest("y"), 200)
+    m = manifest(blobs=[digest("y")])
+    assert await store.put_manifest("team/b", m, ["v1"]) == []
+    await store.create_upload("u1", "team/b")
+    await store.set_upload_size("u1", None, 300)
+    assert await store.quota_room("team/a") == QuotaRoom("team", 1000, 300 + len(m.content), 300)
+    assert await store.delete_repository("team/b")  # its manifests, links and uploads go with it
+    assert await store.tenant_usage("team") == 100
+    assert await store.quota_room("team/a") == QuotaRoom("team", 1000, 100, 0)
