@@ -34,7 +34,8 @@ async def put_manifest(request: web.Request, name: str, reference: str) -> web.S
     # Read one byte past the limit so an oversized body is refused, not truncated.
     content = await read_limited(request, registry.max_manifest_bytes)
     tags = list(dict.fromkeys(request.query.getall("tag", [])))
-    digest, subject = await registry.put_manifest(name, reference, content, request.headers.get("Content-Type"), tags)
+    digest, subject = await registry.put_manifest(name, reference, content, request.headers.get("Content-Type"),
+                                                  tags)
     headers = CIMultiDict({
         "Location": manifest_location(name, str(digest)),
         "Docker-Content-Digest": str(digest),

@@ -124,7 +124,8 @@ def parse_manifest(content: bytes, content_type: str | None) -> ParsedManifest:
     def sized(descriptor: dict[str, Any], where: str) -> str:
         digest, size = descriptor["digest"], descriptor["size"]
         if sizes.setdefault(digest, size) != size:
-            raise _invalid(f"{where}: {digest} is given two sizes", digest=digest, sizes=[sizes[digest], size])
+            raise _invalid(f"{where}: {digest} is given two sizes", digest=digest,
+                           sizes=[sizes[digest], size])
         return digest
     if media_type in mt.IMAGE_MANIFESTS:
         if "manifests" in doc:

@@ -44,14 +44,16 @@ def test_every_client_error_class_has_a_spec_code():
     _import_everything()
     classes = _subclasses(OciError)
     assert len(classes) > 15  # the walk found the errors of handlers, proxy and app store too
-    wrong = {f"{c.__module__}.{c.__qualname__}": c.code for c in classes if c.status < 500 and c.code not in SPEC_CODES}
+    wrong = {f"{c.__module__}.{c.__qualname__}": c.code for c in classes
+             if c.status < 500 and c.code not in SPEC_CODES}
     assert wrong == {}
 
 
 @pytest.mark.parametrize("exc_class", [c for c in _subclasses(web.HTTPException)
                                        if 400 <= getattr(c, "status_code", 0) < 600])
 def test_http_exceptions_become_spec_codes(exc_class):
-    required = {"method": "GET", "allowed_methods": ["GET"], "max_size": 1, "actual_size": 2, "link": "https://x"}
+    required = {"method": "GET", "allowed_methods": ["GET"], "max_size": 1, "actual_size": 2,
+                "link": "https://x"}
     params = inspect.signature(exc_class).parameters
     err = _from_http_exception(exc_class(**{k: v for k, v in required.items() if k in params}))
     assert err.status == exc_class.status_code
