@@ -68,8 +68,9 @@ def arguments(name: str, args: list[str]) -> list[str]:
             flags.append(f"-{key}={value}")
     if not dirs:
         dirs = [str(ARTIFACTS / "corpus" / name), str(HERE / "corpus" / name)]
-    for directory in dirs[:1]:
-        Path(directory).mkdir(parents=True, exist_ok=True)
+    for directory in dirs[:1]:  # libFuzzer writes new inputs there (a file given instead is replayed)
+        if not Path(directory).is_file():
+            Path(directory).mkdir(parents=True, exist_ok=True)
     prefix = _flag(flags, "artifact_prefix")
     Path(prefix).parent.mkdir(parents=True, exist_ok=True)
     return flags + dirs
