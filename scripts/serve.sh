@@ -12,6 +12,17 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 (
   cd "$repo"
   if [ ! -x .venv/bin/python ]; then
+    # `python3 -m venv` needs ensurepip, which Debian's own python3 ships separately.
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+      SUDO=()
+      if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null || { echo "==> python3-venv is missing, and not root" >&2; exit 1; }
+        SUDO=(sudo)
+      fi
+      echo "==> installing python3-venv" >&2
+      "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+      "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    fi
     echo "==> creating .venv" >&2
     python3 -m venv .venv
   fi
