@@ -187,8 +187,11 @@ def import_template(template: Any, *, path: str = "template", fetch_stackfile: F
     if not isinstance(template, dict):
         raise ModelError({path: "must be an object"})
     ttype = template.get("type", 1)
-    if ttype not in TEMPLATE_TYPES:
+    if type(ttype) is not int or ttype not in TEMPLATE_TYPES:  # (a list or object is unhashable)
         errors[f"{path}.type"] = "must be 1 (container), 2 (swarm stack) or 3 (compose stack)"
+    for field in ("ports", "volumes", "labels"):
+        if template.get(field) is not None and not isinstance(template[field], list):
+            errors[f"{path}.{field}"] = "must be a list"
     title = template.get("title")
     if not isinstance(title, str) or not title.strip():
         errors[f"{path}.title"] = "required"

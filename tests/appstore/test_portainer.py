@@ -197,6 +197,14 @@ def test_export_of_an_exported_feed_round_trips():
     (lambda f: f["templates"][0]["env"][0].update(select="x"), "templates[0].env[0].select"),
     (lambda f: f["templates"][0].update(categories="docker"), "templates[0].categories"),
     (lambda f: f["templates"].append("nope"), "templates[3]"),
+    # Found by tests/fuzz (the portainer target): TypeError for an unhashable type, or for a
+    # field that is no list where the container's compose file is built.
+    (lambda f: f["templates"][0].update(type=[1]), "templates[0].type"),
+    (lambda f: f["templates"][0].update(type={"a": 1}), "templates[0].type"),
+    (lambda f: f["templates"][0].update(type=True), "templates[0].type"),
+    (lambda f: f["templates"][0].update(ports=80), "templates[0].ports"),
+    (lambda f: f["templates"][0].update(volumes=True), "templates[0].volumes"),
+    (lambda f: f["templates"][0].update(labels="team=ops"), "templates[0].labels"),
 ])
 def test_bad_feeds_get_field_errors(mutate, path):
     feed = copy.deepcopy(FEED_V2)
