@@ -77,12 +77,33 @@ def check_depth(text: str, max_depth: int = MAX_DEPTH) -> None:
         raise JsonTooDeep(max_depth)
 
 
-def loads(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH, **kwargs: Any) -> Any:
+class UnpairedSurrogate(ValueError):
+    def __init__(self) -> None:
+        super().__init__("a JSON string holds half of a UTF-16 surrogate pair, which is no text")
+
+
+# A `\uD800`-`\uDFFF` escape, or such a code point itself (bytes are decoded with surrogatepass).
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+
+
+def loads(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH, unpaired_surrogates: bool = True,
+          **kwargs: Any) -> Any:
     """json.loads with the depth checked first. Raises ValueError (JsonTooDeep, UnicodeDecodeError,
-    json.JSONDecodeError) for anything that is not a JSON document of at most `max_depth` levels."""
+    json.JSONDecodeError) for anything that is not a JSON document of at most `max_depth` levels.
+
+    json.loads keeps an unpaired surrogate (`"\\ud800"`) as a lone code point, which no UTF-8
+    encoder takes (SQLite, YAML and HTTP bodies all raise UnicodeEncodeError on it);
+    `unpaired_surrogates=False` refuses such a document with UnpairedSurrogate. Documents without
+    a surrogate escape cost one regular expression search more."""
     text = decode(data)
     check_depth(text, max_depth)
-    return json.loads(text, **kwargs)
+    value = json.loads(text, **kwargs)
+    if not unpaired_surrogates and _MAYBE_SURROGATE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise UnpairedSurrogate() from None
+    return value
 
 
-__all__ = ["MAX_DEPTH", "JsonTooDeep", "check_depth", "decode", "loads", "nesting_depth"]
+__all__ = ["MAX_DEPTH", "JsonTooDeep", "UnpairedSurrogate", "check_depth", "decode", "loads", "nesting_depth"]

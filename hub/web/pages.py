@@ -438,10 +438,12 @@ async def publish(request: web.Request) -> web.StreamResponse:
     errors: list[str] = []
     status = 422
     try:
-        metadata = safejson.loads(metadata_text) if metadata_text.strip() else None
+        metadata = (safejson.loads(metadata_text, unpaired_surrogates=False) if metadata_text.strip()
+                    else None)
     except ValueError as exc:  # JsonTooDeep too: nesting is bounded before parsing
         metadata, status = None, 400
-        errors.append(f"metadata: not valid JSON ({exc})" if isinstance(exc, safejson.JsonTooDeep)
+        errors.append(f"metadata: not valid JSON ({exc})"
+                      if isinstance(exc, (safejson.JsonTooDeep, safejson.UnpairedSurrogate))
                       else "metadata: not valid JSON")
     if metadata is None and not errors:
         errors.append("metadata: required")

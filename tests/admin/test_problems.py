@@ -125,3 +125,18 @@ async def test_no_example_of_a_change_names_the_platform_admin(bare):
             named += [(method, path, key, value) for key, value in example.items() if key in ("username", "name")]
     assert ("put", "/api/v1/users/{username}/password", "username", "alice") in named
     assert [n for n in named if n[3] == "admin"] == []
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/v1/tenants", b'{"name": "x", "display_name": "a\\ud800"}'),
+    ("/api/v1/tenants", b'{"name": "x", "display_name": "a\xed\xa0\x80"}'),
+    ("/api/v1/appstore/apps/team/web/versions", b'{"compose_files": [{"name": "compose.yaml", '
+                                                b'"content": "services: {}\\udfff"}], "metadata": null}'),
+])
+async def test_unpaired_surrogates_are_malformed_json(bare, path, body):
+    # A string with half of a UTF-16 pair cannot be stored or encoded: it was a 500 (SQLite's or
+    # YAML's UnicodeEncodeError). Found by tests/fuzz (the portainer target).
+    r = await bare.post(path, data=body,
+                        headers={**headers("platform_admin"), "Content-Type": "application/json"})
+    assert r.status == 400, await r.text()
+    assert "surrogate" in (await r.json())["detail"]

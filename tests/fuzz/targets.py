@@ -42,7 +42,6 @@ class Target:
     bounded_runs: int = 4000
     doc: str = ""
     max_len: int = 0  # libFuzzer's -max_len when not given; 0 leaves it to libFuzzer
-    http: bool = False
 
 
 TARGETS: dict[str, Target] = {}
@@ -146,14 +145,19 @@ def names(data: bytes) -> None:
 from hub import safejson  # noqa: E402
 
 
+class _Pairs(list):
+    """A JSON object as all its (key, value) pairs: a repeated key's earlier values nest too."""
+
+
 def _depth(value) -> int:
-    """How deeply arrays and objects nest in a parsed JSON value (no recursion)."""
+    """How deeply arrays and objects nest in a JSON value parsed with object_pairs_hook=_Pairs."""
     deepest, stack = 0, [(value, 1)]
     while stack:
         node, level = stack.pop()
-        if isinstance(node, (dict, list)):
+        if isinstance(node, list):
             deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+            children = (v for _, v in node) if isinstance(node, _Pairs) else node
+            stack.extend((child, level + 1) for child in children)
     return deepest
 
 
@@ -165,13 +169,13 @@ def safe_json(data: bytes) -> None:
     except ValueError:
         return
     try:
+        depth = _depth(json.loads(text, object_pairs_hook=_Pairs))
         parsed = json.loads(text)
     except RecursionError:  # too deep for json.loads: safejson must refuse it up front
         depth = math.inf
     except ValueError:  # not JSON: safejson must refuse it too, as too deep or as not JSON
         depth = None
     else:
-        depth = _depth(parsed)
         assert safejson.nesting_depth(text) == depth, (depth, safejson.nesting_depth(text), text[:200])
     try:
         result = safejson.loads(data)
@@ -364,9 +368,9 @@ def _stackfile(repository: dict) -> str | None:
 @target("portainer", (ModelError,))
 def portainer_feed(data: bytes) -> None:
     """The Portainer template importer (appstore.portainer.import_feed), then export and import again."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):  # not a JSON document: refused before the importer
+    try:  # as DaoHub reads untrusted JSON: depth bounded, no unpaired surrogates (they are no text)
+        doc = safejson.loads(data, unpaired_surrogates=False)
+    except ValueError:  # not a JSON document: refused before the importer
         return
     apps = portainer.import_feed(doc, fetch_stackfile=_stackfile)
     for version in ("2", "3"):
@@ -494,7 +498,7 @@ async def _registry_input(data: bytes) -> None:
         await _REGISTRY.request("GET", "/v2/" + text(rest).translate(_HEADER_UNSAFE).replace(" ", "%20"))
 
 
-@target("registry_http", bounded_runs=1500, http=True)
+@target("registry_http", bounded_runs=1500)
 def registry_http(data: bytes) -> None:
     """Over HTTP, memory storage: manifest PUTs (M), ranged GETs (R), PATCHes (P), other GETs; no 5xx."""
     _REGISTRY.run(_registry_input(data))
@@ -521,7 +525,7 @@ async def _token_input(data: bytes) -> None:
             **headers, "Content-Type": "application/x-www-form-urlencoded"})
 
 
-@target("token_http", bounded_runs=1500, http=True)
+@target("token_http", bounded_runs=1500)
 def token_http(data: bytes) -> None:
     """Over HTTP, auth on: the token endpoint's GET query, POST form and Basic credentials; no 5xx."""
     _TOKEN.run(_token_input(data))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.safejson import MAX_DEPTH, JsonTooDeep, loads, nesting_depth
+from hub.safejson import MAX_DEPTH, JsonTooDeep, UnpairedSurrogate, loads, nesting_depth
 
 
 def _depth_by_walking(value) -> int:
@@ -97,3 +97,17 @@ def test_bytes_are_read_as_json_loads_reads_them():
         loads(b"\xff\xfe\x00garbage")
     with pytest.raises(ValueError):
         loads(b'{"a": NaN}', parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+
+@pytest.mark.parametrize("text", ['"\\ud800"', '["a\\udfffb"]', '{"\\uDBFF": 1}', '"\\ud800\\ud800"',
+                                  '"\ud800"'])
+def test_unpaired_surrogates_are_refused_when_asked(text):
+    assert loads(text) is not None  # json.loads takes them, and so does loads by default
+    with pytest.raises(UnpairedSurrogate):
+        loads(text, unpaired_surrogates=False)
+    with pytest.raises(ValueError):
+        loads(text.encode("utf-8", "surrogatepass"), unpaired_surrogates=False)
+
+
+def test_surrogate_pairs_are_text():
+    assert loads('["\\ud83d\\ude00", "\\u00e9"]', unpaired_surrogates=False) == ["\U0001f600", "é"]

@@ -491,3 +491,16 @@ async def test_form_that_is_not_utf8_is_an_html_400(hub, path):
         **origin(hub), "Content-Type": "application/x-www-form-urlencoded"})
     assert r.status == 400 and r.content_type == "text/html"
     assert "could not be read" in await r.text()
+
+
+async def test_publish_form_refuses_metadata_with_an_unpaired_surrogate(hub):
+    await sign_in(hub, "maintainer")
+    html = await get_page(hub, "/apps/publish?repository=team/web")
+    body = publish_body("web", "1.2.0")
+    body["metadata"]["app"]["title"] = "Web \ud800"
+    data = {"csrf": csrf_of(html), "repository": "team/web", "compose": body["compose_files"][0]["content"],
+            "metadata": json.dumps(body["metadata"])}  # ensure_ascii: the title holds the escape \ud800
+    r = await hub.post("/apps/publish", data=data, headers=origin(hub), allow_redirects=False)
+    text = await r.text()
+    assert r.status == 400, text[:500]
+    assert "half of a UTF-16 surrogate pair" in text

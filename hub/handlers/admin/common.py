@@ -107,8 +107,8 @@ async def json_body(request: web.Request, schema: str) -> dict[str, Any]:
     if not raw.strip():
         raise MalformedRequest("a JSON request body is required")
     try:
-        body = safejson.loads(raw, parse_constant=_no_constants)
-    except safejson.JsonTooDeep as exc:
+        body = safejson.loads(raw, parse_constant=_no_constants, unpaired_surrogates=False)
+    except (safejson.JsonTooDeep, safejson.UnpairedSurrogate) as exc:
         raise MalformedRequest(f"the request body is not valid JSON: {exc}") from None
     except ValueError:
         raise MalformedRequest("the request body is not valid JSON") from None
