@@ -1,4 +1,4 @@
-"""`daohub serve | migrate | version`."""
+"""`daohub serve | migrate | tls | version` (and the identity, proxy and app commands)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, parse_addr
 from .logs import setup_logging
 
 log = logging.getLogger("daohub")
@@ -27,7 +27,9 @@ def _overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
-async def _serve(config) -> None:
+async def _serve(config, context=None) -> None:
+    """`context`: the server's SSLContext when server.tls is on (built before anything starts,
+    so a bad certificate is a startup error)."""
     from aiohttp import web
 
     from .app import create_app
@@ -47,18 +49,40 @@ async def _serve(config) -> None:
         shutdown_timeout=config.server.shutdown_timeout,
         handle_signals=False,
     )
+    tls = config.server.tls
+    if tls.health_addr:
+        from .tls import health_only_middleware
+
+        app.middlewares.append(health_only_middleware())
     await runner.setup()
     host, port = config.host_port
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
-    await site.start()
-    stop = asyncio.Event()
+    shown_host = f"[{host}]" if ":" in host else host
     loop = asyncio.get_running_loop()
+    watcher = None
+    if context is not None:
+        from .tls import CertificateReloader, TLSSite
+
+        site: web.BaseSite = TLSSite(runner, host, port, ssl_context=context, backlog=1024, reuse_address=True,
+                                     https_hint=f"https://{shown_host}:{port}/")
+        reloader = CertificateReloader(context, tls)
+        loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
+        watcher = asyncio.create_task(reloader.watch())
+    else:
+        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await site.start()
+    if tls.health_addr:
+        health_host, health_port = parse_addr(tls.health_addr)
+        await web.TCPSite(runner, health_host, health_port, reuse_address=True).start()
+        log.info("plain-HTTP health checks (/healthz, /readyz) on http://%s:%d", health_host, health_port)
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    shown_host = f"[{host}]" if ":" in host else host
-    log.info("daohub %s listening on http://%s:%d (storage=%s, metadata=%s)", __version__, shown_host, port,
+    log.info("daohub %s listening on %s://%s:%d (storage=%s, metadata=%s)", __version__,
+             "https" if context is not None else "http", shown_host, port,
              config.storage.driver, config.database_url.split(":", 1)[0])
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     log.info("shutting down: finishing in-flight requests (up to %.0fs)", config.server.shutdown_timeout)
     # Stop accepting first, then let running handlers finish *with their request bodies*:
     # aiohttp's own shutdown stops reading from connections at once, which would strand an
@@ -209,14 +233,32 @@ def main(argv: list[str] | None = None) -> int:
     from . import cli_proxy
 
     cli_proxy.add_parsers(sub)
+    from . import cli_gc
+
+    cli_gc.add_parsers(sub)
     from . import cli_app, cli_appstore
 
     cli_appstore.add_parsers(cli_app.add_parsers(sub))
+    tls = sub.add_parser("tls", help="TLS helpers").add_subparsers(dest="tls_command", required=True)
+    self_signed = tls.add_parser("self-signed", help="write a private CA and a server certificate, for trying "
+                                 "out HTTPS")
+    self_signed.add_argument("--host", action="append", required=True, metavar="NAME",
+                             help="DNS name or IP address clients use (repeat for each)")
+    self_signed.add_argument("--out", default="./tls", help="directory to write into (default ./tls)")
+    self_signed.add_argument("--days", type=int, default=365, help="server certificate validity (default 365)")
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
 
     if args.command == "version":
         print(__version__)
+        return 0
+    if args.command == "tls":
+        from .tls import self_signed as write_self_signed
+
+        if args.days < 1:
+            print("daohub: --days must be at least 1", file=sys.stderr)
+            return 2
+        print(write_self_signed(Path(args.out), args.host, args.days), end="")
         return 0
     if args.command == "app" and not cli_app.needs_config(args):
         return cli_app.run(args)
@@ -228,7 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.log.level, config.log.format)
     if args.command == "serve":
         _tune_malloc()
-        _run(_serve(config), config.server.event_loop)
+        context = None
+        if config.server.tls.enabled:
+            from .tls import TlsError, server_context
+
+            try:
+                context = server_context(config.server.tls)
+            except TlsError as exc:
+                print(f"daohub: TLS error: {exc}", file=sys.stderr)
+                return 2
+        _run(_serve(config, context), config.server.event_loop)
     elif args.command == "migrate":
         applied = asyncio.run(_migrate(config))
         print(f"applied migrations: {applied}" if applied else "schema is up to date")
@@ -240,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         return cli_app.run(args, config)
     elif args.command == "proxy":
         return asyncio.run(cli_proxy.run(config, args))
+    elif args.command == "gc":
+        from . import cli_gc
+
+        return asyncio.run(cli_gc.run(config, args))
     elif args.command == "transfer":
         return _transfer(config, args)
     elif args.command == "purge-uploads":

@@ -34,6 +34,29 @@ class Secret(str):
 
 
 @dataclasses.dataclass
+class TlsConfig:
+    """HTTPS in `serve` (hub/tls.py). Off while cert_file and key_file are empty."""
+
+    # PEM certificate chain (server certificate first) and its private key.
+    cert_file: str = ""
+    key_file: str = ""
+    # PEM CA certificates for mutual TLS: when set, every client must present a certificate
+    # they signed. Read at start (a new client CA needs a restart).
+    client_ca_file: str = ""
+    # Lowest protocol version accepted: "1.2" or "1.3".
+    min_version: str = "1.2"
+    # Seconds between checks of cert_file and key_file for a renewal (SIGHUP reloads at once);
+    # 0 turns the polling off.
+    reload_interval_seconds: float = 5.0
+    # Optional plain-HTTP HOST:PORT beside the TLS port that answers /healthz and /readyz only.
+    health_addr: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file or self.key_file)
+
+
+@dataclasses.dataclass
 class ServerConfig:
     addr: str = "127.0.0.1:5000"
     # Seconds in-flight requests get to finish on SIGTERM.
@@ -48,6 +71,7 @@ class ServerConfig:
     # by the right-most address in it that is not one of these. Empty: the peer is the client.
     # From the environment comma-separated: DAOHUB_SERVER_TRUSTED_PROXIES=10.0.0.0/8,::1/128
     trusted_proxies: list[str] = dataclasses.field(default_factory=list)
+    tls: TlsConfig = dataclasses.field(default_factory=TlsConfig)
 
 
 @dataclasses.dataclass
@@ -214,6 +238,24 @@ class AppStoreConfig:
 
 
 @dataclasses.dataclass
+class GcConfig:
+    """Online garbage collection (hub/registry/gc.py)."""
+
+    # A pass runs in `serve` every interval_seconds (on every replica: PostgreSQL workers share
+    # the review queue; on SQLite a pass already running elsewhere is skipped).
+    enabled: bool = True
+    interval_seconds: float = 600.0
+    # How long a deleted manifest's blobs, an untagged manifest or an unreferenced link wait
+    # before they are collected (a re-push within it keeps them); also the minimum age of an
+    # object the storage sweep deletes.
+    grace_seconds: float = 86400.0
+    # Reviews taken per claim, and how long a claim keeps other workers off (a killed worker's
+    # claims come free after it).
+    batch_size: int = 500
+    lease_seconds: float = 300.0
+
+
+@dataclasses.dataclass
 class Config:
     data_dir: str = "./data"
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
@@ -224,6 +266,7 @@ class Config:
     auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
     proxy: ProxyConfig = dataclasses.field(default_factory=ProxyConfig)
     appstore: AppStoreConfig = dataclasses.field(default_factory=AppStoreConfig)
+    gc: GcConfig = dataclasses.field(default_factory=GcConfig)
 
     # Derived values -----------------------------------------------------------------
     @property
@@ -315,17 +358,19 @@ def _apply(obj: Any, data: dict[str, Any], where: str) -> None:
 
 
 def _env_overrides(cfg: Config, environ: typing.Mapping[str, str]) -> None:
-    hints = typing.get_type_hints(Config)
     known: dict[str, tuple[Any, str, Any]] = {}
-    for f in dataclasses.fields(Config):
-        typ = hints[f.name]
-        if dataclasses.is_dataclass(typ):
-            section = getattr(cfg, f.name)
-            sub_hints = typing.get_type_hints(typ)
-            for sf in dataclasses.fields(typ):
-                known[f"DAOHUB_{f.name}_{sf.name}".upper()] = (section, sf.name, sub_hints[sf.name])
-        else:
-            known[f"DAOHUB_{f.name}".upper()] = (cfg, f.name, typ)
+
+    def add(obj: Any, prefix: str) -> None:
+        # Nested sections (server.tls) are DAOHUB_SERVER_TLS_<KEY>.
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            name = f"{prefix}_{f.name}".upper()
+            if dataclasses.is_dataclass(hints[f.name]):
+                add(getattr(obj, f.name), name)
+            else:
+                known[name] = (obj, f.name, hints[f.name])
+
+    add(cfg, "DAOHUB")
     # Variables that configure something other than this object (documented elsewhere).
     reserved = {"DAOHUB_CONFIG", "DAOHUB_ADMIN_PASSWORD"}
     for name, value in environ.items():
@@ -370,7 +415,32 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("auth.login_failure_limit and auth.login_address_failure_limit must be positive")
     _validate_proxy(cfg.proxy)
     _validate_object_storage(cfg.storage)
+    _validate_tls(cfg.server.tls)
     return cfg
+
+
+def _validate_tls(tls: TlsConfig) -> None:
+    if tls.min_version not in ("1.2", "1.3"):
+        raise ConfigError(f"server.tls.min_version must be \"1.2\" or \"1.3\", got {tls.min_version!r}")
+    if tls.reload_interval_seconds < 0:
+        raise ConfigError("server.tls.reload_interval_seconds must not be negative")
+    if not tls.enabled:
+        if tls.client_ca_file or tls.health_addr:
+            raise ConfigError("server.tls.client_ca_file and server.tls.health_addr need server.tls.cert_file "
+                              "and server.tls.key_file")
+        return
+    if not (tls.cert_file and tls.key_file):
+        raise ConfigError("server.tls.cert_file and server.tls.key_file go together: set both to serve HTTPS")
+    for key in ("cert_file", "key_file", "client_ca_file"):
+        path = getattr(tls, key)
+        if path and not os.access(path, os.R_OK):
+            reason = "does not exist" if not os.path.exists(path) else "is not readable"
+            raise ConfigError(f"server.tls.{key}: {path} {reason}")
+    if tls.health_addr:
+        try:
+            parse_addr(tls.health_addr)
+        except ConfigError:
+            raise ConfigError(f"server.tls.health_addr must be HOST:PORT, got {tls.health_addr!r}") from None
 
 
 def _validate_object_storage(storage: StorageConfig) -> None:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -70,9 +72,15 @@ class _ServerProcess:
         """`HOST:PORT`, as used in image references (`127.0.0.1:PORT/team/app:1`)."""
         return f"{self.bind_host}:{self.port}"
 
+    scheme = "http"
+
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.scheme}://{self.host}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """What the health check trusts when the server speaks HTTPS."""
+        return None
 
     @property
     def pid(self) -> int | None:
@@ -125,7 +133,8 @@ class _ServerProcess:
                 raise ServerStartError(f"{self.name} exited with code {code} before becoming healthy; "
                                        f"log {self.log_path}:\n{_tail(self.log_path)}")
             try:
-                with urllib.request.urlopen(self.url + self.health_path, timeout=2) as response:
+                with urllib.request.urlopen(self.url + self.health_path, timeout=2,
+                                            context=self.ssl_context()) as response:
                     if response.status == 200:
                         return
                     last_error = f"status {response.status}"
@@ -188,8 +197,29 @@ class _ServerProcess:
         return f"<{type(self).__name__} {self.url} pid={self.pid} data={self.data_dir}>"
 
 
+@dataclass
+class TlsFiles:
+    """PEM files for a server that speaks HTTPS: its pair, the CA clients trust, and, for mutual
+    TLS, the client CA it requires and a client pair the health check presents."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    client_ca_file: Path | None = None
+    client_cert: tuple[Path, Path] | None = None
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        if self.client_cert:
+            context.load_cert_chain(*map(str, self.client_cert))
+        return context
+
+
 class DaoHubProcess(_ServerProcess):
     """`python -m hub serve --addr 127.0.0.1:PORT --data-dir DIR [--config FILE] [extra args]`.
+
+    With `tls=TlsFiles(...)` it serves HTTPS (server.tls from DAOHUB_SERVER_TLS_* variables),
+    `.url` is https and the health check trusts `tls.ca_file`.
 
     DAOHUB_* variables of the calling environment are dropped (an unknown one is a startup
     error, and tests should not depend on the caller's setup); pass `env=` to set some, or
@@ -202,9 +232,13 @@ class DaoHubProcess(_ServerProcess):
     def __init__(self, data_dir: str | os.PathLike, *, port: int | None = None, host: str = "127.0.0.1",
                  config: str | os.PathLike | None = None, extra_args: Iterable[str] = (),
                  env: Mapping[str, str] | None = None, inherit_daohub_env: bool = False,
-                 python: str = sys.executable, startup_timeout: float = 30.0, log_name: str = "daohub.log"):
+                 python: str = sys.executable, startup_timeout: float = 30.0, log_name: str = "daohub.log",
+                 tls: TlsFiles | None = None):
         super().__init__(data_dir, port=port, host=host, env=env, startup_timeout=startup_timeout,
                          log_name=log_name)
+        self.tls = tls
+        if tls is not None:
+            self.scheme = "https"
         self.config = str(config) if config else None
         self.extra_args = list(extra_args)
         self.inherit_daohub_env = inherit_daohub_env
@@ -226,8 +260,25 @@ class DaoHubProcess(_ServerProcess):
             env["DAOHUB_AUTH_ENABLED"] = "false"
         # A first start would publish the seed apps; tests that want them ask (env=).
         env.setdefault("DAOHUB_APPSTORE_SEED_ON_FIRST_START", "false")
+        if self.tls is not None:
+            env["DAOHUB_SERVER_TLS_CERT_FILE"] = str(self.tls.cert_file)
+            env["DAOHUB_SERVER_TLS_KEY_FILE"] = str(self.tls.key_file)
+            if self.tls.client_ca_file:
+                env["DAOHUB_SERVER_TLS_CLIENT_CA_FILE"] = str(self.tls.client_ca_file)
         env.update(self.extra_env)
         return env
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self.tls.client_context() if self.tls is not None else None
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        """`python -m hub ARGS --data-dir DIR` in this server's environment; its stdout (fails on an error)."""
+        result = subprocess.run([self.python, "-m", "hub", *args, "--data-dir", str(self.data_dir)],
+                                cwd=REPO_ROOT, env=self.environment(), input=stdin, capture_output=True,
+                                text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"daohub {' '.join(args)} exited with {result.returncode}:\n{result.stderr[-3000:]}")
+        return result.stdout
 
     def blob_files(self) -> list[Path]:
         """Every committed blob file under the data directory (`.../blobs/<alg>/<2 hex>/<hex>`)."""

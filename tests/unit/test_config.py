@@ -58,16 +58,19 @@ def test_every_key_settable_from_environment():
     import dataclasses
     import typing
 
-    hints = typing.get_type_hints(Config)
-    for f in dataclasses.fields(Config):
-        if dataclasses.is_dataclass(hints[f.name]):
-            for sf in dataclasses.fields(hints[f.name]):
-                name = f"DAOHUB_{f.name}_{sf.name}".upper()
+    def check(obj, prefix: str) -> None:
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            name, default = f"{prefix}_{f.name}".upper(), getattr(obj, f.name)
+            if dataclasses.is_dataclass(hints[f.name]):
+                check(default, name)  # a nested section: DAOHUB_SERVER_TLS_<KEY>
+            elif prefix != "DAOHUB":
                 # Setting the variable to its own default must be accepted.
-                default = getattr(getattr(Config(), f.name), sf.name)
                 value = (str(default).lower() if isinstance(default, bool)
                          else ",".join(default) if isinstance(default, list) else str(default))
                 load_config(environ={name: value})
+
+    check(Config(), "DAOHUB")
 
 
 def test_secret_is_hidden():
