@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.tls import create_ca, issue_certificate
-from tests.helpers.server import TlsFiles
+from tests.helpers.server import DaoHubProcess, TlsFiles
 
 SERVER_NAMES = ("127.0.0.1", "localhost", "::1")
+PASSWORD = "alice-Secret-1"  # user alice of secured_hub()
 
 
 @dataclass
@@ -34,10 +35,11 @@ class Pki:
                         client_ca_file=self.client_ca_file if mutual else None,
                         client_cert=self.client_cert if mutual else None)
 
-    def issue_server_pair(self, directory: Path, common_name: str) -> tuple[Path, Path]:
-        """Another server certificate from the same CA (a renewal), in `directory`."""
+    def issue_server_pair(self, directory: Path, common_name: str,
+                          names: tuple[str, ...] = SERVER_NAMES) -> tuple[Path, Path]:
+        """Another server certificate from the same CA (a renewal, another address), in `directory`."""
         directory.mkdir(parents=True, exist_ok=True)
-        return issue_certificate(directory, "server", common_name, SERVER_NAMES, *self.server_ca)
+        return issue_certificate(directory, "server", common_name, names, *self.server_ca)
 
 
 def make_pki(root: Path) -> Pki:
@@ -70,3 +72,21 @@ def served_common_name(host: str, port: int, ca_file: Path, client_cert: tuple[P
             context.wrap_socket(raw, server_hostname=host) as tls:
         subject = dict(item[0] for item in tls.getpeercert()["subject"])
     return subject["commonName"]
+
+
+def secured_hub(data_dir, pki: Pki, *, mutual: bool = False, env: dict | None = None, host: str = "127.0.0.1",
+                files: TlsFiles | None = None) -> DaoHubProcess:
+    """A started DaoHub over HTTPS with auth on; user alice (PASSWORD) is a developer of tenant team.
+    `files`: another server pair than the PKI's (for another address)."""
+    hub = DaoHubProcess(data_dir, host=host, tls=files or pki.server_files(mutual=mutual),
+                        env={"DAOHUB_AUTH_ENABLED": "true", "DAOHUB_ADMIN_PASSWORD": "admin-Secret-0",
+                             **(env or {})})
+    hub.start()
+    try:
+        hub.cli("tenant", "create", "team")
+        hub.cli("user", "create", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+        hub.cli("tenant", "member", "team", "alice", "developer")
+    except BaseException:
+        hub.stop()
+        raise
+    return hub

@@ -22,9 +22,7 @@ import pytest
 from tests.e2e.util import run
 from tests.helpers.scaleout import MiB, s3_backend
 from tests.helpers.server import DaoHubProcess, free_port
-from tests.helpers.tls import Pki, served_common_name
-
-from .conftest import PASSWORD, secured_hub
+from tests.helpers.tls import PASSWORD, Pki, secured_hub, served_common_name
 
 
 def curl(*args: str, check: bool = True):
