@@ -164,6 +164,37 @@ async def _proxy(app: web.Application) -> AsyncIterator[None]:
         await proxy.close()
 
 
+def collector_for(config: Config, registry: Registry, *, metrics=None, proxy=None):
+    """The GC collector of `config` (serve's and `daohub gc run`'s); `proxy` names the cache
+    namespaces, whose manifests are left to the cache's eviction."""
+    from .registry.gc import Collector
+
+    async def namespaces() -> list[str]:
+        return list(proxy.router.upstreams) if proxy is not None else []
+
+    cfg = config.gc
+    return Collector(registry, grace_seconds=cfg.grace_seconds, batch_size=cfg.batch_size,
+                     lease_seconds=cfg.lease_seconds, metrics=metrics, cache_namespaces=namespaces)
+
+
+async def _gc(app: web.Application) -> AsyncIterator[None]:
+    """Online garbage collection: a pass every gc.interval_seconds (see hub/registry/gc.py)."""
+    config = app[keys.CONFIG]
+    if not config.gc.enabled or config.gc.interval_seconds <= 0:
+        yield
+        return
+    from .metrics import GcMetrics
+    from .registry.gc import run_periodically
+
+    collector = collector_for(config, app[keys.REGISTRY], metrics=GcMetrics(app[keys.METRICS].registry),
+                              proxy=app.get(keys.PROXY))
+    task = asyncio.create_task(run_periodically(collector, config.gc.interval_seconds), name="gc")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(config: Config) -> web.Application:
     # client_max_size bounds only bodies read whole by aiohttp itself; blob bodies stream.
     app = web.Application(middlewares=[request_context], client_max_size=config.registry.max_manifest_bytes)
@@ -173,6 +204,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_auth)
     app.cleanup_ctx.append(_upload_purger)
     app.cleanup_ctx.append(_proxy)
+    app.cleanup_ctx.append(_gc)
     app.router.add_route("*", "/v2/{tail:.*}", v2.dispatch)
     app.router.add_route("*", "/v2", _redirect_v2)
     if config.auth.enabled:

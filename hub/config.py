@@ -372,7 +372,8 @@ def _env_overrides(cfg: Config, environ: typing.Mapping[str, str]) -> None:
 
     add(cfg, "DAOHUB")
     # Variables that configure something other than this object (documented elsewhere).
-    reserved = {"DAOHUB_CONFIG", "DAOHUB_ADMIN_PASSWORD"}
+    # DAOHUB_TEST_GC_PAUSE: a test hook of hub/registry/gc.py, not configuration.
+    reserved = {"DAOHUB_CONFIG", "DAOHUB_ADMIN_PASSWORD", "DAOHUB_TEST_GC_PAUSE"}
     for name, value in environ.items():
         if not name.startswith("DAOHUB_") or name in reserved:
             continue

@@ -150,3 +150,47 @@ class ProxyMetrics:
             "daohub_proxy_cache_size_bytes", "Bytes of the distinct blobs in the cache, after the last eviction run",
             ["upstream"], registry=registry,
         )
+
+
+class GcMetrics:
+    """Online garbage collection (hub/registry/gc.py): what each pass reviewed, kept and deleted."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.runs = Counter("daohub_gc_runs", "GC passes, by mode (run or dry_run)", ["mode"], registry=registry)
+        self.reviewed = Counter("daohub_gc_reviewed", "Reviews GC passes took, by kind (manifests, blobs)",
+                                ["kind"], registry=registry)
+        self.kept = Counter("daohub_gc_kept", "Reviews that kept their manifest or blob (referenced, or too young)",
+                            ["kind"], registry=registry)
+        self.deleted = Counter("daohub_gc_deleted", "Rows and objects GC deleted, by kind (manifests, links, "
+                               "blobs, orphans)", ["kind"], registry=registry)
+        self.bytes_freed = Counter("daohub_gc_bytes_freed", "Blob bytes deleted from storage by GC",
+                                   registry=registry)
+        self.tenant_bytes_freed = Counter("daohub_gc_tenant_bytes_freed", "How much GC lowered each tenant's usage",
+                                          ["tenant"], registry=registry)
+        self.errors = Counter("daohub_gc_errors", "Reviews or sweep deletes that failed (retried later)",
+                              registry=registry)
+        self.duration = Histogram("daohub_gc_run_duration_seconds", "Duration of GC passes", registry=registry,
+                                  buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600))
+        self.last_run = Gauge("daohub_gc_last_run_timestamp_seconds", "When the last GC pass of this process ended",
+                              registry=registry)
+
+    def observe(self, report) -> None:
+        """Count a finished pass (a GcReport); dry runs count only as runs."""
+        if not report.ran:
+            return
+        self.runs.labels("dry_run" if report.dry_run else "run").inc()
+        if report.dry_run:
+            return
+        c = report.counts
+        for kind in ("manifests", "blobs"):
+            self.reviewed.labels(kind).inc(c[f"{kind}_reviewed"])
+            self.kept.labels(kind).inc(c[f"{kind}_kept"])
+        for kind, key in (("manifests", "manifests_deleted"), ("links", "links_deleted"),
+                          ("blobs", "blobs_deleted"), ("orphans", "orphans_deleted")):
+            self.deleted.labels(kind).inc(c[key])
+        self.bytes_freed.inc(c["bytes_freed"])
+        for tenant, freed in report.tenant_bytes_freed.items():
+            self.tenant_bytes_freed.labels(tenant).inc(freed)
+        self.errors.inc(len(report.errors))
+        self.duration.observe(report.duration_seconds)
+        self.last_run.set_to_current_time()

@@ -54,6 +54,7 @@ from .base import (
     app_categories_text,
     app_version_record,
 )
+from .gc_store import PostgresGcMixin
 from .locks import KeyedLocks
 from .postgres_identity import PostgresIdentityMixin, rows_affected, tenant_range
 from .postgres_proxy import PostgresProxyMixin
@@ -194,7 +195,8 @@ class _AdvisoryLocks:
         self._conn = None
 
 
-class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerStateMixin, MetadataStore):
+class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerStateMixin, PostgresGcMixin,
+                    MetadataStore):
     dialect = "postgres"
 
     def __init__(self, url: str, *, pool_min_size: int = 2, pool_max_size: int = 20,
@@ -390,8 +392,10 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerSta
         now = time.time()
         await conn.execute("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) "
                            "ON CONFLICT (digest) DO NOTHING", digest, size, now)
+        # A link made again refreshes its time: GC keeps links younger than its grace period.
         await conn.execute("INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) "
-                           "ON CONFLICT (repository_id, digest) DO NOTHING", repo_id, digest, now)
+                           "ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
+                           repo_id, digest, now)
 
     # Repositories ---------------------------------------------------------------------------
     async def repository_exists(self, repository: str) -> bool:

@@ -36,6 +36,7 @@ from .base import (
     app_categories_text,
     app_version_record,
 )
+from .gc_store import SqliteGcMixin
 from .locks import FileLocks, KeyedLocks
 from .sqlite_identity import SqliteIdentityMixin
 from .server_state import SqliteServerStateMixin
@@ -54,7 +55,7 @@ def path_from_url(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin, MetadataStore):
+class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin, SqliteGcMixin, MetadataStore):
     dialect = "sqlite"
 
     def __init__(self, path: str, synchronous: str = "FULL"):
@@ -221,8 +222,10 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin,
     def _link(conn: sqlite3.Connection, repo_id: int, digest: str, size: int) -> None:
         now = time.time()
         conn.execute("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)", (digest, size, now))
+        # A link made again refreshes its time: GC keeps links younger than its grace period.
         conn.execute(
-            "INSERT OR IGNORE INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)",
+            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
             (repo_id, digest, now),
         )
 
@@ -590,6 +593,19 @@ def _regexp(pattern: str, value: str | None) -> bool:
 
 
 def _split_sql(sql: str) -> list[str]:
-    """Split a migration into statements (no semicolons inside statements here)."""
+    """Split a migration into statements (no semicolons inside statements here, but for the
+    statements of a trigger's BEGIN ... END, which stay in their CREATE TRIGGER)."""
     lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements: list[str] = []
+    trigger: list[str] = []
+    for part in (s.strip() for s in "\n".join(lines).split(";")):
+        if trigger:
+            trigger.append(part)
+            if part.upper() == "END":
+                statements.append(";\n".join(trigger))
+                trigger = []
+        elif part.upper().startswith("CREATE TRIGGER"):
+            trigger = [part]
+        elif part:
+            statements.append(part)
+    return statements

@@ -1,0 +1,240 @@
+"""Online GC over each store (SQLite and PostgreSQL) and the filesystem driver: what the review
+queue collects, what it keeps (shared layers, links made again within the grace period, blobs a
+push brings while a verdict holds them), dry runs, tag deletes, and the storage sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+
+import pytest
+
+import storage_backends
+from hub.registry import gc as gc_module
+from hub.registry.gc import Collector
+from hub.registry.names import parse_digest
+from hub.registry.service import Registry
+
+from .test_store import manifest
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+async def chunks(data: bytes):
+    yield data
+
+
+@pytest.fixture
+async def registry(store, tmp_path):
+    storage = storage_backends.create("filesystem", root=str(tmp_path / "storage"))
+    yield Registry(store, storage)
+    await storage.aclose()
+
+
+async def push_blob(registry: Registry, repository: str, data: bytes) -> str:
+    return str(await registry.monolithic_upload(repository, sha(data), chunks(data)))
+
+
+async def stored(registry: Registry, digest: str) -> bool:
+    try:
+        await registry.storage.stat(parse_digest(digest).blob_path)
+    except storage_backends.PathNotFoundError:
+        return False
+    return True
+
+
+async def two_images(registry: Registry):
+    """Images A and B in team/app sharing one layer: A = (a-config, a-layer, shared),
+    B = (b-config, shared)."""
+    store = registry.store
+    assert await store.create_tenant("team", "Team", None)
+    blobs = {name: await push_blob(registry, "team/app", name.encode() * 100)
+             for name in ("a-config", "a-layer", "b-config", "shared")}
+    a = manifest(blobs=[blobs["a-config"], blobs["a-layer"], blobs["shared"]], salt="A")
+    b = manifest(blobs=[blobs["b-config"], blobs["shared"]], salt="B")
+    assert await store.put_manifest("team/app", a, ["a"]) == []
+    assert await store.put_manifest("team/app", b, ["b"]) == []
+    return blobs, a, b
+
+
+async def test_deleted_image_frees_exactly_its_own_blobs(registry):
+    store = registry.store
+    blobs, a, b = await two_images(registry)
+    before = await store.tenant_usage("team")
+    assert await store.delete_manifest("team/app", a.digest)
+    own = sorted([blobs["a-config"], blobs["a-layer"]])
+
+    collector = Collector(registry, grace_seconds=3600)
+    early = await collector.run(dry_run=True)
+    assert early.counts["links_deleted"] == 0  # within the grace period nothing is due
+
+    dry = await collector.run(dry_run=True, grace_seconds=0)
+    assert sorted(x["digest"] for x in dry.blobs) == own
+    assert sorted(x["digest"] for x in dry.links) == own
+    own_bytes = 800 + 700  # a-config and a-layer, 100 times each
+    assert dry.tenant_bytes_freed == {"team": own_bytes}
+    for digest in blobs.values():  # a dry run changes nothing
+        assert await stored(registry, digest)
+        assert await store.get_blob_size("team/app", digest) is not None
+    assert await store.tenant_usage("team") == before - len(a.content)
+    assert (await store.gc_backlog(time.time()))["link_due"] == 3
+
+    done = await collector.run(grace_seconds=0)
+    assert sorted(x["digest"] for x in done.blobs) == own
+    assert done.counts["blobs_deleted"] == 2 and done.counts["bytes_freed"] == own_bytes
+    for digest in own:
+        assert not await stored(registry, digest)
+        assert await store.get_global_blob_size(digest) is None
+    for name in ("b-config", "shared"):
+        assert await stored(registry, blobs[name])
+        assert await store.get_blob_size("team/app", blobs[name]) == 100 * len(name)
+    assert await store.tenant_usage("team") == before - len(a.content) - own_bytes
+    assert done.tenant_bytes_freed == {"team": own_bytes}
+    runs = await store.gc_runs()
+    assert runs[0].id == done.run_id and runs[0].counts["blobs_deleted"] == 2 and runs[0].finished_at
+    assert runs[0].tenant_bytes_freed == {"team": own_bytes}
+    again = await collector.run(grace_seconds=0)  # the queue is empty: nothing more goes
+    assert again.counts["blobs_reviewed"] == 0 and await stored(registry, blobs["shared"])
+
+
+async def test_tag_delete_frees_the_manifest_and_then_its_blobs_in_one_pass(registry):
+    store = registry.store
+    blobs, a, b = await two_images(registry)
+    assert await store.delete_tag("team/app", "a")
+    dry = await Collector(registry).run(dry_run=True, grace_seconds=0)
+    assert [m["digest"] for m in dry.manifests] == [a.digest]
+    assert sorted(x["digest"] for x in dry.blobs) == sorted([blobs["a-config"], blobs["a-layer"]])
+    assert await store.get_manifest("team/app", a.digest, by_digest=True) is not None
+    done = await Collector(registry).run(grace_seconds=0)
+    assert [m["digest"] for m in done.manifests] == [a.digest]
+    assert sorted(x["digest"] for x in done.blobs) == sorted(x["digest"] for x in dry.blobs)
+    assert await store.get_manifest("team/app", a.digest, by_digest=True) is None
+    assert await store.get_manifest("team/app", "b", by_digest=False) is not None
+
+
+async def test_moved_tag_frees_the_old_manifest_but_keeps_a_tagged_one(registry):
+    store = registry.store
+    blobs, a, b = await two_images(registry)
+    assert await store.put_manifest("team/app", b, ["a"]) == []  # tag a moves from A to B
+    done = await Collector(registry).run(grace_seconds=0)
+    assert [m["digest"] for m in done.manifests] == [a.digest]
+    assert await store.get_manifest("team/app", "a", by_digest=False) is not None
+
+
+async def test_blob_linked_again_within_the_grace_period_is_kept(registry):
+    store = registry.store
+    blobs, a, b = await two_images(registry)
+    assert await store.delete_manifest("team/app", a.digest)
+    await asyncio.sleep(0.05)
+    between = time.time()
+    await asyncio.sleep(0.05)
+    # A client pushes a-layer again (it was deleted): the existing link is made again.
+    assert await push_blob(registry, "team/app", b"a-layer" * 100) == blobs["a-layer"]
+    await asyncio.sleep(0.05)
+    done = await Collector(registry).run(grace_seconds=time.time() - between)
+    assert [x["digest"] for x in done.blobs] == [blobs["a-config"]]
+    assert await stored(registry, blobs["a-layer"])
+    assert await store.get_blob_size("team/app", blobs["a-layer"]) == 700
+    # Reviewed again once the new link is past the grace period, nothing referencing it: it goes.
+    later = await Collector(registry).run(grace_seconds=0)
+    assert [x["digest"] for x in later.blobs] == [blobs["a-layer"]]
+
+
+async def test_push_of_the_same_digest_during_a_verdict_is_never_broken(registry, monkeypatch):
+    """The verdict deleted the row and holds the blob's lock until the bytes are gone; a push of
+    the same bytes waits for it, finds the row gone and moves its own bytes in."""
+    store = registry.store
+    blobs, a, b = await two_images(registry)
+    assert await store.delete_manifest("team/app", a.digest)
+    monkeypatch.setenv(gc_module.PAUSE_ENV, "0.5")
+    run = asyncio.create_task(Collector(registry).run(grace_seconds=0))
+    while await store.get_global_blob_size(blobs["a-layer"]) is not None:
+        await asyncio.sleep(0.01)
+    # Committed: the row is gone, the bytes not yet. The push must not link bytes about to go.
+    assert await push_blob(registry, "team/other", b"a-layer" * 100) == blobs["a-layer"]
+    await run
+    assert await store.get_blob_size("team/other", blobs["a-layer"]) == 700
+    location = await registry.stat_blob("team/other", blobs["a-layer"])
+    body = b"".join([c async for c in await registry.open_blob(location)])
+    assert body == b"a-layer" * 100
+
+
+async def test_index_children_and_referrers_follow_their_parent(registry):
+    store = registry.store
+    blobs, a, b = await two_images(registry)
+    index = manifest(children=[a.digest, b.digest], salt="index")
+    signature = manifest(blobs=[blobs["shared"]], subject=index.digest, salt="sig")
+    assert await store.put_manifest("team/app", index, ["multi"]) == []
+    assert await store.put_manifest("team/app", signature, []) == []
+    assert await store.delete_tag("team/app", "a")
+    kept = await Collector(registry).run(grace_seconds=0)
+    assert kept.manifests == []  # A is still a child of the tagged index
+    assert await store.delete_tag("team/app", "multi")
+    dry = await Collector(registry).run(dry_run=True, grace_seconds=0)
+    assert sorted(m["digest"] for m in dry.manifests) == sorted([index.digest, signature.digest, a.digest])
+    done = await Collector(registry).run(grace_seconds=0)
+    assert sorted(m["digest"] for m in done.manifests) == sorted(m["digest"] for m in dry.manifests)
+    assert sorted(x["digest"] for x in done.blobs) == sorted([blobs["a-config"], blobs["a-layer"]])
+    assert await store.get_manifest("team/app", "b", by_digest=False) is not None
+
+
+async def test_repository_delete_frees_blobs_no_other_repository_links(registry):
+    store = registry.store
+    blobs, a, b = await two_images(registry)
+    assert await push_blob(registry, "team/keep", b"shared" * 100) == blobs["shared"]
+    assert await store.delete_repository("team/app")
+    done = await Collector(registry).run(grace_seconds=0)
+    assert sorted(x["digest"] for x in done.blobs) == sorted(
+        blobs[n] for n in ("a-config", "a-layer", "b-config"))
+    assert await stored(registry, blobs["shared"])
+
+
+async def test_tenant_run_touches_only_that_tenant(registry):
+    store = registry.store
+    blobs, a, b = await two_images(registry)
+    other = await push_blob(registry, "else/app", b"other" * 10)
+    assert await store.put_manifest("else/app", manifest(blobs=[other], salt="o"), ["x"]) == []
+    assert await store.delete_tag("else/app", "x")
+    assert await store.delete_manifest("team/app", a.digest)
+    done = await Collector(registry).run(grace_seconds=0, tenant="else")
+    assert [x["digest"] for x in done.blobs] == [other]
+    assert await stored(registry, blobs["a-layer"])
+
+
+async def test_sweep_deletes_old_orphans_and_keeps_young_ones(registry, tmp_path):
+    store = registry.store
+    blobs, a, b = await two_images(registry)
+    root = tmp_path / "storage"
+    old, young = sha(b"old orphan"), sha(b"young orphan")
+    for digest, data, age in ((old, b"old orphan", 7200), (young, b"young orphan", 0)):
+        path = root / parse_digest(digest).blob_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.utime(path, (time.time() - age, time.time() - age))
+    dry = await Collector(registry, grace_seconds=3600).run(dry_run=True, sweep=True)
+    assert [x["digest"] for x in dry.orphans] == [old] and await stored(registry, old)
+    done = await Collector(registry, grace_seconds=3600).run(sweep=True)
+    assert [x["digest"] for x in done.orphans] == [old]
+    assert not await stored(registry, old) and await stored(registry, young)
+    for digest in blobs.values():
+        assert await stored(registry, digest)
+    assert await store.server_state(gc_module.SWEEP_CURSOR) == ""
+
+
+async def test_sweep_resumes_after_its_cursor(registry, tmp_path):
+    root = tmp_path / "storage"
+    orphans = sorted(sha(f"orphan {i}".encode()) for i in range(3))
+    for digest in orphans:
+        path = root / parse_digest(digest).blob_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    # A sweep stopped after the first object: the next one starts after it.
+    await registry.store.set_server_state(gc_module.SWEEP_CURSOR, parse_digest(orphans[0]).blob_path)
+    done = await Collector(registry, grace_seconds=60).run(sweep=True)
+    assert [x["digest"] for x in done.orphans] == orphans[1:]
+    assert await stored(registry, orphans[0])
