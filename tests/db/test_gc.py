@@ -238,3 +238,27 @@ async def test_sweep_resumes_after_its_cursor(registry, tmp_path):
     done = await Collector(registry, grace_seconds=60).run(sweep=True)
     assert [x["digest"] for x in done.orphans] == orphans[1:]
     assert await stored(registry, orphans[0])
+
+
+async def test_two_replicas_share_the_queue_and_delete_each_blob_once(replicas, tmp_path):
+    """Two PostgreSQL workers (two pools, as two replicas) collect one backlog at once: claims
+    (FOR UPDATE SKIP LOCKED) and the verdicts' row locks give each blob to exactly one of them."""
+    storages = [storage_backends.create("filesystem", root=str(tmp_path / "storage")) for _ in replicas]
+    registries = [Registry(store, storage) for store, storage in zip(replicas, storages, strict=True)]
+    try:
+        digests = [await push_blob(registries[0], "team/app", f"blob {i}".encode()) for i in range(60)]
+        m = manifest(blobs=digests, salt="many")
+        assert await replicas[0].put_manifest("team/app", m, []) == []
+        assert await replicas[0].delete_manifest("team/app", m.digest)
+        reports = await asyncio.gather(*(Collector(r, batch_size=7).run(grace_seconds=0) for r in registries))
+        assert all(r.errors == [] for r in reports)
+        deleted = [x["digest"] for r in reports for x in r.blobs]
+        assert sorted(deleted) == sorted(digests)  # each once, by one of the two
+        assert sum(r.counts["links_deleted"] for r in reports) == len(digests)
+        for digest in digests:
+            assert not await stored(registries[1], digest)
+            assert await replicas[1].get_global_blob_size(digest) is None
+        assert (await replicas[1].gc_backlog(time.time()))["link_queued"] == 0
+    finally:
+        for storage in storages:
+            await storage.aclose()

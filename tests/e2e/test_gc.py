@@ -163,3 +163,30 @@ def test_gc_killed_between_commit_and_storage_delete_loses_nothing(server, conta
     assert set(b.blobs) <= stored(server)
     assert pull(server, "team/app:b", tmp_path / "b2", containers_env) == (b.manifest, b.blobs)
     assert api.manifest("team/app", "b", accept=DOCKER_MANIFEST).content == b.manifest
+
+
+def test_serve_collects_on_its_own_and_counts_it(tmp_path):
+    """gc.interval_seconds and gc.grace_seconds from DAOHUB_GC_* variables: serve's own passes
+    collect a deleted image, record the run and count it in daohub_gc_* metrics."""
+    server = DaoHubProcess(tmp_path / "data", env={"DAOHUB_GC_INTERVAL_SECONDS": "0.2",
+                                                   "DAOHUB_GC_GRACE_SECONDS": "0"})
+    server.start()
+    try:
+        api = Api(server.url)
+        a, b, shared = two_images(server, api)
+        own = set(a.blobs) - shared
+        r = api.request("DELETE", f"/v2/team/app/manifests/{a.digest}")
+        assert r.status_code == 202, describe(r)
+        deadline = time.monotonic() + 60
+        while own & stored(server):
+            assert time.monotonic() < deadline, "serve's GC never collected the deleted image"
+            time.sleep(0.1)
+        assert set(b.blobs) <= stored(server) and api.manifest("team/app", "b").content == b.manifest
+        metrics = api.get("/metrics").text
+        deleted = [line for line in metrics.splitlines()
+                   if line.startswith('daohub_gc_deleted_total{kind="blobs"}')]
+        assert deleted and float(deleted[0].split()[-1]) >= len(own), metrics[-3000:]
+        with sqlite3.connect(server.data_dir / "daohub.db") as conn:
+            assert conn.execute("SELECT SUM(blobs_deleted) FROM gc_runs").fetchone()[0] == len(own)
+    finally:
+        assert server.stop() == 0, server.log_text()[-4000:]
