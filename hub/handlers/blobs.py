@@ -19,6 +19,9 @@ log = logging.getLogger("daohub.blobs")
 # their own and a worker thread cost more than the copies they save.
 SPLICE_MIN_BYTES = 256 * 1024
 
+# Reads of a local blob file sent over TLS (measured in _BlobFile._sendfile).
+TLS_CHUNK_BYTES = 1024 * 1024
+
 # One byte-range-spec of RFC 9110 §14.1.2 (`first-last`, `first-`, `-suffix`); offsets longer
 # than int64's 19 digits are past the end of any blob.
 _RANGE_SPEC = re.compile(r"(\d*)-(\d*)", re.ASCII)
@@ -106,6 +109,19 @@ class _BlobFile(web.FileResponse):
         if self._byte_range is not None:
             headers["Range"] = "bytes={}-{}".format(*self._byte_range)
         return await super().prepare(request.clone(headers=headers))
+
+    async def _sendfile(self, request: web.BaseRequest, fobj, offset: int, count: int):
+        """Over TLS there is no sendfile(2), and asyncio's emulation of it (loop.sendfile() on
+        a TLS transport) took 7.5 CPU-seconds per GiB here; aiohttp's own read-and-write loop
+        in TLS_CHUNK_BYTES reads takes 1.3-1.7 (1 GiB pulled with curl: 12 s before, 2-4 s after;
+        64 KiB reads cost 2.7 CPU-seconds, 256 KiB 1.6)."""
+        transport = request.transport
+        if transport is None or transport.get_extra_info("sslcontext") is None:
+            return await super()._sendfile(request, fobj, offset, count)
+        self._chunk_size = TLS_CHUNK_BYTES
+        writer = await web.StreamResponse.prepare(self, request)
+        assert writer is not None
+        return await self._sendfile_fallback(writer, fobj, offset, count)
 
 
 async def head_blob(request: web.Request, name: str, digest: str) -> web.StreamResponse:
