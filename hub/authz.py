@@ -29,8 +29,14 @@ _CHALLENGE_ACTIONS = {"pull": "pull", "push": "pull,push", "delete": "delete"}
 
 
 def realm(request: web.Request) -> str:
-    configured = request.app[CONFIG].auth.realm
-    return configured or f"{request.scheme}://{request.host}/auth/token"
+    """auth.realm, else server.public_url's token endpoint, else the request's own scheme (https
+    when `serve` speaks TLS) and Host."""
+    config = request.app[CONFIG]
+    if config.auth.realm:
+        return config.auth.realm
+    if config.server.public_url:
+        return config.server.public_url.rstrip("/") + "/auth/token"
+    return f"{request.scheme}://{request.host}/auth/token"
 
 
 def challenge(request: web.Request, scope: str | None, error: str | None = None) -> str:

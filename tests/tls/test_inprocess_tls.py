@@ -1,6 +1,6 @@
-"""Local blob files over TLS: served whole and by range through aiohttp's read-and-write loop,
-never through asyncio's emulation of loop.sendfile() on a TLS transport (7.5 CPU-seconds per
-GiB against 1.5: see hub/handlers/blobs.py)."""
+"""In-process: local blob files over TLS go through aiohttp's read-and-write loop, never through
+asyncio's emulation of loop.sendfile() on a TLS transport (7.5 CPU-seconds per GiB against 1.5:
+see hub/handlers/blobs.py); server.public_url names the token realm."""
 
 from __future__ import annotations
 
@@ -44,3 +44,17 @@ async def test_local_blobs_over_tls_do_not_use_the_sendfile_emulation(aiohttp_cl
     r = await client.get(f"/v2/team/tls/blobs/{digest}", headers={"Range": "bytes=1000-2000999"})
     assert r.status == 206 and await r.read() == data[1000:2001000]
     assert emulated == []
+
+
+async def test_public_url_names_the_token_realm(aiohttp_client, tmp_path):
+    """Behind a proxy that terminates TLS the request is plain http: server.public_url tells the
+    clients where the token endpoint is (auth.realm, when set, still wins over both)."""
+    overrides = {"data_dir": str(tmp_path / "data"), "server": {"public_url": "https://hub.example/"}}
+    client = await aiohttp_client(create_app(load_config(environ={}, overrides=overrides)))
+    r = await client.get("/v2/")
+    assert r.status == 401
+    assert r.headers["WWW-Authenticate"].startswith('Bearer realm="https://hub.example/auth/token"')
+    overrides["auth"] = {"realm": "https://login.example/token"}
+    client = await aiohttp_client(create_app(load_config(environ={}, overrides=overrides)))
+    r = await client.get("/v2/")
+    assert r.headers["WWW-Authenticate"].startswith('Bearer realm="https://login.example/token"')
