@@ -92,3 +92,10 @@ def test_self_signed_writes_a_ca_and_a_server_certificate_for_every_host(tmp_pat
     assert f"SSL_CERT_FILE={out / 'ca.crt'}" in result.stdout
     load_config(environ={"DAOHUB_SERVER_TLS_CERT_FILE": str(out / "server.crt"),
                          "DAOHUB_SERVER_TLS_KEY_FILE": str(out / "server.key")})
+
+
+def test_tls_does_not_make_an_open_registry_acceptable_off_loopback(pki):
+    tls = {"DAOHUB_SERVER_TLS_CERT_FILE": str(pki.cert_file), "DAOHUB_SERVER_TLS_KEY_FILE": str(pki.key_file)}
+    with pytest.raises(ConfigError, match="refusing to serve without authentication on 0.0.0.0"):
+        load_config(environ={**tls, "DAOHUB_AUTH_ENABLED": "false", "DAOHUB_SERVER_ADDR": "0.0.0.0:5000"})
+    load_config(environ={**tls, "DAOHUB_SERVER_ADDR": "0.0.0.0:5000"})  # auth on: fine
