@@ -180,14 +180,15 @@ def collector_for(config: Config, registry: Registry, *, metrics=None, proxy=Non
 async def _gc(app: web.Application) -> AsyncIterator[None]:
     """Online garbage collection: a pass every gc.interval_seconds (see hub/registry/gc.py)."""
     config = app[keys.CONFIG]
-    if not config.gc.enabled or config.gc.interval_seconds <= 0:
-        yield
-        return
     from .metrics import GcMetrics
     from .registry.gc import run_periodically
 
     collector = collector_for(config, app[keys.REGISTRY], metrics=GcMetrics(app[keys.METRICS].registry),
                               proxy=app.get(keys.PROXY))
+    app[keys.GC] = collector  # the admin API's passes too
+    if not config.gc.enabled or config.gc.interval_seconds <= 0:
+        yield
+        return
     task = asyncio.create_task(run_periodically(collector, config.gc.interval_seconds), name="gc")
     yield
     task.cancel()

@@ -26,6 +26,8 @@ RELAY = web.AppKey("relay", Relay)
 AUTH = web.AppKey("auth", AuthService)
 # Present only when proxy.upstreams are configured.
 PROXY = web.AppKey("proxy", Proxy)
+# The garbage collector (hub.registry.gc.Collector): serve's passes and the admin API's.
+GC = web.AppKey("gc", object)
 
 # Request keys: values the middlewares and handlers leave on one request for each other.
 REQUEST_ID = web.RequestKey("request_id", str)

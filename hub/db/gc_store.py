@@ -193,6 +193,8 @@ async def _manifest_verdict(tx: _Tx, review: GcReview, cutoff: float, dry_run: b
     row = await tx.fetchrow("SELECT created_at, size, subject FROM manifests WHERE repository_id = $1 "
                             "AND digest = $2{for_update}", review.repository_id, review.digest)
     verdict = await _judge_manifest(tx, review, row, cutoff, gone)
+    if verdict.action == "deleted":
+        verdict.tenant_freed = await _tenant_freed(tx, "manifest", review, verdict.size)
     if dry_run:
         return verdict
     if verdict.action == "deferred":
@@ -201,7 +203,6 @@ async def _manifest_verdict(tx: _Tx, review: GcReview, cutoff: float, dry_run: b
     await tx.execute(_DELETE_REVIEW, *key)
     if verdict.action != "deleted":
         return verdict
-    verdict.tenant_freed = await _tenant_freed(tx, "manifest", review, verdict.size)
     await tx.execute("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
                      review.repository_id, review.digest)
     # The triggers queued its children and referrers just now: they are due as this one was.
@@ -448,15 +449,16 @@ class GcStore:
 
         await self._gc_tx(run)
 
-    async def gc_runs(self, limit: int = 50, tenant: str | None = None) -> list[GcRunRecord]:
-        """The run history, newest first (with `tenant`: the runs of that tenant only)."""
+    async def gc_runs(self, limit: int = 50, tenant: str | None = None, *,
+                      before: int | None = None) -> list[GcRunRecord]:
+        """The run history, newest first, ids below `before` (with `tenant`: that tenant's runs only)."""
         async def run(tx: _Tx) -> list[GcRunRecord]:
-            if tenant is None:
-                rows = await tx.fetch(f"SELECT {_RUN_COLUMNS} FROM gc_runs ORDER BY id DESC LIMIT $1", limit)
-            else:
-                rows = await tx.fetch(f"SELECT {_RUN_COLUMNS} FROM gc_runs WHERE tenant = $2 "
-                                      "ORDER BY id DESC "
-                                      "LIMIT $1", limit, tenant)
+            where, args = ["id < $2"], [limit, before if before is not None else 2 ** 62]
+            if tenant is not None:
+                args.append(tenant)
+                where.append("tenant = $3")
+            rows = await tx.fetch(f"SELECT {_RUN_COLUMNS} FROM gc_runs WHERE {' AND '.join(where)} "
+                                  "ORDER BY id DESC LIMIT $1", *args)
             return [_run_record(r) for r in rows]
 
         return await self._gc_tx(run, rollback=True)

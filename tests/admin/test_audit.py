@@ -36,6 +36,7 @@ CHANGES = [
      "upstream.create"),
     ("update_upstream", "PATCH", "/api/v1/upstreams/quay.io", {"ttl_days": 30}, "upstream.update"),
     ("delete_upstream", "DELETE", "/api/v1/upstreams/quay.io", None, "upstream.delete"),
+    ("start_gc_run", "POST", "/api/v1/gc/runs", {"dry_run": True}, "gc.run"),
 ]
 
 

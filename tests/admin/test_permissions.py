@@ -144,6 +144,11 @@ CASES = [
          setup=lambda c: _upstream(c, "mirror")),
     Case("delete_upstream", "DELETE", "/api/v1/upstreams/u-{role}", only(204, PLATFORM),
          setup=per_role(lambda c, r: _upstream(c, f"u-{rid(r)}"))),
+    Case("start_gc_run", "POST", "/api/v1/gc/runs", only(201, PLATFORM), {"dry_run": False}),
+    Case("start_gc_run_of_team", "POST", "/api/v1/gc/runs", (401, 403, 403, 403, 201, 403, 403, 201),
+         {"dry_run": True, "tenant": "team"}),
+    Case("list_gc_runs", "GET", "/api/v1/gc/runs", PLATFORM),
+    Case("list_gc_runs_of_team", "GET", "/api/v1/gc/runs?tenant=team", (401, 403, 403, 403, 200, 403, 403, 200)),
     Case("audit", "GET", "/api/v1/audit", (401, 403, 403, 403, 200, 200, 403, 200)),
     Case("audit_of_team", "GET", "/api/v1/audit?tenant=team", (401, 403, 403, 403, 200, 403, 403, 200)),
 ]

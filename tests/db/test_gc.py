@@ -109,9 +109,13 @@ async def test_tag_delete_frees_the_manifest_and_then_its_blobs_in_one_pass(regi
     assert [m["digest"] for m in dry.manifests] == [a.digest]
     assert sorted(x["digest"] for x in dry.blobs) == sorted([blobs["a-config"], blobs["a-layer"]])
     assert await store.get_manifest("team/app", a.digest, by_digest=True) is not None
+    before = await store.tenant_usage("team")
     done = await Collector(registry).run(grace_seconds=0)
     assert [m["digest"] for m in done.manifests] == [a.digest]
     assert sorted(x["digest"] for x in done.blobs) == sorted(x["digest"] for x in dry.blobs)
+    # The manifest's bytes and its own blobs', as the dry run said.
+    assert done.tenant_bytes_freed == dry.tenant_bytes_freed == {"team": len(a.content) + 800 + 700}
+    assert await store.tenant_usage("team") == before - len(a.content) - 1500
     assert await store.get_manifest("team/app", a.digest, by_digest=True) is None
     assert await store.get_manifest("team/app", "b", by_digest=False) is not None
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ...keys import ROUTE
-from . import audit, members, openapi, repositories, robots, tenants, upstreams, users
+from . import audit, gc, members, openapi, repositories, robots, tenants, upstreams, users
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/api/v1"
@@ -145,6 +145,14 @@ ROUTES: tuple[Route, ...] = (
     R("DELETE", "/upstreams/{upstream}", upstreams.delete_upstream, "Delete an upstream created through the API, "
       "and its cached images (platform admin)", "upstreams", 204, conflicts=True,
       description="Upstreams of the config file are read-only (409)."),
+    # Garbage collection
+    R("POST", "/gc/runs", gc.start_gc_run, "Run a garbage-collection pass now (platform admin; tenant admins: "
+      "a dry run of their tenant)", "gc", 201, request="GcRunRequest", response="GcRun",
+      description="Collects what the review queue holds past `gc.grace_seconds`; a dry run changes nothing and "
+                  "lists what would go."),
+    R("GET", "/gc/runs", gc.list_gc_runs, "The garbage-collection run history, newest first (platform admin; "
+      "tenant admins: their tenant's runs)", "gc", response="GcRun", paginated=True,
+      query=(("tenant", "Only the runs of this tenant (tenant admins: one they administer)."),)),
     # Audit
     R("GET", "/audit", audit.list_audit, "Read the audit log, newest first (platform admin; tenant admins: "
       "their tenants' rows)", "audit", response="AuditEntry", paginated=True,

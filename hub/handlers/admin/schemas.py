@@ -116,6 +116,10 @@ REQUESTS: dict[str, dict[str, Any]] = {
                                    "manifest_revalidate_seconds": 300, "max_size_bytes": 50_000_000_000,
                                    "ttl_days": 30}),
     "UpstreamUpdate": obj(_UPSTREAM_SETTINGS, minProperties=1, example={"max_size_bytes": 100_000_000_000}),
+    "GcRunRequest": obj({"dry_run": {"type": "boolean", "description": "Only report what would go."},
+                         "tenant": {**COMPONENT, "nullable": True,
+                                    "description": "Review only this tenant's repositories."}},
+                        example={"dry_run": True, "tenant": "acme"}),
 }
 
 # Resources ---------------------------------------------------------------------------------------
@@ -163,6 +167,22 @@ RESOURCES: dict[str, dict[str, Any]] = {
                                  "description": "Sizes of the distinct blobs linked into the tenant's "
                                                 "repositories and of the distinct manifests in them."}},
                  ("tenant", "limit_bytes", "used_bytes")),
+    "GcRun": obj({"id": {"type": "integer", "nullable": True, "description": "null for a dry run (not recorded)."},
+                  "started_at": TIMESTAMP, "finished_at": NULLABLE_TIMESTAMP, "dry_run": {"type": "boolean"},
+                  "tenant": {"type": "string", "nullable": True}, "sweep": {"type": "boolean"},
+                  "grace_seconds": {"type": "number"},
+                  "counts": {"type": "object", "additionalProperties": True,
+                             "description": "manifests_reviewed, manifests_kept, manifests_deleted, "
+                                            "blobs_reviewed, blobs_kept, blobs_deleted, links_deleted, "
+                                            "orphans_deleted, bytes_freed."},
+                  "tenant_bytes_freed": {"type": "object", "additionalProperties": True,
+                                         "description": "How much each tenant's usage dropped."},
+                  "errors": {"type": "array", "items": {"type": "string"}},
+                  "deleted": {"type": "object", "nullable": True, "additionalProperties": True,
+                              "description": "What went (or would go): manifests, links, blobs and orphans, "
+                                             "up to 1,000 of each; null in the history."}},
+                 ("id", "started_at", "finished_at", "dry_run", "tenant", "sweep", "grace_seconds", "counts",
+                  "tenant_bytes_freed", "errors", "deleted")),
     "AuditEntry": obj({"id": {"type": "integer"}, "at": TIMESTAMP, "actor": {"type": "string"},
                        "action": {"type": "string"}, "target": {"type": "string"},
                        "tenant": {"type": "string", "nullable": True},
