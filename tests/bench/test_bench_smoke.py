@@ -81,3 +81,13 @@ def test_proxy_bench_smoke(tmp_path):
     assert rows["warm"]["target"] == "ratio <= 1.0"
     # DaoHub's cold pulls are compared with the direct pulls and with distribution's cache alike.
     assert rows["cold_dist_cache"]["samples"]["daohub"] == rows["cold"]["samples"]["daohub"]
+
+
+def test_tls_bench_smoke(tmp_path):
+    need_tool("docker-registry")
+    need_tool("curl")
+    out, report = run_bench("tls_bench.py", tmp_path)
+    check_report(out, report, {"push", "pull", "pull_cpu", "manifest"})
+    rows = {row["key"]: row for row in report["rows"]}
+    assert rows["pull"]["target"] == "ratio >= 0.8"
+    assert report["ssl"].startswith("OpenSSL")

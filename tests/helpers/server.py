@@ -56,8 +56,11 @@ class _ServerProcess:
 
     def __init__(self, data_dir: str | os.PathLike, *, port: int | None = None, host: str = "127.0.0.1",
                  env: Mapping[str, str] | None = None, startup_timeout: float = 30.0,
-                 log_name: str | None = None):
+                 log_name: str | None = None, tls: TlsFiles | None = None):
         self.data_dir = Path(data_dir).resolve()
+        self.tls = tls
+        if tls is not None:
+            self.scheme = "https"
         self.bind_host = host
         self.port = port or free_port(host)
         self.extra_env = dict(env or {})
@@ -79,8 +82,8 @@ class _ServerProcess:
         return f"{self.scheme}://{self.host}"
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """What the health check trusts when the server speaks HTTPS."""
-        return None
+        """What the health check (and a test's client) trusts when the server speaks HTTPS."""
+        return self.tls.client_context() if self.tls is not None else None
 
     @property
     def pid(self) -> int | None:
@@ -235,10 +238,7 @@ class DaoHubProcess(_ServerProcess):
                  python: str = sys.executable, startup_timeout: float = 30.0, log_name: str = "daohub.log",
                  tls: TlsFiles | None = None):
         super().__init__(data_dir, port=port, host=host, env=env, startup_timeout=startup_timeout,
-                         log_name=log_name)
-        self.tls = tls
-        if tls is not None:
-            self.scheme = "https"
+                         log_name=log_name, tls=tls)
         self.config = str(config) if config else None
         self.extra_args = list(extra_args)
         self.inherit_daohub_env = inherit_daohub_env
@@ -267,9 +267,6 @@ class DaoHubProcess(_ServerProcess):
                 env["DAOHUB_SERVER_TLS_CLIENT_CA_FILE"] = str(self.tls.client_ca_file)
         env.update(self.extra_env)
         return env
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        return self.tls.client_context() if self.tls is not None else None
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
         """`python -m hub ARGS --data-dir DIR` in this server's environment; its stdout (fails on an error)."""
@@ -301,16 +298,17 @@ def blob_files(root: str | os.PathLike) -> list[Path]:
 
 
 class DistributionProcess(_ServerProcess):
-    """CNCF distribution (`docker-registry serve config.yml`), filesystem storage, deletes enabled."""
+    """CNCF distribution (`docker-registry serve config.yml`), filesystem storage, deletes enabled;
+    with `tls=TlsFiles(...)` it serves HTTPS (`http.tls`) with that pair."""
 
     health_path = "/v2/"
     name = "distribution"
 
     def __init__(self, data_dir: str | os.PathLike, *, port: int | None = None, host: str = "127.0.0.1",
                  binary: str = "docker-registry", extra_config: str = "", env: Mapping[str, str] | None = None,
-                 startup_timeout: float = 30.0, log_name: str = "distribution.log"):
+                 startup_timeout: float = 30.0, log_name: str = "distribution.log", tls: TlsFiles | None = None):
         super().__init__(data_dir, port=port, host=host, env=env, startup_timeout=startup_timeout,
-                         log_name=log_name)
+                         log_name=log_name, tls=tls)
         self.binary = binary
         self.extra_config = extra_config
         self.config_path = self.data_dir / "config.yml"
@@ -324,6 +322,7 @@ class DistributionProcess(_ServerProcess):
             "  delete:\n    enabled: true\n"
             "http:\n"
             f"  addr: {self.host}\n"
+            + (f"  tls:\n    certificate: {self.tls.cert_file}\n    key: {self.tls.key_file}\n" if self.tls else "")
             + self.extra_config
         )
 
