@@ -16,6 +16,7 @@ from hub.registry import gc as gc_module
 from hub.registry.gc import Collector
 from hub.registry.names import parse_digest
 from hub.registry.service import Registry
+from tests.helpers.fixtures_s3 import moto_s3, s3_options, stop_moto_servers  # noqa: F401 (fixtures)
 
 from .test_store import manifest
 
@@ -266,3 +267,41 @@ async def test_two_replicas_share_the_queue_and_delete_each_blob_once(replicas, 
     finally:
         for storage in storages:
             await storage.aclose()
+
+
+async def test_sweep_on_s3_deletes_old_orphans_and_keeps_young_ones(store, moto_s3):
+    """On S3 (moto) an object's age is its LastModified (whole seconds): an orphan written 3 s
+    before the sweep is past a 2 s grace period, one written just before is not."""
+    storage = storage_backends.create("s3", **s3_options(server=moto_s3))
+    registry = Registry(store, storage)
+    try:
+        kept = await push_blob(registry, "team/app", b"linked")
+        old, young = sha(b"old orphan"), sha(b"young orphan")
+        await storage.put_content(parse_digest(old).blob_path, b"old orphan")
+        await asyncio.sleep(3)
+        await storage.put_content(parse_digest(young).blob_path, b"young orphan")
+        done = await Collector(registry, grace_seconds=2).run(sweep=True)
+        assert [x["digest"] for x in done.orphans] == [old] and done.errors == []
+        assert not await stored(registry, old)
+        assert await stored(registry, young) and await stored(registry, kept)
+    finally:
+        await storage.aclose()
+
+
+async def test_cache_namespace_manifests_are_left_to_eviction(registry):
+    """An untagged manifest of a pull-through cache namespace stays (its eviction decides); a
+    tenant's goes."""
+    store = registry.store
+    layer = await push_blob(registry, "docker.io/library/x", b"cached layer")
+    cached = manifest(blobs=[layer], salt="cached")
+    assert await store.put_manifest("docker.io/library/x", cached, ["latest"], verify_references=False) == []
+    assert await store.delete_tag("docker.io/library/x", "latest")
+
+    async def namespaces() -> list[str]:
+        return ["docker.io"]
+
+    done = await Collector(registry, cache_namespaces=namespaces).run(grace_seconds=0)
+    assert done.manifests == [] and done.counts["manifests_kept"] == 1
+    assert await store.get_manifest("docker.io/library/x", cached.digest, by_digest=True) is not None
+    assert await stored(registry, layer)
+    assert (await store.gc_backlog(time.time()))["manifest_queued"] == 0  # reviewed: not taken again
