@@ -226,3 +226,18 @@ async def test_relayed_s3_reads_are_not_spliced_into_a_tls_socket(moto_s3, tmp_p
                 metrics = await r.text()
         assert 'daohub_blob_relays_total{method="stream"} 2.0' in metrics, metrics
         assert 'daohub_blob_relays_total{method="splice"}' not in metrics, metrics
+
+
+def test_uvloop_serves_tls_too(tmp_path, pki):
+    """uvloop's transports cannot be handed to asyncio's TLS protocol: there the site is plain
+    aiohttp TLS, where plain HTTP gets a closed connection instead of the 400."""
+    with DaoHubProcess(tmp_path / "hub", tls=pki.server_files(), env={"DAOHUB_SERVER_EVENT_LOOP": "uvloop"}) as hub:
+        assert served_common_name("127.0.0.1", hub.port, pki.ca_file) == "daohub-test-1"
+        with urllib.request.urlopen(f"{hub.url}/v2/", timeout=10, context=hub.ssl_context()) as r:
+            assert r.status == 200
+        with socket.create_connection(("127.0.0.1", hub.port), timeout=10) as sock:
+            sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                assert sock.recv(65536) == b""  # closed, not hung
+            except ConnectionResetError:
+                pass  # closed with a reset: as good
