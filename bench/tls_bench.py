@@ -84,8 +84,9 @@ def session(files: TlsFiles, conns: int = 64):
 
 async def curl_pull(url: str, files: TlsFiles, length: int) -> None:
     proc = await asyncio.create_subprocess_exec(
-        "curl", "-sS", "--cacert", str(files.ca_file), "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
-        url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "curl", "-sS", "--cacert", str(files.ca_file), "-o", "/dev/null",
+        "-w", "%{http_code} %{size_download}", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     if out.decode().split() != ["200", str(length)]:
         raise ScenarioError(f"curl {url}: {out.decode()!r} {err.decode()[-500:]}")
@@ -142,8 +143,9 @@ async def one_round(kind: str, workdir: Path, files: TlsFiles, source: BlobSourc
         rows["pull_cpu"].add(side, cpu.server_s * GiB / source.length, server_cpu_s=cpu.server_s)
         rps = await manifest_rps(f"{server.url}/v2/bench/tls/manifests/v1", files, args.conns, args.duration)
         rows["manifest"].add(side, rps)
-        log(f"{kind}: push {rows['push'].samples[side][-1]:.0f} MB/s, pull {rows['pull'].samples[side][-1]:.0f} "
-            f"MB/s ({rows['pull_cpu'].samples[side][-1]:.2f} CPU-s/GiB), manifest GET {rps:,.0f} req/s")
+        log(f"{kind}: push {rows['push'].samples[side][-1]:.0f} MB/s, "
+            f"pull {rows['pull'].samples[side][-1]:.0f} MB/s "
+            f"({rows['pull_cpu'].samples[side][-1]:.2f} CPU-s/GiB), manifest GET {rps:,.0f} req/s")
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

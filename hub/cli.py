@@ -62,8 +62,8 @@ async def _serve(config, context=None) -> None:
     if context is not None:
         from .tls import CertificateReloader, TLSSite
 
-        site: web.BaseSite = TLSSite(runner, host, port, ssl_context=context, backlog=1024, reuse_address=True,
-                                     https_hint=f"https://{shown_host}:{port}/")
+        site: web.BaseSite = TLSSite(runner, host, port, ssl_context=context, backlog=1024,
+                                     reuse_address=True, https_hint=f"https://{shown_host}:{port}/")
         reloader = CertificateReloader(context, tls)
         loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
         watcher = asyncio.create_task(reloader.watch())
@@ -240,12 +240,13 @@ def main(argv: list[str] | None = None) -> int:
 
     cli_appstore.add_parsers(cli_app.add_parsers(sub))
     tls = sub.add_parser("tls", help="TLS helpers").add_subparsers(dest="tls_command", required=True)
-    self_signed = tls.add_parser("self-signed", help="write a private CA and a server certificate, for trying "
-                                 "out HTTPS")
+    self_signed = tls.add_parser("self-signed", help="write a private CA and a server certificate, "
+                                 "for trying out HTTPS")
     self_signed.add_argument("--host", action="append", required=True, metavar="NAME",
                              help="DNS name or IP address clients use (repeat for each)")
     self_signed.add_argument("--out", default="./tls", help="directory to write into (default ./tls)")
-    self_signed.add_argument("--days", type=int, default=365, help="server certificate validity (default 365)")
+    self_signed.add_argument("--days", type=int, default=365,
+                             help="server certificate validity (default 365)")
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
 

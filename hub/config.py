@@ -427,8 +427,8 @@ def _validate_tls(tls: TlsConfig) -> None:
         raise ConfigError("server.tls.reload_interval_seconds must not be negative")
     if not tls.enabled:
         if tls.client_ca_file or tls.health_addr:
-            raise ConfigError("server.tls.client_ca_file and server.tls.health_addr need server.tls.cert_file "
-                              "and server.tls.key_file")
+            raise ConfigError("server.tls.client_ca_file and server.tls.health_addr need "
+                              "server.tls.cert_file and server.tls.key_file")
         return
     if not (tls.cert_file and tls.key_file):
         raise ConfigError("server.tls.cert_file and server.tls.key_file go together: set both to serve HTTPS")

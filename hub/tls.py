@@ -325,7 +325,8 @@ def self_signed(out: Path, hosts: list[str], days: int = 365) -> str:
         "    tls:",
         f"      cert_file: {out / 'server.crt'}",
         f"      key_file: {out / 'server.key'}",
-        f"or DAOHUB_SERVER_TLS_CERT_FILE={out / 'server.crt'} DAOHUB_SERVER_TLS_KEY_FILE={out / 'server.key'}",
+        f"or DAOHUB_SERVER_TLS_CERT_FILE={out / 'server.crt'} "
+        f"DAOHUB_SERVER_TLS_KEY_FILE={out / 'server.key'}",
         "",
         f"clients trust {out / 'ca.crt'} (HOST:PORT as in image references, e.g. {first}:5000):",
         f"  docker:          /etc/docker/certs.d/{first}:5000/ca.crt",

@@ -61,7 +61,8 @@ def test_skopeo_logs_in_pushes_and_pulls_with_cert_dir(tls_hub, certs, env, imag
     login("skopeo", env, tls_hub, certs)
     ref = f"docker://{tls_hub.host}/team/skopeo:1"
     run(["skopeo", "copy", "--quiet", "--dest-cert-dir", str(certs), image.storage_ref, ref], env=env)
-    run(["skopeo", "copy", "--quiet", "--src-cert-dir", str(certs), ref, f"oci:{workdir / 'pulled'}:1"], env=env)
+    run(["skopeo", "copy", "--quiet", "--src-cert-dir", str(certs), ref, f"oci:{workdir / 'pulled'}:1"],
+        env=env)
     index = json.loads((workdir / "pulled" / "index.json").read_text())
     assert len(index["manifests"]) == 1
     assert_refused_for_the_certificate(run(["skopeo", "inspect", ref], env=env, check=False))
@@ -89,7 +90,8 @@ def test_buildah_logs_in_pushes_and_pulls_with_cert_dir(tls_hub, certs, env, ima
 
 def hosts_dir(base: Path, host: str, ca: Path | None) -> Path:
     (base / host).mkdir(parents=True)
-    lines = [f'server = "https://{host}"', f'[host."https://{host}"]', '  capabilities = ["pull", "resolve", "push"]']
+    lines = [f'server = "https://{host}"', f'[host."https://{host}"]',
+             '  capabilities = ["pull", "resolve", "push"]']
     if ca is not None:
         lines.append(f'  ca = "{ca}"')
     (base / host / "hosts.toml").write_text("\n".join(lines) + "\n")
@@ -104,7 +106,8 @@ def test_containerd_pulls_and_pushes_with_hosts_toml_ca(tls_hub, pki, certs, env
     with running_containerd(workdir / "c") as containerd:
         user = ("--user", f"alice:{PASSWORD}")
         ref = f"{tls_hub.host}/team/ctr:1"
-        containerd.ctr("images", "pull", "--hosts-dir", str(trusted), *user, "--snapshotter", SNAPSHOTTER, ref)
+        containerd.ctr("images", "pull", "--hosts-dir", str(trusted), *user, "--snapshotter", SNAPSHOTTER,
+                       ref)
         containerd.ctr("images", "tag", ref, f"{tls_hub.host}/team/ctr:2")
         containerd.ctr("images", "push", "--hosts-dir", str(trusted), *user, f"{tls_hub.host}/team/ctr:2")
         refused = containerd.ctr("images", "pull", "--hosts-dir", str(untrusted), *user, "--snapshotter",
@@ -123,7 +126,8 @@ def test_skopeo_with_mutual_tls_presents_the_client_certificate(e2e_root, pki, e
         ref = f"docker://{hub.host}/team/mtls:1"
         run(["skopeo", "copy", "--quiet", "--dest-cert-dir", str(with_client), "--dest-creds",
              f"alice:{PASSWORD}", image.storage_ref, ref], env=env)
-        run(["skopeo", "inspect", "--cert-dir", str(with_client), "--creds", f"alice:{PASSWORD}", ref], env=env)
+        run(["skopeo", "inspect", "--cert-dir", str(with_client), "--creds", f"alice:{PASSWORD}", ref],
+            env=env)
         refused = run(["skopeo", "inspect", "--cert-dir", str(ca_only), "--creds", f"alice:{PASSWORD}", ref],
                       env=env, check=False)
         assert refused.returncode != 0
@@ -145,6 +149,11 @@ def outbound_address() -> str:
     return address
 
 
+def docker_login(dockerd, hub, check: bool = True):
+    return run([dockerd.docker, "-H", f"unix://{dockerd.sock}", "login", "-u", "alice", "--password-stdin",
+                hub.host], env=dockerd.env, input=PASSWORD.encode(), check=check)
+
+
 def test_docker_logs_in_pushes_and_pulls_with_certs_d(e2e_root, pki, certs, env, image, dockerd, workdir):
     address = outbound_address()
     cert, key = pki.issue_server_pair(workdir / "server", "daohub-docker", (address,))
@@ -156,13 +165,11 @@ def test_docker_logs_in_pushes_and_pulls_with_certs_d(e2e_root, pki, certs, env,
         run(["skopeo", "copy", "--quiet", "--dest-cert-dir", str(certs), "--dest-creds", f"alice:{PASSWORD}",
              image.storage_ref, f"docker://{hub.host}/team/docker:1"], env=env)
         ref = f"{hub.host}/team/docker:1"
-        login = run([dockerd.docker, "-H", f"unix://{dockerd.sock}", "login", "-u", "alice", "--password-stdin",
-                     hub.host], env=dockerd.env, input=PASSWORD.encode(), check=False)
+        login = docker_login(dockerd, hub, check=False)
         assert_refused_for_the_certificate(login)
         certs_d.mkdir(parents=True)
         shutil.copy(pki.ca_file, certs_d / "ca.crt")
-        login = run([dockerd.docker, "-H", f"unix://{dockerd.sock}", "login", "-u", "alice", "--password-stdin",
-                     hub.host], env=dockerd.env, input=PASSWORD.encode())
+        login = docker_login(dockerd, hub)
         assert "Login Succeeded" in login.stdout
         dockerd("pull", ref)
         dockerd("tag", ref, f"{hub.host}/team/docker:2")

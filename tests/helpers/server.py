@@ -269,12 +269,14 @@ class DaoHubProcess(_ServerProcess):
         return env
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
-        """`python -m hub ARGS --data-dir DIR` in this server's environment; its stdout (fails on an error)."""
+        """`python -m hub ARGS --data-dir DIR` in this server's environment; its stdout (raises on
+        an error)."""
         result = subprocess.run([self.python, "-m", "hub", *args, "--data-dir", str(self.data_dir)],
                                 cwd=REPO_ROOT, env=self.environment(), input=stdin, capture_output=True,
                                 text=True, timeout=120, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"daohub {' '.join(args)} exited with {result.returncode}:\n{result.stderr[-3000:]}")
+            raise RuntimeError(f"daohub {' '.join(args)} exited with {result.returncode}:\n"
+                               f"{result.stderr[-3000:]}")
         return result.stdout
 
     def blob_files(self) -> list[Path]:
@@ -306,7 +308,8 @@ class DistributionProcess(_ServerProcess):
 
     def __init__(self, data_dir: str | os.PathLike, *, port: int | None = None, host: str = "127.0.0.1",
                  binary: str = "docker-registry", extra_config: str = "", env: Mapping[str, str] | None = None,
-                 startup_timeout: float = 30.0, log_name: str = "distribution.log", tls: TlsFiles | None = None):
+                 startup_timeout: float = 30.0, log_name: str = "distribution.log",
+                 tls: TlsFiles | None = None):
         super().__init__(data_dir, port=port, host=host, env=env, startup_timeout=startup_timeout,
                          log_name=log_name, tls=tls)
         self.binary = binary
@@ -322,7 +325,8 @@ class DistributionProcess(_ServerProcess):
             "  delete:\n    enabled: true\n"
             "http:\n"
             f"  addr: {self.host}\n"
-            + (f"  tls:\n    certificate: {self.tls.cert_file}\n    key: {self.tls.key_file}\n" if self.tls else "")
+            + (f"  tls:\n    certificate: {self.tls.cert_file}\n    key: {self.tls.key_file}\n"
+               if self.tls else "")
             + self.extra_config
         )
 

@@ -63,7 +63,8 @@ def cert_dir(pki: Pki, directory: Path, *, client: bool = False) -> Path:
     return directory
 
 
-def served_common_name(host: str, port: int, ca_file: Path, client_cert: tuple[Path, Path] | None = None) -> str:
+def served_common_name(host: str, port: int, ca_file: Path,
+                       client_cert: tuple[Path, Path] | None = None) -> str:
     """The CN of the certificate a new TLS connection is given."""
     context = ssl.create_default_context(cafile=str(ca_file))
     if client_cert:

@@ -19,7 +19,8 @@ def test_every_tls_key_from_the_environment(pki):
     config = load_config(environ={
         "DAOHUB_SERVER_TLS_CERT_FILE": str(pki.cert_file), "DAOHUB_SERVER_TLS_KEY_FILE": str(pki.key_file),
         "DAOHUB_SERVER_TLS_CLIENT_CA_FILE": str(pki.client_ca_file), "DAOHUB_SERVER_TLS_MIN_VERSION": "1.3",
-        "DAOHUB_SERVER_TLS_RELOAD_INTERVAL_SECONDS": "2.5", "DAOHUB_SERVER_TLS_HEALTH_ADDR": "127.0.0.1:8081"})
+        "DAOHUB_SERVER_TLS_RELOAD_INTERVAL_SECONDS": "2.5",
+        "DAOHUB_SERVER_TLS_HEALTH_ADDR": "127.0.0.1:8081"})
     tls = config.server.tls
     assert (tls.cert_file, tls.key_file, tls.client_ca_file) == tuple(
         map(str, (pki.cert_file, pki.key_file, pki.client_ca_file)))
@@ -40,15 +41,18 @@ def test_tls_from_yaml(pki, tmp_path):
 @pytest.mark.parametrize("settings, message", [
     ({"CERT_FILE": "{cert}"}, "cert_file and server.tls.key_file go together"),
     ({"KEY_FILE": "{key}"}, "cert_file and server.tls.key_file go together"),
-    ({"CERT_FILE": "{cert}", "KEY_FILE": "/nonexistent/server.key"}, "key_file: /nonexistent/server.key does not"),
+    ({"CERT_FILE": "{cert}", "KEY_FILE": "/nonexistent/server.key"},
+     "key_file: /nonexistent/server.key does not"),
     ({"CERT_FILE": "{cert}", "KEY_FILE": "{key}", "CLIENT_CA_FILE": "/nonexistent/ca.crt"}, "client_ca_file"),
-    ({"CERT_FILE": "{cert}", "KEY_FILE": "{key}", "MIN_VERSION": "1.1"}, 'min_version must be "1.2" or "1.3"'),
+    ({"CERT_FILE": "{cert}", "KEY_FILE": "{key}", "MIN_VERSION": "1.1"},
+     'min_version must be "1.2" or "1.3"'),
     ({"CERT_FILE": "{cert}", "KEY_FILE": "{key}", "HEALTH_ADDR": "8081"}, "health_addr must be HOST:PORT"),
     ({"CERT_FILE": "{cert}", "KEY_FILE": "{key}", "RELOAD_INTERVAL_SECONDS": "-1"}, "must not be negative"),
     ({"HEALTH_ADDR": "127.0.0.1:8081"}, "need server.tls.cert_file"),
 ])
 def test_bad_tls_settings_stop_serve_with_exit_2(pki, tmp_path, settings, message):
-    env = {f"DAOHUB_SERVER_TLS_{k}": v.format(cert=pki.cert_file, key=pki.key_file) for k, v in settings.items()}
+    env = {f"DAOHUB_SERVER_TLS_{k}": v.format(cert=pki.cert_file, key=pki.key_file)
+           for k, v in settings.items()}
     with pytest.raises(ConfigError, match=message):
         load_config(environ=env)
     result = serve(tmp_path, env)
@@ -65,7 +69,8 @@ def test_a_key_that_does_not_match_the_certificate_stops_serve_before_it_starts(
     result = serve(tmp_path, {"DAOHUB_SERVER_TLS_CERT_FILE": str(pki.cert_file),
                               "DAOHUB_SERVER_TLS_KEY_FILE": str(pki.client_cert[1])})
     assert result.returncode == 2, result.stderr
-    assert "daohub: TLS error: server.tls.cert_file" in result.stderr and "KEY_VALUES_MISMATCH" in result.stderr
+    assert "daohub: TLS error: server.tls.cert_file" in result.stderr
+    assert "KEY_VALUES_MISMATCH" in result.stderr
     assert not (tmp_path / "data").exists(), "nothing starts (no database created) on a TLS error"
 
 

@@ -18,9 +18,10 @@ from hub.tls import server_context
 MiB = 1 << 20
 
 
-async def test_local_blobs_over_tls_do_not_use_the_sendfile_emulation(aiohttp_client, tmp_path, pki, monkeypatch):
-    config = load_config(environ={}, overrides={"data_dir": str(tmp_path / "data"), "auth": {"enabled": False},
-                                                "log": {"access_log": False}})
+async def test_local_blobs_over_tls_do_not_use_the_sendfile_emulation(aiohttp_client, tmp_path, pki,
+                                                                      monkeypatch):
+    config = load_config(environ={}, overrides={"data_dir": str(tmp_path / "data"),
+                                                "auth": {"enabled": False}, "log": {"access_log": False}})
     server = TestServer(create_app(config))
     await server.start_server(ssl=server_context(TlsConfig(cert_file=str(pki.cert_file),
                                                            key_file=str(pki.key_file))))

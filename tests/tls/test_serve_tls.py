@@ -73,7 +73,8 @@ def test_curl_logs_in_pushes_and_pulls(tls_hub, pki, tmp_path):
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config),
                    "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": len(blob)}],
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest,
+                    "size": len(blob)}],
     }).encode()
     (tmp_path / "manifest").write_bytes(manifest)
     curl(*ca, *bearer, "-f", "-X", "PUT", "-H", "Content-Type: application/vnd.oci.image.manifest.v1+json",
@@ -179,7 +180,8 @@ def test_mutual_tls_requires_a_certificate_from_the_client_ca(tmp_path, pki):
         assert ok.stdout == "200"
         # No certificate, or one from another CA: the server's TLS alert says which.
         for client, alert in (([], "alert certificate required"),
-                              (["--cert", str(pki.cert_file), "--key", str(pki.key_file)], "alert unknown ca")):
+                              (["--cert", str(pki.cert_file), "--key", str(pki.key_file)],
+                               "alert unknown ca")):
             refused = curl("--cacert", str(pki.ca_file), *client, f"{hub.url}/v2/", check=False)
             assert refused.returncode in (35, 56), refused.stderr  # handshake failed / receive failed
             assert alert in refused.stderr, refused.stderr
@@ -231,7 +233,8 @@ async def test_relayed_s3_reads_are_not_spliced_into_a_tls_socket(moto_s3, tmp_p
 def test_uvloop_serves_tls_too(tmp_path, pki):
     """uvloop's transports cannot be handed to asyncio's TLS protocol: there the site is plain
     aiohttp TLS, where plain HTTP gets a closed connection instead of the 400."""
-    with DaoHubProcess(tmp_path / "hub", tls=pki.server_files(), env={"DAOHUB_SERVER_EVENT_LOOP": "uvloop"}) as hub:
+    with DaoHubProcess(tmp_path / "hub", tls=pki.server_files(),
+                       env={"DAOHUB_SERVER_EVENT_LOOP": "uvloop"}) as hub:
         assert served_common_name("127.0.0.1", hub.port, pki.ca_file) == "daohub-test-1"
         with urllib.request.urlopen(f"{hub.url}/v2/", timeout=10, context=hub.ssl_context()) as r:
             assert r.status == 200
