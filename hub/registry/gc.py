@@ -106,13 +106,14 @@ class Collector:
     """Runs GC passes over a Registry's store and storage."""
 
     def __init__(self, registry, *, grace_seconds: float = 86400.0, batch_size: int = 500,
-                 lease_seconds: float = 300.0, metrics=None,
+                 lease_seconds: float = 300.0, concurrency: int = 8, metrics=None,
                  cache_namespaces: Callable[[], Awaitable[list[str]]] | None = None):
         self.registry = registry
         self.store = registry.store
         self.grace_seconds = grace_seconds
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
+        self.concurrency = concurrency
         self.metrics = metrics
         self.cache_namespaces = cache_namespaces
 
@@ -165,16 +166,23 @@ class Collector:
                                                     claimed_before=claim_cutoff)
                 if not reviews:
                     break
-                failed = 0
-                for review in reviews:
-                    try:
-                        await self._review(report, review, cutoff, namespaces)
-                    except Exception as exc:  # a storage or database error: the review stays for later
-                        failed += 1
-                        log.warning("GC review of %s %s failed: %s", review.kind, review.digest, exc)
-                        report.errors.append(f"{review.kind} {review.digest}: {type(exc).__name__}: {exc}")
-                if failed == len(reviews):
+                # Verdicts on different digests are independent: a few at once hide round trips.
+                gate = asyncio.Semaphore(self.concurrency)
+                done = await asyncio.gather(*(self._try_review(gate, report, review, cutoff, namespaces)
+                                              for review in reviews))
+                if not any(done):
                     break  # nothing moves: leave the rest (claimed for their lease) to a later pass
+
+    async def _try_review(self, gate: asyncio.Semaphore, report: GcReport, review: GcReview, cutoff: float,
+                          namespaces: tuple[str, ...]) -> bool:
+        async with gate:
+            try:
+                await self._review(report, review, cutoff, namespaces)
+            except Exception as exc:  # a storage or database error: the review stays for later
+                log.warning("GC review of %s %s failed: %s", review.kind, review.digest, exc)
+                report.errors.append(f"{review.kind} {review.digest}: {type(exc).__name__}: {exc}")
+                return False
+        return True
 
     @staticmethod
     def _keep(review: GcReview, namespaces: tuple[str, ...]) -> str | None:
