@@ -20,8 +20,8 @@ SCRIPT = REPO_ROOT / "scripts" / "test.sh"
 # What the tests run: every need_tool()/shutil.which() name of tests/, and the servers the session
 # fixtures start by path. Optional tools that skip even under CI (kubectl, systemd-analyze) are not here.
 TOOLS = ("buildah", "podman", "skopeo", "docker", "dockerd", "containerd", "ctr", "docker-registry", "curl",
-         "git", "nginx", "ganesha.nfsd", "rpcbind", "busybox", "chromium", "/usr/lib/postgresql/15/bin/initdb",
-         "/usr/lib/postgresql/15/bin/pg_ctl")
+         "git", "ip", "nginx", "ganesha.nfsd", "rpcbind", "busybox", "chromium",
+         "/usr/lib/postgresql/15/bin/initdb", "/usr/lib/postgresql/15/bin/pg_ctl")
 
 
 def _unavailable(reason: str):

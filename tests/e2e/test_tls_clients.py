@@ -1,10 +1,12 @@
 """Real clients against `daohub serve` over HTTPS with a private CA made in the test session:
 skopeo, podman and buildah (`--cert-dir`), containerd (`ctr` with hosts.toml `ca`) and docker
-(`certs.d/<host:port>/ca.crt`) each log in, push and pull; without the CA each is refused by
+(`certs.d/<host:port>/ca.crt`, against a hub in a network namespace of the test's own, as dockerd
+checks no certificate on loopback) each log in, push and pull; without the CA each is refused by
 its own certificate check; with mutual TLS skopeo presents client.cert/client.key."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -12,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.containerd import SNAPSHOTTER, running_containerd
+from tests.helpers.netns import netns_host
 from tests.helpers.server import TlsFiles
 from tests.helpers.tls import PASSWORD, cert_dir, make_pki, secured_hub
 
-from .util import IN_CI, run
+from .util import run
 
 pytestmark = pytest.mark.e2e
 
@@ -136,17 +139,26 @@ def test_skopeo_with_mutual_tls_presents_the_client_certificate(e2e_root, pki, e
         assert hub.stop() == 0, hub.log_text()[-3000:]
 
 
-def outbound_address() -> str:
-    """An IPv4 address of this machine that is not loopback (docker treats every 127.0.0.0/8
-    registry as insecure, and would not check the certificate there)."""
-    names = run(["hostname", "-I"], check=False).stdout.split()
-    address = next((a for a in names if "." in a and not a.startswith("127.")), None)
-    if address is None:
-        message = f"no non-loopback IPv4 address (hostname -I: {names}) for a registry docker checks"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return address
+@pytest.fixture
+def docker_hub(e2e_root, pki, workdir):
+    """A TLS hub on a test host of this test's own (a network namespace over a veth): dockerd treats
+    every 127.0.0.0/8 registry as insecure and would never check the CA there. Yields the hub and
+    its /etc/docker/certs.d/<host:port>/ directory (not created); both go away, also on failure."""
+    with contextlib.ExitStack() as stack:
+        host = stack.enter_context(netns_host())
+        cert, key = pki.issue_server_pair(workdir / "server", "daohub-docker", (host.address,))
+        hub = secured_hub(e2e_root / "docker-hub", pki, host=host.address, netns=host.name,
+                          files=TlsFiles(cert, key, pki.ca_file))
+        stack.callback(assert_stopped, hub)  # before the namespace goes
+        # dockerd reads /etc/docker/certs.d/<host:port>/ on every pull and push; the directory
+        # names this test's own address and port and goes away with it.
+        certs_d = Path("/etc/docker/certs.d") / hub.host
+        stack.callback(shutil.rmtree, certs_d, ignore_errors=True)
+        yield hub, certs_d
+
+
+def assert_stopped(hub) -> None:
+    assert hub.stop() == 0, hub.log_text()[-3000:]
 
 
 def docker_login(dockerd, hub, check: bool = True):
@@ -154,13 +166,8 @@ def docker_login(dockerd, hub, check: bool = True):
                 hub.host], env=dockerd.env, input=PASSWORD.encode(), check=check)
 
 
-def test_docker_logs_in_pushes_and_pulls_with_certs_d(e2e_root, pki, certs, env, image, dockerd, workdir):
-    address = outbound_address()
-    cert, key = pki.issue_server_pair(workdir / "server", "daohub-docker", (address,))
-    hub = secured_hub(e2e_root / "docker-hub", pki, host=address, files=TlsFiles(cert, key, pki.ca_file))
-    # dockerd reads /etc/docker/certs.d/<host:port>/ on every pull and push; the directory names
-    # this test's own port and goes away with it.
-    certs_d = Path("/etc/docker/certs.d") / hub.host
+def test_docker_logs_in_pushes_and_pulls_with_certs_d(docker_hub, pki, certs, env, image, dockerd):
+    hub, certs_d = docker_hub
     try:
         run(["skopeo", "copy", "--quiet", "--dest-cert-dir", str(certs), "--dest-creds", f"alice:{PASSWORD}",
              image.storage_ref, f"docker://{hub.host}/team/docker:1"], env=env)
@@ -177,5 +184,3 @@ def test_docker_logs_in_pushes_and_pulls_with_certs_d(e2e_root, pki, certs, env,
         dockerd("logout", hub.host)
     finally:
         dockerd("rmi", "--force", f"{hub.host}/team/docker:1", f"{hub.host}/team/docker:2", check=False)
-        shutil.rmtree(certs_d, ignore_errors=True)
-        assert hub.stop() == 0, hub.log_text()[-3000:]

@@ -13,6 +13,7 @@ Only the standard library is used here, so benchmarks can import it outside pyte
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -227,6 +228,9 @@ class DaoHubProcess(_ServerProcess):
     DAOHUB_* variables of the calling environment are dropped (an unknown one is a startup
     error, and tests should not depend on the caller's setup); pass `env=` to set some, or
     `inherit_daohub_env=True` to keep them (for running a suite against PostgreSQL, say).
+
+    With `netns=NAME` it serves inside that network namespace (`ip netns exec NAME python -m hub
+    serve ...`, see tests/helpers/netns.py), on `host`, an address there; `cli()` stays here.
     """
 
     health_path = "/healthz"
@@ -236,9 +240,12 @@ class DaoHubProcess(_ServerProcess):
                  config: str | os.PathLike | None = None, extra_args: Iterable[str] = (),
                  env: Mapping[str, str] | None = None, inherit_daohub_env: bool = False,
                  python: str = sys.executable, startup_timeout: float = 30.0, log_name: str = "daohub.log",
-                 tls: TlsFiles | None = None):
+                 tls: TlsFiles | None = None, netns: str | None = None):
+        if netns is not None and port is None:
+            port = free_port()  # nothing listens in a namespace of the test's own: any port is free there
         super().__init__(data_dir, port=port, host=host, env=env, startup_timeout=startup_timeout,
                          log_name=log_name, tls=tls)
+        self.netns = netns
         self.config = str(config) if config else None
         self.extra_args = list(extra_args)
         self.inherit_daohub_env = inherit_daohub_env
@@ -248,7 +255,9 @@ class DaoHubProcess(_ServerProcess):
         cmd = [self.python, "-m", "hub", "serve", "--addr", self.host, "--data-dir", str(self.data_dir)]
         if self.config:
             cmd += ["--config", self.config]
-        return cmd + self.extra_args
+        # `ip netns exec` execs the command: SIGTERM and SIGKILL still reach the server itself.
+        prefix = [shutil.which("ip") or "/usr/sbin/ip", "netns", "exec", self.netns] if self.netns else []
+        return prefix + cmd + self.extra_args
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()

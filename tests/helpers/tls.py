@@ -76,10 +76,11 @@ def served_common_name(host: str, port: int, ca_file: Path,
 
 
 def secured_hub(data_dir, pki: Pki, *, mutual: bool = False, env: dict | None = None, host: str = "127.0.0.1",
-                files: TlsFiles | None = None) -> DaoHubProcess:
+                files: TlsFiles | None = None, netns: str | None = None) -> DaoHubProcess:
     """A started DaoHub over HTTPS with auth on; user alice (PASSWORD) is a developer of tenant team.
-    `files`: another server pair than the PKI's (for another address)."""
-    hub = DaoHubProcess(data_dir, host=host, tls=files or pki.server_files(mutual=mutual),
+    `files`: another server pair than the PKI's (for another address); `netns`: serve inside that
+    network namespace (`host` one of its addresses)."""
+    hub = DaoHubProcess(data_dir, host=host, netns=netns, tls=files or pki.server_files(mutual=mutual),
                         env={"DAOHUB_AUTH_ENABLED": "true", "DAOHUB_ADMIN_PASSWORD": "admin-Secret-0",
                              **(env or {})})
     hub.start()
