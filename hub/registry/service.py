@@ -205,7 +205,13 @@ class Registry:
         """Link a blob that `source` (or, without one, any readable repository) has. True if mounted."""
         digest = str(parse_digest(digest_str))
         if await self.store.get_blob_size(repository, digest) is not None:
-            return True
+            # Linked already: linked again (under the lock, as GC may be unlinking it), so GC's
+            # grace period starts over for a blob a client is about to reference.
+            async with self.blob_lock(digest):
+                size = await self.store.get_blob_size(repository, digest)
+                if size is not None:
+                    await self.store.link_blob(repository, digest, size)
+                    return True
         candidates = [source] if source else await self.store.repositories_linking(digest)
         candidates = [c for c in candidates if c != repository and can_read(c)]
         if not candidates:

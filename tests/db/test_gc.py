@@ -305,3 +305,33 @@ async def test_cache_namespace_manifests_are_left_to_eviction(registry):
     assert await store.get_manifest("docker.io/library/x", cached.digest, by_digest=True) is not None
     assert await stored(registry, layer)
     assert (await store.gc_backlog(time.time()))["manifest_queued"] == 0  # reviewed: not taken again
+
+
+async def test_a_review_queued_twice_is_queued_again_not_refused(registry):
+    """The triggers queue a review that may be queued already (a tag moved away twice from one
+    manifest, a tag deleted from a manifest already under review): the push or delete goes on."""
+    store = registry.store
+    blobs, a, b = await two_images(registry)
+    for target in (b, a, b, a, b):  # tag a moves between A and B: A is queued three times
+        assert await store.put_manifest("team/app", target, ["a"]) == []
+    assert await store.put_manifest("team/app", a, ["x"]) == []
+    assert await store.delete_tag("team/app", "x")  # A queued once more
+    assert (await store.gc_backlog(time.time()))["manifest_queued"] == 2
+    done = await Collector(registry).run(grace_seconds=0)
+    assert [m["digest"] for m in done.manifests] == [a.digest]
+
+
+async def test_mount_of_a_blob_linked_already_starts_its_grace_period_over(registry):
+    """A client about to reference a blob its repository still links (unreferenced, queued for
+    review) mounts it: the link is made again, so GC keeps it."""
+    store = registry.store
+    blobs, a, b = await two_images(registry)
+    assert await store.delete_manifest("team/app", a.digest)
+    await asyncio.sleep(0.05)
+    between = time.time()
+    await asyncio.sleep(0.05)
+    assert await registry.mount_blob("team/app", blobs["a-layer"], None, lambda _: True)
+    await asyncio.sleep(0.05)
+    done = await Collector(registry).run(grace_seconds=time.time() - between)
+    assert [x["digest"] for x in done.blobs] == [blobs["a-config"]]
+    assert await store.get_blob_size("team/app", blobs["a-layer"]) == 700

@@ -37,30 +37,39 @@ CREATE TABLE gc_runs (
     errors             TEXT NOT NULL DEFAULT '[]'
 );
 
+-- Each trigger deletes the review it queues before it inserts it: an INSERT OR REPLACE would not
+-- do, as a trigger's conflict clause gives way to its statement's (a tag upsert's is ABORT).
 CREATE TRIGGER gc_tag_deleted AFTER DELETE ON tags BEGIN
-    INSERT OR REPLACE INTO gc_reviews (kind, repository_id, digest, queued_at)
+    DELETE FROM gc_reviews WHERE kind = 'manifest' AND repository_id = OLD.repository_id AND digest = OLD.digest;
+    INSERT INTO gc_reviews (kind, repository_id, digest, queued_at)
     VALUES ('manifest', OLD.repository_id, OLD.digest, (julianday('now') - 2440587.5) * 86400.0);
 END;
 
 CREATE TRIGGER gc_tag_moved AFTER UPDATE OF digest ON tags WHEN OLD.digest <> NEW.digest BEGIN
-    INSERT OR REPLACE INTO gc_reviews (kind, repository_id, digest, queued_at)
+    DELETE FROM gc_reviews WHERE kind = 'manifest' AND repository_id = OLD.repository_id AND digest = OLD.digest;
+    INSERT INTO gc_reviews (kind, repository_id, digest, queued_at)
     VALUES ('manifest', OLD.repository_id, OLD.digest, (julianday('now') - 2440587.5) * 86400.0);
 END;
 
 -- A deleted manifest's children (its references go with it, ON DELETE CASCADE) and its referrers.
 CREATE TRIGGER gc_reference_deleted AFTER DELETE ON manifest_references BEGIN
-    INSERT OR REPLACE INTO gc_reviews (kind, repository_id, digest, queued_at)
+    DELETE FROM gc_reviews WHERE kind = CASE OLD.child_kind WHEN 'blob' THEN 'link' ELSE 'manifest' END
+        AND repository_id = OLD.repository_id AND digest = OLD.child_digest;
+    INSERT INTO gc_reviews (kind, repository_id, digest, queued_at)
     VALUES (CASE OLD.child_kind WHEN 'blob' THEN 'link' ELSE 'manifest' END, OLD.repository_id,
             OLD.child_digest, (julianday('now') - 2440587.5) * 86400.0);
 END;
 
 CREATE TRIGGER gc_manifest_deleted AFTER DELETE ON manifests BEGIN
-    INSERT OR REPLACE INTO gc_reviews (kind, repository_id, digest, queued_at)
+    DELETE FROM gc_reviews WHERE kind = 'manifest' AND repository_id = OLD.repository_id AND digest IN (
+        SELECT m.digest FROM manifests m WHERE m.repository_id = OLD.repository_id AND m.subject = OLD.digest);
+    INSERT INTO gc_reviews (kind, repository_id, digest, queued_at)
     SELECT 'manifest', m.repository_id, m.digest, (julianday('now') - 2440587.5) * 86400.0
     FROM manifests m WHERE m.repository_id = OLD.repository_id AND m.subject = OLD.digest;
 END;
 
 CREATE TRIGGER gc_link_deleted AFTER DELETE ON repository_blobs BEGIN
-    INSERT OR REPLACE INTO gc_reviews (kind, repository_id, digest, queued_at)
+    DELETE FROM gc_reviews WHERE kind = 'blob' AND repository_id = 0 AND digest = OLD.digest;
+    INSERT INTO gc_reviews (kind, repository_id, digest, queued_at)
     VALUES ('blob', 0, OLD.digest, (julianday('now') - 2440587.5) * 86400.0);
 END;
