@@ -13,7 +13,7 @@ import pytest
 
 import storage_backends
 from hub.registry import gc as gc_module
-from hub.registry.gc import Collector
+from hub.registry.gc import Collector, GcReport
 from hub.registry.names import parse_digest
 from hub.registry.service import Registry
 from tests.helpers.fixtures_s3 import moto_s3, s3_options, stop_moto_servers  # noqa: F401 (fixtures)
@@ -130,20 +130,31 @@ async def test_moved_tag_frees_the_old_manifest_but_keeps_a_tagged_one(registry)
     assert await store.get_manifest("team/app", "a", by_digest=False) is not None
 
 
-async def test_blob_linked_again_within_the_grace_period_is_kept(registry):
-    store = registry.store
+async def relink_a_layer_within_grace(registry, relink) -> GcReport:
+    """Delete image A, then (`relink`) link its a-layer again; a pass whose grace period ends
+    between the two: A's config goes, and its a-layer must stay."""
     blobs, a, b = await two_images(registry)
-    assert await store.delete_manifest("team/app", a.digest)
+    assert await registry.store.delete_manifest("team/app", a.digest)
     await asyncio.sleep(0.05)
     between = time.time()
     await asyncio.sleep(0.05)
-    # A client pushes a-layer again (it was deleted): the existing link is made again.
-    assert await push_blob(registry, "team/app", b"a-layer" * 100) == blobs["a-layer"]
+    await relink(blobs["a-layer"])
     await asyncio.sleep(0.05)
     done = await Collector(registry).run(grace_seconds=time.time() - between)
     assert [x["digest"] for x in done.blobs] == [blobs["a-config"]]
+    assert await registry.store.get_blob_size("team/app", blobs["a-layer"]) == 700
+    return done
+
+
+async def test_blob_linked_again_within_the_grace_period_is_kept(registry):
+    store = registry.store
+    blobs = {"a-layer": sha(b"a-layer" * 100)}
+
+    async def push_again(digest: str) -> None:  # a client pushes a-layer again: the link is made again
+        assert await push_blob(registry, "team/app", b"a-layer" * 100) == digest
+
+    await relink_a_layer_within_grace(registry, push_again)
     assert await stored(registry, blobs["a-layer"])
-    assert await store.get_blob_size("team/app", blobs["a-layer"]) == 700
     # Reviewed again once the new link is past the grace period, nothing referencing it: it goes.
     later = await Collector(registry).run(grace_seconds=0)
     assert [x["digest"] for x in later.blobs] == [blobs["a-layer"]]
@@ -324,14 +335,7 @@ async def test_a_review_queued_twice_is_queued_again_not_refused(registry):
 async def test_mount_of_a_blob_linked_already_starts_its_grace_period_over(registry):
     """A client about to reference a blob its repository still links (unreferenced, queued for
     review) mounts it: the link is made again, so GC keeps it."""
-    store = registry.store
-    blobs, a, b = await two_images(registry)
-    assert await store.delete_manifest("team/app", a.digest)
-    await asyncio.sleep(0.05)
-    between = time.time()
-    await asyncio.sleep(0.05)
-    assert await registry.mount_blob("team/app", blobs["a-layer"], None, lambda _: True)
-    await asyncio.sleep(0.05)
-    done = await Collector(registry).run(grace_seconds=time.time() - between)
-    assert [x["digest"] for x in done.blobs] == [blobs["a-config"]]
-    assert await store.get_blob_size("team/app", blobs["a-layer"]) == 700
+    async def mount(digest: str) -> None:
+        assert await registry.mount_blob("team/app", digest, None, lambda _: True)
+
+    await relink_a_layer_within_grace(registry, mount)
