@@ -67,6 +67,7 @@ class GcRunRecord:
         return dataclasses.asdict(self)
 
 
+RUNS_KEPT = 10_000
 RUN_COUNTS = ("manifests_reviewed", "manifests_kept", "manifests_deleted", "blobs_reviewed", "blobs_kept",
               "blobs_deleted", "links_deleted", "orphans_deleted", "bytes_freed")
 _RUN_COLUMNS = ("id, started_at, finished_at, dry_run, tenant, sweep, grace_seconds, "
@@ -429,6 +430,8 @@ class GcStore:
     async def gc_start_run(self, *, dry_run: bool, tenant: str | None, sweep: bool,
                            grace_seconds: float) -> int:
         async def run(tx: _Tx) -> int:
+            # The history keeps the last RUNS_KEPT runs (serve adds one per interval per replica).
+            await tx.execute("DELETE FROM gc_runs WHERE id <= (SELECT MAX(id) FROM gc_runs) - $1", RUNS_KEPT - 1)
             return await tx.fetchval(
                 "INSERT INTO gc_runs (started_at, dry_run, tenant, sweep, grace_seconds) "
                 "VALUES ($1, $2, $3, $4, $5) "

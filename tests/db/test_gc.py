@@ -339,3 +339,12 @@ async def test_mount_of_a_blob_linked_already_starts_its_grace_period_over(regis
         assert await registry.mount_blob("team/app", digest, None, lambda _: True)
 
     await relink_a_layer_within_grace(registry, mount)
+
+
+async def test_the_run_history_keeps_the_last_runs(registry, monkeypatch):
+    from hub.db import gc_store
+
+    monkeypatch.setattr(gc_store, "RUNS_KEPT", 3)
+    ids = [(await Collector(registry).run()).run_id for _ in range(5)]
+    assert [r.id for r in await registry.store.gc_runs()] == ids[:1:-1]
+    assert [r.id for r in await registry.store.gc_runs(2, before=ids[4])] == [ids[3], ids[2]]
