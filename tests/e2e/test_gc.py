@@ -1,4 +1,4 @@
-"""Online GC over a real `daohub serve` (SQLite, filesystem), with skopeo: images A and B share a
+"""Online GC over a real `daohub serve` (SQLite and PostgreSQL, filesystem), with skopeo: images A and B share a
 layer; A is deleted with skopeo; a dry run lists exactly A's own blobs and deletes nothing; the
 pass deletes them from storage and metadata, B and the shared layer pull intact, and the tenant's
 usage drops by exactly A's own bytes. Then `daohub gc run` killed with SIGKILL between a verdict's
@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from hub.db.sqlite import SqliteStore
+from hub.db import create_store
 from hub.registry import gc as gc_module
 from tests.helpers.images import BuiltImage, find_busybox, runnable_image
 from tests.helpers.server import REPO_ROOT, DaoHubProcess
@@ -30,10 +30,15 @@ pytestmark = pytest.mark.e2e
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 
-@pytest.fixture
-def server(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(request, tmp_path):
     # gc in serve on, on a long interval (the passes under test run from the CLI beside it).
-    proc = DaoHubProcess(tmp_path / "data", env={"DAOHUB_GC_INTERVAL_SECONDS": "3600"})
+    env = {"DAOHUB_GC_INTERVAL_SECONDS": "3600"}
+    if request.param == "postgres":
+        # A killed worker's claims come free after a second.
+        env |= {"DAOHUB_DATABASE_URL": request.getfixturevalue("postgres_url"),
+                "DAOHUB_GC_LEASE_SECONDS": "1"}
+    proc = DaoHubProcess(tmp_path / "data", env=env)
     proc.start()
     yield proc
     assert proc.stop() == 0, proc.log_text()[-4000:]
@@ -49,21 +54,27 @@ def push(api: Api, repo: str, image: BuiltImage, tag: str) -> None:
     assert r.status_code == 201, describe(r)
 
 
-def usage(server: DaoHubProcess, tenant: str) -> int:
-    async def read() -> int:
-        store = SqliteStore(str(server.data_dir / "daohub.db"))
+def _metadata(server: DaoHubProcess, read):
+    """`await read(store)` on the server's metadata store (SQLite or PostgreSQL)."""
+    async def run():
+        url = server.extra_env.get("DAOHUB_DATABASE_URL") or f"sqlite:///{server.data_dir / 'daohub.db'}"
+        store = create_store(url, pool_min_size=1, pool_max_size=1)
         await store.open()
         try:
-            return await store.tenant_usage(tenant)
+            return await read(store)
         finally:
             await store.close()
 
-    return asyncio.run(read())
+    return asyncio.run(run())
 
 
-def blob_rows(server: DaoHubProcess) -> set[str]:
-    with sqlite3.connect(server.data_dir / "daohub.db") as conn:
-        return {r[0] for r in conn.execute("SELECT digest FROM blobs")}
+def usage(server: DaoHubProcess, tenant: str) -> int:
+    return _metadata(server, lambda store: store.tenant_usage(tenant))
+
+
+def blob_rows(server: DaoHubProcess, digests: set[str]) -> set[str]:
+    """Those of `digests` that have a blob row."""
+    return _metadata(server, lambda store: store.gc_known_blobs(sorted(digests)))
 
 
 def stored(server: DaoHubProcess) -> set[str]:
@@ -103,7 +114,7 @@ def two_images(server: DaoHubProcess, api: Api) -> tuple[BuiltImage, BuiltImage,
 def test_deleting_an_image_frees_exactly_its_own_blobs(server, containers_env, tmp_path):
     api = Api(server.url)
     a, b, shared = two_images(server, api)
-    own = set(a.blobs) - shared
+    own, everything = set(a.blobs) - shared, set(a.blobs) | set(b.blobs)
     own_bytes = sum(len(a.blobs[d]) for d in own)
     run(["skopeo", "delete", "--tls-verify=false", f"docker://{server.host}/team/app:a"], env=containers_env)
     before = usage(server, "team")
@@ -112,14 +123,14 @@ def test_deleting_an_image_frees_exactly_its_own_blobs(server, containers_env, t
     assert {x["digest"] for x in dry["blobs"]} == own
     assert dry["tenant_bytes_freed"] == {"team": own_bytes}
     assert dry["run_id"] is None
-    assert own <= stored(server) and own <= blob_rows(server)  # a dry run deletes nothing
+    assert own <= stored(server) and own <= blob_rows(server, everything)  # a dry run deletes nothing
     assert usage(server, "team") == before
 
     done = gc(server, "--grace-seconds", "0")
     assert {x["digest"] for x in done["blobs"]} == own
     assert done["counts"]["bytes_freed"] == own_bytes and done["errors"] == []
-    assert not own & stored(server) and not own & blob_rows(server)
-    assert set(b.blobs) <= stored(server) and set(b.blobs) <= blob_rows(server)
+    assert not own & stored(server) and not own & blob_rows(server, everything)
+    assert set(b.blobs) <= stored(server) and set(b.blobs) <= blob_rows(server, everything)
     assert usage(server, "team") == before - own_bytes
 
     assert pull(server, "team/app:b", tmp_path / "b", containers_env) == (b.manifest, b.blobs)  # B, intact
@@ -136,7 +147,7 @@ def test_deleting_an_image_frees_exactly_its_own_blobs(server, containers_env, t
 def test_gc_killed_between_commit_and_storage_delete_loses_nothing(server, containers_env, tmp_path):
     api = Api(server.url)
     a, b, shared = two_images(server, api)
-    own = set(a.blobs) - shared
+    own, everything = set(a.blobs) - shared, set(a.blobs) | set(b.blobs)
     run(["skopeo", "delete", "--tls-verify=false", f"docker://{server.host}/team/app:a"], env=containers_env)
     env = server.environment() | {gc_module.PAUSE_ENV: "60"}
     proc = subprocess.Popen([sys.executable, "-m", "hub", "gc", "run", "--grace-seconds", "0", "--data-dir",
@@ -144,7 +155,7 @@ def test_gc_killed_between_commit_and_storage_delete_loses_nothing(server, conta
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while not own - blob_rows(server):  # the first verdict's commit
+        while not own - blob_rows(server, everything):  # the first verdict's commit
             assert proc.poll() is None and time.monotonic() < deadline, "gc run never committed a verdict"
             time.sleep(0.05)
     finally:
@@ -152,15 +163,15 @@ def test_gc_killed_between_commit_and_storage_delete_loses_nothing(server, conta
         proc.wait()
     # Killed in the pause: some of A's blob rows are gone (verdicts run a few at once), their bytes
     # are still there, nothing else changed.
-    committed = own - blob_rows(server)
+    committed = own - blob_rows(server, everything)
     assert committed and own <= stored(server)
-    assert set(b.blobs) <= blob_rows(server)
+    assert set(b.blobs) <= blob_rows(server, everything)
     assert pull(server, "team/app:b", tmp_path / "b", containers_env) == (b.manifest, b.blobs)
 
     # The next pass finishes the reviews; the sweep deletes the object whose row went before the kill.
     done = gc(server, "--grace-seconds", "0", "--sweep")
     assert done["errors"] == []
-    assert not own & stored(server) and not own & blob_rows(server)
+    assert not own & stored(server) and not own & blob_rows(server, everything)
     assert done["counts"]["orphans_deleted"] == len(committed)
     assert {x["digest"] for x in done["blobs"]} == own - committed
     assert set(b.blobs) <= stored(server)
