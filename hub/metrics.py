@@ -173,6 +173,17 @@ class GcMetrics:
                                   buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600))
         self.last_run = Gauge("daohub_gc_last_run_timestamp_seconds", "When the last GC pass of this process ended",
                               registry=registry)
+        self.backlog = Gauge("daohub_gc_backlog", "Reviews queued after this process's last pass, by kind "
+                             "(manifest, link, blob) and whether they were due (past the grace period)",
+                             ["kind", "due"], registry=registry)
+
+    def observe_backlog(self, backlog: dict[str, int]) -> None:
+        """GcStore.gc_backlog's answer: {kind}_queued and {kind}_due."""
+        for key, count in backlog.items():
+            kind, which = key.rsplit("_", 1)
+            if which == "due":
+                self.backlog.labels(kind, "true").set(count)
+                self.backlog.labels(kind, "false").set(backlog[f"{kind}_queued"] - count)
 
     def observe(self, report) -> None:
         """Count a finished pass (a GcReport); dry runs count only as runs."""

@@ -150,6 +150,8 @@ class Collector:
         self._log(report)
         if self.metrics is not None:
             self.metrics.observe(report)
+            if report.ran and not report.dry_run:
+                self.metrics.observe_backlog(await self.store.gc_backlog(time.time() - grace))
         return report
 
     # The pass ----------------------------------------------------------------------------------

@@ -200,6 +200,7 @@ def test_serve_collects_on_its_own_and_counts_it(tmp_path):
         deleted = [line for line in metrics.splitlines()
                    if line.startswith('daohub_gc_deleted_total{kind="blobs"}')]
         assert deleted and float(deleted[0].split()[-1]) >= len(own), metrics[-3000:]
+        assert 'daohub_gc_backlog{due="true",kind="link"} 0.0' in metrics, metrics[-3000:]
         with sqlite3.connect(server.data_dir / "daohub.db") as conn:
             assert conn.execute("SELECT SUM(blobs_deleted) FROM gc_runs").fetchone()[0] == len(own)
     finally:
