@@ -14,7 +14,7 @@ import pytest
 
 from hub.app import create_app
 from hub.cli import main
-from hub.seed_catalog import seed_folders
+from hub.cli.seed import seed_folders
 from tests.admin.conftest import headers, make_config
 from tests.registry.conftest import METADATA_STORES
 

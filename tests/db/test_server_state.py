@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hub import seed_catalog
+from hub.cli import seed as seed_catalog
 from hub.app import open_registry
 from hub.config import load_config
 

@@ -11,7 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from hub.seed_catalog import seed_folders
+from hub.cli.seed import seed_folders
 from tests.helpers.server import REPO_ROOT, DaoHubProcess
 
 SEEDS = {p.name for p in seed_folders()}

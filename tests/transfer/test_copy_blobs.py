@@ -8,7 +8,7 @@ import os
 import pytest
 
 import storage_backends
-from hub.transfer import TransferError, copy_blobs
+from hub.cli.transfer import TransferError, copy_blobs
 
 
 def _blob_path(data: bytes) -> str:

@@ -18,12 +18,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 import storage_backends
-from hub import transfer
+from hub.cli import transfer
 from hub.app import create_app
 from hub.config import load_config
 from hub.db import create_store
 from hub.keys import STORE
-from hub.transfer import TransferError
+from hub.cli.transfer import TransferError
 from tests.helpers.server import blob_files
 
 ADMIN = ("admin", "admin-pw-1234")
@@ -363,7 +363,7 @@ async def test_the_first_start_decision_moves_with_the_registry(tmp_path, postgr
     """server_state is copied like registry data: the new stack's first start does not publish the
     seed catalog again into a registry whose first start already happened on the old one."""
     from hub.app import open_registry
-    from hub.seed_catalog import STATE, seed_on_first_start
+    from hub.cli.seed import STATE, seed_on_first_start
 
     old_config, sqlite_path = await _sqlite_source(tmp_path)
     store = create_store(old_config.database_url)

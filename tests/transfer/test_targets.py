@@ -11,7 +11,7 @@ import os
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from hub import transfer
+from hub.cli import transfer
 from hub.app import create_app
 from hub.config import load_config
 from tests.helpers.fixtures_s3 import moto_s3, s3_options, stop_moto_servers  # noqa: F401 (fixtures)

@@ -15,7 +15,7 @@ import pytest
 from hub import cli
 from hub.app import open_registry
 from hub.config import load_config
-from hub.seed_catalog import DEFAULT_TENANT
+from hub.cli.seed import DEFAULT_TENANT
 from tests.admin.conftest import make_config, seed
 from tests.registry.conftest import push_image, token
 

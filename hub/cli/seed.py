@@ -27,7 +27,7 @@ DEFAULT_TENANT = "apps"
 STATE = "appstore.first_start_seed"
 _LOCK = "appstore-first-start-seed"
 _DECIDED = ("off", "not-empty", "published", "failed")
-SEEDS = Path(__file__).resolve().parent.parent / "appstore" / "seeds"
+SEEDS = Path(__file__).resolve().parents[2] / "appstore" / "seeds"
 
 
 def seed_folders(root: str | Path | None = None) -> list[Path]:
@@ -116,7 +116,7 @@ async def seed_on_first_start(registry, config) -> str:
 
 async def first_start(app) -> AsyncIterator[None]:
     """cleanup_ctx of `daohub serve` (not of create_app, so apps built in tests start empty)."""
-    from .keys import CONFIG, REGISTRY
+    from ..keys import CONFIG, REGISTRY
 
     try:
         await seed_on_first_start(app[REGISTRY], app[CONFIG])

@@ -17,10 +17,10 @@ def add_parsers(sub) -> None:
         parser.add_argument("--data-dir", help="data directory (default ./data)")
 
 
-async def _upstreams(config, store) -> list:
+async def routed_upstreams(config, store) -> list:
     """The upstreams serve would route to: the config file's and the stored ones."""
-    from .proxy.routing import Router, Upstream
-    from .proxy.upstreams import upstream_from_record
+    from ..proxy.routing import Router, Upstream
+    from ..proxy.upstreams import upstream_from_record
 
     async def stored():
         return [upstream_from_record(r) for r in await store.list_upstreams()]
@@ -36,11 +36,11 @@ async def _never(name: str) -> bool:
 
 
 async def run(config, args) -> int:
-    from .app import open_registry
-    from .proxy.eviction import evict
+    from ..app import open_registry
+    from ..proxy.eviction import evict
 
     async with open_registry(config) as registry:
-        upstreams = await _upstreams(config, registry.store)
+        upstreams = await routed_upstreams(config, registry.store)
         if args.verb == "usage":
             print(json.dumps([{"upstream": u.name, "source": u.source, "size_bytes": await registry.store.cache_size(
                 u.name), "max_size_bytes": u.max_size_bytes or None, "ttl_days": u.ttl_days or None}

@@ -166,7 +166,7 @@ def _sqlite_version(conn: sqlite3.Connection) -> int:
 
 def blob_paths(conn: sqlite3.Connection) -> dict[str, int]:
     """Storage path -> size of every blob the metadata names."""
-    from .registry.names import parse_digest
+    from ..registry.names import parse_digest
 
     return {parse_digest(digest).blob_path: size for digest, size in conn.execute("SELECT digest, size FROM blobs")}
 
@@ -285,9 +285,9 @@ async def run(source_config, target_config, *, blobs: bool = True, metadata: boo
     """`daohub transfer`: checks, blobs, then metadata, from one configuration's stack to another's."""
     import storage_backends
 
-    from .app import _storage_options
-    from .db import create_store
-    from .db.sqlite import path_from_url
+    from ..app import _storage_options
+    from ..db import create_store
+    from ..db.sqlite import path_from_url
 
     source_url, target_url = source_config.database_url, target_config.database_url
     snapshot = None

@@ -44,15 +44,15 @@ def _summary(report) -> str:
 
 
 async def run(config, args) -> int:
-    from .app import collector_for, open_registry
-    from .cli_proxy import _upstreams
+    from ..app import collector_for, open_registry
+    from .proxy import routed_upstreams
 
     if args.grace_seconds is not None and args.grace_seconds < 0:
         print("daohub: --grace-seconds must not be negative")
         return 2
     async with open_registry(config) as registry:
         collector = collector_for(config, registry)
-        namespaces = [u.name for u in await _upstreams(config, registry.store)]
+        namespaces = [u.name for u in await routed_upstreams(config, registry.store)]
 
         async def cache_namespaces() -> list[str]:
             return namespaces

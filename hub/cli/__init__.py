@@ -1,4 +1,5 @@
-"""`daohub serve | migrate | tls | version` (and the identity, proxy and app commands)."""
+"""`daohub serve | migrate | purge-uploads | transfer | tls | version`, and the commands of the modules
+beside it: identity (user, tenant, robot, repo, keys), proxy, gc, app and appstore (app seed)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__
-from .config import ConfigError, load_config, parse_addr
-from .logs import setup_logging
+from .. import __version__
+from ..config import ConfigError, load_config, parse_addr
+from ..logs import setup_logging
 
 log = logging.getLogger("daohub")
 
@@ -32,10 +33,10 @@ async def _serve(config, context=None) -> None:
     so a bad certificate is a startup error)."""
     from aiohttp import web
 
-    from .app import create_app
-    from .keys import METRICS
-    from .middlewares import AccessLogSink, JsonAccessLogger
-    from .seed_catalog import first_start
+    from ..app import create_app
+    from ..keys import METRICS
+    from ..middlewares import AccessLogSink, JsonAccessLogger
+    from .seed import first_start
 
     app = create_app(config)
     # The first start of an empty registry publishes the seed app catalog (before the ready line).
@@ -51,7 +52,7 @@ async def _serve(config, context=None) -> None:
     )
     tls = config.server.tls
     if tls.health_addr:
-        from .tls import health_only_middleware
+        from ..tls import health_only_middleware
 
         app.middlewares.append(health_only_middleware())
     await runner.setup()
@@ -60,7 +61,7 @@ async def _serve(config, context=None) -> None:
     loop = asyncio.get_running_loop()
     watcher = None
     if context is not None:
-        from .tls import CertificateReloader, TLSSite
+        from ..tls import CertificateReloader, TLSSite
 
         site: web.BaseSite = TLSSite(runner, host, port, ssl_context=context, backlog=1024,
                                      reuse_address=True, https_hint=f"https://{shown_host}:{port}/")
@@ -99,7 +100,7 @@ async def _serve(config, context=None) -> None:
 
 
 async def _migrate(config) -> list[int]:
-    from .db import create_store
+    from ..db import create_store
 
     store = create_store(config.database_url, sqlite_synchronous=config.database.sqlite_synchronous,
                          pool_min_size=config.database.pool_min_size,
@@ -112,7 +113,7 @@ async def _migrate(config) -> list[int]:
 
 
 async def _purge_uploads(config, older_than: float | None, dry_run: bool) -> dict:
-    from .app import open_registry
+    from ..app import open_registry
 
     async with open_registry(config) as registry:
         ttl = config.registry.upload_ttl_seconds if older_than is None else older_than
@@ -227,18 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     transfer.add_argument("--skip-blobs", action="store_true", help="copy metadata only")
     transfer.add_argument("--skip-metadata", action="store_true", help="copy blobs only")
     transfer.add_argument("--jobs", type=int, default=4, help="blobs copied at once (default 4)")
-    from . import cli_identity
+    from . import app, appstore, gc, identity, proxy
 
-    cli_identity.add_parsers(sub)
-    from . import cli_proxy
-
-    cli_proxy.add_parsers(sub)
-    from . import cli_gc
-
-    cli_gc.add_parsers(sub)
-    from . import cli_app, cli_appstore
-
-    cli_appstore.add_parsers(cli_app.add_parsers(sub))
+    identity.add_parsers(sub)
+    proxy.add_parsers(sub)
+    gc.add_parsers(sub)
+    appstore.add_parsers(app.add_parsers(sub))
     tls = sub.add_parser("tls", help="TLS helpers").add_subparsers(dest="tls_command", required=True)
     self_signed = tls.add_parser("self-signed", help="write a private CA and a server certificate, "
                                  "for trying out HTTPS")
@@ -254,15 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     if args.command == "tls":
-        from .tls import self_signed as write_self_signed
+        from ..tls import self_signed as write_self_signed
 
         if args.days < 1:
             print("daohub: --days must be at least 1", file=sys.stderr)
             return 2
         print(write_self_signed(Path(args.out), args.host, args.days), end="")
         return 0
-    if args.command == "app" and not cli_app.needs_config(args):
-        return cli_app.run(args)
+    if args.command == "app" and not app.needs_config(args):
+        return app.run(args)
     try:
         config = load_config(getattr(args, "sub_config", None) or args.config, overrides=_overrides(args))
     except ConfigError as exc:
@@ -273,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         _tune_malloc()
         context = None
         if config.server.tls.enabled:
-            from .tls import TlsError, server_context
+            from ..tls import TlsError, server_context
 
             try:
                 context = server_context(config.server.tls)
@@ -285,17 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         applied = asyncio.run(_migrate(config))
         print(f"applied migrations: {applied}" if applied else "schema is up to date")
     elif args.command in ("user", "tenant", "robot", "repo", "keys"):
-        from . import cli_identity
-
-        return asyncio.run(cli_identity.run(config, args))
+        return asyncio.run(identity.run(config, args))
     elif args.command == "app":
-        return cli_app.run(args, config)
+        return app.run(args, config)
     elif args.command == "proxy":
-        return asyncio.run(cli_proxy.run(config, args))
+        return asyncio.run(proxy.run(config, args))
     elif args.command == "gc":
-        from . import cli_gc
-
-        return asyncio.run(cli_gc.run(config, args))
+        return asyncio.run(gc.run(config, args))
     elif args.command == "transfer":
         return _transfer(config, args)
     elif args.command == "purge-uploads":

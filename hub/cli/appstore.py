@@ -1,5 +1,5 @@
 """`daohub app seed`: publish the seed catalog (appstore/seeds) through the app store's publish path
-(hub.seed_catalog), as the operator on the host (platform admin), like the identity commands."""
+(hub.cli.seed), as the operator on the host (platform admin), like the identity commands."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import asyncio
 import re
 import sys
 
-from .seed_catalog import DEFAULT_TENANT
+from .seed import DEFAULT_TENANT
 
 
 def add_parsers(verbs) -> None:
-    """Add `seed` to the `app` group (hub.cli_app.add_parsers returns its subparsers)."""
+    """Add `seed` to the `app` group (hub.cli.app.add_parsers returns its subparsers)."""
     seed = verbs.add_parser("seed", help="publish the seed app catalog into a tenant",
                             description="Publish the apps shipped in appstore/seeds (voting app, WordPress, "
                                         "Redis, PostgreSQL, nginx, Gitea) as OCI artifacts in <tenant>/<app>.")
@@ -37,7 +37,7 @@ def run_seed(args: argparse.Namespace, config) -> int:
 async def _seed(config, tenant: str, public: bool, root: str | None) -> int:
     from hub.app import open_registry
 
-    from .seed_catalog import publish_seed_catalog
+    from .seed import publish_seed_catalog
 
     def warn(message: str) -> None:
         print(f"daohub: {message}", file=sys.stderr)

@@ -59,9 +59,9 @@ def _fail(message: str) -> int:
 
 
 async def run(config, args: argparse.Namespace) -> int:
-    from .app import auth_service, open_registry
-    from .problems import Problem
-    from .registry.admin import Administration
+    from ..app import auth_service, open_registry
+    from ..problems import Problem
+    from ..registry.admin import Administration
 
     async with open_registry(config) as registry:
         store = registry.store
