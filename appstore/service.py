@@ -184,6 +184,7 @@ class AppStore:
                 "icon": icon_path(record), **app_json(indexed.app)}
         body.update(version_json(indexed.version))
         body["deprecated"] = record.deprecated
+        body["compose_environment"] = render.compose_environment(indexed.version)
         return body
 
     async def draft(self, principal: Principal, repository: str,
@@ -194,7 +195,8 @@ class AppStore:
             tag = _latest(_dedupe(await self._versions(principal, repository))).tag
         record = await self._record(principal, repository, tag)
         indexed = catalog.read_document(record.document, repository, tag)
-        return (model.dump_metadata(indexed.app, indexed.version), list(indexed.version.compose_files.items()),
+        authored = render.without_compose_defaults(indexed.version)
+        return (model.dump_metadata(indexed.app, indexed.version), list(authored.compose_files.items()),
                 indexed.icon_name if record.icon_digest else None)
 
     async def icon(self, principal: Principal, repository: str, tag: str | None = None) -> tuple[bytes, str, str]:
@@ -296,6 +298,7 @@ class AppStore:
             raise field_problem(exc.errors, "metadata", "the metadata document is invalid") from None
         try:
             render.check_template(version)
+            version = render.with_compose_defaults(version)
         except AppStoreError as exc:
             raise ValidationFailed("the compose template does not render with its parameters' defaults",
                                    errors=[{"detail": f"{path}: {message}" if path else message,

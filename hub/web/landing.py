@@ -10,36 +10,20 @@ otherwise the page shows a placeholder. Nothing is linked or redirected to it.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from ..keys import AUTH, CONFIG, PROXY, ROUTE
+from .address import PLACEHOLDER, address
 from .pages import ENV, SECURITY_HEADERS
 
-# A DNS name, an IPv4 address or a bracketed IPv6 address, with an optional port.
-_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
-                   r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 _LOOPBACK = re.compile(r"(?:127(?:\.[0-9]{1,3}){3}|localhost|\[::1\])(?::[0-9]+)?")
-PLACEHOLDER = "registry.example:5000"
 # The registry a mirror stands in for, as containerd's hosts.toml names its own server.
 _UPSTREAM_SERVERS = {"docker.io": "https://registry-1.docker.io"}
 
 
 def wants_html(request: web.Request) -> bool:
     return "text/html" in request.headers.get("Accept", "").lower()
-
-
-def address(request: web.Request) -> tuple[str, str]:
-    """(scheme, host[:port]) clients should use: server.public_url's, else the request's."""
-    public_url = request.app[CONFIG].server.public_url
-    if public_url:
-        parts = urlsplit(public_url)
-        scheme, host = parts.scheme.lower(), parts.netloc
-    else:
-        scheme, host = ("https" if request.secure else "http"), request.headers.get("Host", "")
-    host = host.strip()
-    return scheme, host if len(host) <= 260 and _HOST.fullmatch(host) else PLACEHOLDER
 
 
 async def _mirrored(request: web.Request) -> tuple[list[str], str]:

@@ -32,6 +32,7 @@ from ..keys import AUTH, CONFIG, ROUTE
 from ..problems import Forbidden, MalformedRequest, NotFound, Problem, TooManyRequests, ValidationFailed
 from . import forms
 from . import session as sessions
+from .address import address
 
 HERE = Path(__file__).resolve().parent
 STATIC = {"app.css": "text/css", "app.js": "text/javascript"}
@@ -214,9 +215,12 @@ async def _app_context(request: web.Request, name: str, tag: str | None) -> dict
     app = await service.app(request[_PRINCIPAL], name)
     tag = tag or app["latest_tag"]
     version = await service.version(request[_PRINCIPAL], name, tag)
+    scheme, host = address(request)
     return {"app": app, "version": version, "tag": tag, "description": markdown(version["description"]),
             "release_notes": markdown(version.get("release_notes", "")), "title": version["title"],
-            "icon_url": _icon_url(name, tag) if version.get("icon") else None, "name": name}
+            "icon_url": _icon_url(name, tag) if version.get("icon") else None, "name": name,
+            "compose": {"host": host, "reference": f"{host}/{name}:{tag}", "https": scheme == "https",
+                        "environment": version["compose_environment"]}}
 
 
 def _icon_url(name: str, tag: str | None = None) -> str:

@@ -25,6 +25,15 @@ COMPOSE = """services:
     environment:
       GREETING: ${GREETING:-hello}
 """
+# COMPOSE as DaoHub publishes it: the parameters' defaults written in, for `docker compose -f oci://`.
+PUBLISHED_COMPOSE = """services:
+  web:
+    image: nginx:${NGINX_TAG-1.27}
+    ports:
+      - "${HTTP_PORT-8080}:80"
+    environment:
+      GREETING: ${GREETING:-hello}
+"""
 
 
 def metadata(key: str = "web", version: str = "1.0.0", *, title: str = "Web server", icon: str | None = None,

@@ -13,7 +13,7 @@ from hub.keys import STORE
 from tests.registry.conftest import push_image
 
 from . import hubs
-from .hubs import COMPOSE, PNG, headers, metadata, publish_body, v2_auth
+from .hubs import PNG, PUBLISHED_COMPOSE, headers, metadata, publish_body, v2_auth
 
 auth_hub = hubs.auth_hub  # the fixture
 APPS = "/api/v1/appstore/apps"
@@ -36,7 +36,7 @@ async def test_publish_read_render_deprecate_delete(auth_hub):
     assert (body["repository"], body["tag"], body["version"], body["has_metadata"]) == (
         "team/web", "1.0.0", "1.0.0", True)
     assert body["icon"] == f"{APPS}/team/web/versions/1.0.0/icon"
-    assert body["compose_files"] == [{"name": "compose.yaml", "content": COMPOSE}]
+    assert body["compose_files"] == [{"name": "compose.yaml", "content": PUBLISHED_COMPOSE}]
     # The artifact is an ordinary OCI artifact in the registry, pullable as such.
     tok = await v2_auth(auth_hub, "guest", "team/web", "pull")
     r = await auth_hub.get("/v2/team/web/manifests/1.0.0", headers={**tok, "Accept": "application/vnd.oci.image."

@@ -24,7 +24,7 @@ from hub.db.identity import RobotRecord
 from hub.keys import STORE
 from tests.admin.conftest import CREDENTIALS, headers, make_config, seed
 
-from .hubs import COMPOSE, publish_body
+from .hubs import COMPOSE, PUBLISHED_COMPOSE, publish_body
 
 GIT = shutil.which("git")
 if GIT is None:
@@ -87,7 +87,7 @@ async def clone(client, path: str, dest, *extra: str, header: str | None = None)
 
 async def test_clone_gives_the_published_files_in_a_stable_commit(hub, tmp_path):
     first = await clone(hub, PUB, tmp_path / "a")
-    assert (tmp_path / "a" / "compose.yaml").read_bytes() == COMPOSE.encode()
+    assert (tmp_path / "a" / "compose.yaml").read_bytes() == PUBLISHED_COMPOSE.encode()
     readme = (tmp_path / "a" / "README.md").read_text()
     assert "Serves **pages**." in readme and "`HTTP_PORT`" in readme
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [".git", "README.md", "compose.yaml"]
@@ -108,7 +108,7 @@ async def test_clone_gives_the_published_files_in_a_stable_commit(hub, tmp_path)
 
 async def test_shallow_clone_and_fetch(hub, tmp_path):
     commit = await clone(hub, PUB, tmp_path / "s", "--depth", "1")
-    assert (tmp_path / "s" / "compose.yaml").read_bytes() == COMPOSE.encode()
+    assert (tmp_path / "s" / "compose.yaml").read_bytes() == PUBLISHED_COMPOSE.encode()
     code, out, err = await git(tmp_path / "s", "fsck", "--no-dangling")
     assert code == 0, out + err
     # Fetching again finds nothing new.
@@ -119,7 +119,7 @@ async def test_shallow_clone_and_fetch(hub, tmp_path):
 
 async def test_private_app_needs_the_credentials_of_someone_who_may_pull_it(hub, tmp_path):
     await clone(hub, SECRET, tmp_path / "r", header=PORTAINER)
-    assert (tmp_path / "r" / "compose.yaml").read_bytes() == COMPOSE.encode()
+    assert (tmp_path / "r" / "compose.yaml").read_bytes() == PUBLISHED_COMPOSE.encode()
     # The seeded robot of team may pull team/ci/* only; the other one is another tenant's.
     for name, header in (("anon", None), ("other", auth_header("robot$other+ci", "other-secret")),
                          ("ci", auth_header(*CREDENTIALS["robot"]))):
@@ -140,7 +140,7 @@ async def test_private_app_needs_the_credentials_of_someone_who_may_pull_it(hub,
     with_creds = url(hub, SECRET).replace("://", f"://{quote(user, safe='')}:{quote(password, safe='')}@", 1)
     code, _, err = await git(tmp_path, "clone", "-q", with_creds, "in-url")
     assert code == 0, err
-    assert (tmp_path / "in-url" / "compose.yaml").read_bytes() == COMPOSE.encode()
+    assert (tmp_path / "in-url" / "compose.yaml").read_bytes() == PUBLISHED_COMPOSE.encode()
     r = await hub.get(SECRET + "/info/refs", params={"service": "git-upload-pack"},
                       headers={"Authorization": PORTAINER.split(": ", 1)[1]})
     assert r.status == 200 and r.content_type == "application/x-git-upload-pack-advertisement"
@@ -160,7 +160,7 @@ async def test_the_portainer_feed_repository_urls_are_clonable(hub, tmp_path):
         dest = tmp_path / f"t{i}"
         code, _, err = await git(tmp_path, "clone", "-q", repo["url"], str(dest))
         assert code == 0, err
-        assert (dest / repo["stackfile"]).read_bytes() == COMPOSE.encode()
+        assert (dest / repo["stackfile"]).read_bytes() == PUBLISHED_COMPOSE.encode()
     r = await hub.get("/api/v1/appstore/portainer/v3.json", headers={"Authorization": PORTAINER.split(": ", 1)[1]})
     urls = {t["repository"]["url"] for t in (await r.json())["templates"]}
     assert urls == {url(hub, PUB), url(hub, SECRET)}

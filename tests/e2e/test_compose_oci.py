@@ -6,8 +6,11 @@ which asks dockerd for the digests)."""
 from __future__ import annotations
 
 import base64
+import http.cookiejar
 import json
 import os
+import re
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -99,9 +102,61 @@ def test_config_of_oci_renders_the_seed_voting_app(hub, workdir):
     assert [port["published"] for port in project["services"]["vote"]["ports"]] == ["5000"]
 
 
+def test_config_of_oci_needs_no_environment_for_parameters_with_defaults(hub, workdir):
+    """Compose reads only the compose files: the defaults DaoHub wrote into them at publish give
+    what the user would have set, and the result is the same as with every parameter set."""
+    env = compose_env(hub, workdir / "docker", "alice", PASSWORD)
+    reference = f"oci://{hub.host}/apps/voting-app:1.0.0"
+    bare = json.loads(compose(env, workdir, "-f", reference, "config", "--format", "json").stdout)
+    assert bare["services"]["db"]["image"] == "postgres:15-alpine"
+    assert [port["published"] for port in bare["services"]["vote"]["ports"]] == ["5000"]
+    assert bare["services"]["db"]["environment"]["POSTGRES_PASSWORD"] == "postgres"
+    given = json.loads(compose({**env, **VOTING_PARAMETERS}, workdir, "-f", reference, "config",
+                               "--format", "json").stdout)
+    assert bare == given
+    moved = json.loads(compose({**env, "VOTE_PORT": "6000"}, workdir, "-f", reference, "config",
+                               "--format", "json").stdout)
+    assert [port["published"] for port in moved["services"]["vote"]["ports"]] == ["6000"]
+
+
+def test_config_of_oci_names_what_it_must_be_given(hub, workdir):
+    """The postgresql seed's password is a secret without default, which only DaoHub's renderer
+    generates, and its init script's default has newlines, which Compose takes in no default: Compose
+    refuses to run without each and names it, rather than running with an empty value."""
+    env = compose_env(hub, workdir / "docker", "alice", PASSWORD)
+    reference = f"oci://{hub.host}/apps/postgresql:16.0.0"
+    script = "-- made here\nSELECT 2;\n"
+    # Compose names the first one it meets, in no fixed order.
+    for given, missing in (({}, ("POSTGRES_PASSWORD", "INIT_SQL")), ({"POSTGRES_PASSWORD": "pw"}, ("INIT_SQL",)),
+                           ({"INIT_SQL": script}, ("POSTGRES_PASSWORD",))):
+        refused = compose({**env, **given}, workdir, "-f", reference, "config", check=False)
+        assert refused.returncode != 0, given
+        assert any(f"set {name} in the environment" in refused.stderr for name in missing), (given, refused.stderr)
+    project = json.loads(compose({**env, "POSTGRES_PASSWORD": "s3cret-pw", "INIT_SQL": script}, workdir,
+                                 "-f", reference, "config", "--format", "json").stdout)
+    assert project["services"]["db"]["environment"]["POSTGRES_PASSWORD"] == "s3cret-pw"
+    assert project["services"]["db"]["image"] == "postgres:16"
+    assert project["configs"]["init-sql"]["content"] == script
+
+
+def catalog_page(hub, user: str, password: str) -> str:
+    """/apps/ as `user` sees it after signing in on /apps/login, as a browser does."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+                                         urllib.request.HTTPSHandler(context=hub.ssl_context()))
+    with opener.open(hub.url + "/apps/login", timeout=60) as response:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', response.read().decode()).group(1)
+    form = urllib.parse.urlencode({"csrf": csrf, "username": user, "password": password, "next": "/apps/"})
+    with opener.open(urllib.request.Request(hub.url + "/apps/login", data=form.encode(),
+                                            headers={"Origin": hub.url}), timeout=60) as response:
+        assert response.url == hub.url + "/apps/"  # signed in, and sent on to the catalog
+        return response.read().decode()
+
+
 def test_publish_shows_the_app_in_its_tenants_catalog_only(hub, published):
     assert "team/app" in catalog(hub, "alice", PASSWORD)
     assert "team/app" not in catalog(hub, "bob", BOB_PASSWORD)
+    assert 'href="/apps/app/team/app"' in catalog_page(hub, "alice", PASSWORD)
+    assert 'href="/apps/app/team/app"' not in catalog_page(hub, "bob", BOB_PASSWORD)
     with urllib.request.urlopen(urllib.request.Request(
             hub.url + "/api/v1/appstore/apps/team/app",
             headers={"Authorization": "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()}),
@@ -109,6 +164,24 @@ def test_publish_shows_the_app_in_its_tenants_catalog_only(hub, published):
         app = json.load(response)
     assert app["public"] is False
     assert [version["version"] for version in app["versions"]] == ["1.0"]
+
+
+def test_publish_with_env_files_runs_back_with_their_values(hub, workdir):
+    """`docker compose publish --with-env`: the env_file travels in the artifact as a layer of its
+    own, the app is listed, and `config` of the oci:// reference reads the values back."""
+    (workdir / "app.env").write_text("GREETING=hello from the env file\nLEVEL=3\n")
+    # Block style: Compose 2.40.3 rewrites the env_file names as it publishes, and a flow list
+    # (`env_file: [app.env]`) comes out without its `]`, which no YAML parser takes.
+    (workdir / "with-env.yaml").write_text("services:\n  web:\n    image: nginx:1.27-alpine\n"
+                                           "    env_file:\n      - app.env\n")
+    env = compose_env(hub, workdir / "docker", "alice", PASSWORD)
+    reference = f"{hub.host}/team/with-env:1.0"
+    compose(env, workdir, "-f", "with-env.yaml", "publish", "--with-env", "--yes", reference)
+    assert "team/with-env" in catalog(hub, "alice", PASSWORD), hub.log_text()[-3000:]
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    project = json.loads(compose(env, elsewhere, "-f", f"oci://{reference}", "config", "--format", "json").stdout)
+    assert project["services"]["web"]["environment"] == {"GREETING": "hello from the env file", "LEVEL": "3"}
 
 
 def test_include_of_an_oci_app_gives_a_valid_config(hub, published, workdir):

@@ -338,6 +338,7 @@ def yaml_load(data: bytes) -> None:
 
 
 _MAPPING = {"A": "x", "EMPTY": "", "B": "${A}", "DOLLAR": "$", "LONG": "y" * 1000}
+_DEFAULTS = {"A": "d1", "EMPTY": "d: 2", "DOLLAR": "$x", "B": None}  # names _MAPPING sets
 
 
 @target("interpolate", (InterpolationError,))
@@ -349,6 +350,14 @@ def interpolation(data: bytes) -> None:
     with contextlib.suppress(InterpolationError):
         interp.interpolate(value, _MAPPING, on_missing=missing.append, max_chars=1 << 16)
     assert all(name.isidentifier() for name in missing), missing
+    # Defaults written for Compose (with_defaults) never change what a set variable gives.
+    for inline in (True, False):
+        defaulted = interp.with_defaults(value, _DEFAULTS, inline=inline)
+        try:
+            expected = interp.interpolate(value, _MAPPING, max_chars=1 << 16)
+        except InterpolationError:
+            continue
+        assert interp.interpolate(defaulted, _MAPPING, max_chars=1 << 17) == expected, (value, defaulted)
     with contextlib.suppress(InterpolationError):
         names_used = interp.variables({"k": value, "l": [value, {"m": value}]})
         assert len(set(names_used)) == len(names_used)

@@ -504,3 +504,36 @@ async def test_publish_form_refuses_metadata_with_an_unpaired_surrogate(hub):
     text = await r.text()
     assert r.status == 400, text[:500]
     assert "half of a UTF-16 surrogate pair" in text
+
+
+def _run_command(html: str) -> str:
+    block = re.search(r'<pre id="compose-run"[^>]*><code>(.*?)</code></pre>', html, re.S)
+    assert block, "the app page shows how to run the version with Compose"
+    return unescape(block.group(1))
+
+
+async def test_app_page_shows_the_compose_command_for_its_version(hub):
+    host = hub.make_url("").host + ":" + str(hub.make_url("").port)
+    html = await get_page(hub, "/apps/app/team/web?version=1.0.0")
+    # public, every parameter has a default or is optional: nothing to set, no login needed
+    assert _run_command(html) == f"docker compose -f oci://{host}/team/web:1.0.0 up -d"
+    assert "serve DaoHub with TLS" in html  # the test client speaks plain HTTP, which Compose refuses
+    await sign_in(hub, "developer")
+    html = await get_page(hub, "/apps/app/team/private")
+    assert _run_command(html) == f"docker login {host}\ndocker compose -f oci://{host}/team/private:2.0.0 up -d"
+
+
+async def test_app_page_names_the_variables_compose_needs(hub):
+    body = publish_body("db", "1.0.0")
+    parameters = body["metadata"]["version"]["parameters"]
+    parameters.append({"name": "DB_PASSWORD", "type": "secret"})
+    parameters.append({"name": "INIT", "type": "multiline", "default": "line one\nline two"})
+    body["compose_files"][0]["content"] += "      DB_PASSWORD: ${DB_PASSWORD}\n      INIT: ${INIT}\n"
+    await publish(hub, "team/db", body)
+    await hub.server.app[STORE].set_repository_public("team/db", True)
+    r = await hub.get("/api/v1/appstore/apps/team/db/versions/1.0.0", headers=headers("developer"))
+    assert (await r.json())["compose_environment"] == ["DB_PASSWORD", "INIT"]
+    html = await get_page(hub, "/apps/app/team/db")
+    assert _run_command(html).endswith("DB_PASSWORD=… INIT=… docker compose -f oci://"
+                                       f"{hub.make_url('').host}:{hub.make_url('').port}/team/db:1.0.0 up -d")
+    assert "set <code>DB_PASSWORD</code>, <code>INIT</code> in the environment" in html

@@ -43,7 +43,10 @@ _VERSION = {"repository": STRING, "tenant": NULLABLE_STRING, "tag": STRING, "dig
                                                               "artifact, indexed with defaults."},
             "icon": NULLABLE_STRING, "key": STRING, "title": STRING, "categories": STRINGS, **_APP_FIELDS,
             "version": STRING, "release_notes": STRING, "parameters": {"type": "array", "items": PARAMETER},
-            "compose_files": {"type": "array", "items": COMPOSE_FILE}}
+            "compose_files": {"type": "array", "items": COMPOSE_FILE},
+            "compose_environment": {**STRINGS, "description": "Variables `docker compose -f oci://...` needs "
+                                    "from the environment: the other parameters have their defaults written "
+                                    "into the published compose files."}}
 _IMAGE = obj({"image": STRING, "services": STRINGS,
               "in_daohub": {"type": "boolean", "description": "The reference names this DaoHub."},
               "exists": {"type": "boolean", "nullable": True,
