@@ -41,11 +41,11 @@ class TlsConfig:
     cert_file: str = ""
     key_file: str = ""
     # PEM CA certificates for mutual TLS: when set, every client must present a certificate
-    # they signed. Read at start (a new client CA needs a restart).
+    # they signed. Reloaded like the pair (a new TLS context; uvloop: at restart only).
     client_ca_file: str = ""
     # Lowest protocol version accepted: "1.2" or "1.3".
     min_version: str = "1.2"
-    # Seconds between checks of cert_file and key_file for a renewal (SIGHUP reloads at once);
+    # Seconds between checks of cert_file, key_file and client_ca_file (SIGHUP reloads at once);
     # 0 turns the polling off.
     reload_interval_seconds: float = 5.0
     # Optional plain-HTTP HOST:PORT beside the TLS port that answers /healthz and /readyz only.

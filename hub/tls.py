@@ -3,7 +3,8 @@ and `daohub tls self-signed`.
 
 The context is built once (TLS 1.2 or 1.3 at least, ALPN http/1.1, client certificates
 required when server.tls.client_ca_file is set). A renewal (SIGHUP, or cert_file/key_file
-changing on disk) loads the new pair into that same context: OpenSSL copies the certificate
+changing on disk) loads the new pair into that same context (a changed client CA file gets a new
+context, see CertificateReloader): OpenSSL copies the certificate
 and key of an SSL_CTX into each connection when it is created, so new handshakes present the
 new certificate and open connections keep theirs. The pair is first loaded into a throwaway
 context, so a broken one (unreadable, key not matching) is logged and the old pair served on.
@@ -72,35 +73,50 @@ def _load_pair(context: ssl.SSLContext, tls: TlsConfig) -> None:
 
 class CertificateReloader:
     """Loads a renewed certificate and key into the live context, keeping the old pair when
-    the new one does not load."""
+    the new one does not load; and a changed client CA file into a new context.
 
-    def __init__(self, context: ssl.SSLContext, tls: TlsConfig):
+    OpenSSL can add CA certificates to a context's store but never remove one, so a client CA
+    that changed (a CA rotated out must stop being trusted) gets a whole new context, built as at
+    start-up, which `context` then names: the listener asks for it per connection, so new
+    handshakes use it and open connections keep theirs. With uvloop the listener's context is
+    fixed, so there a new client CA needs a restart (logged)."""
+
+    def __init__(self, context: ssl.SSLContext, tls: TlsConfig, *, swappable: bool = True):
         self.context = context
         self.tls = tls
+        self.swappable = swappable
         self.loaded = 0  # successful reloads, for the tests
         self._stamp = self._files_stamp()
 
     def _files_stamp(self) -> tuple:
         stamp = []
-        for path in (self.tls.cert_file, self.tls.key_file):
+        for path in (self.tls.cert_file, self.tls.key_file, self.tls.client_ca_file):
             try:
-                st = os.stat(path)
+                st = os.stat(path) if path else None
             except OSError:
                 stamp.append(None)
             else:
-                stamp.append((st.st_ino, st.st_size, st.st_mtime_ns))
+                stamp.append(st and (st.st_ino, st.st_size, st.st_mtime_ns))
         return tuple(stamp)
 
     def reload(self, reason: str) -> bool:
-        self._stamp = self._files_stamp()
+        before, self._stamp = self._stamp, self._files_stamp()
         try:
             # A mismatched key fails only after the chain is in: try a throwaway context first,
             # or the live one would be left holding the new certificate and the old key.
             _load_pair(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), self.tls)
+            fresh = server_context(self.tls) if self.tls.client_ca_file else None
             _load_pair(self.context, self.tls)
         except TlsError as exc:
             log.error("TLS certificate not reloaded (%s), still serving the previous one: %s", reason, exc)
             return False
+        if fresh is not None and (reason == "SIGHUP" or before[2] != self._stamp[2]):
+            if self.swappable:
+                self.context = fresh
+                log.info("TLS client CA reloaded from %s (%s)", self.tls.client_ca_file, reason)
+            else:
+                log.warning("TLS client CA %s changed: with server.event_loop uvloop it takes a restart",
+                            self.tls.client_ca_file)
         self.loaded += 1
         log.info("TLS certificate reloaded from %s (%s)", self.tls.cert_file, reason)
         return True
@@ -187,9 +203,16 @@ class TLSSite(web.TCPSite):
     """aiohttp's TCPSite with the first-byte check in front of the TLS handshake."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, ssl_context: ssl.SSLContext,
-                 https_hint: str, **kwargs):
+                 https_hint: str, context_source: Callable[[], ssl.SSLContext] | None = None, **kwargs):
         super().__init__(runner, host, port, ssl_context=ssl_context, **kwargs)
         self._https_hint = https_hint
+        # Asked for the context of each new connection (CertificateReloader swaps it).
+        self._context_source = context_source or (lambda: ssl_context)
+
+    @property
+    def swaps_contexts(self) -> bool:
+        """Whether a context from `context_source` reaches new connections (not with uvloop)."""
+        return isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -201,10 +224,10 @@ class TLSSite(web.TCPSite):
         self._runner._reg_site(self)
         server = self._runner.server
         assert server is not None and self._ssl_context is not None
-        context = self._ssl_context
+        source = self._context_source
 
         def protocol() -> asyncio.Protocol:
-            return _FirstByte(loop, context, server, self._https_hint)
+            return _FirstByte(loop, source(), server, self._https_hint)
 
         self._server = await loop.create_server(protocol, self._host, self._port, backlog=self._backlog,
                                                 reuse_address=self._reuse_address,

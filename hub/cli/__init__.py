@@ -63,9 +63,11 @@ async def _serve(config, context=None) -> None:
     if context is not None:
         from ..tls import CertificateReloader, TLSSite
 
-        site: web.BaseSite = TLSSite(runner, host, port, ssl_context=context, backlog=1024,
-                                     reuse_address=True, https_hint=f"https://{shown_host}:{port}/")
         reloader = CertificateReloader(context, tls)
+        tls_site = TLSSite(runner, host, port, ssl_context=context, backlog=1024, reuse_address=True,
+                           https_hint=f"https://{shown_host}:{port}/", context_source=lambda: reloader.context)
+        reloader.swappable = tls_site.swaps_contexts
+        site: web.BaseSite = tls_site
         loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
         watcher = asyncio.create_task(reloader.watch())
     else:

@@ -5,6 +5,7 @@ TLS; the plain-HTTP health port; relayed S3 reads are not spliced into a TLS soc
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import urllib.request
 import aiohttp
 import pytest
 
+from hub.tls import create_ca, issue_certificate
 from tests.e2e.util import run
 from tests.helpers.scaleout import MiB, s3_backend
 from tests.helpers.server import DaoHubProcess, free_port
@@ -191,6 +193,39 @@ def test_mutual_tls_requires_a_certificate_from_the_client_ca(tmp_path, pki):
                     context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
                 tls.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
                 tls.recv(100)  # TLS 1.3: the server's refusal arrives after the client's Finished
+    finally:
+        assert hub.stop() == 0, hub.log_text()[-3000:]
+
+
+def test_a_client_ca_replaced_on_disk_is_trusted_and_the_old_one_no_longer(tmp_path, pki):
+    """A rotated client CA: the new one's certificates get in and the old one's are refused, without
+    a restart (OpenSSL cannot drop a CA from a context, so the server builds a new context)."""
+    mine = tmp_path / "tls"
+    mine.mkdir()
+    client_ca = mine / "client-ca.crt"
+    shutil.copy(pki.client_ca_file, client_ca)
+    rotated = create_ca(tmp_path / "rotated", "DaoHub rotated client CA", stem="client-ca")
+    new_client = issue_certificate(tmp_path / "rotated", "client", "rotated-client", (), *rotated, client=True)
+    files = dataclasses.replace(pki.server_files(mutual=True), client_ca_file=client_ca)
+    hub = secured_hub(tmp_path / "hub", pki, files=files, env={"DAOHUB_SERVER_TLS_RELOAD_INTERVAL_SECONDS": "0.2"})
+
+    def status(cert: tuple) -> str:
+        done = curl("--cacert", str(pki.ca_file), "--cert", str(cert[0]), "--key", str(cert[1]), "-o", "/dev/null",
+                    "-w", "%{http_code}", f"{hub.url}/healthz", check=False)
+        return done.stdout if done.returncode == 0 else "refused"
+
+    try:
+        assert (status(pki.client_cert), status(new_client)) == ("200", "refused")
+        pid = hub.pid
+        replace(client_ca, tmp_path / "rotated" / "client-ca.crt")
+        wait_for(lambda: status(new_client) == "200", "the rotated client CA")
+        assert status(pki.client_cert) == "refused"
+        assert "TLS client CA reloaded" in hub.log_text() and hub.pid == pid
+        # A client CA file that does not load keeps the context in use.
+        client_ca.with_suffix(".bad").write_text("not a certificate")
+        replace(client_ca, client_ca.with_suffix(".bad"))
+        wait_for(lambda: "TLS certificate not reloaded (files changed)" in hub.log_text(), "the reload error")
+        assert (status(pki.client_cert), status(new_client)) == ("refused", "200")
     finally:
         assert hub.stop() == 0, hub.log_text()[-3000:]
 
