@@ -88,8 +88,11 @@ def cluster(request, postgres_cluster, tmp_path_factory) -> Cluster:
         backend = nfs_backend(request.getfixturevalue("ganesha").new_root("replicas"), database_url)
     else:
         backend = filesystem_backend(base / "shared-storage", database_url)
-    # The background purge must not race the tests' checks of upload data.
-    env = backend.env(DAOHUB_REGISTRY_UPLOAD_PURGE_INTERVAL_SECONDS="0")
+    # The background purge must not race the tests' checks of upload data. A body left stalled on
+    # purpose (the replica killed mid-upload) must stay stalled until the kill, however slow a
+    # loaded machine makes the polling before it: the idle timeout is not what these tests check
+    # (tests/registry does), and at its 60 s default it answered 408 first on a run at load 8.
+    env = backend.env(DAOHUB_REGISTRY_UPLOAD_PURGE_INTERVAL_SECONDS="0", DAOHUB_SERVER_BODY_IDLE_TIMEOUT="900")
     replicas = [DaoHubProcess(base / f"replica-{i}", env=env) for i in range(REPLICAS)]
     try:
         # At once: a start is mostly Python imports, and concurrent migrations are safe (tests/db).
