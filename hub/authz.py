@@ -17,7 +17,7 @@ from auth.policy import RepositoryInfo, can_read, catalog_scope, tenant_of
 from auth.scopes import CATALOG, REGISTRY, REPOSITORY
 from auth.tokens import InvalidToken
 
-from .errors import Denied, NameInvalid, Unauthorized
+from .errors import InsufficientScope, NameInvalid, Unauthorized
 from .keys import AUTH, CAN_READ, CONFIG, ROUTE, VISIBLE_REPOSITORIES
 from .keys import REGISTRY as REGISTRY_KEY
 from .registry.names import validate_name
@@ -103,10 +103,9 @@ async def authorize(request: web.Request, action: str | None, name: str | None, 
         request[VISIBLE_REPOSITORIES] = _catalog_filter(request, verified.subject)
 
 
-def _insufficient_scope(request: web.Request, scope: str | None, message: str) -> Denied:
-    err = Denied(message, headers={"WWW-Authenticate": challenge(request, scope, "insufficient_scope")})
-    err.status = 401  # as distribution: a client may come back with a wider token
-    return err
+def _insufficient_scope(request: web.Request, scope: str | None, message: str) -> InsufficientScope:
+    challenged = challenge(request, scope, "insufficient_scope")
+    return InsufficientScope(message, headers={"WWW-Authenticate": challenged})
 
 
 def _mount_source(request: web.Request, name: str | None) -> str | None:
