@@ -13,7 +13,7 @@ from auth.tokens import InvalidToken
 from ..clientaddr import client_address
 from ..errors import InvalidParameters, TooManyRequests, Unauthorized
 from ..keys import AUTH, CONFIG, ROUTE
-from ..registry.admin import is_repository_name
+from ..tenancy.service import is_repository_name
 
 # Bounds of one token request: every scope is looked up and written to the audit row, so a
 # request may not name more than a client could use; the form and query string are small.
