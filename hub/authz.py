@@ -2,7 +2,7 @@
 
 The decision itself (who may do what) was made by auth.policy when the token was issued;
 here a request is only checked against the token's `access` claim, which needs no database
-round trip. Only the catalog, which lists many repositories, consults the store, and so does a
+round trip. Only the catalog, which lists many repositories, looks repositories up, and so does a
 mount whose token lacks pull on the source (to know whether asking for it would help).
 """
 
@@ -132,11 +132,11 @@ def _catalog_filter(request: web.Request, subject: str):
     """The catalog page of the token's subject: the store fills it with names the subject may see
     (auth.policy.catalog_scope), so `n` and the Link's `last` only ever count and name those."""
     async def page(n: int, last: str | None) -> list[str]:
-        auth = request.app[AUTH]
-        principal = await auth.principal_for_subject(subject)
+        registry = request.app[REGISTRY_KEY]
+        principal = await request.app[AUTH].principal_for_subject(subject)
         now = datetime.now(UTC)
-        names = await request.app[REGISTRY_KEY].list_repositories(n, last, catalog_scope(principal, now))
-        public = await auth.store.public_repositories(names) if names else set()
+        names = await registry.list_repositories(n, last, catalog_scope(principal, now))
+        public = await registry.public_repositories(names) if names else set()
         visible = [n for n in names if can_read(principal, RepositoryInfo(n, tenant_of(n), n in public), now)]
         if len(visible) != len(names):
             # The query and the policy disagree (a bug): the page is cut short and has no Link,

@@ -95,7 +95,6 @@ KNOWN: set[tuple[str, str, str]] = {
     # R7 another service's store or driver read through an attribute (steps 5a-5d, 6)
     ('R7', 'appstore.catalog', '.store'),
     ('R7', 'appstore.service', '.store'),
-    ('R7', 'hub.authz', '.store'),
     ('R7', 'hub.cli.gc', '.store'),
     ('R7', 'hub.cli.identity', '.store'),
     ('R7', 'hub.cli.proxy', '.store'),
@@ -104,7 +103,6 @@ KNOWN: set[tuple[str, str, str]] = {
     ('R7', 'hub.proxy.eviction', '.storage'),
     ('R7', 'hub.proxy.eviction', '.store'),
     ('R7', 'hub.proxy.service', '.store'),
-    ('R7', 'hub.web.pages', '.store'),
 }
 
 
