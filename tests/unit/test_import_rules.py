@@ -89,9 +89,6 @@ KNOWN: set[tuple[str, str, str]] = {
     ('R5', 'hub.proxy.upstreams', 'hub.config._HOST_PORT'),
     ('R5', 'hub.registry.service', 'auth.policy'),
     ('R5', 'hub.cli.transfer', 'hub.app._storage_options'),
-    # R6 cycles (the admin route tables, §7)
-    ('R6', 'hub.handlers.admin.openapi',
-     'hub.handlers.admin.openapi <-> hub.handlers.admin.routes <-> hub.handlers.appstore.routes'),
     # R7 another service's store or driver read through an attribute (steps 5a-5d, 6)
     ('R7', 'appstore.catalog', '.store'),
     ('R7', 'appstore.service', '.store'),
