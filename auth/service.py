@@ -297,6 +297,19 @@ class AuthService:
         verified = self.verifier.verify_refresh_token(token)
         await self.store.revoke_refresh_tokens(verified.subject, verified.jti)
 
+    # Web sessions (the /apps/ pages' sign-in) ---------------------------------------------------------
+    async def start_web_session(self, sid_hash: str, username: str, expires_at: float) -> None:
+        """Record a signed-in web session (by the hash of its id) until `expires_at`."""
+        await self.store.add_web_session(sid_hash, username, expires_at)
+
+    async def web_session_live(self, sid_hash: str, username: str) -> bool:
+        """Whether the session exists for `username`, was not ended and has not expired."""
+        return await self.store.web_session_live(sid_hash, username)
+
+    async def end_web_session(self, sid_hash: str) -> None:
+        """Sign a web session out: its cookie stands for no one any more."""
+        await self.store.end_web_session(sid_hash)
+
     async def verify(self, token: str) -> VerifiedToken:
         """Verify an access token (cached, no I/O), reloading keys once for a kid another replica made."""
         try:

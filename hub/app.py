@@ -116,6 +116,10 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
         # Shown once, on the first start only; change it after logging in.
         log.warning("created platform admin 'admin' with password: %s", generated)
     app[keys.AUTH] = service
+    from .tenancy.service import Administration
+
+    store, upstreams = app[keys.STORE], config.proxy.upstreams
+    app[keys.ADMINISTRATION] = lambda actor: Administration(store, service, actor, upstreams=upstreams)
     yield
 
 

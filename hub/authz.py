@@ -2,7 +2,7 @@
 
 The decision itself (who may do what) was made by auth.policy when the token was issued;
 here a request is only checked against the token's `access` claim, which needs no database
-round trip. Only the catalog, which lists many repositories, consults the store, and so does a
+round trip. Only the catalog, which lists many repositories, looks repositories up, and so does a
 mount whose token lacks pull on the source (to know whether asking for it would help).
 """
 
@@ -17,7 +17,7 @@ from auth.policy import RepositoryInfo, can_read, catalog_scope, tenant_of
 from auth.scopes import CATALOG, REGISTRY, REPOSITORY
 from auth.tokens import InvalidToken
 
-from .errors import Denied, NameInvalid, Unauthorized
+from .errors import InsufficientScope, NameInvalid, Unauthorized
 from .keys import AUTH, CAN_READ, CONFIG, ROUTE, VISIBLE_REPOSITORIES
 from .keys import REGISTRY as REGISTRY_KEY
 from .registry.names import validate_name
@@ -103,10 +103,9 @@ async def authorize(request: web.Request, action: str | None, name: str | None, 
         request[VISIBLE_REPOSITORIES] = _catalog_filter(request, verified.subject)
 
 
-def _insufficient_scope(request: web.Request, scope: str | None, message: str) -> Denied:
-    err = Denied(message, headers={"WWW-Authenticate": challenge(request, scope, "insufficient_scope")})
-    err.status = 401  # as distribution: a client may come back with a wider token
-    return err
+def _insufficient_scope(request: web.Request, scope: str | None, message: str) -> InsufficientScope:
+    challenged = challenge(request, scope, "insufficient_scope")
+    return InsufficientScope(message, headers={"WWW-Authenticate": challenged})
 
 
 def _mount_source(request: web.Request, name: str | None) -> str | None:
@@ -133,11 +132,11 @@ def _catalog_filter(request: web.Request, subject: str):
     """The catalog page of the token's subject: the store fills it with names the subject may see
     (auth.policy.catalog_scope), so `n` and the Link's `last` only ever count and name those."""
     async def page(n: int, last: str | None) -> list[str]:
-        auth = request.app[AUTH]
-        principal = await auth.principal_for_subject(subject)
+        registry = request.app[REGISTRY_KEY]
+        principal = await request.app[AUTH].principal_for_subject(subject)
         now = datetime.now(UTC)
-        names = await request.app[REGISTRY_KEY].list_repositories(n, last, catalog_scope(principal, now))
-        public = await auth.store.public_repositories(names) if names else set()
+        names = await registry.list_repositories(n, last, catalog_scope(principal, now))
+        public = await registry.public_repositories(names) if names else set()
         visible = [n for n in names if can_read(principal, RepositoryInfo(n, tenant_of(n), n in public), now)]
         if len(visible) != len(names):
             # The query and the policy disagree (a bug): the page is cut short and has no Link,

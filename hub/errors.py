@@ -1,7 +1,12 @@
-"""OCI error codes as exceptions. Domain code raises these; one middleware renders them."""
+"""OCI error codes as exceptions. Domain code raises these; one middleware renders them.
+
+The code and the HTTP status are class data: one class per shape of answer, never set on an
+instance (tests/unit/test_error_codes.py checks every module for that).
+"""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 
@@ -14,14 +19,12 @@ class OciError(Exception):
     # Close the connection after answering (the request body was not read to its end).
     close_connection = False
 
-    def __init__(self, message: str | None = None, detail: Any = None, *, headers: dict[str, str] | None = None,
-                 status: int | None = None):
+    def __init__(self, message: str | None = None, detail: Any = None, *,
+                 headers: dict[str, str] | None = None):
         self.message = message or self.default_message
         super().__init__(self.message)
         self.detail = detail
         self.headers = headers or {}
-        if status is not None:
-            self.status = status
 
     def body(self) -> dict[str, Any]:
         err: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -92,14 +95,41 @@ class Unsupported(OciError):
     code, status, default_message = "UNSUPPORTED", 405, "the operation is unsupported"
 
 
+class InvalidParameters(Unsupported):
+    """400: the spec's UNSUPPORTED is "a missing implementation or invalid set of parameters", and
+    the parameters are the client's to fix (a bad ?n=, a token request's bad service, scope or
+    grant, a request body that cannot be decoded)."""
+
+    status, default_message = 400, "invalid set of parameters"
+
+
+class EndpointUnknown(Unsupported):
+    """404 for a /v2/ path that names no endpoint of the API."""
+
+    status, default_message = 404, "no such endpoint"
+
+
+class InsufficientScope(Denied):
+    """401, as distribution answers a token without the scope needed: the client may come back
+    with a wider token (the WWW-Authenticate challenge names the scope)."""
+
+    status = 401
+
+
 class TooManyRequests(OciError):
     code, status, default_message = "TOOMANYREQUESTS", 429, "too many requests"
 
 
 class RangeNotSatisfiable(OciError):
-    """416 for an out-of-order or overlapping chunk; carries the Range already received."""
+    """416, the one range error: an upload chunk whose Content-Range is malformed, out of order or
+    overlapping (with the upload's `Range` header), and a blob GET whose Range the blob does not
+    have (with `Content-Range: bytes */<size>`).
 
-    code, status, default_message = "BLOB_UPLOAD_INVALID", 416, "requested range not satisfiable"
+    The spec's list has no code for a range: BLOB_UPLOAD_INVALID is an upload that "can no longer
+    proceed", but after a 416 the upload goes on from its Range, and a GET is no upload at all;
+    UNSUPPORTED is "an invalid set of parameters", which a range that does not fit is."""
+
+    code, status, default_message = "UNSUPPORTED", 416, "requested range not satisfiable"
 
 
 class PayloadTooLarge(OciError):
@@ -115,3 +145,13 @@ class BodyIdleTimeout(OciError):
 
     code, status, default_message = "BLOB_UPLOAD_INVALID", 408, "request body stalled"
     close_connection = True
+
+
+@cache
+def with_status(base: type[OciError], status: int) -> type[OciError]:
+    """`base` answering with another HTTP status, as a subclass (the status stays class data):
+    for the statuses aiohttp's own HTTP exceptions carry, which have no class of their own here."""
+    if status == base.status:
+        return base
+    return type(f"{base.__name__}{status}", (base,), {"status": status, "__module__": __name__,
+                                                      "__qualname__": f"{base.__qualname__}{status}"})

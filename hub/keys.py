@@ -15,6 +15,7 @@ from .metrics import Metrics
 from .proxy.service import Proxy
 from .registry.service import Registry
 from .relay import Relay
+from .tenancy.service import Administration
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", MetadataStore)
@@ -24,6 +25,8 @@ METRICS = web.AppKey("metrics", Metrics)
 RELAY = web.AppKey("relay", Relay)
 # Present only when auth is enabled.
 AUTH = web.AppKey("auth", AuthService)
+# With auth: the Administration acting for an actor (a username), for the admin API.
+ADMINISTRATION = web.AppKey("administration", Callable[[str], Administration])
 # Present only when proxy.upstreams are configured.
 PROXY = web.AppKey("proxy", Proxy)
 # The garbage collector (hub.registry.gc.Collector): serve's passes and the admin API's.

@@ -16,7 +16,8 @@ from aiohttp.web_protocol import RequestPayloadError
 from storage_backends import StorageError
 
 from . import problems
-from .errors import Denied, OciError, PayloadTooLarge, TooManyRequests, Unauthorized, Unsupported
+from .errors import (BlobUploadInvalid, Denied, EndpointUnknown, InvalidParameters, ManifestInvalid, OciError,
+                     PayloadTooLarge, TooManyRequests, Unauthorized, Unsupported, with_status)
 from .keys import METRICS, REQUEST_ID, ROUTE, UPSTREAM
 from .logs import client_error, describe_client_error
 
@@ -144,24 +145,26 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
 def _body_invalid(request: web.Request, exc: RequestPayloadError) -> OciError:
     parse_error = client_error(exc)
     reason = describe_client_error(parse_error) if parse_error is not None else str(exc)[:300]
-    err = OciError(f"malformed request body: {reason}", status=400)
     if "/blobs/uploads/" in request.path:
-        err.code = "BLOB_UPLOAD_INVALID"
+        kind: type[OciError] = BlobUploadInvalid
     elif "/manifests/" in request.path:
-        err.code = "MANIFEST_INVALID"
-    return err
+        kind = ManifestInvalid
+    else:
+        kind = InvalidParameters
+    return kind(f"malformed request body: {reason}")
 
 
 # Every 4xx body carries a code of the spec's list: the nearest one, else UNSUPPORTED ("an
 # invalid set of parameters"); only a 5xx may say UNKNOWN.
-_HTTP_ERRORS: dict[int, type[OciError]] = {401: Unauthorized, 403: Denied, 413: PayloadTooLarge,
+_HTTP_ERRORS: dict[int, type[OciError]] = {400: InvalidParameters, 401: Unauthorized, 403: Denied,
+                                           404: EndpointUnknown, 405: Unsupported, 413: PayloadTooLarge,
                                            429: TooManyRequests}
 
 
 def _from_http_exception(exc: web.HTTPException) -> OciError:
-    if exc.status >= 500:
-        return OciError(exc.reason, status=exc.status)
-    return _HTTP_ERRORS.get(exc.status, Unsupported)(exc.reason, status=exc.status)
+    base = OciError if exc.status >= 500 else Unsupported
+    kind = _HTTP_ERRORS.get(exc.status) or with_status(base, exc.status)
+    return kind(exc.reason)
 
 
 class AccessLogSink:

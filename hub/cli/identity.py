@@ -61,7 +61,7 @@ def _fail(message: str) -> int:
 async def run(config, args: argparse.Namespace) -> int:
     from ..app import auth_service, open_registry
     from ..problems import Problem
-    from ..registry.admin import Administration
+    from ..tenancy.service import Administration
 
     async with open_registry(config) as registry:
         store = registry.store

@@ -44,7 +44,7 @@ async def publish_seed_catalog(registry, config, tenant: str, *, public: bool, r
     from auth.policy import Principal
     from hub.app import auth_service
     from hub.problems import Conflict, Problem
-    from hub.registry.admin import Administration
+    from hub.tenancy.service import Administration
 
     operator = Principal.user("daohub-cli", is_platform_admin=True)
     store = registry.store

@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from ..errors import BodyIdleTimeout, OciError, PayloadTooLarge, RangeNotSatisfiable, Unsupported
+from ..errors import BodyIdleTimeout, InvalidParameters, OciError, PayloadTooLarge, RangeNotSatisfiable
 from ..keys import CONFIG, METRICS
 
 # Offsets of at most 19 digits (int64): longer ones are malformed, not a ValueError from int().
@@ -109,7 +109,7 @@ def _bad_page(raw: str) -> OciError:
     # distribution's PAGINATION_NUMBER_INVALID is not in the spec's list; its UNSUPPORTED is
     # "the operation was unsupported due to a missing implementation or invalid set of
     # parameters", and a 400 says the parameter is the client's to fix.
-    return Unsupported("n must be a non-negative integer", detail={"n": raw[:50]}, status=400)
+    return InvalidParameters("n must be a non-negative integer", detail={"n": raw[:50]})
 
 
 def next_link(path: str, n: int, items: list[str]) -> str | None:

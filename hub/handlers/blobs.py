@@ -9,7 +9,7 @@ from aiohttp import web
 
 from storage_backends import StorageError
 
-from ..errors import OciError
+from ..errors import RangeNotSatisfiable
 from ..keys import METRICS, REGISTRY, RELAY, REQUEST_ID
 from ..relay import ClientGone
 
@@ -38,16 +38,6 @@ def _blob_headers(blob) -> dict[str, str]:
     }
 
 
-class RangeInvalid(OciError):
-    """416 for a Range none of whose ranges the blob has, with `Content-Range: bytes */<size>`.
-
-    The spec's list has no code for this: BLOB_UNKNOWN would tell the client the blob is not
-    there, when it is. UNSUPPORTED is "the operation was unsupported due to ... an invalid set
-    of parameters", which an unsatisfiable range is."""
-
-    code, status, default_message = "UNSUPPORTED", 416, "requested range not satisfiable"
-
-
 def _offset(digits: str) -> int:
     return int(digits) if len(digits) <= 19 else _PAST_ANY_END
 
@@ -58,7 +48,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     RFC 9110: a Range of another unit than `bytes` is ignored (§14.2), and so is one that is
     not a valid ranges-specifier (a server MAY ignore it). Several ranges are served as if no
     Range had been sent (a server MAY ignore Range; multipart/byteranges would cost a copy per
-    part and no registry client asks for it), unless none of them is satisfiable: RangeInvalid
+    part and no registry client asks for it), unless none of them is satisfiable: RangeNotSatisfiable
     (416) then, as for a single range that starts at or past the end, or a suffix of 0 bytes.
     """
     if not header:
@@ -88,7 +78,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not specs:
         return None
     if not satisfiable:
-        raise RangeInvalid(detail={"size": size}, headers={"Content-Range": f"bytes */{size}"})
+        raise RangeNotSatisfiable(detail={"size": size}, headers={"Content-Range": f"bytes */{size}"})
     return satisfiable[0] if len(specs) == 1 else None
 
 

@@ -29,7 +29,7 @@ async def dispatch(request: web.Request, route, params: dict[str, str], target: 
     handler = _HANDLERS.get(route.name)
     if route.action != "pull" or handler is None:
         raise Unsupported(f"{name} is in the pull-through cache of upstream {target.upstream.name!r}: "
-                          f"{route.method} is not supported there", status=405,
+                          f"{route.method} is not supported there",
                           detail={"name": name, "upstream": target.upstream.name})
     # A token for the name as the client sent it is good when that name alone (no ns=, which
     # the token endpoint never sees) leads to the same cache repository.

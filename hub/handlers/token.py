@@ -11,9 +11,9 @@ from auth.scopes import REPOSITORY
 from auth.tokens import InvalidToken
 
 from ..clientaddr import client_address
-from ..errors import OciError, TooManyRequests, Unauthorized
+from ..errors import InvalidParameters, TooManyRequests, Unauthorized
 from ..keys import AUTH, CONFIG, ROUTE
-from ..registry.admin import is_repository_name
+from ..tenancy.service import is_repository_name
 
 # Bounds of one token request: every scope is looked up and written to the audit row, so a
 # request may not name more than a client could use; the form and query string are small.
@@ -71,9 +71,7 @@ async def _form(request: web.Request):
 def _check_service(request: web.Request, service: str | None) -> None:
     expected = request.app[CONFIG].auth.service
     if service and service != expected:
-        err = OciError(f"unknown service {service[:100]!r}; this token service is {expected!r}", status=400)
-        err.code = "UNSUPPORTED"
-        raise err
+        raise InvalidParameters(f"unknown service {service[:100]!r}; this token service is {expected!r}")
 
 
 async def _login(request: web.Request, account: str, secret: str):
@@ -152,10 +150,8 @@ def _user_agent(request: web.Request) -> str:
     return request.headers.get("User-Agent", "")
 
 
-def _oauth_error(code: str, message: str) -> OciError:
-    err = OciError(message, detail={"error": code}, status=400)
-    err.code = "UNSUPPORTED"
-    return err
+def _oauth_error(code: str, message: str) -> InvalidParameters:
+    return InvalidParameters(message, detail={"error": code})
 
 
 async def jwks(request: web.Request) -> web.StreamResponse:

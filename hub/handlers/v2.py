@@ -7,7 +7,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from ..authz import authorize
-from ..errors import NameInvalid, Unsupported
+from ..errors import EndpointUnknown, NameInvalid, Unsupported
 from ..keys import ACTION, PROXY, ROUTE
 from ..registry.names import validate_name
 from ..routes import resolve
@@ -42,10 +42,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if route is None:
         request[ROUTE] = "unmatched"
         if other_method:
-            raise Unsupported(f"{request.method} is not supported here", status=405)
+            raise Unsupported(f"{request.method} is not supported here")
         if "/" not in tail:
             raise NameInvalid(f"not an API path: /v2/{tail[:200]}")
-        raise Unsupported("no such endpoint", status=404, detail={"path": f"/v2/{tail[:200]}"})
+        raise EndpointUnknown("no such endpoint", detail={"path": f"/v2/{tail[:200]}"})
     request[ROUTE] = route.name
     request[ACTION] = route.action
     if "name" in params:

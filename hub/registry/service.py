@@ -729,6 +729,10 @@ class Registry:
         """A catalog page: `limit` names after `last`, only those `scope` shows (None: all)."""
         return await self.store.list_repositories(limit, last, scope)
 
+    async def public_repositories(self, names: list[str]) -> set[str]:
+        """The subset of `names` that exist and are public."""
+        return await self.store.public_repositories(names)
+
     async def list_referrers(self, repository: str, subject: str,
                              artifact_type: str | None = None) -> list[ReferrerRecord]:
         digest = str(parse_digest(subject))

@@ -80,7 +80,7 @@ async def _resolve(request: web.Request) -> tuple[Principal, sessions.Session]:
     auth = request.app.get(AUTH)
     principal = Principal.anonymous() if auth is not None else _OPEN
     if session is not None and session.signed_in and auth is not None:
-        if await auth.store.web_session_live(session.sid_hash, session.subject):
+        if await auth.web_session_live(session.sid_hash, session.subject):
             principal = await auth.principal_for_subject(session.subject)
         if not principal.is_authenticated(_now()):
             # Signed out, password changed, disabled or deleted since signing in: the cookie
@@ -325,7 +325,7 @@ async def login(request: web.Request) -> web.StreamResponse:
                     username=username, title="Sign in")
     # A fresh nonce on signing in: a token seen before no longer works (no session fixation).
     session = sessions.new_session(session_keys(request), principal.name)
-    await request.app[AUTH].store.add_web_session(session.sid_hash, principal.name, session.expires)
+    await request.app[AUTH].start_web_session(session.sid_hash, principal.name, session.expires)
     request[_SESSION] = session
     request[_NEW_SESSION] = True
     return see_other(request, target)
@@ -335,7 +335,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     await _check_post(request, form)
     if request[_SESSION].signed_in and AUTH in request.app:
-        await request.app[AUTH].store.end_web_session(request[_SESSION].sid_hash)
+        await request.app[AUTH].end_web_session(request[_SESSION].sid_hash)
     request[_SESSION] = sessions.new_session(session_keys(request))
     request[_NEW_SESSION] = True
     return see_other(request, "/apps/")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from hub.keys import AUTH, PROXY, STORE
-from hub.registry.admin import Administration
+from hub.tenancy.service import Administration
 
 from .conftest import ROLES, headers, push_image, token
 

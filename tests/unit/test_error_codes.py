@@ -71,3 +71,60 @@ def test_no_code_is_assigned_outside_the_list():
                     if isinstance(target, ast.Attribute) and target.attr == "code":
                         assigned.append((path.relative_to(ROOT).as_posix(), node.lineno, node.value.value))
     assert [a for a in assigned if a[2] not in SPEC_CODES] == []
+
+
+MUTABLE = frozenset({"code", "status"})
+
+
+def _instance_mutations(path: Path, error_classes: frozenset[str],
+                        root: Path = ROOT) -> list[tuple[str, int, str]]:
+    """`x.code = ...` / `x.status = ...` on anything but `self`, `self.code/status = ...` inside an
+    error class, and `setattr(x, "code" | "status", ...)`."""
+    found = []
+    where = path.relative_to(root).as_posix()
+
+    def visit(node: ast.AST, in_error_class: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = in_error_class
+            if isinstance(child, ast.ClassDef):
+                inside = child.name in error_classes
+            targets = (child.targets if isinstance(child, ast.Assign)
+                       else [child.target] if isinstance(child, (ast.AugAssign, ast.AnnAssign)) else [])
+            for target in targets:
+                for attribute in [t for t in ast.walk(target) if isinstance(t, ast.Attribute)]:
+                    if attribute.attr in MUTABLE:
+                        is_self = isinstance(attribute.value, ast.Name) and attribute.value.id == "self"
+                        if not is_self or inside:
+                            found.append((where, child.lineno, ast.unparse(attribute)))
+            if (isinstance(child, ast.Call) and isinstance(child.func, ast.Name) and child.func.id == "setattr"
+                    and len(child.args) > 1 and isinstance(child.args[1], ast.Constant)
+                    and child.args[1].value in MUTABLE):
+                found.append((where, child.lineno, ast.unparse(child)))
+            visit(child, inside)
+
+    visit(ast.parse(path.read_text(), str(path)), False)
+    return found
+
+
+def test_no_error_code_or_status_is_set_on_an_instance():
+    """Codes and statuses are class data (one class per answer, hub/errors.py): an error never has
+    them changed after construction, so the class walk above sees every code that can be sent."""
+    _import_everything()
+    error_classes = frozenset(c.__name__ for c in [OciError, *_subclasses(OciError)])
+    mutations = []
+    for package in ("hub", "auth", "appstore", "storage_backends"):
+        for path in sorted(ROOT.joinpath(package).rglob("*.py")):
+            mutations += _instance_mutations(path, error_classes)
+    assert mutations == []
+
+
+def test_the_mutation_check_sees_each_form(tmp_path):
+    source = tmp_path / "hub" / "example.py"
+    source.parent.mkdir()
+    source.write_text("class BlobUnknown(OciError):\n    def __init__(self):\n        self.status = 400\n"
+                      "class Record:\n    def __init__(self):\n        self.code = 'x'\n"
+                      "def f(err):\n    err.code = 'UNSUPPORTED'\n    err.status += 1\n"
+                      "    setattr(err, 'status', 1)\n")
+    found = _instance_mutations(source, frozenset({"BlobUnknown"}), tmp_path)
+    assert [(line, text) for _, line, text in found] == [
+        (3, "self.status"), (8, "err.code"), (9, "err.status"), (10, "setattr(err, 'status', 1)")]

@@ -64,12 +64,6 @@ KNOWN: set[tuple[str, str, str]] = {
     ('R1', 'hub.proxy.service', 'hub.config'),
     ('R1', 'hub.proxy.upstreams', 'hub.config'),
     # R2 HTTP code importing stores or drivers (steps 5b, 5a, 6)
-    ('R2', 'hub.handlers.admin.audit', 'hub.db.identity'),
-    ('R2', 'hub.handlers.admin.gc', 'hub.db.gc_store'),
-    ('R2', 'hub.handlers.admin.repositories', 'hub.db.identity'),
-    ('R2', 'hub.handlers.admin.robots', 'hub.db.identity'),
-    ('R2', 'hub.handlers.admin.tenants', 'hub.db.identity'),
-    ('R2', 'hub.handlers.admin.users', 'hub.db.identity'),
     ('R2', 'hub.keys', 'hub.db.base'),
     ('R2', 'hub.keys', 'storage_backends.base'),
     ('R2', 'hub.relay', 'storage_backends.base'),
@@ -93,19 +87,11 @@ KNOWN: set[tuple[str, str, str]] = {
     ('R5', 'hub.db.postgres_identity', 'hub.db.sqlite_identity._user'),
     ('R5', 'hub.proxy.service', 'hub.registry.service._quota_denied'),
     ('R5', 'hub.proxy.upstreams', 'hub.config._HOST_PORT'),
-    ('R5', 'hub.registry.admin', 'auth.passwords'),
-    ('R5', 'hub.registry.admin', 'auth.policy'),
-    ('R5', 'hub.registry.admin', 'auth.scopes'),
-    ('R5', 'hub.registry.admin', 'auth.service'),
     ('R5', 'hub.registry.service', 'auth.policy'),
     ('R5', 'hub.cli.transfer', 'hub.app._storage_options'),
-    # R6 cycles (the admin route tables, §7)
-    ('R6', 'hub.handlers.admin.openapi',
-     'hub.handlers.admin.openapi <-> hub.handlers.admin.routes <-> hub.handlers.appstore.routes'),
     # R7 another service's store or driver read through an attribute (steps 5a-5d, 6)
     ('R7', 'appstore.catalog', '.store'),
     ('R7', 'appstore.service', '.store'),
-    ('R7', 'hub.authz', '.store'),
     ('R7', 'hub.cli.gc', '.store'),
     ('R7', 'hub.cli.identity', '.store'),
     ('R7', 'hub.cli.proxy', '.store'),
@@ -114,7 +100,6 @@ KNOWN: set[tuple[str, str, str]] = {
     ('R7', 'hub.proxy.eviction', '.storage'),
     ('R7', 'hub.proxy.eviction', '.store'),
     ('R7', 'hub.proxy.service', '.store'),
-    ('R7', 'hub.web.pages', '.store'),
 }
 
 

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from auth import policy
 
-from ...db.identity import AuditRecord
-from .common import ensure, page, page_params, positive_int_key, rfc3339, store, user
+from ...tenancy.service import AuditRecord
+from .common import administration, ensure, page, page_params, positive_int_key, rfc3339, user
 
 
 def _detail(detail_json: str | None) -> dict | None:
@@ -34,7 +34,7 @@ async def list_audit(request: web.Request) -> web.StreamResponse:
     limit, after = page_params(request)
     before = positive_int_key(after)
     scope = {tenant} if tenant is not None else policy.audit_tenants(principal)
-    entries = await store(request).audit_entries(limit + 1, before, tenants=scope)
+    entries = await administration(request, principal).audit_entries(limit + 1, before, tenants=scope)
     more = len(entries) > limit
     entries = entries[:limit]
     return page(request, [audit_json(e) for e in entries], str(entries[-1].id) if entries else None, more, limit)

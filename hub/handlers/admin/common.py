@@ -18,9 +18,9 @@ from auth.tokens import InvalidToken
 from ... import safejson
 from ...clientaddr import client_address
 from ...errors import Unauthorized
-from ...keys import AUTH, CONFIG, STORE
+from ...keys import ADMINISTRATION, AUTH
 from ...problems import AuthenticationRequired, Forbidden, MalformedRequest, TooManyRequests, ValidationFailed
-from ...registry.admin import Administration
+from ...tenancy.service import Administration
 from ..token import basic_credentials
 from .schemas import validate
 
@@ -88,12 +88,8 @@ def ensure(allowed: bool, detail: str = "you are not allowed to do this") -> Non
 
 
 def administration(request: web.Request, principal: Principal) -> Administration:
-    return Administration(request.app[STORE], request.app[AUTH], principal.name,
-                          upstreams=request.app[CONFIG].proxy.upstreams)
-
-
-def store(request: web.Request):
-    return request.app[STORE]
+    """What the admin API changes and reads goes through: the Administration acting for `principal`."""
+    return request.app[ADMINISTRATION](principal.name)
 
 
 # Bodies -----------------------------------------------------------------------------------------

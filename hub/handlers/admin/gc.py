@@ -11,10 +11,20 @@ from aiohttp import web
 from auth import policy
 from auth.policy import Manage
 
-from ...db.gc_store import GcRunRecord
 from ...keys import GC
 from ...registry.gc import GcReport
-from .common import ensure, json_body, json_response, page, page_params, positive_int_key, rfc3339, store, user
+from ...tenancy.service import GcRunRecord
+from .common import (
+    administration,
+    ensure,
+    json_body,
+    json_response,
+    page,
+    page_params,
+    positive_int_key,
+    rfc3339,
+    user,
+)
 
 
 def _is_tenant_admin(principal, tenant: str | None) -> bool:
@@ -44,7 +54,7 @@ async def start_gc_run(request: web.Request) -> web.StreamResponse:
     ensure(policy.can_manage_platform(principal) or (dry_run and _is_tenant_admin(principal, tenant)),
            "only the platform admin runs GC (tenant admins may dry-run their tenant)")
     report = await request.app[GC].run(dry_run=dry_run, tenant=tenant)
-    await store(request).audit(principal.name, "gc.run", tenant or "*", None, tenant=tenant)
+    await administration(request, principal).audit("gc.run", tenant or "*", tenant=tenant)
     return json_response(report_json(report), status=201)
 
 
@@ -54,7 +64,7 @@ async def list_gc_runs(request: web.Request) -> web.StreamResponse:
     ensure(policy.can_manage_platform(principal) or _is_tenant_admin(principal, tenant),
            "only the platform admin reads the GC history (tenant admins: their tenant's)")
     limit, after = page_params(request)
-    runs = await store(request).gc_runs(limit + 1, tenant, before=positive_int_key(after))
+    runs = await administration(request, principal).gc_runs(limit + 1, tenant, before=positive_int_key(after))
     more = len(runs) > limit
     runs = runs[:limit]
     return page(request, [run_json(r) for r in runs], str(runs[-1].id) if runs else None, more, limit)

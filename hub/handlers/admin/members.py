@@ -16,7 +16,6 @@ from .common import (
     no_content,
     page,
     page_params,
-    store,
     user,
 )
 
@@ -31,9 +30,9 @@ async def _tenant_admin(request: web.Request):
 async def list_members(request: web.Request) -> web.StreamResponse:
     principal, tenant = await _tenant_admin(request)
     limit, after = page_params(request)
-    await administration(request, principal).tenant(tenant)
-    members, more = await collect(lambda n, a: store(request).tenant_members(tenant, n, a),
-                                  lambda m: m.username, limit, after)
+    admin = administration(request, principal)
+    await admin.tenant(tenant)
+    members, more = await collect(lambda n, a: admin.tenant_members(tenant, n, a), lambda m: m.username, limit, after)
     return page(request, [{"username": m.username, "role": m.role} for m in members],
                 members[-1].username if members else None, more, limit)
 

@@ -1,4 +1,7 @@
-"""GET /api/v1/openapi.json: the OpenAPI 3.0 document, generated from the route table and schemas."""
+"""GET /api/v1/openapi.json: the OpenAPI 3.0 document, generated from the route tables and schemas.
+
+The tables (table.API_ROUTES and the app store's) are imported here and this route (ROUTE) is
+added to the admin API's by routes.py, which this module does not import: no import cycle."""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ from typing import Any
 from aiohttp import web
 
 from ...problems import MEDIA_TYPE as PROBLEM
+from ..appstore.routes import ROUTES as APPSTORE_ROUTES  # also registers the app store's schemas
 from .schemas import REQUESTS, RESOURCES, page_schema, ref
+from .table import API_ROUTES, Route
 
 _ERRORS = {
     400: "The body is not JSON.",
@@ -147,11 +152,11 @@ def build_document(routes) -> dict[str, Any]:
 
 @functools.cache
 def document() -> dict[str, Any]:
-    from ..appstore.routes import ROUTES as APPSTORE_ROUTES  # also registers the app store's schemas
-    from .routes import ROUTES
-
-    return build_document(ROUTES + APPSTORE_ROUTES)
+    return build_document((ROUTE, *API_ROUTES, *APPSTORE_ROUTES))
 
 
 async def get_openapi_document(request: web.Request) -> web.StreamResponse:
     return web.json_response(document())
+
+
+ROUTE = Route("GET", "/openapi.json", get_openapi_document, "This document (OpenAPI 3.0)", "meta", public=True)

@@ -7,8 +7,7 @@ from aiohttp import web
 from auth import policy
 from auth.policy import RepositoryInfo, tenant_of
 
-from ...db.identity import RepositorySummary, TagRecord
-from ...problems import NotFound
+from ...tenancy.service import Administration, RepositorySummary, TagRecord
 from .common import (
     administration,
     collect,
@@ -20,7 +19,6 @@ from .common import (
     page,
     page_params,
     rfc3339,
-    store,
     user,
 )
 
@@ -35,10 +33,9 @@ def tag_json(tag: TagRecord) -> dict:
     return {"name": tag.name, "digest": tag.digest, "updated_at": rfc3339(tag.updated_at)}
 
 
-async def _info(request: web.Request, name: str) -> RepositoryInfo:
+async def _info(admin: Administration, name: str) -> RepositoryInfo:
     """What the policy needs to know of repository `name` (it may not exist)."""
-    public = name in await store(request).public_repositories([name])
-    return RepositoryInfo(name, tenant_of(name), public)
+    return RepositoryInfo(name, tenant_of(name), await admin.repository_visibility(name))
 
 
 async def list_repositories(request: web.Request) -> web.StreamResponse:
@@ -46,13 +43,14 @@ async def list_repositories(request: web.Request) -> web.StreamResponse:
     principal = await user(request)
     tenant = request.match_info["tenant"]
     limit, after = page_params(request)
-    await administration(request, principal).tenant(tenant)
+    admin = administration(request, principal)
+    await admin.tenant(tenant)
     at = now()
 
     def visible(repo: RepositorySummary) -> bool:
         return policy.can_read(principal, RepositoryInfo(repo.name, tenant_of(repo.name), repo.public), at)
 
-    repos, more = await collect(lambda n, a: store(request).repository_summaries(tenant, n, a),
+    repos, more = await collect(lambda n, a: admin.repository_summaries(tenant, n, a),
                                 lambda r: r.name, limit, after, visible)
     return page(request, [repository_json(r) for r in repos], repos[-1].name if repos else None, more, limit)
 
@@ -80,23 +78,17 @@ async def delete_repository(request: web.Request) -> web.StreamResponse:
 async def list_tags(request: web.Request) -> web.StreamResponse:
     principal = await user(request)
     name = request.match_info["name"]
-    ensure(policy.can_read(principal, await _info(request, name), now()), "you may not pull from this repository")
+    admin = administration(request, principal)
+    ensure(policy.can_read(principal, await _info(admin, name), now()), "you may not pull from this repository")
     limit, after = page_params(request)
-
-    async def fetch(n: int, a: str | None) -> list[TagRecord]:
-        tags = await store(request).list_tag_records(name, n, a)
-        if tags is None:
-            raise NotFound(f"no repository {name!r}")
-        return tags
-
-    tags, more = await collect(fetch, lambda t: t.name, limit, after)
+    tags, more = await collect(lambda n, a: admin.tag_page(name, n, a), lambda t: t.name, limit, after)
     return page(request, [tag_json(t) for t in tags], tags[-1].name if tags else None, more, limit)
 
 
 async def delete_tag(request: web.Request) -> web.StreamResponse:
     principal = await user(request)
     name, tag = request.match_info["name"], request.match_info["tag"]
-    ensure(policy.can_delete(principal, await _info(request, name), now()),
-           "you may not delete from this repository")
-    await administration(request, principal).delete_tag(name, tag)
+    admin = administration(request, principal)
+    ensure(policy.can_delete(principal, await _info(admin, name), now()), "you may not delete from this repository")
+    await admin.delete_tag(name, tag)
     return no_content()

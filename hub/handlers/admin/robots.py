@@ -10,7 +10,7 @@ from auth import policy
 from auth.policy import Manage
 from auth.service import robot_account
 
-from ...db.identity import RobotRecord
+from ...tenancy.service import RobotRecord
 from .common import (
     administration,
     collect,
@@ -21,7 +21,6 @@ from .common import (
     page,
     page_params,
     rfc3339,
-    store,
     user,
 )
 
@@ -45,9 +44,9 @@ async def _tenant_admin(request: web.Request):
 async def list_robots(request: web.Request) -> web.StreamResponse:
     principal, tenant = await _tenant_admin(request)
     limit, after = page_params(request)
-    await administration(request, principal).tenant(tenant)
-    robots, more = await collect(lambda n, a: store(request).list_robots(tenant, n, a), lambda r: r.name,
-                                 limit, after)
+    admin = administration(request, principal)
+    await admin.tenant(tenant)
+    robots, more = await collect(lambda n, a: admin.list_robots(tenant, n, a), lambda r: r.name, limit, after)
     return page(request, [robot_json(r) for r in robots], robots[-1].name if robots else None, more, limit)
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from ...problems import ValidationFailed
 from ...proxy import upstreams
-from ...registry import admin
 from ...registry.names import COMPONENT_PATTERN, MAX_NAME_LENGTH
+from ...tenancy import service as admin
 
 # Building blocks ---------------------------------------------------------------------------------
 COMPONENT = {"type": "string", "minLength": 1, "maxLength": admin.MAX_COMPONENT_LENGTH,

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from auth import policy
 
-from ...db.identity import TenantRecord
+from ...tenancy.service import TenantRecord
 from .common import (
     administration,
     collect,
@@ -17,7 +17,6 @@ from .common import (
     page,
     page_params,
     rfc3339,
-    store,
     user,
 )
 
@@ -31,8 +30,8 @@ async def list_tenants(request: web.Request) -> web.StreamResponse:
     principal = await user(request)
     limit, after = page_params(request)
     visible = policy.visible_tenants(principal)
-    tenants, more = await collect(lambda n, a: store(request).list_tenants(n, a, only=visible),
-                                  lambda t: t.name, limit, after)
+    admin = administration(request, principal)
+    tenants, more = await collect(lambda n, a: admin.list_tenants(n, a, only=visible), lambda t: t.name, limit, after)
     return page(request, [tenant_json(t) for t in tenants], tenants[-1].name if tenants else None, more, limit)
 
 
@@ -71,6 +70,7 @@ async def get_quota(request: web.Request) -> web.StreamResponse:
     principal = await user(request)
     name = request.match_info["tenant"]
     ensure(policy.can_view_tenant(principal, name), "you are not a member of this tenant")
-    tenant = await administration(request, principal).tenant(name)
-    used = await store(request).tenant_usage(name)
+    admin = administration(request, principal)
+    tenant = await admin.tenant(name)
+    used = await admin.tenant_usage(name)
     return json_response({"tenant": name, "limit_bytes": tenant.quota_bytes, "used_bytes": used})

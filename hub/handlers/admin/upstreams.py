@@ -10,12 +10,12 @@ from aiohttp import web
 
 from auth import policy
 
-from ...keys import PROXY
+from ...keys import PROXY, STORE
 from ...problems import NotFound
 from ...proxy.eviction import purge
 from ...proxy.routing import API, Upstream
 from ...proxy.upstreams import UpstreamAdmin
-from .common import ensure, json_body, json_response, no_content, page, page_params, rfc3339, store, user
+from .common import ensure, json_body, json_response, no_content, page, page_params, rfc3339, user
 
 _ONLY_ADMIN = "only the platform admin manages upstreams"
 
@@ -30,10 +30,16 @@ def upstream_json(up: Upstream, default_mirror: bool, created_at: float | None =
             "created_at": rfc3339(created_at), "updated_at": rfc3339(updated_at)}
 
 
+def _stored_upstreams(request: web.Request):
+    """Where the API's upstreams are stored (docs/design/metadata-split.md §4.3: the proxy's
+    `upstream_admin(actor)` and `upstream_record(name)` take this over with the cache store)."""
+    return request.app[STORE]
+
+
 async def _admin(request: web.Request) -> UpstreamAdmin:
     principal = await user(request)
     ensure(policy.can_manage_platform(principal), _ONLY_ADMIN)
-    return UpstreamAdmin(store(request), request.app[PROXY].router, principal.name)
+    return UpstreamAdmin(_stored_upstreams(request), request.app[PROXY].router, principal.name)
 
 
 async def _json(request: web.Request, name: str) -> dict:
@@ -41,7 +47,7 @@ async def _json(request: web.Request, name: str) -> dict:
     up = router.upstreams.get(name)
     if up is None:
         raise NotFound(f"no upstream {name!r}")
-    record = await store(request).get_upstream(name) if up.source == API else None
+    record = await _stored_upstreams(request).get_upstream(name) if up.source == API else None
     return upstream_json(up, router.default is up, record.created_at if record else None,
                          record.updated_at if record else None)
 

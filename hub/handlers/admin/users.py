@@ -8,9 +8,9 @@ from auth import policy
 from auth.service import AuthenticationFailed, LoginThrottled
 
 from ...clientaddr import client_address
-from ...db.identity import RefreshTokenRecord, UserRecord
 from ...keys import AUTH
 from ...problems import Forbidden, TooManyRequests, ValidationFailed
+from ...tenancy.service import RefreshTokenRecord, UserRecord
 from .common import (
     administration,
     caller,
@@ -22,7 +22,6 @@ from .common import (
     page,
     page_params,
     rfc3339,
-    store,
     user,
 )
 
@@ -56,7 +55,7 @@ async def list_users(request: web.Request) -> web.StreamResponse:
     principal = await user(request)
     ensure(policy.can_manage_platform(principal), "only the platform admin lists users")
     limit, after = page_params(request)
-    users, more = await collect(store(request).list_users, lambda u: u.username, limit, after)
+    users, more = await collect(administration(request, principal).list_users, lambda u: u.username, limit, after)
     return page(request, [user_json(u) for u in users], users[-1].username if users else None, more, limit)
 
 
@@ -119,10 +118,10 @@ async def _token_owner(request: web.Request):
 
 async def list_refresh_tokens(request: web.Request) -> web.StreamResponse:
     principal, username = await _token_owner(request)
-    await administration(request, principal).account(username)
+    admin = administration(request, principal)
+    await admin.account(username)
     limit, after = page_params(request)
-    tokens, more = await collect(lambda n, a: store(request).list_refresh_tokens(username, n, a), lambda t: t.jti,
-                                 limit, after)
+    tokens, more = await collect(lambda n, a: admin.refresh_tokens(username, n, a), lambda t: t.jti, limit, after)
     return page(request, [refresh_token_json(t) for t in tokens], tokens[-1].jti if tokens else None, more, limit)
 
 

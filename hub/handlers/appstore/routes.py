@@ -12,7 +12,7 @@ import functools
 from aiohttp import web
 
 from ...keys import ROUTE
-from ..admin.routes import Route
+from ..admin.table import Route
 from . import apps, git
 
 R = Route

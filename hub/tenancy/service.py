@@ -1,9 +1,11 @@
 """Tenant administration without HTTP: users, tenants, members, robots, repository settings.
 
-The admin API (hub/handlers/admin) and the CLI (hub/cli_identity.py) both call this, so a
+The admin API (hub/handlers/admin) and the CLI (hub/cli/identity.py) both call this, so a
 rule (name grammar, password length, robot patterns inside their tenant) and the audit row
 of every change are written once. Who may call what is decided by auth.policy before these
 methods run; here the rules of the data are checked and failures raise hub.problems errors.
+The admin handlers read through it too (the pages of users, tenants, members, robots,
+repositories, tags and audit rows): no handler calls a store.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from auth.passwords import generate_secret, hash_secret
@@ -19,9 +21,20 @@ from auth.policy import Role, tenant_of
 from auth.scopes import DELETE, PULL, PUSH
 from auth.service import robot_account
 
-from ..db.identity import RepositorySummary, RobotRecord, TenantNotEmptyError, TenantRecord, UserRecord
+from ..db.gc_store import GcRunRecord
+from ..db.identity import (
+    AuditRecord,
+    MemberRecord,
+    RefreshTokenRecord,
+    RepositorySummary,
+    RobotRecord,
+    TagRecord,
+    TenantNotEmptyError,
+    TenantRecord,
+    UserRecord,
+)
 from ..problems import Conflict, NotFound, ValidationFailed
-from .names import COMPONENT_PATTERN, MAX_NAME_LENGTH, NAME_RE, TAG_RE
+from ..registry.names import COMPONENT_PATTERN, MAX_NAME_LENGTH, NAME_RE, TAG_RE
 
 MAX_COMPONENT_LENGTH = 64
 MIN_PASSWORD_LENGTH = 8
@@ -130,62 +143,77 @@ class Administration:
     those created through the API are read from the store): no tenant may take one's name."""
 
     def __init__(self, store, auth, actor: str, *, upstreams: Iterable[Any]):
-        self.store = store
+        # Both are today's one metadata store. The metadata split (docs/design/metadata-split.md
+        # §8, steps 4d to 6) makes `identity` the identity store, and gives what `metadata`
+        # answers (repositories, tags, quota usage, stored upstreams, GC runs) to the Registry
+        # facade and the cache store.
+        self.identity = store
+        self.metadata = store
         self.auth = auth
         self.actor = actor
         self.config_upstreams = tuple(upstreams)
 
-    async def _audit(self, action: str, target: str, detail: Mapping[str, Any] | None = None, *,
-                     tenant: str | None = None) -> None:
-        await self.store.audit(self.actor, action, target,
-                               json.dumps(dict(detail), sort_keys=True) if detail is not None else None,
-                               tenant=tenant)
+    async def audit(self, action: str, target: str, detail: Mapping[str, Any] | None = None, *,
+                    tenant: str | None = None) -> None:
+        """Append an audit row by the actor (the changes below write their own)."""
+        await self.identity.audit(self.actor, action, target,
+                                  json.dumps(dict(detail), sort_keys=True) if detail is not None else None,
+                                  tenant=tenant)
 
     # Users -----------------------------------------------------------------------------------------
     async def create_user(self, username: str, password: str, *, is_admin: bool = False) -> UserRecord:
         check_component("username", username)
         check_password("password", password)
-        if not await self.store.create_user(username, await self.auth.hash_password(password), is_admin=is_admin):
+        hashed = await self.auth.hash_password(password)
+        if not await self.identity.create_user(username, hashed, is_admin=is_admin):
             raise Conflict(f"user {username!r} already exists")
-        await self._audit("user.create", username, {"is_admin": is_admin})
+        await self.audit("user.create", username, {"is_admin": is_admin})
         return await self.account(username)
 
     async def account(self, username: str) -> UserRecord:
-        user = await self.store.get_user(username)
+        user = await self.identity.get_user(username)
         if user is None:
             raise NotFound(f"no user {username!r}")
         return user
 
+    async def list_users(self, limit: int, after: str | None) -> list[UserRecord]:
+        """Users in name order after `after`."""
+        return await self.identity.list_users(limit, after)
+
+    async def refresh_tokens(self, username: str, limit: int, after: str | None) -> list[RefreshTokenRecord]:
+        """The live refresh tokens of `username` in id order after `after`."""
+        return await self.identity.list_refresh_tokens(username, limit, after)
+
     async def update_user(self, username: str, changes: Mapping[str, bool]) -> UserRecord:
         if username == self.actor and (changes.get("is_admin") is False or changes.get("disabled") is True):
             raise Conflict("you cannot take away your own admin rights or disable your own account")
-        user = await self.store.update_user(username, changes)
+        user = await self.identity.update_user(username, changes)
         if user is None:
             raise NotFound(f"no user {username!r}")
-        await self._audit("user.update", username, changes)
+        await self.audit("user.update", username, changes)
         return user
 
     async def delete_user(self, username: str) -> None:
         if username == self.actor:
             raise Conflict("you cannot delete your own account")
-        if not await self.store.delete_user(username):
+        if not await self.identity.delete_user(username):
             raise NotFound(f"no user {username!r}")
-        await self._audit("user.delete", username)
+        await self.audit("user.delete", username)
 
     async def set_password(self, username: str, password: str) -> None:
         check_password("password", password)
-        if not await self.store.set_password(username, await self.auth.hash_password(password)):
+        if not await self.identity.set_password(username, await self.auth.hash_password(password)):
             raise NotFound(f"no user {username!r}")
-        await self._audit("user.password", username)
+        await self.audit("user.password", username)
 
     async def revoke_refresh_tokens(self, username: str, token_id: str | None = None) -> int:
         """Revoke one refresh token of `username` (by its id, the jti), or every one of them."""
         await self.account(username)
-        revoked = await self.store.revoke_refresh_tokens(username, token_id)
+        revoked = await self.identity.revoke_refresh_tokens(username, token_id)
         if token_id is not None and not revoked:
             raise NotFound(f"no live refresh token {token_id[:100]!r} of {username!r}")
-        await self._audit("user.refresh_tokens.revoke", username,
-                          {"id": token_id} if token_id is not None else {"all": True, "revoked": revoked})
+        await self.audit("user.refresh_tokens.revoke", username,
+                         {"id": token_id} if token_id is not None else {"all": True, "revoked": revoked})
         return revoked
 
     # Tenants ---------------------------------------------------------------------------------------
@@ -194,10 +222,10 @@ class Administration:
         check_display_name(display_name)
         check_quota(quota_bytes)
         await self._not_an_upstream(name)
-        if not await self.store.create_tenant(name, display_name, quota_bytes):
+        if not await self.identity.create_tenant(name, display_name, quota_bytes):
             raise Conflict(f"tenant {name!r} already exists")
-        await self._audit("tenant.create", name, {"display_name": display_name, "quota_bytes": quota_bytes},
-                          tenant=name)
+        await self.audit("tenant.create", name, {"display_name": display_name, "quota_bytes": quota_bytes},
+                         tenant=name)
         return await self.tenant(name)
 
     async def _not_an_upstream(self, name: str) -> None:
@@ -205,7 +233,7 @@ class Administration:
         `/v2/<name>/...` routes to the upstream. The stored upstreams are read afresh, not
         from a router's copy that another replica's change may not have reached yet."""
         try:
-            stored = await self.store.list_upstreams()
+            stored = await self.metadata.list_upstreams()
         except NotImplementedError:
             stored = []  # a store without managed upstreams
         for upstream in (*self.config_upstreams, *stored):
@@ -215,30 +243,43 @@ class Administration:
                                "repositories would be the cache's; choose another tenant name")
 
     async def tenant(self, name: str) -> TenantRecord:
-        tenant = await self.store.get_tenant(name)
+        tenant = await self.identity.get_tenant(name)
         if tenant is None:
             raise NotFound(f"no tenant {name!r}")
         return tenant
+
+    async def list_tenants(self, limit: int, after: str | None, *,
+                           only: Collection[str] | None = None) -> list[TenantRecord]:
+        """Tenants in name order after `after`; with `only`, just those of these names."""
+        return await self.identity.list_tenants(limit, after, only=only)
+
+    async def tenant_usage(self, tenant: str) -> int:
+        """The bytes a tenant's quota counts: its distinct blobs and manifests, each digest once."""
+        return await self.metadata.tenant_usage(tenant)
+
+    async def tenant_members(self, tenant: str, limit: int, after: str | None) -> list[MemberRecord]:
+        """Members of `tenant` in username order after `after`."""
+        return await self.identity.tenant_members(tenant, limit, after)
 
     async def update_tenant(self, name: str, changes: Mapping[str, Any]) -> TenantRecord:
         if "display_name" in changes:
             check_display_name(changes["display_name"])
         if "quota_bytes" in changes:
             check_quota(changes["quota_bytes"])
-        tenant = await self.store.update_tenant(name, changes)
+        tenant = await self.identity.update_tenant(name, changes)
         if tenant is None:
             raise NotFound(f"no tenant {name!r}")
-        await self._audit("tenant.update", name, changes, tenant=name)
+        await self.audit("tenant.update", name, changes, tenant=name)
         return tenant
 
     async def delete_tenant(self, name: str) -> None:
         try:
-            deleted = await self.store.delete_tenant(name)
+            deleted = await self.identity.delete_tenant(name)
         except TenantNotEmptyError:
             raise Conflict(f"tenant {name!r} still has repositories; delete them first") from None
         if not deleted:
             raise NotFound(f"no tenant {name!r}")
-        await self._audit("tenant.delete", name, tenant=name)
+        await self.audit("tenant.delete", name, tenant=name)
 
     async def set_member(self, tenant: str, username: str, role: str | None) -> None:
         """Give `username` `role` in `tenant`; None removes the membership."""
@@ -246,11 +287,11 @@ class Administration:
             check_role(role)
         await self.tenant(tenant)
         await self.account(username)
-        if role is None and tenant not in await self.store.memberships(username):
+        if role is None and tenant not in await self.identity.memberships(username):
             raise NotFound(f"{username!r} is not a member of {tenant!r}")
-        if not await self.store.set_membership(tenant, username, role):
+        if not await self.identity.set_membership(tenant, username, role):
             raise NotFound("the tenant or the user is gone")
-        await self._audit("tenant.member", f"{tenant}/{username}", {"role": role}, tenant=tenant)
+        await self.audit("tenant.member", f"{tenant}/{username}", {"role": role}, tenant=tenant)
 
     # Robots ----------------------------------------------------------------------------------------
     async def create_robot(self, tenant: str, name: str, repositories: Iterable[str], actions: Iterable[str],
@@ -265,36 +306,56 @@ class Administration:
         now = time.time()
         record = RobotRecord(tenant, name, hash_secret(secret), patterns, granted,
                              now + days * 86400 if days is not None else None, False, now)
-        if not await self.store.create_robot(record):
+        if not await self.identity.create_robot(record):
             raise Conflict(f"robot {name!r} already exists in {tenant!r}")
-        await self._audit("robot.create", robot_account(tenant, name),
-                          {"repositories": list(patterns), "actions": list(granted), "expires_at": record.expires_at},
-                          tenant=tenant)
+        await self.audit("robot.create", robot_account(tenant, name),
+                         {"repositories": list(patterns), "actions": list(granted), "expires_at": record.expires_at},
+                         tenant=tenant)
         return record, secret
 
     async def robot(self, tenant: str, name: str) -> RobotRecord:
-        robot = await self.store.get_robot(tenant, name)
+        robot = await self.identity.get_robot(tenant, name)
         if robot is None:
             raise NotFound(f"no robot {name!r} in tenant {tenant!r}")
         return robot
 
+    async def list_robots(self, tenant: str, limit: int, after: str | None) -> list[RobotRecord]:
+        """Robots of `tenant` in name order after `after`."""
+        return await self.identity.list_robots(tenant, limit, after)
+
     async def revoke_robot(self, tenant: str, name: str) -> RobotRecord:
-        if not await self.store.revoke_robot(tenant, name):
+        if not await self.identity.revoke_robot(tenant, name):
             raise NotFound(f"no robot {name!r} in tenant {tenant!r}")
-        await self._audit("robot.revoke", robot_account(tenant, name), tenant=tenant)
+        await self.audit("robot.revoke", robot_account(tenant, name), tenant=tenant)
         return await self.robot(tenant, name)
 
     async def delete_robot(self, tenant: str, name: str) -> None:
-        if not await self.store.delete_robot(tenant, name):
+        if not await self.identity.delete_robot(tenant, name):
             raise NotFound(f"no robot {name!r} in tenant {tenant!r}")
-        await self._audit("robot.delete", robot_account(tenant, name), tenant=tenant)
+        await self.audit("robot.delete", robot_account(tenant, name), tenant=tenant)
 
     # Repositories ----------------------------------------------------------------------------------
     async def repository(self, name: str) -> RepositorySummary:
-        summary = await self.store.repository_summary(name) if is_repository_name(name) else None
+        summary = await self.metadata.repository_summary(name) if is_repository_name(name) else None
         if summary is None:
             raise NotFound(f"no repository {name!r}")
         return summary
+
+    async def repository_visibility(self, name: str) -> bool:
+        """Whether repository `name` exists and is public."""
+        return name in await self.metadata.public_repositories([name])
+
+    async def repository_summaries(self, tenant: str, limit: int,
+                                   after: str | None) -> list[RepositorySummary]:
+        """Every repository `<tenant>/...` in name order after `after`."""
+        return await self.metadata.repository_summaries(tenant, limit, after)
+
+    async def tag_page(self, repository: str, limit: int, after: str | None) -> list[TagRecord]:
+        """Tags of `repository` with their digests, in name order after `after`."""
+        tags = await self.metadata.list_tag_records(repository, limit, after)
+        if tags is None:
+            raise NotFound(f"no repository {repository!r}")
+        return tags
 
     async def set_repository_public(self, name: str, public: bool, *, must_exist: bool = True) -> None:
         """Make a repository public (anonymous pull) or private; the CLI may do so before its first push."""
@@ -302,17 +363,29 @@ class Administration:
             await self.repository(name)
         elif not is_repository_name(name):
             raise ValidationFailed.field("name", "not a valid repository name")
-        await self.store.set_repository_public(name, public)
-        await self._audit("repo.visibility", name, {"visibility": "public" if public else "private"},
-                          tenant=tenant_of(name))
+        await self.metadata.set_repository_public(name, public)
+        await self.audit("repo.visibility", name, {"visibility": "public" if public else "private"},
+                         tenant=tenant_of(name))
 
     async def delete_repository(self, name: str) -> None:
         """Delete a repository's manifests, tags and blob links; the blobs are left for GC."""
-        if not is_repository_name(name) or not await self.store.delete_repository(name):
+        if not is_repository_name(name) or not await self.metadata.delete_repository(name):
             raise NotFound(f"no repository {name!r}")
-        await self._audit("repo.delete", name, tenant=tenant_of(name))
+        await self.audit("repo.delete", name, tenant=tenant_of(name))
 
     async def delete_tag(self, repository: str, tag: str) -> None:
-        if not is_repository_name(repository) or not is_tag(tag) or not await self.store.delete_tag(repository, tag):
+        if (not is_repository_name(repository) or not is_tag(tag)
+                or not await self.metadata.delete_tag(repository, tag)):
             raise NotFound(f"no tag {tag!r} in repository {repository!r}")
-        await self._audit("tag.delete", f"{repository}:{tag}", tenant=tenant_of(repository))
+        await self.audit("tag.delete", f"{repository}:{tag}", tenant=tenant_of(repository))
+
+    # Audit log and GC history ------------------------------------------------------------------------
+    async def audit_entries(self, limit: int, before_id: int | None, *,
+                            tenants: Collection[str] | None = None) -> list[AuditRecord]:
+        """Audit rows newest first, ids below `before_id`; with `tenants`, only rows concerning those."""
+        return await self.identity.audit_entries(limit, before_id, tenants=tenants)
+
+    async def gc_runs(self, limit: int, tenant: str | None, *,
+                      before: int | None = None) -> list[GcRunRecord]:
+        """The GC run history, newest first, ids below `before` (with `tenant`: its runs only)."""
+        return await self.metadata.gc_runs(limit, tenant, before=before)

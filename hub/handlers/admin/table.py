@@ -1,0 +1,160 @@
+"""The admin API's route table: method, path, handler, and what the OpenAPI document says.
+
+routes.add_routes() registers these (with openapi.ROUTE, the document's own route) and
+openapi.document() describes them, so the document is generated from exactly what is served.
+The app store's table (hub.handlers.appstore.routes) is made of the same Route rows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from . import audit, gc, members, repositories, robots, tenants, upstreams, users
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PREFIX = "/api/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str  # aiohttp syntax below PREFIX; `{name:.+}` may hold slashes
+    handler: Handler
+    summary: str
+    tag: str
+    status: int = 200  # of success
+    request: str | None = None  # request body schema (schemas.REQUESTS)
+    response: str | None = None  # success body schema (schemas.RESOURCES); None: no body
+    paginated: bool = False  # ?limit= and ?cursor=, response is a page of `response`
+    conflicts: bool = False  # may answer 409
+    public: bool = False  # no credentials needed
+    robots: bool = False  # robots may call it (only GET /me)
+    query: tuple[tuple[str, str], ...] = ()  # extra query parameters: (name, description)
+    description: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.handler.__name__
+
+    @property
+    def full_path(self) -> str:
+        return PREFIX + self.path
+
+    @property
+    def openapi_path(self) -> str:
+        return re.sub(r"\{(\w+):[^}]+\}", r"{\1}", self.full_path)
+
+    @property
+    def path_parameters(self) -> list[str]:
+        return re.findall(r"\{(\w+)(?::[^}]+)?\}", self.path)
+
+
+R = Route
+API_ROUTES: tuple[Route, ...] = (
+    R("GET", "/me", users.get_me, "Who the credentials belong to", "me", response="Me", robots=True),
+    # Tenants
+    R("GET", "/tenants", tenants.list_tenants, "List tenants (all for the platform admin, else your own)",
+      "tenants", response="Tenant", paginated=True),
+    R("POST", "/tenants", tenants.create_tenant, "Create a tenant (platform admin)", "tenants", 201,
+      request="TenantCreate", response="Tenant", conflicts=True),
+    R("GET", "/tenants/{tenant}", tenants.get_tenant, "Read a tenant (its members and the platform admin)",
+      "tenants", response="Tenant"),
+    R("PATCH", "/tenants/{tenant}", tenants.update_tenant, "Change display name or quota (platform admin)",
+      "tenants", request="TenantUpdate", response="Tenant"),
+    R("DELETE", "/tenants/{tenant}", tenants.delete_tenant, "Delete a tenant without repositories (platform admin)",
+      "tenants", 204, conflicts=True,
+      description="Refused with 409 while any repository `<tenant>/...` exists. Members and robots go with it."),
+    R("GET", "/tenants/{tenant}/quota", tenants.get_quota, "Storage quota and usage of a tenant", "tenants",
+      response="Quota",
+      description="`used_bytes` sums the sizes of the distinct blobs linked into any repository of the tenant "
+                  "and of the distinct manifests stored in them, each digest once."),
+    # Members
+    R("GET", "/tenants/{tenant}/members", members.list_members, "List members (tenant admin)", "members",
+      response="Member", paginated=True),
+    R("PUT", "/tenants/{tenant}/members/{username}", members.put_member, "Add a member or change their role "
+      "(tenant admin)", "members", request="MemberUpdate", response="Member"),
+    R("DELETE", "/tenants/{tenant}/members/{username}", members.delete_member, "Remove a member (tenant admin)",
+      "members", 204),
+    # Robots
+    R("GET", "/tenants/{tenant}/robots", robots.list_robots, "List robot accounts (tenant admin)", "robots",
+      response="Robot", paginated=True),
+    R("POST", "/tenants/{tenant}/robots", robots.create_robot, "Create a robot account (tenant admin)", "robots",
+      201, request="RobotCreate", response="RobotCreated", conflicts=True,
+      description="The response holds the robot's secret: it is shown this once and never again."),
+    R("GET", "/tenants/{tenant}/robots/{name}", robots.get_robot, "Read a robot account (tenant admin)", "robots",
+      response="Robot"),
+    R("DELETE", "/tenants/{tenant}/robots/{name}", robots.delete_robot, "Delete a robot account (tenant admin)",
+      "robots", 204),
+    R("POST", "/tenants/{tenant}/robots/{name}/revoke", robots.revoke_robot,
+      "Revoke a robot account: it keeps its record but authenticates no more (tenant admin)", "robots",
+      response="Robot"),
+    # Repositories and tags (the tag routes come first: they end in /tags...)
+    R("GET", "/tenants/{tenant}/repositories", repositories.list_repositories,
+      "List the repositories of a tenant that you may pull from", "repositories", response="Repository",
+      paginated=True),
+    R("GET", "/repositories/{name:.+}/tags", repositories.list_tags, "List tags (needs pull)", "tags",
+      response="Tag", paginated=True),
+    R("DELETE", "/repositories/{name:.+}/tags/{tag}", repositories.delete_tag, "Delete a tag (needs delete)",
+      "tags", 204),
+    R("PATCH", "/repositories/{name:.+}", repositories.update_repository,
+      "Make a repository public or private (maintainer, tenant admin)", "repositories",
+      request="RepositoryUpdate", response="Repository"),
+    R("DELETE", "/repositories/{name:.+}", repositories.delete_repository,
+      "Delete a repository: its manifests, tags and blob links; blobs are left for GC (maintainer, tenant admin)",
+      "repositories", 204),
+    # Users
+    R("GET", "/users", users.list_users, "List users (platform admin)", "users", response="User", paginated=True),
+    R("POST", "/users", users.create_user, "Create a user (platform admin)", "users", 201, request="UserCreate",
+      response="User", conflicts=True),
+    R("GET", "/users/{username}", users.get_user, "Read a user (platform admin, or yourself)", "users",
+      response="User"),
+    R("PATCH", "/users/{username}", users.update_user, "Make a user platform admin, or disable them "
+      "(platform admin)", "users", request="UserUpdate", response="User", conflicts=True),
+    R("DELETE", "/users/{username}", users.delete_user, "Delete a user (platform admin)", "users", 204,
+      conflicts=True),
+    R("PUT", "/users/{username}/password", users.set_password,
+      "Set a password: your own with current_password, anyone's as platform admin", "users", 204,
+      request="PasswordChange"),
+    R("GET", "/users/{username}/refresh-tokens", users.list_refresh_tokens,
+      "List the live refresh tokens of a user (yourself, or anyone as platform admin)", "users",
+      response="RefreshToken", paginated=True,
+      description="Refresh tokens come from the token endpoint with `offline_token=true` or `access_type=offline`. "
+                  "A password change or disabling the user revokes all of them."),
+    R("DELETE", "/users/{username}/refresh-tokens", users.revoke_refresh_tokens,
+      "Revoke every refresh token of a user (yourself, or anyone as platform admin)", "users", 204,
+      description="Access tokens already issued stay valid until they expire (`auth.token_ttl_seconds`)."),
+    R("DELETE", "/users/{username}/refresh-tokens/{token_id}", users.revoke_refresh_token,
+      "Revoke one refresh token of a user (yourself, or anyone as platform admin)", "users", 204),
+    # Upstreams of the pull-through cache
+    R("GET", "/upstreams", upstreams.list_upstreams, "List upstreams, from the config file and the API "
+      "(platform admin)", "upstreams", response="Upstream", paginated=True),
+    R("POST", "/upstreams", upstreams.create_upstream, "Create an upstream (platform admin)", "upstreams", 201,
+      request="UpstreamCreate", response="Upstream", conflicts=True,
+      description="Every replica routes to it within `proxy.upstream_refresh_seconds`. Refused with 409 if its "
+                  "name or an alias is taken by another upstream, or its name is a tenant's."),
+    R("GET", "/upstreams/{upstream}", upstreams.get_upstream, "Read an upstream (platform admin)", "upstreams",
+      response="Upstream"),
+    R("PATCH", "/upstreams/{upstream}", upstreams.update_upstream, "Change an upstream created through the API "
+      "(platform admin)", "upstreams", request="UpstreamUpdate", response="Upstream", conflicts=True,
+      description="Upstreams of the config file are read-only (409). A null username or password clears it."),
+    R("DELETE", "/upstreams/{upstream}", upstreams.delete_upstream, "Delete an upstream created through the API, "
+      "and its cached images (platform admin)", "upstreams", 204, conflicts=True,
+      description="Upstreams of the config file are read-only (409)."),
+    # Garbage collection
+    R("POST", "/gc/runs", gc.start_gc_run, "Run a garbage-collection pass now (platform admin; tenant admins: "
+      "a dry run of their tenant)", "gc", 201, request="GcRunRequest", response="GcRun",
+      description="Collects what the review queue holds past `gc.grace_seconds`; a dry run changes nothing and "
+                  "lists what would go."),
+    R("GET", "/gc/runs", gc.list_gc_runs, "The garbage-collection run history, newest first (platform admin; "
+      "tenant admins: their tenant's runs)", "gc", response="GcRun", paginated=True,
+      query=(("tenant", "Only the runs of this tenant (tenant admins: one they administer)."),)),
+    # Audit
+    R("GET", "/audit", audit.list_audit, "Read the audit log, newest first (platform admin; tenant admins: "
+      "their tenants' rows)", "audit", response="AuditEntry", paginated=True,
+      query=(("tenant", "Only the rows concerning this tenant (tenant admins: one they administer)."),)),
+)
+

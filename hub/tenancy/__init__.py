@@ -1,0 +1,1 @@
+"""Tenants, users, members and robots: their administration without HTTP (service.Administration)."""
