@@ -12,7 +12,7 @@ right gets 403.
 A version is addressed by its tag: the version with '+' replaced by '_' for DaoHub's own
 artifacts (tags cannot hold '+'), any tag for a plain `docker compose publish` artifact.
 
-Errors are hub.problems (as in hub.registry.admin): field-level ones list JSON pointers into
+Errors are hub.problems (as in hub.tenancy.service): field-level ones list JSON pointers into
 the request (`#/values/PORT`, `#/metadata/app/title`).
 """
 
