@@ -1,0 +1,30 @@
+"""The identity area's contract fixtures: `identity` (every sub-store over one migrated store, on
+SQLite and on PostgreSQL), `add_repository` (a repository made through the registry area, for the
+tenant-not-empty rule) and `writers` (two handles for concurrent callers, see `writer_pair`)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from .legacy import IdentityStores, identity_over
+
+
+@pytest.fixture
+def identity(metadata) -> IdentityStores:
+    return identity_over(metadata)
+
+
+@pytest.fixture
+def add_repository(metadata):
+    async def add(name: str) -> None:
+        await metadata.link_blob(name, "sha256:" + hashlib.sha256(name.encode()).hexdigest(), 1)
+
+    return add
+
+
+@pytest.fixture
+def writers(writer_pair) -> tuple[IdentityStores, IdentityStores]:
+    a, b = writer_pair
+    return identity_over(a), identity_over(b)
