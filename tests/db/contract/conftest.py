@@ -76,3 +76,18 @@ async def writer_pair(request, tmp_path):
     yield stores[0], stores[-1]
     for s in stores:
         await s.close()
+
+
+def area_fixtures(name: str, over):
+    """An area's two fixtures: `name` (its handle over `metadata`) and `writers` (a handle over each
+    store of `writer_pair`). An area's conftest binds both: `registry, writers = area_fixtures(...)`."""
+
+    @pytest.fixture(name=name)
+    def one(metadata):
+        return over(metadata)
+
+    @pytest.fixture(name="writers")
+    def pair(writer_pair):
+        return over(writer_pair[0]), over(writer_pair[1])
+
+    return one, pair

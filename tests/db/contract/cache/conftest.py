@@ -7,24 +7,16 @@ from __future__ import annotations
 
 import pytest
 
+from ..conftest import area_fixtures
 from ..registry.legacy import RegistryStores, registry_over
-from .legacy import CacheStores, cache_over
+from .legacy import cache_over
 
-
-@pytest.fixture
-def cache(metadata) -> CacheStores:
-    return cache_over(metadata)
+cache, writers = area_fixtures("cache", cache_over)
 
 
 @pytest.fixture
 def registry(metadata) -> RegistryStores:
     return registry_over(metadata)
-
-
-@pytest.fixture
-def writers(writer_pair) -> tuple[CacheStores, CacheStores]:
-    a, b = writer_pair
-    return cache_over(a), cache_over(b)
 
 
 @pytest.fixture

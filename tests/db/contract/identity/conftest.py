@@ -8,12 +8,10 @@ import hashlib
 
 import pytest
 
-from .legacy import IdentityStores, identity_over
+from ..conftest import area_fixtures
+from .legacy import identity_over
 
-
-@pytest.fixture
-def identity(metadata) -> IdentityStores:
-    return identity_over(metadata)
+identity, writers = area_fixtures("identity", identity_over)
 
 
 @pytest.fixture
@@ -22,9 +20,3 @@ def add_repository(metadata):
         await metadata.link_blob(name, "sha256:" + hashlib.sha256(name.encode()).hexdigest(), 1)
 
     return add
-
-
-@pytest.fixture
-def writers(writer_pair) -> tuple[IdentityStores, IdentityStores]:
-    a, b = writer_pair
-    return identity_over(a), identity_over(b)

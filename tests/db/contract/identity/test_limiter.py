@@ -92,7 +92,10 @@ async def test_twenty_concurrent_attempts_count_exactly(writers):
     limits = [("user:a|ip:1", 7), ("ip:1", 100)]
     results = await asyncio.gather(*(w.limiter.reserve(limits, WINDOW) for w in attempts))
     assert sum(r is None for r in results) == 7
-    assert all(0 < r <= WINDOW for r in results if r is not None)
+    # Up to a moment more than the window: on PostgreSQL an attempt reads the clock before it waits
+    # for the row, and the attempt ahead of it may open the window with a later clock reading (seen
+    # once in ~10 runs; a Retry-After rounds it away).
+    assert all(0 < r <= WINDOW + 1 for r in results if r is not None)
 
     others = [("user:b|ip:1", 1000), ("ip:1", 100)]
     results = await asyncio.gather(*(w.limiter.reserve(others, WINDOW)

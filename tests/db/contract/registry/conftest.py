@@ -3,17 +3,7 @@ SQLite and on PostgreSQL) and `writers` (two handles for concurrent callers, see
 
 from __future__ import annotations
 
-import pytest
+from ..conftest import area_fixtures
+from .legacy import registry_over
 
-from .legacy import RegistryStores, registry_over
-
-
-@pytest.fixture
-def registry(metadata) -> RegistryStores:
-    return registry_over(metadata)
-
-
-@pytest.fixture
-def writers(writer_pair) -> tuple[RegistryStores, RegistryStores]:
-    a, b = writer_pair
-    return registry_over(a), registry_over(b)
+registry, writers = area_fixtures("registry", registry_over)
