@@ -38,3 +38,16 @@ async def test_pages_are_newest_first_and_filtered_by_tenant(identity):
     assert [e.target for e in await by(1, ids[0], tenants=["a", "b0"])] == ["t/b0"]
     assert await by(100, None, tenants=[]) == []
     assert await by(100, ids[-1], tenants=["a"]) == []
+
+
+async def test_audit_log_newest_first_by_tenant(identity):  # from tests/db/test_store.py
+    for i in range(5):
+        await identity.audit.append("root", "x.change", f"target{i}", json.dumps({"i": i}),
+                                    tenant="team" if i % 2 else None)
+    rows = await identity.audit.page(10, None)
+    assert [r.target for r in rows] == [f"target{i}" for i in (4, 3, 2, 1, 0)]
+    assert rows[0].detail_json == json.dumps({"i": 4}) and rows[0].actor == "root"
+    older = await identity.audit.page(2, rows[1].id)
+    assert [r.target for r in older] == ["target2", "target1"]
+    assert [r.target for r in await identity.audit.page(10, None, tenants=["team"])] == ["target3", "target1"]
+    assert await identity.audit.page(10, None, tenants=[]) == []

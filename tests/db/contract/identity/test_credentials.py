@@ -6,6 +6,8 @@ import asyncio
 import itertools
 import time
 
+import pytest
+
 HOUR = 3600.0
 
 
@@ -113,3 +115,56 @@ async def test_concurrent_key_rotations_keep_the_newest_n(writers):
     await asyncio.gather(*(s.credentials.add_signing_key(f"k{i}", "pem", retire_older_than_rank=3)
                            for i, s in zip(range(10), itertools.cycle(writers), strict=False)))
     assert len(await writers[0].credentials.signing_keys()) == 3
+
+
+async def test_signing_keys_tokens_and_login_throttling(identity):  # from tests/db/test_store.py
+    await identity.credentials.add_signing_key("k1", "pem1")
+    await identity.credentials.add_signing_key("k2", "pem2")
+    await identity.credentials.add_signing_key("k3", "pem3", retire_older_than_rank=2)
+    assert [k.kid for k in await identity.credentials.signing_keys()] == ["k3", "k2"]
+    with pytest.raises(Exception):  # noqa: B017 - a kid is unique (each driver has its own error type)
+        await identity.credentials.add_signing_key("k3", "again")
+
+    # The limiter reserves an attempt against every key at once, or none when one is full.
+    limits = [("user:a|ip:1", 3), ("ip:1", 5)]
+    assert [await identity.limiter.reserve(limits, 300) for _ in range(3)] == [None] * 3
+    retry = await identity.limiter.reserve(limits, 300)
+    assert retry is not None and 0 < retry <= 300
+    assert await identity.limiter.reserve([("user:b|ip:1", 3), ("ip:1", 5)], 300) is None
+    assert await identity.limiter.reserve([("user:c|ip:1", 3), ("ip:1", 5)], 300) is None
+    # ip:1 is at 5 now: refused, and user:d's count was not taken.
+    assert await identity.limiter.reserve([("user:d|ip:1", 3), ("ip:1", 5)], 300) is not None
+    await identity.limiter.release("user:a|ip:1", ["ip:1"])  # a success: a's failures forgotten
+    assert await identity.limiter.reserve([("user:d|ip:1", 1), ("ip:1", 5)], 300) is None
+    assert await identity.limiter.reserve([("user:d|ip:1", 1)], 300) is not None
+    assert await identity.limiter.reserve(limits, 300) is not None  # ip:1 is full again
+    assert await identity.limiter.reserve(limits, 0) is None  # the window is over: a new one starts
+
+
+async def test_refresh_tokens_and_web_sessions(identity):  # from tests/db/test_store.py
+    now = time.time()
+    await identity.users.create("alice", "hash")
+    for jti in ("t1", "t2", "t3"):
+        await identity.credentials.add_refresh_token(jti, "alice", "docker", "agent/1", now, now + 600)
+    await identity.credentials.add_refresh_token("old", "alice", "docker", "", now - 700, now - 100)
+    await identity.credentials.add_refresh_token("r1", "robot$team+ci", "ci", "", now, now + 600)
+    assert [t.jti for t in await identity.credentials.refresh_tokens("alice", 10, None)] == ["t1", "t2", "t3"]
+    assert [t.jti for t in await identity.credentials.refresh_tokens("alice", 1, "t1")] == ["t2"]
+    used = await identity.credentials.use_refresh_token("t1", "alice")
+    assert used is not None and used.last_used_at >= now and used.user_agent == "agent/1"
+    assert await identity.credentials.use_refresh_token("t1", "bob") is None  # another subject's jti
+    assert await identity.credentials.use_refresh_token("old", "alice") is None  # expired
+    assert await identity.credentials.revoke_refresh_tokens("alice", "t1") == 1
+    assert await identity.credentials.revoke_refresh_tokens("alice", "t1") == 0
+    assert await identity.credentials.use_refresh_token("t1", "alice") is None
+    assert await identity.credentials.revoke_refresh_tokens("alice") == 2
+    assert await identity.credentials.refresh_tokens("alice", 10, None) == []
+    assert await identity.credentials.use_refresh_token("r1", "robot$team+ci") is not None
+
+    await identity.credentials.add_web_session("h1", "alice", now + 600)
+    await identity.credentials.add_web_session("h2", "alice", now + 600)
+    assert await identity.credentials.web_session_live("h1", "alice") and not (
+        await identity.credentials.web_session_live("h1", "bob"))
+    await identity.credentials.end_web_session("h1")
+    assert not await identity.credentials.web_session_live("h1", "alice") and (
+        await identity.credentials.web_session_live("h2", "alice"))

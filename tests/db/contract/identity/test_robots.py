@@ -77,3 +77,18 @@ async def test_revoke_keeps_the_row_and_delete_removes_it(identity):
     assert await identity.robots.get("team", "ci") is None
     assert await identity.robots.get("other", "ci") == robot("other", "ci")
     assert await identity.robots.create(robot("team", "ci"))  # the name is free again
+
+
+async def test_robots(identity):  # from tests/db/test_store.py
+    await identity.tenants.create("team")
+    robot = RobotRecord("team", "ci", "hash", ("team/ci/*", "team/x"), ("pull", "push"), time.time() + 60, False,
+                        time.time())
+    assert await identity.robots.create(robot) and not await identity.robots.create(robot)
+    assert not await identity.robots.create(RobotRecord("ghost", "ci", "h", (), (), None, False, 0.0))
+    assert await identity.robots.get("team", "ci") == robot
+    await identity.robots.create(RobotRecord("team", "build", "h", (), ("pull",), None, False, time.time()))
+    assert [r.name for r in await identity.robots.page("team", 10, None)] == ["build", "ci"]
+    assert [r.name for r in await identity.robots.page("team", 10, "build")] == ["ci"]
+    assert await identity.robots.revoke("team", "ci") and (await identity.robots.get("team", "ci")).revoked
+    assert not await identity.robots.revoke("other", "ci")
+    assert await identity.robots.delete("team", "ci") and await identity.robots.get("team", "ci") is None

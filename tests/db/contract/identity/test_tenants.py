@@ -8,6 +8,7 @@ import pytest
 
 from hub.db.identity import RobotRecord, TenantNotEmptyError
 
+from ..registry.common import digest
 from .common import BYTEWISE, GAP, SHUFFLED, chunks, walk
 
 
@@ -142,3 +143,21 @@ async def test_delete_ignores_repositories_of_neighbouring_names(identity, add_r
     assert await identity.tenants.create("t")
     assert await identity.robots.page("t", 10, None) == []
     assert await identity.tenants.members("t", 10, None) == []
+
+
+async def test_tenant_deletion_refuses_a_tenant_with_repositories(identity, registry):  # from tests/db/test_store.py
+    await identity.tenants.create("team")
+    await identity.users.create("alice", "h")
+    await identity.tenants.set_member("team", "alice", "guest")
+    await identity.robots.create(RobotRecord("team", "ci", "s", ("team/*",), ("pull",), None, False, time.time()))
+    await registry.uploads.create("0f8fad5b-d9cb-469f-a165-70867728950e", "team/app")
+    with pytest.raises(TenantNotEmptyError):
+        await identity.tenants.delete("team")
+    assert await identity.tenants.get("team") is not None
+    assert await registry.repositories.delete("team/app") and not await registry.repositories.delete("team/app")
+    assert await registry.uploads.get("0f8fad5b-d9cb-469f-a165-70867728950e") is None
+    await registry.blobs.link("team-b/x", digest("x"), 1)  # another tenant's repository
+    assert await identity.tenants.delete("team")
+    assert not await identity.tenants.delete("team")
+    assert await identity.users.memberships("alice") == {}
+    assert await identity.robots.get("team", "ci") is None

@@ -132,3 +132,64 @@ async def test_delete_takes_memberships_tokens_and_sessions(identity):
     assert await identity.credentials.refresh_tokens("alice", 10, None) == []
     assert not await identity.credentials.web_session_live("s1", "alice")
     assert await identity.users.memberships("alice") == {}
+
+
+async def test_users_tenants_memberships(identity):  # from tests/db/test_store.py
+    assert await identity.users.create("alice", "h1") and not await identity.users.create("alice", "h2")
+    assert await identity.users.create("root", "h", is_admin=True)
+    assert await identity.users.count() == 2
+    user = await identity.users.get("alice")
+    assert (user.password_hash, user.is_admin, user.disabled) == ("h1", False, False)
+    assert await identity.users.set_password("alice", "h3") and (
+        await identity.users.get("alice")).password_hash == "h3"
+    updated = await identity.users.update("alice", {"disabled": True})
+    assert updated.disabled is True and updated.is_admin is False
+    assert await identity.users.update("ghost", {"disabled": True}) is None
+    with pytest.raises(ValueError):
+        await identity.users.update("alice", {"password_hash": "x"})
+    assert [u.username for u in await identity.users.page(1, None)] == ["alice"]
+    assert [u.username for u in await identity.users.page(10, "alice")] == ["root"]
+
+    assert await identity.tenants.create("team", "The Team", 5) and not await identity.tenants.create("team")
+    await identity.tenants.create("other")
+    t = await identity.tenants.get("team")
+    assert (t.name, t.display_name, t.quota_bytes) == ("team", "The Team", 5)
+    assert (await identity.tenants.update("team", {"display_name": "T", "quota_bytes": 7})).quota_bytes == 7
+    assert await identity.tenants.update("team", {}) == await identity.tenants.get("team")
+    assert [x.name for x in await identity.tenants.page(10, None)] == ["other", "team"]
+    assert [x.name for x in await identity.tenants.page(10, None, only=["team", "ghost"])] == ["team"]
+    assert await identity.tenants.page(10, None, only=[]) == []
+
+    assert await identity.tenants.set_member("team", "alice", "developer")
+    assert await identity.tenants.set_member("team", "alice", "admin")
+    assert await identity.tenants.set_member("other", "alice", "guest")
+    assert not await identity.tenants.set_member("ghost", "alice", "guest")
+    assert await identity.users.memberships("alice") == {"team": "admin", "other": "guest"}
+    assert [(m.username, m.role) for m in await identity.tenants.members("team", 10, None)] == [
+        ("alice", "admin")]
+    assert await identity.tenants.set_member("other", "alice", None)
+    assert await identity.users.delete("alice") and not await identity.users.delete("alice")
+    assert await identity.tenants.members("team", 10, None) == []
+
+
+@pytest.mark.parametrize("event", ["password", "disable", "delete"])
+
+
+async def test_password_change_disable_and_delete_end_a_users_credentials(identity, event):  # from tests/db/test_store.py
+    now = time.time()
+    for user in ("alice", "bob"):
+        await identity.users.create(user, "hash")
+        await identity.credentials.add_refresh_token(f"{user}-t", user, "docker", "", now, now + 600)
+        await identity.credentials.add_web_session(f"{user}-s", user, now + 600)
+    if event == "password":
+        assert await identity.users.set_password("alice", "new-hash")
+    elif event == "disable":
+        await identity.users.update("alice", {"disabled": True})
+    else:
+        assert await identity.users.delete("alice")
+    assert await identity.credentials.use_refresh_token("alice-t", "alice") is None
+    assert not await identity.credentials.web_session_live("alice-s", "alice")
+    assert await identity.credentials.use_refresh_token("bob-t", "bob") is not None and (
+        await identity.credentials.web_session_live("bob-s", "bob"))
+    await identity.users.update("bob", {"disabled": False})  # not disabling: nothing ends
+    assert await identity.credentials.web_session_live("bob-s", "bob")
