@@ -664,7 +664,8 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerSta
             where.append(f"r.name >= ${len(args) - 1} AND r.name < ${len(args)}")
         if tenants is not None:
             args.append(sorted(tenants))
-            where.append(f"(r.public = 1 OR split_part(r.name, '/', 1) = ANY(${len(args)}::text[]))")
+            where.append(f"(r.public = 1 OR (strpos(r.name, '/') > 0 AND split_part(r.name, '/', 1) = "
+                         f"ANY(${len(args)}::text[])))")
         args.append(limit)
         rows = await self._fetch(
             f"SELECT {self._APP_COLUMNS} {self._APP_JOIN} WHERE a.repository_id IN ("
