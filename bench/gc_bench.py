@@ -464,7 +464,7 @@ async def run(args: argparse.Namespace) -> int:
             for rep in range(args.reps):
                 for store in args.stores:
                     order = ("distribution", "daohub") if rep % 2 == 0 else ("daohub", "distribution")
-                    for side in order:
+                    for side in (x for x in order if x in args.sides):
                         log(f"rep {rep + 1}/{args.reps}, {store}, {side}")
                         row = rows[f"gc-{store}"]
                         try:
@@ -475,7 +475,7 @@ async def run(args: argparse.Namespace) -> int:
                         except (ScenarioError, aiohttp.ClientError, OSError) as exc:
                             row.errors["daohub" if side == "daohub" else "other"] = repr(exc)
                             log(f"  FAILED: {exc!r}")
-            for store in args.stores:
+            for store in args.stores if args.latency else ():
                 log(f"latency, {store}")
                 window = max(5.0, statistics.median(walls[store]) if walls[store] else args.latency_window)
                 try:
@@ -518,12 +518,15 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3, help="alternating repetitions per store (default 3)")
     ap.add_argument("--parallel", type=int, default=16, help="images pushed at once (default 16)")
     ap.add_argument("--stores", default=",".join(STORES), help="filesystem,s3 (default both)")
+    ap.add_argument("--sides", default="daohub,distribution", help="which registries to run (default both)")
+    ap.add_argument("--no-latency", dest="latency", action="store_false", help="skip the latency runs")
     ap.add_argument("--latency-gc", choices=("cli", "serve"), default="cli",
                     help="the pass under the latency load: `daohub gc run` beside serve (default), or serve's own")
     ap.add_argument("--latency-window", type=float, default=30.0,
                     help="seconds of load without GC when --reps 0 gives no pass time to match (default 30)")
     args = ap.parse_args()
     args.stores = [s for s in args.stores.split(",") if s]
+    args.sides = [s for s in args.sides.split(",") if s]
     if set(args.stores) - set(STORES) or args.per_image < 2:
         ap.error(f"--stores takes {','.join(STORES)}; --per-image at least 2")
     if args.smoke:
