@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from .errors import PathNotFoundError
+from .errors import PathNotFoundError, StorageError
 
 if TYPE_CHECKING:
     from .plainhttp import HttpBody
@@ -109,6 +109,20 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     async def delete(self, path: str) -> None:
         """Delete the object or the whole tree at `path`."""
+
+    async def delete_many(self, paths: Sequence[str]) -> list[tuple[str, StorageError]]:
+        """Delete the objects (files, not trees) at `paths`, in as few round trips as the store
+        allows. A path already gone is no failure. Returns the paths not deleted, with why; a
+        failure of some paths does not stop the others. This default deletes one by one."""
+        failures: list[tuple[str, StorageError]] = []
+        for path in paths:
+            try:
+                await self.delete(path)
+            except PathNotFoundError:
+                pass
+            except Exception as exc:  # CheckedDriver makes it a StorageError
+                failures.append((path, exc))  # type: ignore[arg-type]
+        return failures
 
     async def redirect_url(self, path: str, method: str = "GET", expires_in: int | None = None) -> str | None:
         """A URL a client can fetch the object from directly, or None if unsupported.

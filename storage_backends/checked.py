@@ -6,7 +6,7 @@ StorageError subclasses, whatever a driver's library raises.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from .base import FileInfo, FileWriter, StorageDriver
@@ -84,6 +84,15 @@ class CheckedDriver(StorageDriver):
             await self.inner.delete(path)
         except Exception as exc:
             raise _normalise(path, exc) from exc
+
+    async def delete_many(self, paths: Sequence[str]) -> list[tuple[str, StorageError]]:
+        for path in paths:
+            check_path(path)
+        try:
+            failures = await self.inner.delete_many(paths)
+        except Exception as exc:  # the whole call failed: every path did
+            return [(path, _normalise(path, exc)) for path in paths]
+        return [(path, _normalise(path, exc)) for path, exc in failures]
 
     async def redirect_url(self, path: str, method: str = "GET", expires_in: int | None = None) -> str | None:
         check_path(path)

@@ -82,7 +82,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -640,14 +640,49 @@ class S3Driver(StorageDriver):
             raise PathNotFoundError(path)
 
     async def _delete_batch(self, path: str, keys: list[str]) -> None:
-        result = await self._call("delete_objects", path,
-                                  Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
-        errors = [e for e in result.get("Errors", []) if e.get("Code") != "NoSuchKey"]
-        if errors:
-            first = errors[0]
-            raise S3RequestError(f"{self.service} could not delete {len(errors)} objects under {path}, "
-                                 f"first {first.get('Key')}: {first.get('Code')}: {first.get('Message')}",
-                                 str(first.get("Code", "")))
+        failures = await self._delete_objects(path, keys)
+        if failures:
+            key, first = failures[0]
+            raise S3RequestError(f"{self.service} could not delete {len(failures)} objects under {path}, "
+                                 f"first {key}: {first}", first.code, first.status)
+
+    async def delete_many(self, paths: Sequence[str]) -> list[tuple[str, StorageError]]:
+        """DeleteObjects, up to delete_batch_size (1,000) keys a call."""
+        failures: list[tuple[str, StorageError]] = []
+        for start in range(0, len(paths), self.delete_batch_size):
+            chunk = paths[start:start + self.delete_batch_size]
+            by_key = {self._key(path): path for path in chunk}
+            try:
+                failed = await self._delete_objects(chunk[0], list(by_key))
+            except StorageError as exc:  # the request itself failed, after its retries
+                failures += [(path, exc) for path in chunk]
+                continue
+            failures += [(by_key.get(key, key), exc) for key, exc in failed]
+        return failures
+
+    async def _delete_objects(self, path: str, keys: list[str]) -> list[tuple[str, S3RequestError]]:
+        """One DeleteObjects request in Quiet mode (only the keys that failed come back), and the
+        keys that failed transiently (SlowDown, InternalError...) sent again by the retry
+        policy. Returns the keys not deleted, with their errors; a missing key is deleted."""
+        failures: list[tuple[str, S3RequestError]] = []
+        attempt = 0
+        while keys:
+            attempt += 1
+            result = await self._call("delete_objects", path,
+                                      Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+            errors = [e for e in result.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+            again = attempt < self.max_attempts
+            keys = [str(e.get("Key")) for e in errors if again and e.get("Code") in _RETRYABLE_CODES]
+            failures += [(str(e.get("Key")), S3RequestError(
+                f"{self.service} DeleteObjects of {e.get('Key')}: {e.get('Code')}: {e.get('Message')}"
+                + (f" after {attempt} attempts" if attempt > 1 else ""), str(e.get("Code", ""))))
+                for e in errors if not (again and e.get("Code") in _RETRYABLE_CODES)]
+            if keys:
+                delay = self._backoff(attempt)
+                log.info("%s delete_objects %s: %d keys failed transiently, attempt %d of %d, retrying "
+                         "in %.2fs", self.service, path, len(keys), attempt, self.max_attempts, delay)
+                await asyncio.sleep(delay)
+        return failures
 
     async def redirect_url(self, path: str, method: str = "GET", expires_in: int | None = None) -> str | None:
         if not self.redirect or method not in ("GET", "HEAD"):

@@ -29,6 +29,7 @@ drops by exactly the freed bytes in the verdict's transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -36,10 +37,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 
-from storage_backends import PathNotFoundError, StorageError
+from storage_backends import StorageError
 
 from ..db.gc_store import RUN_COUNTS, GcReview, GcVerdict
 from .names import parse_digest
+from .service import blob_lock_key
 
 log = logging.getLogger("daohub.gc")
 
@@ -169,22 +171,33 @@ class Collector:
                 if not reviews:
                     break
                 # Verdicts on different digests are independent: a few at once hide round trips.
+                # A digest's reviews (its links in several repositories) go one after the other
+                # in one task: a task waiting for its batch delete holds the digest's lock.
+                by_digest: dict[str, list[GcReview]] = {}
+                for review in reviews:
+                    by_digest.setdefault(review.digest, []).append(review)
                 gate = asyncio.Semaphore(self.concurrency)
-                done = await asyncio.gather(*(self._try_review(gate, report, review, cutoff, namespaces)
-                                              for review in reviews))
+                deletes = _BatchDeletes(self.registry.storage, len(by_digest))
+                done = await asyncio.gather(*(self._try_reviews(gate, deletes, report, group, cutoff, namespaces)
+                                              for group in by_digest.values()))
                 if not any(done):
                     break  # nothing moves: leave the rest (claimed for their lease) to a later pass
 
-    async def _try_review(self, gate: asyncio.Semaphore, report: GcReport, review: GcReview, cutoff: float,
-                          namespaces: tuple[str, ...]) -> bool:
-        async with gate:
-            try:
-                await self._review(report, review, cutoff, namespaces)
-            except Exception as exc:  # a storage or database error: the review stays for later
-                log.warning("GC review of %s %s failed: %s", review.kind, review.digest, exc)
-                report.errors.append(f"{review.kind} {review.digest}: {type(exc).__name__}: {exc}")
-                return False
-        return True
+    async def _try_reviews(self, gate: asyncio.Semaphore, deletes: _BatchDeletes, report: GcReport,
+                           reviews: list[GcReview], cutoff: float, namespaces: tuple[str, ...]) -> bool:
+        """The reviews of one digest; True if any was done."""
+        done = False
+        try:
+            for review in reviews:
+                try:
+                    await self._review(gate, deletes, report, review, cutoff, namespaces)
+                    done = True
+                except Exception as exc:  # a storage or database error: the review stays for later
+                    log.warning("GC review of %s %s failed: %s", review.kind, review.digest, exc)
+                    report.errors.append(f"{review.kind} {review.digest}: {type(exc).__name__}: {exc}")
+        finally:
+            deletes.finished()
+        return done
 
     @staticmethod
     def _keep(review: GcReview, namespaces: tuple[str, ...]) -> str | None:
@@ -193,27 +206,34 @@ class Collector:
             return "cache namespace"
         return None
 
-    async def _review(self, report: GcReport, review: GcReview, cutoff: float,
-                      namespaces: tuple[str, ...]) -> None:
+    async def _review(self, gate: asyncio.Semaphore, deletes: _BatchDeletes, report: GcReport,
+                      review: GcReview, cutoff: float, namespaces: tuple[str, ...]) -> None:
         if review.kind == "manifest":
-            verdict = await self.store.gc_verdict(review, cutoff, keep=self._keep(review, namespaces))
+            async with gate:
+                verdict = await self.store.gc_verdict(review, cutoff, keep=self._keep(review, namespaces))
         else:
-            async with self.registry.blob_lock(review.digest):
-                verdict = await self.store.gc_verdict(review, cutoff)
+            async with contextlib.AsyncExitStack() as held:
+                await self._lock_blob(held, deletes, review.digest)
+                async with gate:
+                    verdict = await self.store.gc_verdict(review, cutoff)
                 if verdict.blob_deleted:
-                    await self._delete_bytes(review.digest)
+                    # After the blob row's commit, still under its lock (out of the gate: the
+                    # batch goes once every other verdict of the claim is done or waiting too).
+                    # A failure (or a crash) here leaves an object no row names: the sweep's.
+                    error = await deletes.delete(parse_digest(review.digest).blob_path)
+                    if error is not None:
+                        raise error
         report.count(review, verdict)
 
-    async def _delete_bytes(self, digest: str) -> None:
-        """After the blob row's commit, under its lock. A failure (or a crash) here leaves an
-        object no row names, which the sweep deletes."""
-        pause = os.environ.get(PAUSE_ENV)
-        if pause:
-            await asyncio.sleep(float(pause))
-        try:
-            await self.registry.storage.delete(parse_digest(digest).blob_path)
-        except PathNotFoundError:
-            pass
+    async def _lock_blob(self, held: contextlib.AsyncExitStack, deletes: _BatchDeletes, digest: str) -> None:
+        """The digest's lock, onto `held`. Taken already, it is waited for as idle (see _BatchDeletes)."""
+        key = blob_lock_key(digest)
+        async with contextlib.AsyncExitStack() as attempt:
+            if await attempt.enter_async_context(self.store.lock(key, wait=False)):
+                held.push_async_exit(attempt.pop_all())
+                return
+        async with deletes.idle():
+            await held.enter_async_context(self.store.lock(key))
 
     async def _dry_pass(self, report: GcReport, cutoff: float, tenant: str | None,
                         namespaces: tuple[str, ...]) -> None:
@@ -283,23 +303,26 @@ class Collector:
             if m:
                 named[f"{m.group(1)}:{m.group(2)}"] = info
         known = await self.store.gc_known_blobs(list(named))
-        for digest, info in named.items():
-            if digest in known or info.mtime > cutoff:
-                continue
-            if dry_run:
+        orphans = {digest: info for digest, info in named.items() if digest not in known and info.mtime <= cutoff}
+        if dry_run:
+            for digest, info in orphans.items():
                 report.counts["orphans_deleted"] += 1
                 report._note(report.orphans, {"digest": digest, "size": info.size})
+            return
+        if not orphans:
+            return
+        # Every orphan's lock (in path order, as every sweep takes them), then one check and one
+        # batch delete: a push of one of them meanwhile brought its row with the lock held.
+        async with contextlib.AsyncExitStack() as locks:
+            for digest in orphans:
+                await locks.enter_async_context(self.registry.blob_lock(digest))
+            for digest in await self.store.gc_known_blobs(list(orphans)):
+                del orphans[digest]
+            failures = dict(await self.registry.storage.delete_many([info.path for info in orphans.values()]))
+        for digest, info in orphans.items():
+            if info.path in failures:
+                report.errors.append(f"sweep {info.path}: {failures[info.path]}")
                 continue
-            async with self.registry.blob_lock(digest):
-                if await self.store.gc_known_blobs([digest]):
-                    continue  # pushed meanwhile: its row came with the lock held
-                try:
-                    await self.registry.storage.delete(info.path)
-                except PathNotFoundError:
-                    continue
-                except StorageError as exc:
-                    report.errors.append(f"sweep {info.path}: {exc}")
-                    continue
             report.counts["orphans_deleted"] += 1
             report.counts["bytes_freed"] += info.size
             report._note(report.orphans, {"digest": digest, "size": info.size})
@@ -315,6 +338,63 @@ class Collector:
                  c["manifests_deleted"], c["blobs_reviewed"], c["links_deleted"], c["blobs_deleted"],
                  c["orphans_deleted"], c["bytes_freed"], report.duration_seconds,
                  f", {len(report.errors)} errors" if report.errors else "")
+
+
+class _BatchDeletes:
+    """The deletes of bytes a claim's concurrent verdicts ask for, sent as storage batches
+    (StorageDriver.delete_many). Each asking task waits, holding its digest's lock, until its
+    batch is done: a batch goes when every task still running waits, or 1,000 do. A task waiting
+    for a digest's lock someone holds is not running: it may be a task of another replica that
+    waits for its own batch, itself held up by a task waiting for a lock this batch holds."""
+
+    def __init__(self, storage, tasks: int, limit: int = 1000):
+        self.storage = storage
+        self.running = tasks
+        self.limit = limit
+        self.waiting: list[tuple[str, asyncio.Future]] = []
+        self._flushes: set[asyncio.Task] = set()
+
+    async def delete(self, path: str) -> StorageError | None:
+        """Delete `path` with the others; the error if it could not be deleted."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((path, future))
+        self._maybe_flush()
+        return await future
+
+    def finished(self) -> None:
+        self.running -= 1
+        self._maybe_flush()
+
+    @contextlib.asynccontextmanager
+    async def idle(self):
+        """A block in which the task waits on something other than this batch."""
+        self.finished()
+        try:
+            yield
+        finally:
+            self.running += 1
+
+    def _maybe_flush(self) -> None:
+        if self.waiting and (len(self.waiting) >= self.limit or len(self.waiting) >= self.running):
+            batch, self.waiting = self.waiting, []
+            task = asyncio.create_task(self._flush(batch))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: list[tuple[str, asyncio.Future]]) -> None:
+        try:
+            pause = os.environ.get(PAUSE_ENV)
+            if pause:
+                await asyncio.sleep(float(pause))
+            failures = dict(await self.storage.delete_many([path for path, _ in batch]))
+        except BaseException as exc:  # cancelled, say: the waiters must not hang
+            for path, future in batch:
+                if not future.done():
+                    future.set_result(StorageError(f"delete of {path} not done: {exc!r}"))
+            raise
+        for path, future in batch:
+            if not future.done():
+                future.set_result(failures.get(path))
 
 
 class _held:

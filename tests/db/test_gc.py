@@ -16,6 +16,7 @@ from hub.registry import gc as gc_module
 from hub.registry.gc import Collector, GcReport
 from hub.registry.names import parse_digest
 from hub.registry.service import Registry
+from tests.helpers.faultproxy import FaultProxy, Seen
 from tests.helpers.fixtures_s3 import moto_s3, s3_options, stop_moto_servers  # noqa: F401 (fixtures)
 
 from .test_store import manifest
@@ -297,6 +298,52 @@ async def test_sweep_on_s3_deletes_old_orphans_and_keeps_young_ones(store, moto_
         assert await stored(registry, young) and await stored(registry, kept)
     finally:
         await storage.aclose()
+
+
+def is_delete_objects(seen: Seen) -> bool:
+    return seen.method == "POST" and "delete" in seen.query
+
+
+async def test_collector_and_sweep_on_s3_delete_in_batches_of_a_thousand(store, moto_s3):
+    """The 2,500 blobs of a deleted manifest go in 3 DeleteObjects requests (claims of 1,000
+    link reviews, each claim's deletes in one batch), and 2,500 planted orphans in 3 more (sweep
+    pages of 1,000): not one DELETE per object. Counted at a proxy in front of moto."""
+    with FaultProxy(moto_s3.url) as proxy:
+        storage = storage_backends.create("s3", **s3_options(server=moto_s3, endpoint=proxy.url))
+        registry = Registry(store, storage)
+        try:
+            gate = asyncio.Semaphore(16)
+
+            async def push(i: int) -> str:
+                async with gate:
+                    return await push_blob(registry, "team/app", f"blob {i}".encode())
+
+            digests = await asyncio.gather(*(push(i) for i in range(2500)))
+            m = manifest(blobs=digests, salt="many")
+            assert await store.put_manifest("team/app", m, []) == []
+            assert await store.delete_manifest("team/app", m.digest)
+            proxy.requests.clear()
+            done = await Collector(registry, batch_size=1000).run(grace_seconds=0)
+            assert done.errors == [] and done.counts["blobs_deleted"] == 2500
+            assert proxy.count(is_delete_objects) == 3
+            assert proxy.count(lambda seen: seen.method == "DELETE") == 0
+            assert [x async for x in storage.walk("blobs")] == []
+
+            orphans = [sha(f"orphan {i}".encode()) for i in range(2500)]
+
+            async def plant(digest: str) -> None:
+                async with gate:
+                    await storage.put_content(parse_digest(digest).blob_path, digest.encode())
+
+            await asyncio.gather(*(plant(d) for d in orphans))
+            proxy.requests.clear()
+            swept = await Collector(registry).run(sweep=True, grace_seconds=0)
+            assert swept.errors == [] and swept.counts["orphans_deleted"] == 2500
+            assert proxy.count(is_delete_objects) == 3
+            assert proxy.count(lambda seen: seen.method == "DELETE") == 0
+            assert [x async for x in storage.walk("blobs")] == []
+        finally:
+            await storage.aclose()
 
 
 async def test_cache_namespace_manifests_are_left_to_eviction(registry):

@@ -3,7 +3,8 @@ layer; A is deleted with skopeo; a dry run lists exactly A's own blobs and delet
 pass deletes them from storage and metadata, B and the shared layer pull intact, and the tenant's
 usage drops by exactly A's own bytes. Then `daohub gc run` killed with SIGKILL between a verdict's
 commit and the delete of the bytes: nothing referenced is lost and the next pass (with the sweep)
-finishes the work."""
+finishes the work. And a `serve` replica killed with SIGKILL in its own pass (two replicas on
+PostgreSQL and a shared filesystem): the other replica's passes finish the reviews."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import pytest
 from hub.db import create_store
 from hub.registry import gc as gc_module
 from tests.helpers.images import BuiltImage, find_busybox, runnable_image
-from tests.helpers.server import REPO_ROOT, DaoHubProcess
+from tests.helpers.server import REPO_ROOT, DaoHubProcess, blob_files
 
 from .util import Api, describe, run, sha256_bytes
 
@@ -177,6 +178,87 @@ def test_gc_killed_between_commit_and_storage_delete_loses_nothing(server, conta
     assert set(b.blobs) <= stored(server)
     assert pull(server, "team/app:b", tmp_path / "b2", containers_env) == (b.manifest, b.blobs)
     assert api.manifest("team/app", "b", accept=DOCKER_MANIFEST).content == b.manifest
+
+
+def many_layer_image(base: BuiltImage, layers: int) -> BuiltImage:
+    """An image of `layers` small layers of its own plus `base`'s first layer (shared)."""
+    own = [f"layer {i} of the image to collect\n".encode() * 20 for i in range(layers)]
+    shared = base.layers[0]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "salt": layers}).encode()
+    layer_type = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": sha256_bytes(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": layer_type, "digest": sha256_bytes(x), "size": len(x)} for x in (shared, *own)],
+    }).encode()
+    blobs = {sha256_bytes(x): x for x in (config, shared, *own)}
+    return BuiltImage(manifest, config, [shared, *own], b"", blobs)
+
+
+def test_serve_replica_killed_in_a_gc_pass_loses_nothing_and_the_other_finishes(postgres_url,
+                                                                                 containers_env, tmp_path):
+    """Two `serve` replicas on PostgreSQL and one shared filesystem. Replica A's own pass (claims
+    of 10) commits its first verdicts and pauses before their batch delete: SIGKILL there. Then
+    replica B's passes do every due review (A's claims come free after their 1 s lease), the
+    sweep beside B deletes the bytes whose rows A committed, and the kept images pull intact
+    from B with their quota exact."""
+    shared = tmp_path / "shared-storage"
+    common = {"DAOHUB_DATABASE_URL": postgres_url, "DAOHUB_STORAGE_ROOT": str(shared),
+              "DAOHUB_GC_GRACE_SECONDS": "0", "DAOHUB_GC_LEASE_SECONDS": "1", "DAOHUB_GC_BATCH_SIZE": "10"}
+    replica_a = DaoHubProcess(tmp_path / "a", env=common | {"DAOHUB_GC_INTERVAL_SECONDS": "0.2",
+                                                           gc_module.PAUSE_ENV: "120"})
+    replica_b = DaoHubProcess(tmp_path / "b", env=common | {"DAOHUB_GC_ENABLED": "false"})
+    replica_a.start()
+    replica_b.start()
+    try:
+        api_a, api_b = Api(replica_a.url), Api(replica_b.url)
+        a, b, _ = two_images(replica_a, api_a)
+        push(api_b, "team/app", b, "b2")  # pushed again through B: the same blobs and manifest
+        d = many_layer_image(a, 40)
+        push(api_b, "team/other", d, "d")
+        own = set(d.blobs) - set(a.blobs)
+        kept = set(a.blobs) | set(b.blobs)
+        before = usage(replica_b, "team")
+        r = api_b.request("DELETE", f"/v2/team/other/manifests/{d.digest}")
+        assert r.status_code == 202, describe(r)
+
+        deadline = time.monotonic() + 60
+        while not own - blob_rows(replica_b, own):  # A's first verdicts committed
+            assert replica_a.running and time.monotonic() < deadline, "A's pass never committed a verdict"
+            time.sleep(0.05)
+        replica_a.kill()
+        committed = own - blob_rows(replica_b, own)
+        # Mid-way: a claim's verdicts committed, their bytes still there, most of the reviews not done.
+        assert 0 < len(committed) <= 10 and own <= {f"{p.parent.parent.name}:{p.name}" for p in blob_files(shared)}
+        backlog = _metadata(replica_b, lambda store: store.gc_backlog(time.time()))
+        assert backlog["link_queued"] >= len(own) - 10, backlog
+
+        # B's own passes (GC on now, every 0.2 s) finish every review.
+        replica_b.stop()
+        replica_b.extra_env |= {"DAOHUB_GC_ENABLED": "true", "DAOHUB_GC_INTERVAL_SECONDS": "0.2"}
+        replica_b.start()
+        deadline = time.monotonic() + 120
+        while any(_metadata(replica_b, lambda store: store.gc_backlog(time.time())).values()) \
+                or own & blob_rows(replica_b, own):
+            assert time.monotonic() < deadline, "B's passes never finished the reviews A left"
+            time.sleep(0.2)
+        in_storage = {f"{p.parent.parent.name}:{p.name}" for p in blob_files(shared)}
+        assert in_storage - kept == committed, "only the bytes of the verdicts A committed are left"
+        assert blob_rows(replica_b, kept | own) == kept
+        assert usage(replica_b, "team") == before - len(d.manifest) - sum(len(d.blobs[x]) for x in own)
+
+        done = gc(replica_b, "--grace-seconds", "0", "--sweep")
+        assert done["errors"] == [] and {x["digest"] for x in done["orphans"]} == committed
+        assert {f"{p.parent.parent.name}:{p.name}" for p in blob_files(shared)} == kept
+        for name, image in (("app:a", a), ("app:b", b), ("app:b2", b)):
+            dest = tmp_path / name.replace(":", "-")
+            assert pull(replica_b, f"team/{name}", dest, containers_env) == (image.manifest, image.blobs)
+        r = api_b.get(f"/v2/team/other/manifests/{d.digest}", headers={"Accept": DOCKER_MANIFEST})
+        assert r.status_code == 404, describe(r)
+    finally:
+        replica_a.kill()
+        assert replica_b.stop() == 0, replica_b.log_text()[-4000:]
 
 
 def test_serve_collects_on_its_own_and_counts_it(tmp_path):

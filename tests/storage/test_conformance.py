@@ -539,6 +539,30 @@ async def test_delete_missing_raises(driver, path):
     await driver.delete("t")
 
 
+async def test_delete_many_deletes_the_existing_paths_and_passes_over_the_missing(driver):
+    await populate(driver, TREE)
+    failures = await driver.delete_many(["t/a/d", "missing", "t/a/e/f", "t/a/missing/deeper", "t/x", "t/x"])
+    assert failures == []
+    assert await walk_paths(driver, "") == ["t/a/b/c", "t/ab"]
+    assert await driver.list("t/a") == ["t/a/b"], "the emptied directory t/a/e is gone too"
+    assert await driver.delete_many([]) == []
+    with pytest.raises(InvalidPathError):
+        await driver.delete_many(["t/ab", "../escape"])
+    assert await walk_paths(driver, "") == ["t/a/b/c", "t/ab"], "a bad path is refused before any delete"
+    await driver.delete("t")
+
+
+async def test_delete_many_of_more_than_a_thousand_paths(driver):
+    """S3 deletes at most 1,000 keys a request: the driver splits the call."""
+    paths = [f"many/{i:04d}" for i in range(1003)]
+    if driver.name in ("s3", "oss"):
+        await asyncio.gather(*(driver.put_content(path, b"x") for path in paths[::2]))
+    else:
+        await populate(driver, {path: b"x" for path in paths[:5:2] + paths[-3:]})
+    assert await driver.delete_many(paths) == []
+    assert await walk_paths(driver, "") == []
+
+
 # Concurrency --------------------------------------------------------------------------
 
 

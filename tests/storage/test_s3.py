@@ -357,6 +357,51 @@ async def test_exhausted_retries_give_a_clean_error(open_driver, proxy):
     assert proxy.count(is_put_object) == 4
 
 
+def is_delete_objects(seen: Seen) -> bool:
+    return seen.method == "POST" and "delete" in seen.query
+
+
+def delete_result(key: str, code: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Error><Key>{key}</Key><Code>{code}</Code><Message>test</Message></Error></DeleteResult>").encode()
+
+
+async def test_delete_many_sends_a_thousand_keys_a_request(open_driver, proxy):
+    driver = open_driver(endpoint=proxy.url)
+    paths = [f"dm/{i:04d}" for i in range(2001)]
+    await asyncio.gather(*(driver.put_content(path, b"x") for path in paths[::3]))
+    assert await driver.delete_many(paths) == []
+    assert proxy.count(is_delete_objects) == 3
+    assert await bucket_keys(driver) == []
+
+
+async def test_delete_many_retries_the_keys_that_failed_transiently_and_reports_the_others(open_driver, proxy):
+    driver = open_driver(endpoint=proxy.url, max_attempts=3)
+    await driver.put_content("dm/a", b"a")
+    await driver.put_content("dm/b", b"b")
+    # The request deletes both, but its answer says a failed with SlowDown: a alone goes again.
+    proxy.fail(200, delete_result(driver.inner._key("dm/a"), "SlowDown"), times=1, when=is_delete_objects,
+               forward_first=True)
+    assert await driver.delete_many(["dm/a", "dm/b"]) == []
+    assert proxy.count(is_delete_objects) == 2
+    # A key denied is reported, not retried; one failing transiently every time, after max_attempts.
+    proxy.clear()
+    proxy.requests.clear()
+    proxy.fail(200, delete_result(driver.inner._key("dm/c"), "AccessDenied"), times=1, when=is_delete_objects)
+    [(path, error)] = await driver.delete_many(["dm/c"])
+    assert path == "dm/c" and "AccessDenied" in str(error) and isinstance(error, StorageError)
+    proxy.fail(200, delete_result(driver.inner._key("dm/d"), "InternalError"), times=None, when=is_delete_objects)
+    [(path, error)] = await driver.delete_many(["dm/d"])
+    assert path == "dm/d" and "InternalError" in str(error) and "after 3 attempts" in str(error)
+    assert proxy.count(is_delete_objects) == 1 + 3
+    # The request itself failing, after its retries: every path of it is reported.
+    proxy.clear()
+    proxy.fail(503, S3_SLOW_DOWN, times=None, when=is_delete_objects)
+    failures = await driver.delete_many(["dm/e", "dm/f"])
+    assert [path for path, _ in failures] == ["dm/e", "dm/f"]
+    assert all("SlowDown" in str(error) for _, error in failures)
+
+
 async def test_stalled_and_dropped_requests_are_retried(open_driver, proxy):
     driver = open_driver(endpoint=proxy.url, read_timeout=0.5)
     proxy.stall(times=1, when=is_put_object)
