@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "hub.proxy.settings": 0, "hub.proxy.names": 0,       # plain values that hub.config builds and checks
     "hub.db": 1,                                          # engine, registry, identity, cache, apps, state
     "auth": 2, "hub.registry": 2, "hub.tenancy": 2, "hub.proxy": 2, "appstore": 2,
+    "hub.retention": 2,                                   # retention rules and immutable tags: pure, no store
     "hub.handlers": 3, "hub.web": 3, "hub.middlewares": 3, "hub.authz": 3, "hub.routes": 3, "hub.keys": 3,
     "hub.clientaddr": 3, "hub.relay": 3, "hub.config": 3,
     "hub.app": 4, "hub.cli": 4, "hub.tls": 4, "hub.transfer": 4, "hub.seed_catalog": 4, "hub.__main__": 4,

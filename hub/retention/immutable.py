@@ -1,0 +1,87 @@
+"""Immutable-tag rules: a tag they match cannot be moved, re-pushed with other content or deleted.
+
+The document, per tenant::
+
+    {"rules": [{"repositories": GLOB, "tags": TAG_SELECTOR}, ...]}   # at most MAX_RULES
+
+with the selectors of retention rules (selectors.py): ``{"repositories": "team/**", "tags":
+{"semver": ">=1.0.0"}}`` makes every release of 1.0.0 and later in team/ immutable. `protects`
+names the first rule, in document order, that matches a tag, and `refusal` writes the message
+the registry will answer a refused push or delete with. Enforcement (registry push and delete,
+retention runs) comes in later steps; retention's engine already reports such tags as
+"protected" and never deletes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import RetentionError
+from .selectors import Glob, TagSelector, parse_glob, parse_tag_selector
+
+MAX_RULES = 100
+
+
+@dataclass(frozen=True)
+class ImmutableRule:
+    number: int  # 1-based, as a person counts them in a message; the document path is rules[number - 1]
+    repositories: Glob
+    tags: TagSelector
+
+    def matches(self, repository: str, tag: str) -> bool:
+        return self.repositories.matches(repository) and self.tags.matches(tag)
+
+    def describe(self) -> str:
+        return f"rule {self.number}: repositories {self.repositories}, tags {self.tags.describe()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"repositories": str(self.repositories), "tags": self.tags.to_dict()}
+
+
+def parse_immutable_rules(doc: Any) -> tuple[ImmutableRule, ...]:
+    """Validate an immutable-tag document. Raises RetentionError with every problem, keyed by path."""
+    if not isinstance(doc, dict):
+        raise RetentionError("immutable-tag rules must be a JSON object")
+    errors: dict[str, str] = {}
+    for key in doc:
+        if key != "rules":
+            errors[str(key)[:64]] = "unknown field"
+    raw = doc.get("rules", [])
+    rules: list[ImmutableRule] = []
+    if not isinstance(raw, list):
+        errors["rules"] = "must be a list of rules"
+    elif len(raw) > MAX_RULES:
+        errors["rules"] = f"at most {MAX_RULES} rules"
+    else:
+        for i, item in enumerate(raw):
+            where = f"rules[{i}]"
+            if not isinstance(item, dict):
+                errors[where] = "must be an object"
+                continue
+            for key in item:
+                if key not in ("repositories", "tags"):
+                    errors[f"{where}.{str(key)[:64]}"] = "unknown field"
+            glob = parse_glob(item.get("repositories", "**"), f"{where}.repositories", errors)
+            if "tags" not in item:
+                errors[f"{where}.tags"] = "required"
+                continue
+            tags = parse_tag_selector(item["tags"], f"{where}.tags", errors)
+            if glob is not None and tags is not None:
+                rules.append(ImmutableRule(i + 1, glob, tags))
+    if errors:
+        raise RetentionError(errors)
+    return tuple(rules)
+
+
+def protects(rules: tuple[ImmutableRule, ...], repository: str, tag: str) -> ImmutableRule | None:
+    """The first rule that makes `tag` of `repository` immutable, or None."""
+    for rule in rules:
+        if rule.matches(repository, tag):
+            return rule
+    return None
+
+
+def refusal(rule: ImmutableRule, repository: str, tag: str) -> str:
+    """'tag v1.2.0 of team/app is immutable (rule 2: repositories team/**, tags semver >=1.0.0)'."""
+    return f"tag {tag} of {repository} is immutable ({rule.describe()})"
