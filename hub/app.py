@@ -148,7 +148,7 @@ async def _proxy(app: web.Application) -> AsyncIterator[None]:
     from .metrics import ProxyMetrics
     from .proxy.service import Proxy
 
-    proxy = Proxy(config, app[keys.REGISTRY], ProxyMetrics(app[keys.METRICS].registry))
+    proxy = Proxy(config.proxy_settings(), app[keys.REGISTRY], ProxyMetrics(app[keys.METRICS].registry))
     await proxy.open()
     app[keys.PROXY] = proxy
     auth = app.get(keys.AUTH)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import re
 import types
 import typing
 from pathlib import Path
@@ -18,19 +17,13 @@ from typing import Any
 
 import yaml
 
+from .proxy.names import HOST_PORT
+from .proxy.settings import ProxySettings, UpstreamSpec
+from .secret import Secret  # re-exported: `from hub.config import Secret` keeps working
+
 
 class ConfigError(ValueError):
     pass
-
-
-class Secret(str):
-    """A string that hides itself in repr() and str() formatting of containers."""
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self else "Secret('')"
-
-    def reveal(self) -> str:
-        return str.__str__(self)
 
 
 @dataclasses.dataclass
@@ -174,35 +167,8 @@ class AuthConfig:
     allow_open_non_loopback: bool = False
 
 
-@dataclasses.dataclass
-class UpstreamConfig:
-    """One upstream registry of the pull-through cache (a `proxy.upstreams` item)."""
-
-    # The cache namespace: one repository-name component such as `docker.io`. Cached content
-    # lives in the repositories `<name>/<upstream repository>`, and `/v2/<name>/...` reaches it.
-    name: str = ""
-    # Where the upstream's /v2/ API is, e.g. https://registry-1.docker.io (config only: never
-    # taken from a request).
-    url: str = ""
-    # Other registry hosts it answers to in containerd's `?ns=` (and as a path prefix when the
-    # host is a valid name component), e.g. index.docker.io, registry-1.docker.io.
-    aliases: list[str] = dataclasses.field(default_factory=list)
-    # Credentials for the upstream's token dance; empty: anonymous.
-    username: str = ""
-    password: Secret = Secret("")  # noqa: RUF009 (immutable)
-    # A manifest pulled by tag is checked upstream (one HEAD) at most this often.
-    manifest_revalidate_seconds: int = 300
-    # With auth on: members of these tenants may pull through this upstream (empty: any
-    # signed-in user or robot)...
-    tenants: list[str] = dataclasses.field(default_factory=list)
-    # ...and anonymous clients too, if this is true.
-    anonymous_pull: bool = False
-    # Cache bounds, enforced by the periodic eviction (proxy.eviction_interval_seconds) and by
-    # `daohub proxy evict`: the bytes of the distinct blobs cached from this upstream (0: no
-    # cap), least recently pulled images evicted first; and the days an image may go unpulled
-    # before it is evicted (0: kept while it fits).
-    max_size_bytes: int = 0
-    ttl_days: float = 0.0
+# One `proxy.upstreams` item: the proxy's own type (hub/proxy/settings.py), under its old name too.
+UpstreamConfig = UpstreamSpec
 
 
 @dataclasses.dataclass
@@ -280,6 +246,19 @@ class Config:
     @property
     def host_port(self) -> tuple[str, int]:
         return parse_addr(self.server.addr)
+
+    def proxy_settings(self) -> ProxySettings:
+        """What the pull-through cache runs with (hub/proxy never reads the Config itself)."""
+        proxy = self.proxy
+        return ProxySettings(
+            upstreams=tuple(proxy.upstreams), default_mirror=proxy.default_mirror,
+            connect_timeout_seconds=proxy.connect_timeout_seconds,
+            read_timeout_seconds=proxy.read_timeout_seconds,
+            spool_dir=proxy.spool_dir or str(Path(self.data_dir) / "proxy-spool"),
+            eviction_interval_seconds=proxy.eviction_interval_seconds,
+            pull_record_seconds=proxy.pull_record_seconds,
+            upstream_refresh_seconds=proxy.upstream_refresh_seconds,
+            max_manifest_bytes=self.registry.max_manifest_bytes)
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -464,10 +443,6 @@ def _validate_object_storage(storage: StorageConfig) -> None:
         raise ConfigError("storage.max_attempts and storage.redirect_expiry_seconds must be positive")
 
 
-_HOST_PORT = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])"
-                        r"(?::[0-9]{1,5})?$")
-
-
 def _validate_proxy(proxy: ProxyConfig) -> None:
     from urllib.parse import urlsplit
 
@@ -507,7 +482,7 @@ def _validate_proxy(proxy: ProxyConfig) -> None:
         hosts[up.name] = up.name
         up.aliases = list(dict.fromkeys(a.strip().lower() for a in up.aliases if a.strip().lower() != up.name))
         for alias in up.aliases:
-            if not _HOST_PORT.fullmatch(alias):
+            if not HOST_PORT.fullmatch(alias):
                 raise ConfigError(f"{where}.aliases: {alias!r} is not a registry host[:port]")
             if alias in hosts:
                 raise ConfigError(f"{where}.aliases: {alias!r} already names upstream {hosts[alias]!r}")
