@@ -93,7 +93,6 @@ KNOWN: set[tuple[str, str, str]] = {
     ('R5', 'hub.registry.admin', 'auth.scopes'),
     ('R5', 'hub.registry.admin', 'auth.service'),
     ('R5', 'hub.registry.service', 'auth.policy'),
-    ('R5', 'hub.cli.transfer', 'hub.app._storage_options'),
     # R6 cycles (the admin route tables, §7)
     ('R6', 'hub.handlers.admin.openapi',
      'hub.handlers.admin.openapi <-> hub.handlers.admin.routes <-> hub.handlers.appstore.routes'),
