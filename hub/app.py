@@ -26,28 +26,10 @@ from .relay import Relay
 log = logging.getLogger("daohub")
 
 
-def _storage_options(config: Config) -> dict:
-    if config.storage.driver == "filesystem":
-        return {"root": str(config.storage_root)}
-    if config.storage.driver == "nfs":
-        return {"url": config.storage.nfs_url, "threads": config.storage.nfs_threads}
-    if config.storage.driver in ("s3", "oss"):
-        s = config.storage
-        return {
-            "bucket": s.bucket, "region": s.region, "endpoint": s.endpoint,
-            "internal_endpoint": s.internal_endpoint, "access_key": s.access_key,
-            "secret_key": s.secret_key.reveal(), "session_token": s.session_token.reveal(),
-            "addressing_style": s.addressing_style, "prefix": s.prefix, "part_size_bytes": s.part_size_bytes,
-            "max_attempts": s.max_attempts, "verify_tls": s.verify_tls, "redirect": s.redirect,
-            "redirect_expiry_seconds": s.redirect_expiry_seconds, "socket_reads": s.socket_reads,
-        }
-    return {}
-
-
 @contextlib.asynccontextmanager
 async def open_registry(config: Config, *, migrate: bool = True) -> AsyncIterator[Registry]:
     """Open storage and the metadata store and build the Registry on them (CLI and app)."""
-    storage = storage_backends.create(config.storage.driver, **_storage_options(config))
+    storage = storage_backends.create(config.storage.driver, config.storage_params())
     store = create_store(config.database_url, sqlite_synchronous=config.database.sqlite_synchronous,
                          pool_min_size=config.database.pool_min_size,
                          pool_max_size=config.database.pool_max_size)
@@ -152,7 +134,7 @@ async def _proxy(app: web.Application) -> AsyncIterator[None]:
     from .metrics import ProxyMetrics
     from .proxy.service import Proxy
 
-    proxy = Proxy(config, app[keys.REGISTRY], ProxyMetrics(app[keys.METRICS].registry))
+    proxy = Proxy(config.proxy_settings(), app[keys.REGISTRY], ProxyMetrics(app[keys.METRICS].registry))
     await proxy.open()
     app[keys.PROXY] = proxy
     auth = app.get(keys.AUTH)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 import os
-import re
 import types
 import typing
 from pathlib import Path
@@ -18,19 +18,17 @@ from typing import Any
 
 import yaml
 
+import storage_backends
+
+from .proxy.names import HOST_PORT
+from .proxy.settings import ProxySettings, UpstreamSpec
+from .secret import Secret  # re-exported: `from hub.config import Secret` keeps working
+
+log = logging.getLogger("daohub.config")
+
 
 class ConfigError(ValueError):
     pass
-
-
-class Secret(str):
-    """A string that hides itself in repr() and str() formatting of containers."""
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self else "Secret('')"
-
-    def reveal(self) -> str:
-        return str.__str__(self)
 
 
 @dataclasses.dataclass
@@ -74,46 +72,108 @@ class ServerConfig:
     tls: TlsConfig = dataclasses.field(default_factory=TlsConfig)
 
 
+# The flat storage keys of the old form (storage.bucket, DAOHUB_STORAGE_BUCKET, ...) and where each
+# goes now: flat key -> (the drivers that have it, its key in storage.<driver>). A flat key is
+# applied to the chosen driver's section, with one warning per load; for a driver without it, it is
+# an error.
+_S3_FLAT_KEYS = ("bucket", "region", "endpoint", "internal_endpoint", "access_key", "secret_key",
+                 "session_token", "addressing_style", "prefix", "part_size_bytes", "max_attempts", "verify_tls",
+                 "redirect", "redirect_expiry_seconds", "socket_reads")
+LEGACY_STORAGE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
+    "root": (("filesystem",), "root"),
+    "nfs_url": (("nfs",), "url"),
+    "nfs_threads": (("nfs",), "threads"),
+    **{key: (("s3", "oss"), key) for key in _S3_FLAT_KEYS},
+}
+
+
 @dataclasses.dataclass
 class StorageConfig:
+    """storage: the driver, and one section per driver (storage.s3.bucket, DAOHUB_STORAGE_S3_BUCKET)
+    whose keys are the fields of the driver's params type (storage_backends.params_type:
+    FilesystemParams, NfsParams, S3Params, OssParams). Only the chosen driver's section is used;
+    every section given is checked for unknown keys and types."""
+
     # filesystem | s3 | oss | nfs | memory (tests only)
     driver: str = "filesystem"
-    # Filesystem root; empty means <data_dir>/storage. May be a shared (NFS) mount used by
-    # several replicas at once.
-    root: str = ""
-    # --- s3 and oss ---
-    bucket: str = ""
-    region: str = ""
-    # Endpoint URL (https://s3.example.com, or an OSS endpoint such as
-    # https://oss-cn-hangzhou.aliyuncs.com). Empty: AWS's own endpoint for the region.
-    endpoint: str = ""
-    # OSS: the VPC-internal endpoint the replicas use for data (free, faster); redirect URLs
-    # handed to clients still use `endpoint`.
-    internal_endpoint: str = ""
-    access_key: str = ""
-    secret_key: Secret = Secret("")  # noqa: RUF009 (immutable)
-    session_token: Secret = Secret("")  # noqa: RUF009 (immutable)
-    # auto | path | virtual. OSS requires virtual (the default for driver: oss).
-    addressing_style: str = "auto"
-    # Key prefix inside the bucket ("" for the bucket root).
-    prefix: str = ""
-    # Multipart part size; S3's minimum is 5 MiB.
-    part_size_bytes: int = 16 * 1024 * 1024
-    # Attempts for a request that fails with 5xx, SlowDown or a connection error.
-    max_attempts: int = 6
-    verify_tls: bool = True
-    # Answer blob GETs with 307 to a presigned URL instead of proxying the bytes.
-    redirect: bool = False
-    redirect_expiry_seconds: int = 1200
-    # Relayed blob GETs (redirect off) from an http:// endpoint move the bytes from the storage
-    # connection to the client's with splice(2) on Linux, never through the process. false:
-    # through the S3 client. TLS endpoints always go through the S3 client.
-    socket_reads: bool = True
-    # --- nfs (NFSv3 spoken by the driver itself, through libnfs; no mount needed) ---
-    # nfs://server/export/path ; the export's real path, not an NFSv4 pseudo path.
-    nfs_url: str = ""
-    # Worker threads for blocking libnfs calls (each owns one NFS connection).
-    nfs_threads: int = 4
+    # Every setting in the order the sources gave it (file, environment, overrides: a later one
+    # wins): (where, driver or None for a flat key of the old form, key, value).
+    writes: list[tuple[str, str | None, str, Any]] = dataclasses.field(
+        default_factory=list, metadata={"internal": True})
+
+    def apply(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        for key, value in data.items():
+            path = f"{where}.{key}"
+            if key == "driver":
+                self.driver = _coerce(value, str, path)
+            elif key in storage_backends.available():
+                if not isinstance(value or {}, dict):
+                    raise ConfigError(f"{path}: expected a mapping")
+                for name, item in (value or {}).items():
+                    self._set(key, name, item, f"{path}.{name}")
+            elif key in LEGACY_STORAGE_KEYS:
+                self._set_flat(key, value, path)
+            else:
+                raise ConfigError(f"unknown configuration key: {path}")
+
+    def apply_env(self, name: str, value: str) -> None:
+        """DAOHUB_STORAGE_<DRIVER>_<KEY>, or a flat DAOHUB_STORAGE_<KEY> of the old form (the old
+        DAOHUB_STORAGE_NFS_URL and _NFS_THREADS are spelled like the new form, and are taken as it)."""
+        rest = name.removeprefix("DAOHUB_STORAGE_").lower()
+        driver = next((d for d in storage_backends.available() if rest.startswith(d + "_")), None)
+        if driver and (rest[len(driver) + 1:] in _fields(driver) or rest not in LEGACY_STORAGE_KEYS):
+            self._set(driver, rest[len(driver) + 1:], value, name)
+        elif rest in LEGACY_STORAGE_KEYS:
+            self._set_flat(rest, value, name)
+        else:
+            raise ConfigError(f"unknown configuration variable: {name} (storage settings are "
+                              f"DAOHUB_STORAGE_<DRIVER>_<KEY>; drivers: {', '.join(storage_backends.available())})")
+
+    def _set(self, driver: str, key: str, value: Any, where: str) -> None:
+        hints = _fields(driver)
+        if key not in hints:
+            allowed = ", ".join(hints) or "none"
+            raise ConfigError(f"{where}: unknown setting {key!r} of storage driver {driver}; allowed: {allowed}")
+        self.writes.append((where, driver, key, _coerce(value, hints[key], where)))
+
+    def _set_flat(self, flat: str, value: Any, where: str) -> None:
+        drivers, key = LEGACY_STORAGE_KEYS[flat]  # typed now (as the first driver types it: a Secret stays one)
+        self.writes.append((where, None, flat, _coerce(value, _fields(drivers[0])[key], where)))
+
+    def legacy(self) -> list[str]:
+        """Where flat keys of the old form were given."""
+        return [where for where, driver, _, _ in self.writes if driver is None]
+
+    def settings(self, default_root: Path) -> dict[str, Any]:
+        """The chosen driver's section, flat keys mapped onto it; an empty filesystem root is
+        `default_root`."""
+        section: dict[str, Any] = {"root": ""} if self.driver == "filesystem" else {}
+        hints = _fields(self.driver)
+        for where, driver, key, value in self.writes:
+            if driver is None:
+                drivers, key = LEGACY_STORAGE_KEYS[key]
+                if self.driver not in drivers:
+                    raise ConfigError(f"{where}: storage driver {self.driver} has no setting {key!r} (a flat "
+                                      f"storage key is a setting of the chosen driver; storage.{self.driver} "
+                                      f"has: {', '.join(hints) or 'none'})")
+            elif driver != self.driver:
+                continue
+            section[key] = value
+        if self.driver == "filesystem" and not section["root"]:
+            section["root"] = str(default_root)
+        return section
+
+
+def _fields(driver: str) -> dict[str, Any]:
+    """The config keys of a storage driver and their types: the fields of its params type."""
+    try:
+        kind = storage_backends.params_type(driver)
+    except ValueError as exc:
+        raise ConfigError(f"storage.driver: {exc}") from None
+    hints = typing.get_type_hints(kind)
+    return {f.name: hints[f.name] for f in dataclasses.fields(kind)}
 
 
 @dataclasses.dataclass
@@ -174,35 +234,8 @@ class AuthConfig:
     allow_open_non_loopback: bool = False
 
 
-@dataclasses.dataclass
-class UpstreamConfig:
-    """One upstream registry of the pull-through cache (a `proxy.upstreams` item)."""
-
-    # The cache namespace: one repository-name component such as `docker.io`. Cached content
-    # lives in the repositories `<name>/<upstream repository>`, and `/v2/<name>/...` reaches it.
-    name: str = ""
-    # Where the upstream's /v2/ API is, e.g. https://registry-1.docker.io (config only: never
-    # taken from a request).
-    url: str = ""
-    # Other registry hosts it answers to in containerd's `?ns=` (and as a path prefix when the
-    # host is a valid name component), e.g. index.docker.io, registry-1.docker.io.
-    aliases: list[str] = dataclasses.field(default_factory=list)
-    # Credentials for the upstream's token dance; empty: anonymous.
-    username: str = ""
-    password: Secret = Secret("")  # noqa: RUF009 (immutable)
-    # A manifest pulled by tag is checked upstream (one HEAD) at most this often.
-    manifest_revalidate_seconds: int = 300
-    # With auth on: members of these tenants may pull through this upstream (empty: any
-    # signed-in user or robot)...
-    tenants: list[str] = dataclasses.field(default_factory=list)
-    # ...and anonymous clients too, if this is true.
-    anonymous_pull: bool = False
-    # Cache bounds, enforced by the periodic eviction (proxy.eviction_interval_seconds) and by
-    # `daohub proxy evict`: the bytes of the distinct blobs cached from this upstream (0: no
-    # cap), least recently pulled images evicted first; and the days an image may go unpulled
-    # before it is evicted (0: kept while it fits).
-    max_size_bytes: int = 0
-    ttl_days: float = 0.0
+# One `proxy.upstreams` item: the proxy's own type (hub/proxy/settings.py), under its old name too.
+UpstreamConfig = UpstreamSpec
 
 
 @dataclasses.dataclass
@@ -271,7 +304,21 @@ class Config:
     # Derived values -----------------------------------------------------------------
     @property
     def storage_root(self) -> Path:
-        return Path(self.storage.root) if self.storage.root else Path(self.data_dir) / "storage"
+        """The filesystem driver's root (<data_dir>/storage unless storage.filesystem.root is set)."""
+        if self.storage.driver == "filesystem":
+            return Path(self.storage_settings()["root"])
+        return Path(self.data_dir) / "storage"
+
+    def storage_settings(self) -> dict[str, Any]:
+        """The chosen storage driver's settings (the fields of its params type), flat keys mapped."""
+        return self.storage.settings(Path(self.data_dir) / "storage")
+
+    def storage_params(self) -> Any:
+        """The chosen storage driver's params, checked by the params type (storage_backends)."""
+        try:
+            return storage_backends.make_params(self.storage.driver, self.storage_settings())
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def database_url(self) -> str:
@@ -280,6 +327,19 @@ class Config:
     @property
     def host_port(self) -> tuple[str, int]:
         return parse_addr(self.server.addr)
+
+    def proxy_settings(self) -> ProxySettings:
+        """What the pull-through cache runs with (hub/proxy never reads the Config itself)."""
+        proxy = self.proxy
+        return ProxySettings(
+            upstreams=tuple(proxy.upstreams), default_mirror=proxy.default_mirror,
+            connect_timeout_seconds=proxy.connect_timeout_seconds,
+            read_timeout_seconds=proxy.read_timeout_seconds,
+            spool_dir=proxy.spool_dir or str(Path(self.data_dir) / "proxy-spool"),
+            eviction_interval_seconds=proxy.eviction_interval_seconds,
+            pull_record_seconds=proxy.pull_record_seconds,
+            upstream_refresh_seconds=proxy.upstream_refresh_seconds,
+            max_manifest_bytes=self.registry.max_manifest_bytes)
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -342,6 +402,9 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
 
 
 def _apply(obj: Any, data: dict[str, Any], where: str) -> None:
+    if isinstance(obj, StorageConfig):
+        obj.apply(data, where)
+        return
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping")
     hints = typing.get_type_hints(type(obj))
@@ -364,6 +427,8 @@ def _env_overrides(cfg: Config, environ: typing.Mapping[str, str]) -> None:
         # Nested sections (server.tls) are DAOHUB_SERVER_TLS_<KEY>.
         hints = typing.get_type_hints(type(obj))
         for f in dataclasses.fields(obj):
+            if f.metadata.get("internal"):
+                continue
             name = f"{prefix}_{f.name}".upper()
             if dataclasses.is_dataclass(hints[f.name]):
                 add(getattr(obj, f.name), name)
@@ -376,6 +441,9 @@ def _env_overrides(cfg: Config, environ: typing.Mapping[str, str]) -> None:
     reserved = {"DAOHUB_CONFIG", "DAOHUB_ADMIN_PASSWORD", "DAOHUB_TEST_GC_PAUSE"}
     for name, value in environ.items():
         if not name.startswith("DAOHUB_") or name in reserved:
+            continue
+        if name not in known and name.startswith("DAOHUB_STORAGE_"):
+            cfg.storage.apply_env(name, value)
             continue
         if name not in known:
             raise ConfigError(f"unknown configuration variable: {name}")
@@ -415,7 +483,7 @@ def validate(cfg: Config) -> Config:
     if cfg.auth.login_failure_limit < 1 or cfg.auth.login_address_failure_limit < 1:
         raise ConfigError("auth.login_failure_limit and auth.login_address_failure_limit must be positive")
     _validate_proxy(cfg.proxy)
-    _validate_object_storage(cfg.storage)
+    _validate_storage(cfg)
     _validate_tls(cfg.server.tls)
     return cfg
 
@@ -444,28 +512,15 @@ def _validate_tls(tls: TlsConfig) -> None:
             raise ConfigError(f"server.tls.health_addr must be HOST:PORT, got {tls.health_addr!r}") from None
 
 
-def _validate_object_storage(storage: StorageConfig) -> None:
-    """The s3/oss mistakes an operator makes most, reported before anything starts (the
-    driver checks its options again when it is created)."""
-    if storage.driver not in ("s3", "oss"):
-        return
-    if not storage.bucket:
-        raise ConfigError(f"storage.bucket is required for driver {storage.driver}")
-    if storage.driver == "oss" and not storage.endpoint:
-        raise ConfigError("storage.endpoint is required for driver oss, e.g. https://oss-cn-hangzhou.aliyuncs.com")
-    if bool(storage.access_key) != bool(storage.secret_key):
-        raise ConfigError("storage.access_key and storage.secret_key go together: set both, or neither to "
-                          "use the environment's credentials")
-    if storage.addressing_style not in ("auto", "path", "virtual"):
-        raise ConfigError("storage.addressing_style must be auto, path or virtual")
-    if storage.part_size_bytes < 5 * 1024 * 1024:
-        raise ConfigError("storage.part_size_bytes must be at least 5 MiB (5242880), S3's minimum part size")
-    if storage.max_attempts < 1 or storage.redirect_expiry_seconds < 1:
-        raise ConfigError("storage.max_attempts and storage.redirect_expiry_seconds must be positive")
-
-
-_HOST_PORT = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])"
-                        r"(?::[0-9]{1,5})?$")
+def _validate_storage(cfg: Config) -> None:
+    """The chosen driver's settings, checked by its params type before anything starts; one warning
+    for the flat keys of the old form."""
+    cfg.storage_params()
+    flat = cfg.storage.legacy()
+    if flat:
+        log.warning("storage settings without the driver's section are deprecated: %s; write them under "
+                    "storage.%s (DAOHUB_STORAGE_%s_<KEY>)", ", ".join(flat), cfg.storage.driver,
+                    cfg.storage.driver.upper())
 
 
 def _validate_proxy(proxy: ProxyConfig) -> None:
@@ -507,7 +562,7 @@ def _validate_proxy(proxy: ProxyConfig) -> None:
         hosts[up.name] = up.name
         up.aliases = list(dict.fromkeys(a.strip().lower() for a in up.aliases if a.strip().lower() != up.name))
         for alias in up.aliases:
-            if not _HOST_PORT.fullmatch(alias):
+            if not HOST_PORT.fullmatch(alias):
                 raise ConfigError(f"{where}.aliases: {alias!r} is not a registry host[:port]")
             if alias in hosts:
                 raise ConfigError(f"{where}.aliases: {alias!r} already names upstream {hosts[alias]!r}")

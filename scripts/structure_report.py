@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.unit import test_import_rules as rules  # noqa: E402
 
+METHOD_TYPES = (types.FunctionType, staticmethod, classmethod)
 SQL_START = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH|CREATE|DROP|ALTER|REPLACE|UPSERT)\b", re.I)
 
 
@@ -55,7 +56,7 @@ def public_methods(cls: type) -> set[str]:
         if klass is object or klass.__module__ in ("typing", "abc", "builtins"):
             continue
         for name, value in vars(klass).items():
-            if not name.startswith("_") and isinstance(value, (types.FunctionType, staticmethod, classmethod)):
+            if not name.startswith("_") and isinstance(value, METHOD_TYPES):
                 names.add(name)
     return names
 
@@ -133,12 +134,14 @@ def main() -> None:
         return
     print(f"largest module        {numbers['largest_module']} ({numbers['largest_module_lines']} lines)")
     print(f"largest class         {numbers['largest_class']} ({numbers['largest_class_lines']} lines)")
-    print(f"widest store class    {numbers['widest_store']} ({numbers['widest_store_methods']} public methods)")
+    print(f"widest store class    {numbers['widest_store']} "
+          f"({numbers['widest_store_methods']} public methods)")
     print(f"SQL written twice     {numbers['in_both']} literals in both dialects "
           f"(of {numbers['sqlite_literals']} SQLite / {numbers['postgres_literals']} PostgreSQL)")
     print(f"upward imports        {numbers['upward_imports']} statements (R1-R4), "
           f"{numbers['domain_or_private_imports']} domain-edge or private-name imports (R5), "
-          f"{numbers['cycles']} cycles (R6), {numbers['store_attribute_reads']} store/driver attribute reads (R7)")
+          f"{numbers['cycles']} cycles (R6), "
+          f"{numbers['store_attribute_reads']} store/driver attribute reads (R7)")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@ from .errors import (
     UnsupportedMethodError,
     WriterClosedError,
 )
-from .registry import available, create, register
+from .registry import NoParams, available, create, make_params, params_type, register
 
 __all__ = [
     "FileInfo",
     "FileWriter",
     "InvalidOffsetError",
     "InvalidPathError",
+    "NoParams",
     "PathNotFoundError",
     "StorageDriver",
     "StorageError",
@@ -23,5 +24,7 @@ __all__ = [
     "WriterClosedError",
     "available",
     "create",
+    "make_params",
+    "params_type",
     "register",
 ]

@@ -9,6 +9,7 @@ locks, so several processes (or hosts on one NFS export) can share a root.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import os
 import shutil
@@ -108,11 +109,23 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FilesystemParams:
+    """storage.filesystem: the directory holding the objects (created if missing). May be a shared
+    (NFS) mount used by several replicas at once."""
+
+    root: str
+
+    def __post_init__(self) -> None:
+        if not str(self.root):
+            raise ValueError("storage.filesystem.root is required")
+
+
 class FilesystemDriver(StorageDriver):
     name = "filesystem"
 
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root).resolve()
+    def __init__(self, params: FilesystemParams):
+        self.root = Path(params.root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _full(self, path: str) -> Path:

@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import errno
 import functools
 import os
@@ -780,23 +781,39 @@ class _NfsWriter(FileWriter):
         await self._driver._run(_cancel, handle, self.path, worker=self._worker)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NfsParams:
+    """storage.nfs: NFSv3 spoken by the driver itself, through libnfs (no mount needed)."""
+
+    # nfs://server/export/path ; the export's real path, not an NFSv4 pseudo path.
+    url: str
+    # Worker threads for blocking libnfs calls (each owns one NFS connection).
+    threads: int = 4
+    # Seconds before an RPC counts as unanswered (libnfs counts whole seconds).
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        split = urlsplit(self.url)
+        if split.scheme != "nfs" or not split.hostname or not split.path.strip("/"):
+            raise ValueError(f"storage.nfs.url must look like nfs://server/export/path, got {self.url!r}")
+        if dict(parse_qsl(split.query)).get("version", "3") != "3":
+            raise ValueError("storage.nfs.url: only NFSv3 is supported (libnfs 4.0's NFSv4 writes of 4 KB or "
+                             "more are broken)")
+        if self.threads < 1:
+            raise ValueError(f"storage.nfs.threads must be at least 1, got {self.threads}")
+        if self.timeout <= 0:
+            raise ValueError(f"storage.nfs.timeout must be positive, got {self.timeout}")
+
+
 class NfsDriver(StorageDriver):
     name = "nfs"
 
-    def __init__(self, url: str, threads: int = 4, *, timeout: float = 30.0):
-        split = urlsplit(url)
-        if split.scheme != "nfs" or not split.hostname or not split.path.strip("/"):
-            raise ValueError(f"NFS URL must look like nfs://server/export/path, got {url!r}")
-        args = dict(parse_qsl(split.query))
-        if args.get("version", "3") != "3":
-            raise ValueError("only NFSv3 is supported (libnfs 4.0's NFSv4 writes of 4 KB or more are broken)")
-        if threads < 1:
-            raise ValueError(f"nfs threads must be at least 1, got {threads}")
-        self.url = url
-        self.server = split.hostname
-        self.timeout_ms = max(1, round(timeout)) * 1000  # libnfs counts whole seconds
+    def __init__(self, params: NfsParams):
+        self.url = params.url
+        self.server = urlsplit(params.url).hostname
+        self.timeout_ms = max(1, round(params.timeout)) * 1000  # libnfs counts whole seconds
         _libnfs()  # fail now, not at the first request, if the library is missing
-        self._workers = [_Worker(self, i) for i in range(threads)]
+        self._workers = [_Worker(self, i) for i in range(params.threads)]
         self._closed = False
 
     def _pick(self) -> _Worker:

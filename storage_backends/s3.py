@@ -7,22 +7,24 @@ keys empty)::
 
     storage:
       driver: s3
-      bucket: my-registry
-      region: eu-central-1
-      access_key: AKIA...
-      secret_key: ...
-      redirect: true            # blob GETs answer 307 to a presigned URL
+      s3:
+        bucket: my-registry
+        region: eu-central-1
+        access_key: AKIA...
+        secret_key: ...
+        redirect: true            # blob GETs answer 307 to a presigned URL
 
 MinIO, Ceph and other S3-compatible servers, path addressing::
 
     storage:
       driver: s3
-      endpoint: http://minio.internal:9000
-      region: us-east-1
-      bucket: registry
-      addressing_style: path
-      access_key: ...
-      secret_key: ...
+      s3:
+        endpoint: http://minio.internal:9000
+        region: us-east-1
+        bucket: registry
+        addressing_style: path
+        access_key: ...
+        secret_key: ...
 
 Alibaba Cloud OSS (virtual-hosted addressing is the default for `oss`; replicas talk to
 the free VPC endpoint, redirect URLs handed to clients use the public one; the region
@@ -30,15 +32,17 @@ may be left out when the endpoint names it)::
 
     storage:
       driver: oss
-      endpoint: https://oss-cn-hangzhou.aliyuncs.com
-      internal_endpoint: https://oss-cn-hangzhou-internal.aliyuncs.com
-      region: cn-hangzhou
-      bucket: my-registry
-      access_key: LTAI...
-      secret_key: ...
-      redirect: true
+      oss:
+        endpoint: https://oss-cn-hangzhou.aliyuncs.com
+        internal_endpoint: https://oss-cn-hangzhou-internal.aliyuncs.com
+        region: cn-hangzhou
+        bucket: my-registry
+        access_key: LTAI...
+        secret_key: ...
+        redirect: true
 
-Every key also works as an environment variable (DAOHUB_STORAGE_BUCKET, ...). A bucket
+The keys are the fields of S3Params (OssParams for `oss`), every one also an environment
+variable (DAOHUB_STORAGE_S3_BUCKET, DAOHUB_STORAGE_OSS_BUCKET, ...). A bucket
 lifecycle rule that aborts incomplete multipart uploads after a few days is recommended:
 an upload whose process was killed between creating and recording a multipart upload
 leaves one behind (deleting the upload's directory also aborts them, when GC gets there).
@@ -77,19 +81,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 import botocore.exceptions
 from aiobotocore.config import AioConfig
 from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import get_session
+
+from hub.secret import Secret
 
 from . import plainhttp
 from .base import FileInfo, FileWriter, StorageDriver
@@ -200,73 +207,138 @@ def _shared_session():
     return _SESSION
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class S3Params:
+    """storage.s3: every setting of the S3 driver (the config keys are these fields)."""
+
+    driver: ClassVar[str] = "s3"
+
+    bucket: str = ""
+    region: str = ""
+    # Endpoint URL (https://s3.example.com, or an OSS endpoint such as
+    # https://oss-cn-hangzhou.aliyuncs.com). Empty: AWS's own endpoint for the region.
+    endpoint: str = ""
+    # OSS: the VPC-internal endpoint the replicas use for data (free, faster); redirect URLs
+    # handed to clients still use `endpoint`.
+    internal_endpoint: str = ""
+    # Both or neither: empty takes the environment's credentials (variables, profile, instance role).
+    access_key: str = ""
+    secret_key: Secret = Secret("")  # noqa: RUF009 (immutable)
+    session_token: Secret = Secret("")  # noqa: RUF009 (immutable)
+    # auto | path | virtual. OSS requires virtual (the default for driver: oss).
+    addressing_style: str = "auto"
+    # Key prefix inside the bucket ("" for the bucket root).
+    prefix: str = ""
+    # Multipart part size; S3's minimum is 5 MiB.
+    part_size_bytes: int = 16 * MiB
+    # Attempts for a request that fails with 5xx, SlowDown or a connection error, and the
+    # backoff between them (full jitter, doubling from the base up to the max).
+    max_attempts: int = 6
+    retry_base_delay: float = 0.1
+    retry_max_delay: float = 20.0
+    verify_tls: bool = True
+    # Answer blob GETs with 307 to a presigned URL instead of proxying the bytes.
+    redirect: bool = False
+    redirect_expiry_seconds: int = 1200
+    # Relayed blob GETs (redirect off) from an http:// endpoint move the bytes from the storage
+    # connection to the client's with splice(2) on Linux, never through the process. false:
+    # through the S3 client. TLS endpoints always go through the S3 client.
+    socket_reads: bool = True
+    # Objects larger than this are copied part by part (UploadPartCopy), in parts of this size,
+    # this many at once; CopyObject refuses sources over 5 GiB.
+    multipart_copy_threshold: int = COPY_OBJECT_LIMIT
+    multipart_copy_part_size: int = 256 * MiB
+    copy_concurrency: int = 8
+    # Parts of one writer in flight at once.
+    upload_concurrency: int = 2
+    # Seconds to connect and to wait for data; connections per client.
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_connections: int = 128
+    # Keys per ListObjectsV2 page and per DeleteObjects request (S3 allows at most 1000).
+    list_page_size: int = 1000
+    delete_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        where = f"storage.{self.driver}"
+        if not self.bucket:
+            raise ValueError(f"{where}.bucket is required for driver {self.driver}")
+        if self.addressing_style not in ("auto", "path", "virtual"):
+            raise ValueError(f"{where}.addressing_style must be auto, path or virtual, not {self.addressing_style!r}")
+        if self.part_size_bytes < MIN_PART_SIZE:
+            raise ValueError(f"{where}.part_size_bytes must be at least 5 MiB ({MIN_PART_SIZE}), S3's minimum "
+                             "part size")
+        if self.multipart_copy_part_size < MIN_PART_SIZE:
+            raise ValueError(f"{where}.multipart_copy_part_size must be at least 5 MiB ({MIN_PART_SIZE})")
+        if self.max_attempts < 1 or self.redirect_expiry_seconds < 1:
+            raise ValueError(f"{where}.max_attempts and {where}.redirect_expiry_seconds must be positive")
+        if self.copy_concurrency < 1 or self.upload_concurrency < 1 or self.max_connections < 1:
+            raise ValueError(f"{where}.copy_concurrency, upload_concurrency and max_connections must be positive")
+        if min(self.retry_base_delay, self.retry_max_delay) < 0 or min(self.connect_timeout, self.read_timeout) <= 0:
+            raise ValueError(f"{where}: retry delays must not be negative, and timeouts must be positive")
+        if bool(self.access_key) != bool(self.secret_key):
+            raise ValueError(f"{where}.access_key and {where}.secret_key go together: set both, or neither to "
+                             "use the environment's credentials (variables, profile, instance role)")
+        if not 1 <= self.list_page_size <= 1000 or not 1 <= self.delete_batch_size <= 1000:
+            raise ValueError(f"{where}.list_page_size and {where}.delete_batch_size must be in 1..1000")
+        prefix = self.prefix.strip("/")
+        if prefix:
+            try:
+                check_path(prefix)
+            except InvalidPathError:
+                raise ValueError(f"{where}.prefix {self.prefix!r} is not a valid key prefix") from None
+        # Normalized once here, so the driver takes the values as they are.
+        for name, value in (("prefix", prefix), ("endpoint", self.endpoint.rstrip("/")),
+                            ("internal_endpoint", self.internal_endpoint.rstrip("/")),
+                            ("secret_key", Secret(self.secret_key)), ("session_token", Secret(self.session_token))):
+            object.__setattr__(self, name, value)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OssParams(S3Params):
+    """storage.oss: S3Params with OSS's rules. The endpoint is required; the signing region is taken
+    from it when not given (https://oss-cn-hangzhou.aliyuncs.com or
+    https://s3.oss-cn-hangzhou.aliyuncs.com: cn-hangzhou); addressing is virtual-hosted unless
+    set (OSS refuses path style)."""
+
+    driver: ClassVar[str] = "oss"
+
+    def __post_init__(self) -> None:
+        if self.bucket and not self.endpoint:
+            raise ValueError("storage.oss.endpoint is required for driver oss, e.g. https://oss-cn-hangzhou.aliyuncs.com")
+        if self.bucket and not (self.region or _oss_region(self.endpoint)):
+            raise ValueError(f"storage.oss.region is required for driver oss: cannot tell it from {self.endpoint!r}")
+        object.__setattr__(self, "region", self.region or _oss_region(self.endpoint))
+        if self.addressing_style == "auto":
+            object.__setattr__(self, "addressing_style", "virtual")
+        super().__post_init__()
+
+
 class S3Driver(StorageDriver):
     """Bytes in an S3 bucket (or an S3-compatible store, or Alibaba OSS through its S3 API)."""
 
     name = "s3"
     service = "S3"
 
-    def __init__(self, bucket: str, *, region: str = "", endpoint: str = "", internal_endpoint: str = "",
-                 access_key: str = "", secret_key: str = "", session_token: str = "",
-                 addressing_style: str = "auto", prefix: str = "", part_size_bytes: int = 16 * MiB,
-                 max_attempts: int = 6, verify_tls: bool = True, redirect: bool = False,
-                 redirect_expiry_seconds: int = 1200,
-                 multipart_copy_threshold: int = COPY_OBJECT_LIMIT, multipart_copy_part_size: int = 256 * MiB,
-                 copy_concurrency: int = 8, upload_concurrency: int = 2,
-                 retry_base_delay: float = 0.1, retry_max_delay: float = 20.0,
-                 connect_timeout: float = 10.0, read_timeout: float = 60.0, max_connections: int = 128,
-                 list_page_size: int = 1000, delete_batch_size: int = 1000, socket_reads: bool = True):
-        kind = self.name
-        if not bucket:
-            raise ValueError(f"storage.bucket is required for driver {kind}")
-        if addressing_style not in ("auto", "path", "virtual"):
-            raise ValueError(f"storage.addressing_style must be auto, path or virtual, not {addressing_style!r}")
-        if part_size_bytes < MIN_PART_SIZE:
-            raise ValueError(f"storage.part_size_bytes must be at least {MIN_PART_SIZE} (5 MiB)")
-        if multipart_copy_part_size < MIN_PART_SIZE:
-            raise ValueError(f"multipart_copy_part_size must be at least {MIN_PART_SIZE} (5 MiB)")
-        if max_attempts < 1:
-            raise ValueError("storage.max_attempts must be at least 1")
-        if bool(access_key) != bool(secret_key):
-            raise ValueError("storage.access_key and storage.secret_key go together: set both, or neither "
-                             "to use the environment's credentials (variables, profile, instance role)")
-        if redirect_expiry_seconds < 1:
-            raise ValueError("storage.redirect_expiry_seconds must be positive")
-        if not 1 <= list_page_size <= 1000 or not 1 <= delete_batch_size <= 1000:
-            raise ValueError("list_page_size and delete_batch_size must be in 1..1000")
-        prefix = prefix.strip("/")
-        if prefix:
-            try:
-                check_path(prefix)
-            except InvalidPathError:
-                raise ValueError(f"storage.prefix {prefix!r} is not a valid key prefix") from None
-        self.bucket = bucket
-        self.region = region
-        self.endpoint = endpoint.rstrip("/")
-        self.internal_endpoint = internal_endpoint.rstrip("/")
-        self.addressing_style = addressing_style
-        self.prefix = prefix + "/" if prefix else ""
-        self.part_size = part_size_bytes
-        self.max_attempts = max_attempts
-        self.verify_tls = verify_tls
-        self.redirect = redirect
-        self.redirect_expiry = redirect_expiry_seconds
-        self.multipart_copy_threshold = min(multipart_copy_threshold, COPY_OBJECT_LIMIT)
-        self.multipart_copy_part_size = min(multipart_copy_part_size, COPY_OBJECT_LIMIT - MIN_PART_SIZE)
-        self.copy_concurrency = max(1, copy_concurrency)
-        self.upload_concurrency = max(1, upload_concurrency)  # parts of one writer in flight at once
-        self.retry_base_delay = retry_base_delay
-        self.retry_max_delay = retry_max_delay
-        self.list_page_size = list_page_size
-        # Relayed reads from an http:// endpoint may go socket to socket (socket_reader).
-        self.socket_reads = socket_reads
-        self.delete_batch_size = delete_batch_size
+    def __init__(self, params: S3Params):
+        self.params = params
+        self.bucket, self.region, self.addressing_style = params.bucket, params.region, params.addressing_style
+        self.endpoint, self.internal_endpoint = params.endpoint, params.internal_endpoint
+        self.prefix = params.prefix + "/" if params.prefix else ""
+        self.part_size, self.max_attempts, self.verify_tls = params.part_size_bytes, params.max_attempts, params.verify_tls
+        self.redirect, self.redirect_expiry = params.redirect, params.redirect_expiry_seconds
+        self.multipart_copy_threshold = min(params.multipart_copy_threshold, COPY_OBJECT_LIMIT)
+        self.multipart_copy_part_size = min(params.multipart_copy_part_size, COPY_OBJECT_LIMIT - MIN_PART_SIZE)
+        self.copy_concurrency, self.upload_concurrency = params.copy_concurrency, params.upload_concurrency
+        self.retry_base_delay, self.retry_max_delay = params.retry_base_delay, params.retry_max_delay
+        self.list_page_size, self.delete_batch_size = params.list_page_size, params.delete_batch_size
+        self.socket_reads = params.socket_reads  # relayed reads from an http:// endpoint: socket_reader
         self._credentials = {
-            "aws_access_key_id": access_key or None,
-            "aws_secret_access_key": str(secret_key) or None,
-            "aws_session_token": str(session_token) or None,
+            "aws_access_key_id": params.access_key or None,
+            "aws_secret_access_key": params.secret_key.reveal() or None,
+            "aws_session_token": params.session_token.reveal() or None,
         }
-        self._timeouts = (connect_timeout, read_timeout, max_connections)
+        self._timeouts = (params.connect_timeout, params.read_timeout, params.max_connections)
         self._session = _shared_session()
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[str, Any] = {}
@@ -1097,23 +1169,9 @@ class _S3Writer(FileWriter):
 class OssDriver(S3Driver):
     """Alibaba Cloud OSS through its S3-compatible API.
 
-    Same code as S3Driver; defaults differ: virtual-hosted addressing (OSS refuses path
-    style), and the signing region is taken from the endpoint when not given
-    (https://oss-cn-hangzhou.aliyuncs.com or https://s3.oss-cn-hangzhou.aliyuncs.com:
-    cn-hangzhou). Use `internal_endpoint` for the VPC endpoint: data goes there, redirect
-    URLs use `endpoint`.
+    Same code as S3Driver; OssParams holds OSS's defaults and its endpoint rule. Use
+    `internal_endpoint` for the VPC endpoint: data goes there, redirect URLs use `endpoint`.
     """
 
     name = "oss"
     service = "OSS"
-
-    def __init__(self, bucket: str, *, region: str = "", endpoint: str = "", addressing_style: str = "auto",
-                 **options: Any):
-        if not endpoint:
-            raise ValueError("storage.endpoint is required for driver oss (e.g. https://oss-cn-hangzhou.aliyuncs.com)")
-        region = region or _oss_region(endpoint)
-        if not region:
-            raise ValueError(f"storage.region is required for driver oss: cannot tell it from {endpoint!r}")
-        if addressing_style == "auto":
-            addressing_style = "virtual"
-        super().__init__(bucket, region=region, endpoint=endpoint, addressing_style=addressing_style, **options)

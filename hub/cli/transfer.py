@@ -285,7 +285,6 @@ async def run(source_config, target_config, *, blobs: bool = True, metadata: boo
     """`daohub transfer`: checks, blobs, then metadata, from one configuration's stack to another's."""
     import storage_backends
 
-    from ..app import _storage_options
     from ..db import create_store
     from ..db.sqlite import path_from_url
 
@@ -308,10 +307,10 @@ async def run(source_config, target_config, *, blobs: bool = True, metadata: boo
             finally:
                 await store.close()
             await check_metadata_target(snapshot, target_url)
-        target = storage_backends.create(target_config.storage.driver, **_storage_options(target_config))
+        target = storage_backends.create(target_config.storage.driver, target_config.storage_params())
         try:
             if blobs:
-                source = storage_backends.create(source_config.storage.driver, **_storage_options(source_config))
+                source = storage_backends.create(source_config.storage.driver, source_config.storage_params())
                 try:
                     report = await copy_blobs(source, target, jobs=jobs, progress=_progress_log())
                 finally:

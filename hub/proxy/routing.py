@@ -32,9 +32,10 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from auth.policy import CacheAccess
 
-from ..config import Secret, UpstreamConfig
 from ..errors import NameUnknown, OciError
 from ..registry.names import COMPONENT_RE, validate_name
+from ..secret import Secret
+from .settings import UpstreamSpec
 
 MIRROR, NS, PREFIX = "mirror", "ns", "prefix"
 CONFIG, API = "config", "api"
@@ -56,11 +57,12 @@ class Upstream:
     source: str = CONFIG  # CONFIG | API
 
     @classmethod
-    def from_config(cls, cfg: UpstreamConfig, source: str = CONFIG) -> Upstream:
-        return cls(cfg.name, cfg.url.rstrip("/"), tuple(cfg.aliases), cfg.username, cfg.password,
-                   cfg.manifest_revalidate_seconds,
-                   CacheAccess(cfg.name, frozenset(cfg.tenants), cfg.anonymous_pull),
-                   cfg.max_size_bytes, cfg.ttl_days, source)
+    def from_config(cls, spec: UpstreamSpec, source: str = CONFIG) -> Upstream:
+        """From the config file's upstream (`source` CONFIG) or one of the admin API's (API)."""
+        return cls(spec.name, spec.url.rstrip("/"), tuple(spec.aliases), spec.username, spec.password,
+                   spec.manifest_revalidate_seconds,
+                   CacheAccess(spec.name, frozenset(spec.tenants), spec.anonymous_pull),
+                   spec.max_size_bytes, spec.ttl_days, source)
 
     def same_connection(self, other: Upstream) -> bool:
         """True if a client made for `other` may serve this one (same place, same credentials)."""

@@ -34,7 +34,6 @@ from pathlib import Path
 
 from storage_backends import StorageError
 
-from ..config import Config
 from ..db import ManifestRecord
 from ..db.base import QuotaExceededError
 from ..errors import BlobUnknown, DigestInvalid, ManifestUnknown, NameUnknown, OciError
@@ -45,6 +44,7 @@ from .client import SERVE_STALE, UpstreamClient, UpstreamFailed, UpstreamNotFoun
 from .eviction import BLOB_GRACE_SECONDS, EvictionReport, PullLog, evict
 from .flight import BlobFlight, Coalescer
 from .routing import Router, Target, Upstream
+from .settings import ProxySettings
 from .upstreams import upstream_from_record
 
 log = logging.getLogger("daohub.proxy")
@@ -57,26 +57,26 @@ RETIRED_CLIENT_SECONDS = 900.0
 
 
 class Proxy:
-    def __init__(self, config: Config, registry: Registry, metrics: ProxyMetrics):
+    def __init__(self, settings: ProxySettings, registry: Registry, metrics: ProxyMetrics):
         self.registry = registry
         self.store = registry.store
         self.metrics = metrics
-        cfg = config.proxy
-        self._timeouts = {"connect_timeout": cfg.connect_timeout_seconds, "read_timeout": cfg.read_timeout_seconds}
-        upstreams = [Upstream.from_config(u) for u in cfg.upstreams]
-        self.router = Router(upstreams, cfg.default_mirror, self._tenant_exists, stored=self._stored_upstreams,
-                             version=self.store.upstreams_version, refresh_seconds=cfg.upstream_refresh_seconds,
-                             on_change=self._sync_clients)
+        self._timeouts = {"connect_timeout": settings.connect_timeout_seconds,
+                          "read_timeout": settings.read_timeout_seconds}
+        upstreams = [Upstream.from_config(u) for u in settings.upstreams]
+        self.router = Router(upstreams, settings.default_mirror, self._tenant_exists,
+                             stored=self._stored_upstreams, version=self.store.upstreams_version,
+                             refresh_seconds=settings.upstream_refresh_seconds, on_change=self._sync_clients)
         self.clients = {u.name: UpstreamClient(u, metrics, **self._timeouts) for u in upstreams}
         # Clients of upstreams changed or deleted through the API, with when: a request may still
         # be using one, so each is closed only after RETIRED_CLIENT_SECONDS (or at shutdown).
         self._retired: list[tuple[UpstreamClient, float]] = []
         self._opened = False
-        self.pulls = PullLog(cfg.pull_record_seconds)
-        self.eviction_interval = cfg.eviction_interval_seconds
+        self.pulls = PullLog(settings.pull_record_seconds)
+        self.eviction_interval = settings.eviction_interval_seconds
         self.blob_grace = BLOB_GRACE_SECONDS
-        self.spool_dir = cfg.spool_dir or str(Path(config.data_dir) / "proxy-spool")
-        self.max_manifest_bytes = config.registry.max_manifest_bytes
+        self.spool_dir = settings.spool_dir
+        self.max_manifest_bytes = settings.max_manifest_bytes
         # Seconds since the epoch; replaceable so tests can move time.
         self.clock: Callable[[], float] = time.time
         self._manifests = Coalescer()

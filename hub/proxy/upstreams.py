@@ -19,11 +19,13 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import _HOST_PORT, Secret, UpstreamConfig
 from ..db.proxy_store import UpstreamRecord
 from ..problems import Conflict, NotFound, ValidationFailed
 from ..registry.names import COMPONENT_RE
-from .routing import Router, Upstream
+from ..secret import Secret
+from .names import HOST_PORT
+from .routing import API, Router, Upstream
+from .settings import UpstreamSpec
 
 MAX_NAME_LENGTH = 64
 MAX_URL_LENGTH = 2048
@@ -63,7 +65,7 @@ def check_fields(body: Mapping[str, Any]) -> None:
     if "url" in body and (problem := url_problem(body["url"])) is not None:
         raise ValidationFailed.field("url", problem)
     for i, alias in enumerate(body.get("aliases") or ()):
-        if not _HOST_PORT.fullmatch(alias):
+        if not HOST_PORT.fullmatch(alias):
             raise ValidationFailed.field(f"/aliases/{i}", "must be a registry host[:port] in lowercase")
     for i, tenant in enumerate(body.get("tenants") or ()):
         if not COMPONENT_RE.fullmatch(tenant):
@@ -71,11 +73,11 @@ def check_fields(body: Mapping[str, Any]) -> None:
 
 
 def upstream_from_record(record: UpstreamRecord) -> Upstream:
-    return Upstream.from_config(UpstreamConfig(
+    return Upstream.from_config(UpstreamSpec(
         name=record.name, url=record.url, aliases=list(record.aliases), username=record.username,
         password=Secret(record.password), manifest_revalidate_seconds=record.manifest_revalidate_seconds,
         tenants=list(record.tenants), anonymous_pull=record.anonymous_pull,
-        max_size_bytes=record.max_size_bytes or 0, ttl_days=record.ttl_days or 0.0), source="api")
+        max_size_bytes=record.max_size_bytes or 0, ttl_days=record.ttl_days or 0.0), source=API)
 
 
 def _audit_detail(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -202,8 +202,13 @@ CONFIG_FILES = {
 }
 
 
-def load_deploy_config(relative: str, **overrides) -> Config:
+def deploy_env(relative: str) -> dict[str, str]:
+    """The DAOHUB_* variables the form of config file `relative` runs it with."""
     env = _daohub_env(CONFIG_FILES[relative]())
     # The forms name the file through DAOHUB_CONFIG or --config; here it is the checkout's copy.
     env.pop("DAOHUB_CONFIG", None)
-    return load_config(DEPLOY / relative, environ=env, overrides=overrides or None)
+    return env
+
+
+def load_deploy_config(relative: str, **overrides) -> Config:
+    return load_config(DEPLOY / relative, environ=deploy_env(relative), overrides=overrides or None)

@@ -156,7 +156,8 @@ def test_lb_runs_the_nginx_template_with_its_placeholders_set(compose):
 def test_minio_init_creates_the_bucket_the_hub_uses(compose):
     config = load_deploy_config("compose/config.yaml")
     script = compose["services"]["minio-init"]["command"][0]
-    assert f"mc mb --ignore-existing store/{config.storage.bucket}" in script
+    params = config.storage_params()
+    assert f"mc mb --ignore-existing store/{params.bucket}" in script
     policy = (COMPOSE_DIR / "minio-policy.json").read_text()
-    assert f"arn:aws:s3:::{config.storage.bucket}/*" in policy
-    assert config.storage.endpoint == "http://minio:9000"
+    assert f"arn:aws:s3:::{params.bucket}/*" in policy
+    assert params.endpoint == "http://minio:9000"

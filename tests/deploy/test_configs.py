@@ -9,11 +9,12 @@ import re
 import tomllib
 
 import pytest
+import yaml
 
 import storage_backends
 from hub import cli
 from hub.app import create_app
-from hub.config import load_config
+from hub.config import LEGACY_STORAGE_KEYS, load_config
 
 from .files import (
     CONFIG_FILES,
@@ -22,6 +23,7 @@ from .files import (
     compose_file,
     compose_hub_env,
     daohub_commands,
+    deploy_env,
     dockerfile_instructions,
     k8s_documents,
     k8s_hub_env,
@@ -29,6 +31,10 @@ from .files import (
     pod_containers,
     read_unit,
 )
+
+
+# (driver, key in storage.<driver>) -> its flat name of the old form, where it differs.
+LEGACY_NAMES = {(drivers[0], key): flat for flat, (drivers, key) in LEGACY_STORAGE_KEYS.items() if flat != key}
 
 
 def test_every_config_file_under_deploy_is_checked():
@@ -48,11 +54,34 @@ def test_replica_configs_use_shared_stores():
         config = load_deploy_config(relative)
         assert config.database_url.startswith("postgresql://"), relative
         assert config.storage.driver in ("s3", "oss"), relative
-        assert config.storage.bucket, relative
+        params = config.storage_params()
+        assert params.bucket, relative
         # Secrets come from the environment, never from the file.
         text = (DEPLOY / relative).read_text()
         assert not re.search(r"^\s*(secret_key|access_key|session_token|url)\s*:", text, re.MULTILINE), relative
-        assert config.storage.secret_key.reveal() and config.storage.access_key, relative
+        assert params.secret_key.reveal() and params.access_key, relative
+        assert not config.storage.legacy(), f"{relative} uses the flat storage keys of the old form"
+
+
+@pytest.mark.parametrize("relative", sorted(CONFIG_FILES))
+def test_the_flat_storage_form_of_each_config_still_loads_the_same(relative, tmp_path, caplog):
+    """Deployments written before the driver sections (storage.bucket, DAOHUB_STORAGE_ACCESS_KEY)
+    keep working: the same file with its driver's section flattened loads the same params."""
+    new = load_deploy_config(relative)
+    data = yaml.safe_load((DEPLOY / relative).read_text())
+    driver = data["storage"]["driver"]
+    section = data["storage"].pop(driver)
+    data["storage"].update({LEGACY_NAMES.get((driver, key), key): value for key, value in section.items()})
+    path = tmp_path / "flat.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {key.replace(f"DAOHUB_STORAGE_{driver.upper()}_", "DAOHUB_STORAGE_"): value
+           for key, value in deploy_env(relative).items()}
+    with caplog.at_level("WARNING", logger="daohub.config"):
+        old = load_config(path, environ=env)
+    assert old.storage_params() == new.storage_params()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "daohub.config"]
+    assert len(warnings) == 1 and "deprecated" in warnings[0], warnings
+    assert old.storage.legacy()
 
 
 def test_config_files_point_where_the_forms_mount_them():
@@ -179,7 +208,8 @@ def yaml_block_driver(block: str) -> str:
     return match.group(1) if match else ""
 
 
-STORAGE_SECRETS = {"DAOHUB_STORAGE_ACCESS_KEY": "placeholder", "DAOHUB_STORAGE_SECRET_KEY": "placeholder"}
+STORAGE_SECRETS = {f"DAOHUB_STORAGE_{driver}_{key}": "placeholder"
+                   for driver in ("S3", "OSS") for key in ("ACCESS_KEY", "SECRET_KEY")}
 
 
 def _configs_naming_storage(tmp_path) -> dict[str, object]:
@@ -192,13 +222,12 @@ def _configs_naming_storage(tmp_path) -> dict[str, object]:
 
 
 async def test_every_storage_section_builds_its_driver(tmp_path):
-    from hub.app import _storage_options
-
     for where, config in _configs_naming_storage(tmp_path).items():
         assert config.storage.driver in storage_backends.available(), where
-        options = _storage_options(config)
+        assert not config.storage.legacy(), f"{where} uses the flat storage keys of the old form"
+        options = config.storage_settings()
         if config.storage.driver == "filesystem":
             options["root"] = str(tmp_path / "storage")  # not /var/lib/daohub on this machine
         # Constructing a driver checks its options and does no I/O.
-        driver = storage_backends.create(config.storage.driver, **options)
+        driver = storage_backends.create(config.storage.driver, options)
         await driver.aclose()

@@ -17,7 +17,7 @@ import storage_backends
 from hub.app import create_app
 from hub.config import load_config
 from storage_backends import PathNotFoundError, StorageError
-from storage_backends.nfs import NfsDriver, NfsPermissionError, NfsStaleHandleError, NfsUnavailableError
+from storage_backends.nfs import NfsParams, NfsPermissionError, NfsStaleHandleError, NfsUnavailableError
 
 from .conftest import leftovers_on_disk
 from .test_shared_filesystem import blob_path, prune_versus_create, publish
@@ -198,7 +198,7 @@ async def test_missing_root_directory_is_created(ganesha, nfs_root):
 )
 def test_bad_urls_are_refused(url):
     with pytest.raises(ValueError):
-        NfsDriver(url)
+        NfsParams(url=url)
 
 
 async def test_unreachable_server_is_a_clear_error(ganesha):
@@ -242,7 +242,7 @@ async def test_server_restart(ganesha, replicas):
 async def test_hub_pushes_and_pulls_a_blob_on_nfs(aiohttp_client, nfs_root, tmp_path):
     config = load_config(environ={}, overrides={
         "data_dir": str(tmp_path / "data"),
-        "storage": {"driver": "nfs", "nfs_url": nfs_root.url, "nfs_threads": 2},
+        "storage": {"driver": "nfs", "nfs": {"url": nfs_root.url, "threads": 2}},
         "log": {"access_log": False},
         "auth": {"enabled": False},
     })

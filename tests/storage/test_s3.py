@@ -21,7 +21,7 @@ import storage_backends.s3
 from hub.app import create_app
 from hub.config import load_config
 from storage_backends import InvalidOffsetError, PathNotFoundError, StorageError
-from storage_backends.s3 import MIN_PART_SIZE, STATE_SUFFIX, OssDriver, S3Driver
+from storage_backends.s3 import MIN_PART_SIZE, STATE_SUFFIX, OssDriver, OssParams, S3Driver, S3Params
 from tests.helpers.faultproxy import S3_INTERNAL_ERROR, S3_SLOW_DOWN, FaultProxy, Seen, match, self_signed_tls
 from tests.helpers.fixtures_s3 import OSS_REGION, s3_options
 from tests.helpers.moto import REGION
@@ -603,21 +603,22 @@ async def test_missing_bucket_is_a_clear_error(moto_s3):
 
 def test_option_checks_and_oss_defaults():
     with pytest.raises(ValueError, match="part_size_bytes"):
-        S3Driver("b", part_size_bytes=MiB)
+        S3Params(bucket="b", part_size_bytes=MiB)
     with pytest.raises(ValueError, match="bucket"):
-        S3Driver("")
-    with pytest.raises(ValueError, match="access_key and storage.secret_key go together"):
-        S3Driver("b", access_key="AKIA")
+        S3Params(bucket="")
+    with pytest.raises(ValueError, match=r"access_key and storage\.s3\.secret_key go together"):
+        S3Params(bucket="b", access_key="AKIA")
     with pytest.raises(ValueError, match="addressing_style"):
-        S3Driver("b", addressing_style="sideways")
+        S3Params(bucket="b", addressing_style="sideways")
     with pytest.raises(ValueError, match="region is required"):
-        OssDriver("b", endpoint="https://oss.example.com")
+        OssParams(bucket="b", endpoint="https://oss.example.com")
     for endpoint in ("https://oss-cn-hangzhou.aliyuncs.com", "https://oss-cn-hangzhou-internal.aliyuncs.com",
                      "https://s3.oss-cn-hangzhou.aliyuncs.com"):
-        driver = OssDriver("b", endpoint=endpoint)
+        driver = OssDriver(OssParams(bucket="b", endpoint=endpoint))
         assert (driver.region, driver.addressing_style) == ("cn-hangzhou", "virtual")
-    assert OssDriver("b", endpoint="https://x", region="r", addressing_style="path").addressing_style == "path"
-    assert "secret" not in repr(S3Driver("b", access_key="AKIA", secret_key="secret"))
+    path_style = OssParams(bucket="b", endpoint="https://x", region="r", addressing_style="path")
+    assert OssDriver(path_style).addressing_style == "path"
+    assert "secret" not in repr(S3Driver(S3Params(bucket="b", access_key="AKIA", secret_key="secret")))
 
 
 def documented_configs() -> list[str]:
@@ -645,14 +646,13 @@ DOCUMENTED = {
 @pytest.mark.parametrize("index, name", list(enumerate(DOCUMENTED)))
 async def test_operator_configs_from_the_docs(tmp_path, index, name):
     """The configurations documented in storage_backends/s3.py load and build the right driver."""
-    from hub.app import _storage_options
-
     blocks = documented_configs()
     assert len(blocks) == len(DOCUMENTED)
     path = tmp_path / "config.yml"
     path.write_text(blocks[index])
     config = load_config(path, environ={})
-    driver = storage_backends.create(config.storage.driver, **_storage_options(config))
+    assert not config.storage.legacy(), "the docstring shows the sectioned form"
+    driver = storage_backends.create(config.storage.driver, config.storage_params())
     try:
         assert {key: getattr(driver.inner, key) for key in DOCUMENTED[name]} == DOCUMENTED[name]
     finally:
@@ -660,8 +660,10 @@ async def test_operator_configs_from_the_docs(tmp_path, index, name):
 
 
 @pytest.mark.parametrize("storage, message", [
-    ({"driver": "s3"}, "storage.bucket is required"),
-    ({"driver": "oss", "bucket": "b"}, "storage.endpoint is required for driver oss"),
+    ({"driver": "s3"}, r"storage\.s3\.bucket is required"),
+    ({"driver": "oss", "bucket": "b"}, r"storage\.oss\.endpoint is required for driver oss"),
+    ({"driver": "oss", "oss": {"bucket": "b"}}, r"storage\.oss\.endpoint is required for driver oss"),
+    ({"driver": "s3", "s3": {"bucket": "b", "access_key": "AKIA"}}, "go together"),
     ({"driver": "s3", "bucket": "b", "access_key": "AKIA"}, "go together"),
     ({"driver": "s3", "bucket": "b", "part_size_bytes": 1000}, "at least 5 MiB"),
     ({"driver": "s3", "bucket": "b", "addressing_style": "dns"}, "addressing_style"),
@@ -678,9 +680,10 @@ def test_config_errors(storage, message):
 
 def hub_config(tmp_path, server, bucket: str, **storage):
     access_key, secret_key = server.credentials
-    settings = {"driver": "s3", "endpoint": server.url, "region": REGION, "bucket": bucket,
-                "addressing_style": "path", "access_key": access_key, "secret_key": secret_key,
-                "part_size_bytes": 5 * MiB, "max_attempts": 2, **storage}
+    settings = {"driver": "s3", "s3": {
+        "endpoint": server.url, "region": REGION, "bucket": bucket, "addressing_style": "path",
+        "access_key": access_key, "secret_key": secret_key, "part_size_bytes": 5 * MiB, "max_attempts": 2,
+        **storage}}
     return load_config(environ={}, overrides={
         "data_dir": str(tmp_path / "data"), "storage": settings, "log": {"access_log": False},
         "auth": {"enabled": False}})

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 import storage_backends
-from hub.app import _storage_options
-from hub.config import DatabaseConfig, StorageConfig, load_config
+from hub.config import LEGACY_STORAGE_KEYS, DatabaseConfig, load_config
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-SECRETS = {"DAOHUB_STORAGE_ACCESS_KEY": "placeholder", "DAOHUB_STORAGE_SECRET_KEY": "placeholder"}
+SECRETS = {f"DAOHUB_STORAGE_{driver}_{key}": "placeholder"
+           for driver in ("S3", "OSS") for key in ("ACCESS_KEY", "SECRET_KEY")}
 
 
 def section() -> str:
@@ -38,12 +38,13 @@ async def test_block_loads_and_builds_its_driver(number, tmp_path):
     path.write_text(yaml_blocks()[number])
     config = load_config(path, environ=SECRETS)
     # Construction checks the options and does no I/O (no server is needed here).
-    driver = storage_backends.create(config.storage.driver, **_storage_options(config))
+    driver = storage_backends.create(config.storage.driver, config.storage_params())
     await driver.aclose()
 
 
 @pytest.mark.parametrize("prefix, keys", [
-    ("storage", [f.name for f in dataclasses.fields(StorageConfig) if f.name != "root"]),
+    # Every storage key of the flat form (the section reference, or its migration note, names each).
+    ("storage", ["driver", *(key for key in LEGACY_STORAGE_KEYS if key != "root")]),
     ("database", [f.name for f in dataclasses.fields(DatabaseConfig) if f.name != "sqlite_synchronous"]),
 ])
 def test_every_key_is_documented(prefix, keys):
