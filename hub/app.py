@@ -199,7 +199,8 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
 
     cfg = config.retention
     pulls = TagPulls(registry.store, flush_seconds=cfg.pull_flush_seconds, flush_entries=cfg.pull_flush_entries)
-    app[keys.TAG_PULLS] = pulls
+    if cfg.record_pulls:
+        app[keys.TAG_PULLS] = pulls  # the manifest handlers note pulls only when it is there
     app[keys.RETENTION] = retention = Retention(registry, lease_seconds=cfg.lease_seconds)
     tasks = [asyncio.create_task(pulls.run(), name="tag-pulls")]
     if cfg.enabled and cfg.interval_seconds > 0:

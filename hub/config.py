@@ -300,8 +300,10 @@ class RetentionConfig:
     # A run renews its claim as it goes; a replica killed mid-run lets another take the slot over
     # once the claim is this old.
     lease_seconds: float = 300.0
-    # Pull times of tags are kept in memory and written in one upsert every flush seconds or
-    # flush_entries distinct tags, whichever comes first (a killed replica loses at most that).
+    # Pull times of tags (for the pulled_* keep conditions) are kept in memory and written in one
+    # upsert every flush seconds or flush_entries distinct tags, whichever comes first (a killed
+    # replica loses at most that). record_pulls: false records none (rules on pulls then see none).
+    record_pulls: bool = True
     pull_flush_seconds: float = 1.0
     pull_flush_entries: int = 10_000
 

@@ -114,13 +114,10 @@ class Retention:
         self.owner = uuid.uuid4().hex  # this process, as a run's lease holder
 
     async def run(self, *, dry_run: bool = False, tenant: str | None = None, trigger: str = "cli",
-                  actor: str = "cli", slot: int | None = None, now: float | None = None) -> RetentionReport:
+                  actor: str = "cli", slot: int | None = None) -> RetentionReport:
         """One run over every tenant with a policy (or only `tenant`). `slot`: a scheduled run's
-        interval; another replica may have it (then `ran` is False). `now` is for benchmarks of a
-        dry run only: a run that deletes always uses the clock."""
+        interval; another replica may have it (then `ran` is False)."""
         report = RetentionReport(dry_run, tenant, trigger, started_at=time.time())
-        if now is not None and not dry_run:
-            raise ValueError("only a dry run may be evaluated at another time")
         if not dry_run:
             report.run_id = await self.store.retention_claim_run(
                 owner=self.owner, lease_seconds=self.lease_seconds, tenant=tenant, trigger=trigger, actor=actor,
@@ -135,7 +132,7 @@ class Retention:
                 if not dry_run and not await self.store.retention_renew(report.run_id, self.owner,
                                                                         self.lease_seconds):
                     raise RuntimeError("another replica took this run over (its lease ran out)")
-                verdicts = await self._tenant(report, stored, now if now is not None else time.time())
+                verdicts = await self._tenant(report, stored, time.time())
                 if not dry_run:
                     await self.store.retention_add_verdicts(report.run_id, seq, [_stored(v) for v in verdicts])
                     seq += len(verdicts)
