@@ -458,8 +458,9 @@ def _env_overrides(cfg: Config, environ: typing.Mapping[str, str]) -> None:
 
     add(cfg, "DAOHUB")
     # Variables that configure something other than this object (documented elsewhere).
-    # DAOHUB_TEST_GC_PAUSE: a test hook of hub/registry/gc.py, not configuration.
-    reserved = {"DAOHUB_CONFIG", "DAOHUB_ADMIN_PASSWORD", "DAOHUB_TEST_GC_PAUSE"}
+    # DAOHUB_TEST_GC_PAUSE, DAOHUB_TEST_RETENTION_PAUSE: test hooks of hub/registry/gc.py and
+    # retention.py, not configuration.
+    reserved = {"DAOHUB_CONFIG", "DAOHUB_ADMIN_PASSWORD", "DAOHUB_TEST_GC_PAUSE", "DAOHUB_TEST_RETENTION_PAUSE"}
     for name, value in environ.items():
         if not name.startswith("DAOHUB_") or name in reserved:
             continue

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,8 @@ from ..retention.kinds import artifact_kind
 log = logging.getLogger("daohub.retention")
 
 RENEW_EVERY = 200  # deletes between lease renewals
+# Tests only: seconds a run that deletes sleeps after its read, before its first delete (kill -9 there).
+PAUSE_ENV = "DAOHUB_TEST_RETENTION_PAUSE"  # not a config key: reserved in hub.config
 _LISTED = 100_000  # verdicts a report holds
 
 
@@ -191,6 +194,9 @@ class Retention:
 
     async def _carry_out(self, report: RetentionReport, verdicts: list[RetentionVerdict]) -> None:
         c, deletes = report.counts, 0
+        pause = os.environ.get(PAUSE_ENV)
+        if pause and not report.dry_run:
+            await asyncio.sleep(float(pause))
         for v in verdicts:
             if v.action != DELETE:
                 if v.tag is not None:
@@ -254,8 +260,9 @@ def _stored(v: RetentionVerdict) -> StoredVerdict:
 
 async def run_on_schedule(retention: Retention, interval: float, *, tick: float | None = None) -> None:
     """serve's loop: claim the current interval's slot every `tick` seconds (the first replica
-    to ask runs it; a slot whose runner died is taken over once its lease runs out)."""
-    tick = min(interval, 60.0) if tick is None else tick
+    to ask runs it; a slot whose runner died is taken over once its lease runs out, so the tick
+    is at most the lease)."""
+    tick = min(interval, retention.lease_seconds, 60.0) if tick is None else tick
     while True:
         try:
             await retention.run(trigger="schedule", actor="schedule", slot=int(time.time() // interval))

@@ -9,11 +9,15 @@ override exists). The issue's policy, "keep the newest 2 patches of each minor, 
 7 days, the newest 5 sha-*", must delete exactly the expected tags: the dry run lists exactly them
 and deletes nothing; the run deletes exactly them through the delete path (audited); then
 `daohub gc run --grace-seconds 0` frees exactly their own blobs and manifests, and the tenant's
-usage drops by exactly their unique bytes."""
+usage drops by exactly their unique bytes.
+
+And serve's scheduled run, exactly once across replicas, surviving the SIGKILL of the replica
+running it (PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 
@@ -159,3 +163,73 @@ def test_the_issues_ci_and_release_policy_deletes_exactly_the_expected_tags(serv
     for tag in everything - EXPECTED_DELETED:
         r = api.get(f"/v2/team/app/manifests/{tag}")
         assert r.status_code == 200 and r.content == images[tag].manifest, describe(r)
+
+
+def test_a_scheduled_run_killed_mid_run_is_finished_once_by_another_replica(postgres_url, tmp_path):
+    """Replica A claims the interval's slot, reads, and is SIGKILLed before deleting (a test hook
+    pauses it there); replica B's next tick takes the slot over once A's lease ran out and finishes
+    the run: one run for the slot, run by B, deleting exactly what the policy deletes."""
+    env = {"DAOHUB_DATABASE_URL": postgres_url, "DAOHUB_GC_ENABLED": "false",
+           "DAOHUB_STORAGE_FILESYSTEM_ROOT": str(tmp_path / "storage"),
+           # One slot for the whole test (slot = floor(now / interval)); a 2 s lease, so a 2 s tick.
+           "DAOHUB_RETENTION_INTERVAL_SECONDS": "1000000000", "DAOHUB_RETENTION_LEASE_SECONDS": "2"}
+    seeder = DaoHubProcess(tmp_path / "seed", env={**env, "DAOHUB_RETENTION_ENABLED": "false"})
+    seeder.start()
+    try:
+        seeder.cli("tenant", "create", "team")
+        api = Api(seeder.url)
+        for i in range(8):
+            config = json.dumps({"n": i}).encode()
+            digest = "sha256:" + hashlib.sha256(config).hexdigest()
+            r = api.request("POST", f"/v2/team/app/blobs/uploads/?digest={digest}", data=config,
+                            headers={"Content-Type": "application/octet-stream"})
+            assert r.status_code == 201, describe(r)
+            body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "layers": [], "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                                        "digest": digest, "size": len(config)}}).encode()
+            r = api.request("PUT", f"/v2/team/app/manifests/ci-{i}", data=body,
+                            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+            assert r.status_code == 201, describe(r)
+
+        async def age(store):
+            for i in range(8):
+                await store.set_tag_times("team/app", f"ci-{i}", pushed_at=time.time() - (10 - i) * DAY)
+
+        _metadata(seeder, age)
+        seeder.cli("retention", "policy", "set", "--tenant", "team", "--file", "-", stdin=json.dumps(
+            {"rules": [{"tags": {"glob": "**"}, "keep": {"latest_pushed": 3}}]}))
+    finally:
+        assert seeder.stop() == 0
+
+    a = DaoHubProcess(tmp_path / "a", env={**env, "DAOHUB_TEST_RETENTION_PAUSE": "600"})
+    a.start()
+    b = None
+    try:
+        deadline = time.monotonic() + 60
+        while not _metadata(a, lambda store: store.retention_runs(10)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        runs = _metadata(a, lambda store: store.retention_runs(10))
+        assert len(runs) == 1 and runs[0].finished_at is None and runs[0].trigger == "schedule"
+        a.kill()
+        b = DaoHubProcess(tmp_path / "b", env=env)
+        b.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = _metadata(b, lambda store: store.retention_runs(10))
+            if runs and runs[0].finished_at is not None:
+                break
+            time.sleep(0.3)
+        assert len(runs) == 1 and runs[0].finished_at is not None, runs
+        assert runs[0].counts["deleted"] == 5 and runs[0].errors == []
+        _, verdicts = _metadata(b, lambda store: store.retention_run(runs[0].id))
+        assert {v.tag for v in verdicts if v.outcome == "deleted"} == {f"ci-{i}" for i in range(5)}
+        assert len(verdicts) == 8  # A's attempt left none behind
+        r = Api(b.url).get("/v2/team/app/tags/list")
+        assert sorted(r.json()["tags"]) == ["ci-5", "ci-6", "ci-7"]
+        time.sleep(3)  # B's later ticks (every 2 s) find the slot done: still one run
+        assert len(_metadata(b, lambda store: store.retention_runs(10))) == 1
+    finally:
+        if a.running:
+            a.kill()
+        if b is not None:
+            assert b.stop() == 0, b.log_text()[-3000:]
