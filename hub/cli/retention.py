@@ -42,7 +42,8 @@ def _summary(report) -> str:
              f"{c['gone']} gone; {verb} {c['untagged_deleted']} of {c['untagged']} untagged manifests "
              f"in {report.duration_seconds:.2f}s"]
     for v in report.deleted:
-        pulled = "never pulled" if v.pulled_at is None else f"pulled {(report.started_at - v.pulled_at) / 86400:.1f}d ago"
+        pulled = ("never pulled" if v.pulled_at is None
+                  else f"pulled {(report.started_at - v.pulled_at) / 86400:.1f}d ago")
         name = f"{v.repository}:{v.tag}" if v.tag is not None else f"{v.repository}@{v.digest}"
         lines.append(f"  {verb} {name} ({v.artifact_type}, {v.age_seconds / 86400:.1f}d old, {pulled}): {v.reason}")
     lines += [f"  error: {e}" for e in report.errors]

@@ -259,18 +259,24 @@ class RetentionStore:
     async def delete_untagged_manifest(self, repository: str, digest: str, *, actor: str,
                                        detail: dict | None = None) -> bool:
         """Delete the manifest only while no tag points at it and no index of its repository lists
-        it, with its audit row, in one transaction (a tag pushed meanwhile keeps it)."""
+        it, with its audit row, in one transaction (a tag pushed meanwhile keeps it). The manifest
+        row is locked first (FOR UPDATE on PostgreSQL, as GC's verdicts do): a tag push holds a key
+        share on it until it commits, so the checks after the lock see that tag."""
         async def run(tx: Any) -> bool:
-            count = await tx.execute(
-                "DELETE FROM manifests WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) "
-                "AND digest = $2 AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = manifests.repository_id "
-                "AND t.digest = manifests.digest) AND NOT EXISTS (SELECT 1 FROM manifest_references mr "
-                "WHERE mr.repository_id = manifests.repository_id AND mr.child_digest = manifests.digest "
-                "AND mr.child_kind = 'manifest')", repository, digest)
-            if count:
-                await _audit(tx, actor, "manifest.delete", f"{repository}@{digest}", detail,
-                             repository.split("/", 1)[0])
-            return bool(count)
+            repo = await tx.fetchval("SELECT id FROM repositories WHERE name = $1", repository)
+            if repo is None:
+                return False
+            if await tx.fetchval("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2{for_update}",
+                                 repo, digest) is None:
+                return False
+            if await tx.fetchval("SELECT 1 FROM tags WHERE repository_id = $1 AND digest = $2 LIMIT 1", repo, digest):
+                return False
+            if await tx.fetchval("SELECT 1 FROM manifest_references WHERE repository_id = $1 AND child_digest = $2 "
+                                 "AND child_kind = 'manifest' LIMIT 1", repo, digest):
+                return False
+            await tx.execute("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2", repo, digest)
+            await _audit(tx, actor, "manifest.delete", f"{repository}@{digest}", detail, repository.split("/", 1)[0])
+            return True
 
         return await self._gc_tx(run)
 

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from ..db.retention_store import StoredVerdict
-from ..retention import DELETE, KEEP, PROTECT, RetentionError, TagRecord, UntaggedManifest, evaluate, parse_policy
+from ..retention import DELETE, PROTECT, RetentionError, TagRecord, UntaggedManifest, evaluate, parse_policy
 from ..retention.immutable import ImmutableRule
 from ..retention.kinds import artifact_kind
 
