@@ -85,6 +85,14 @@ def auth_service(config: Config, store):
     return AuthService(store, settings)
 
 
+def cli_administration(config: Config, registry: Registry):
+    """The Administration acting as "cli", over an open registry's store (the CLI's commands)."""
+    from .tenancy.service import Administration
+
+    return Administration(registry.store, auth_service(config, registry.store), "cli",
+                          upstreams=config.proxy.upstreams)
+
+
 async def _auth(app: web.Application) -> AsyncIterator[None]:
     """Token auth: load (or create) signing keys, and the first platform admin."""
     config = app[keys.CONFIG]
@@ -182,6 +190,31 @@ async def _gc(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """Tag pull times (flushed every retention.pull_flush_seconds) and scheduled retention runs,
+    one per retention.interval_seconds across replicas (hub/registry/retention.py)."""
+    config, registry = app[keys.CONFIG], app[keys.REGISTRY]
+    from .registry.pulls import TagPulls
+    from .registry.retention import Retention, run_on_schedule
+
+    cfg = config.retention
+    pulls = TagPulls(registry.store, flush_seconds=cfg.pull_flush_seconds, flush_entries=cfg.pull_flush_entries)
+    if cfg.record_pulls:
+        app[keys.TAG_PULLS] = pulls  # the manifest handlers note pulls only when it is there
+    app[keys.RETENTION] = retention = Retention(registry, lease_seconds=cfg.lease_seconds)
+    tasks = [asyncio.create_task(pulls.run(), name="tag-pulls")]
+    if cfg.enabled and cfg.interval_seconds > 0:
+        tasks.append(asyncio.create_task(run_on_schedule(retention, cfg.interval_seconds), name="retention"))
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    try:
+        await pulls.flush()  # a clean shutdown loses no pull
+    except Exception:
+        log.exception("writing the last tag pull times failed")
+
+
 def create_app(config: Config) -> web.Application:
     # client_max_size bounds only bodies read whole by aiohttp itself; blob bodies stream.
     app = web.Application(middlewares=[request_context], client_max_size=config.registry.max_manifest_bytes)
@@ -192,6 +225,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_upload_purger)
     app.cleanup_ctx.append(_proxy)
     app.cleanup_ctx.append(_gc)
+    app.cleanup_ctx.append(_retention)
     app.router.add_route("*", "/v2/{tail:.*}", v2.dispatch)
     app.router.add_route("*", "/v2", _redirect_v2)
     if config.auth.enabled:

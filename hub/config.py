@@ -289,6 +289,26 @@ class GcConfig:
 
 
 @dataclasses.dataclass
+class RetentionConfig:
+    """Retention runs and tag pull times (hub/registry/retention.py, hub/registry/pulls.py)."""
+
+    # A scheduled run (every tenant with a policy) every interval_seconds, exactly once across
+    # replicas: each interval is a slot that one replica claims in the store. A tenant without a
+    # policy loses nothing, so this is on by default.
+    enabled: bool = True
+    interval_seconds: float = 86400.0
+    # A run renews its claim as it goes; a replica killed mid-run lets another take the slot over
+    # once the claim is this old.
+    lease_seconds: float = 300.0
+    # Pull times of tags (for the pulled_* keep conditions) are kept in memory and written in one
+    # upsert every flush seconds or flush_entries distinct tags, whichever comes first (a killed
+    # replica loses at most that). record_pulls: false records none (rules on pulls then see none).
+    record_pulls: bool = True
+    pull_flush_seconds: float = 1.0
+    pull_flush_entries: int = 10_000
+
+
+@dataclasses.dataclass
 class Config:
     data_dir: str = "./data"
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
@@ -300,6 +320,7 @@ class Config:
     proxy: ProxyConfig = dataclasses.field(default_factory=ProxyConfig)
     appstore: AppStoreConfig = dataclasses.field(default_factory=AppStoreConfig)
     gc: GcConfig = dataclasses.field(default_factory=GcConfig)
+    retention: RetentionConfig = dataclasses.field(default_factory=RetentionConfig)
 
     # Derived values -----------------------------------------------------------------
     @property
@@ -437,8 +458,9 @@ def _env_overrides(cfg: Config, environ: typing.Mapping[str, str]) -> None:
 
     add(cfg, "DAOHUB")
     # Variables that configure something other than this object (documented elsewhere).
-    # DAOHUB_TEST_GC_PAUSE: a test hook of hub/registry/gc.py, not configuration.
-    reserved = {"DAOHUB_CONFIG", "DAOHUB_ADMIN_PASSWORD", "DAOHUB_TEST_GC_PAUSE"}
+    # DAOHUB_TEST_GC_PAUSE, DAOHUB_TEST_RETENTION_PAUSE: test hooks of hub/registry/gc.py and
+    # retention.py, not configuration.
+    reserved = {"DAOHUB_CONFIG", "DAOHUB_ADMIN_PASSWORD", "DAOHUB_TEST_GC_PAUSE", "DAOHUB_TEST_RETENTION_PAUSE"}
     for name, value in environ.items():
         if not name.startswith("DAOHUB_") or name in reserved:
             continue
@@ -468,6 +490,10 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"log.level: unknown level {cfg.log.level!r}")
     if cfg.database.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
         raise ConfigError("database.sqlite_synchronous must be FULL, NORMAL or EXTRA")
+    ret = cfg.retention
+    if ret.lease_seconds <= 0 or ret.pull_flush_seconds <= 0 or ret.pull_flush_entries < 1:
+        raise ConfigError("retention.lease_seconds and retention.pull_flush_seconds must be positive, "
+                          "retention.pull_flush_entries at least 1")
     if cfg.registry.max_manifest_bytes <= 0:
         raise ConfigError("registry.max_manifest_bytes must be positive")
     if not 0 < cfg.registry.default_page_size <= cfg.registry.max_page_size:

@@ -31,6 +31,9 @@ ADMINISTRATION = web.AppKey("administration", Callable[[str], Administration])
 PROXY = web.AppKey("proxy", Proxy)
 # The garbage collector (hub.registry.gc.Collector): serve's passes and the admin API's.
 GC = web.AppKey("gc", object)
+# Retention runs (hub.registry.retention.Retention) and the tag pull-time buffer (hub.registry.pulls.TagPulls).
+RETENTION = web.AppKey("retention", object)
+TAG_PULLS = web.AppKey("tag_pulls", object)
 
 # Request keys: values the middlewares and handlers leave on one request for each other.
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -56,6 +56,7 @@ from .base import (
 )
 from .gc_store import PostgresGcMixin
 from .locks import KeyedLocks
+from .retention_store import RetentionStore
 from .postgres_identity import PostgresIdentityMixin, rows_affected, tenant_range
 from .postgres_proxy import PostgresProxyMixin
 from .server_state import PostgresServerStateMixin
@@ -196,7 +197,7 @@ class _AdvisoryLocks:
 
 
 class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerStateMixin, PostgresGcMixin,
-                    MetadataStore):
+                    RetentionStore, MetadataStore):
     dialect = "postgres"
 
     def __init__(self, url: str, *, pool_min_size: int = 2, pool_max_size: int = 20,

@@ -38,6 +38,7 @@ from .base import (
 )
 from .gc_store import SqliteGcMixin
 from .locks import FileLocks, KeyedLocks
+from .retention_store import RetentionStore
 from .sqlite_identity import SqliteIdentityMixin
 from .server_state import SqliteServerStateMixin
 from .sqlite_proxy import SqliteProxyMixin
@@ -55,7 +56,8 @@ def path_from_url(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin, SqliteGcMixin, MetadataStore):
+class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin, SqliteGcMixin, RetentionStore,
+                  MetadataStore):
     dialect = "sqlite"
 
     def __init__(self, path: str, synchronous: str = "FULL"):

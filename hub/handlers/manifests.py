@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..keys import REGISTRY
+from ..keys import REGISTRY, TAG_PULLS
+from ..registry.names import looks_like_digest
 from .base import manifest_location, read_limited
 
 
@@ -17,13 +18,23 @@ def _headers(record) -> dict[str, str]:
     }
 
 
+def _pulled(request: web.Request, name: str, reference: str, record) -> None:
+    """Note the pull for retention's pull times (hub/registry/pulls.py: in memory, written later)."""
+    pulls = request.app.get(TAG_PULLS)
+    if pulls is not None:
+        by_digest = looks_like_digest(reference)
+        pulls.note(name, record.digest if by_digest else reference, by_digest)
+
+
 async def get_manifest(request: web.Request, name: str, reference: str) -> web.StreamResponse:
     record = await request.app[REGISTRY].get_manifest(name, reference)
+    _pulled(request, name, reference, record)
     return web.Response(body=record.content, headers=_headers(record))
 
 
 async def head_manifest(request: web.Request, name: str, reference: str) -> web.StreamResponse:
     record = await request.app[REGISTRY].get_manifest(name, reference, with_content=False)
+    _pulled(request, name, reference, record)
     headers = _headers(record)
     headers["Content-Length"] = str(record.size)
     return web.Response(headers=headers)

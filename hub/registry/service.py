@@ -719,6 +719,21 @@ class Registry:
             if not await self.store.delete_tag(repository, reference):
                 raise ManifestUnknown(detail={"reference": reference})
 
+    async def delete_tag(self, repository: str, tag: str, *, digest: str | None = None, actor: str,
+                         detail: dict | None = None) -> bool:
+        """Delete a tag with its audit row by `actor`, in one transaction; with `digest`, only while
+        the tag still points at it (a tag pushed again since the caller read it stays). GC's review of
+        the manifest is queued in the same transaction (migration 0009's triggers). False if the tag
+        is gone or moved."""
+        validate_tag(tag)
+        return await self.store.delete_tag_at(repository, tag, digest, actor=actor, detail=detail)
+
+    async def delete_untagged_manifest(self, repository: str, digest: str, *, actor: str,
+                                       detail: dict | None = None) -> bool:
+        """Delete a manifest only while no tag points at it and no index lists it, with its audit row."""
+        return await self.store.delete_untagged_manifest(repository, str(parse_digest(digest)), actor=actor,
+                                                         detail=detail)
+
     async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str]:
         tags = await self.store.list_tags(repository, limit, last)
         if tags is None:

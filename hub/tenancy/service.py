@@ -22,6 +22,7 @@ from auth.scopes import DELETE, PULL, PUSH
 from auth.service import robot_account
 
 from ..db.gc_store import GcRunRecord
+from ..db.retention_store import StoredPolicy
 from ..db.identity import (
     AuditRecord,
     MemberRecord,
@@ -35,6 +36,7 @@ from ..db.identity import (
 )
 from ..problems import Conflict, NotFound, ValidationFailed
 from ..registry.names import COMPONENT_PATTERN, MAX_NAME_LENGTH, NAME_RE, TAG_RE
+from ..retention import RetentionError, parse_policy
 
 MAX_COMPONENT_LENGTH = 64
 MIN_PASSWORD_LENGTH = 8
@@ -133,6 +135,13 @@ def check_expiry_days(days: Any) -> float | None:
     if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= MAX_ROBOT_DAYS:
         raise ValidationFailed.field("expires_in_days", f"must be a number of days in (0, {MAX_ROBOT_DAYS}]")
     return float(days)
+
+
+def policy_pointer(path: str) -> str:
+    """A RetentionError's field path (``overrides[1].rules[0].keep``) as a JSON Pointer fragment
+    (``#/overrides/1/rules/0/keep``), as the admin API's other field errors are given."""
+    parts = [p for p in re.split(r"[.\[\]]+", path) if p]
+    return "#" + "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 # Changes, each with its audit row -----------------------------------------------------------------
@@ -378,6 +387,31 @@ class Administration:
                 or not await self.metadata.delete_tag(repository, tag)):
             raise NotFound(f"no tag {tag!r} in repository {repository!r}")
         await self.audit("tag.delete", f"{repository}:{tag}", tenant=tenant_of(repository))
+
+    # Retention policies (docs/retention.md) ----------------------------------------------------------
+    async def retention_policy(self, tenant: str) -> StoredPolicy:
+        await self.tenant(tenant)
+        stored = await self.metadata.retention_policy(tenant)
+        if stored is None:
+            raise NotFound(f"tenant {tenant!r} has no retention policy (nothing is deleted)")
+        return stored
+
+    async def set_retention_policy(self, tenant: str, document: Any) -> StoredPolicy:
+        """Validate the document (hub/retention/policy.py) and store it in its normal form, with its
+        audit row in the same transaction; 422 naming every bad field otherwise."""
+        await self.tenant(tenant)
+        try:
+            policy = parse_policy(document)
+        except RetentionError as exc:
+            raise ValidationFailed(f"invalid retention policy: {exc}"[:2000], errors=[
+                {"detail": detail, "pointer": policy_pointer(path)} for path, detail in exc.errors.items()][:100]
+            ) from None
+        return await self.metadata.set_retention_policy(tenant, policy.to_dict(), self.actor)
+
+    async def delete_retention_policy(self, tenant: str) -> None:
+        await self.tenant(tenant)
+        if not await self.metadata.delete_retention_policy(tenant, self.actor):
+            raise NotFound(f"tenant {tenant!r} has no retention policy")
 
     # Audit log and GC history ------------------------------------------------------------------------
     async def audit_entries(self, limit: int, before_id: int | None, *,

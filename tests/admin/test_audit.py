@@ -37,6 +37,10 @@ CHANGES = [
     ("update_upstream", "PATCH", "/api/v1/upstreams/quay.io", {"ttl_days": 30}, "upstream.update"),
     ("delete_upstream", "DELETE", "/api/v1/upstreams/quay.io", None, "upstream.delete"),
     ("start_gc_run", "POST", "/api/v1/gc/runs", {"dry_run": True}, "gc.run"),
+    ("put_retention_policy", "PUT", "/api/v1/tenants/team/retention-policy", {"rules": []}, "retention.policy.set"),
+    ("delete_retention_policy", "DELETE", "/api/v1/tenants/team/retention-policy", None, "retention.policy.delete"),
+    # With no policy left, the run deletes nothing: its own row is the one.
+    ("start_retention_run", "POST", "/api/v1/retention/runs", {"dry_run": False, "tenant": "team"}, "retention.run"),
 ]
 
 

@@ -21,6 +21,7 @@ from hub.tenancy.service import Administration
 from .conftest import ROLES, headers, push_image, token
 
 SetUp = Callable[[object], Awaitable[None]]
+RUN_IDS: dict[int, int] = {}  # id(client) -> the retention run its setup recorded
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,17 @@ async def _refresh_token(client, username: str, jti: str) -> None:
 
 async def _tenant(client, name: str) -> None:
     await client.server.app[STORE].create_tenant(name)
+
+
+async def _policy(client, tenant: str) -> None:
+    await client.server.app[STORE].set_retention_policy(tenant, {"rules": []}, "test")
+
+
+async def _retention_run(client, tenant: str) -> None:
+    store = client.server.app[STORE]
+    run_id = await store.retention_claim_run(owner="test", lease_seconds=60, tenant=tenant, trigger="cli", actor="t")
+    await store.retention_finish_run(run_id, "test", {}, [])
+    RUN_IDS[id(client)] = run_id
 
 
 async def _upstream(client, name: str) -> None:
@@ -149,6 +161,21 @@ CASES = [
          {"dry_run": True, "tenant": "team"}),
     Case("list_gc_runs", "GET", "/api/v1/gc/runs", PLATFORM),
     Case("list_gc_runs_of_team", "GET", "/api/v1/gc/runs?tenant=team", (401, 403, 403, 403, 200, 403, 403, 200)),
+    Case("get_retention_policy", "GET", "/api/v1/tenants/team/retention-policy", TEAM_ADMINS,
+         setup=lambda c: _policy(c, "team")),
+    Case("put_retention_policy", "PUT", "/api/v1/tenants/team/retention-policy", TEAM_ADMINS,
+         {"rules": [{"tags": {"glob": "{role}-*"}, "keep": {"latest_pushed": 1}}]}),
+    # The tenant admin deletes it: the platform admin, allowed too, finds it gone.
+    Case("delete_retention_policy", "DELETE", "/api/v1/tenants/team/retention-policy",
+         (401, 403, 403, 403, 204, 403, 403, 404), setup=lambda c: _policy(c, "team")),
+    Case("start_retention_run", "POST", "/api/v1/retention/runs", only(201, PLATFORM), {"dry_run": True}),
+    Case("start_retention_run_of_team", "POST", "/api/v1/retention/runs", (401, 403, 403, 403, 201, 403, 403, 201),
+         {"dry_run": False, "tenant": "team"}),
+    Case("list_retention_runs", "GET", "/api/v1/retention/runs", PLATFORM),
+    Case("list_retention_runs_of_team", "GET", "/api/v1/retention/runs?tenant=team", TEAM_ADMINS),
+    # Who may not read a run learns nothing of it (404, as for a run that does not exist).
+    Case("get_retention_run", "GET", "/api/v1/retention/runs/{run}", (401, 404, 404, 404, 200, 404, 403, 200),
+         setup=lambda c: _retention_run(c, "team")),
     Case("audit", "GET", "/api/v1/audit", (401, 403, 403, 403, 200, 200, 403, 200)),
     Case("audit_of_team", "GET", "/api/v1/audit?tenant=team", (401, 403, 403, 403, 200, 403, 403, 200)),
 ]
@@ -160,7 +187,7 @@ async def test_permission_matrix(api, case: Case):
         await case.setup(api)
     got = {}
     for role in ROLES:
-        path = case.path.replace("{role}", rid(role))
+        path = case.path.replace("{role}", rid(role)).replace("{run}", str(RUN_IDS.get(id(api), 0)))
         body = json.loads(json.dumps(case.body).replace("{role}", rid(role))) if case.body is not None else None
         r = await api.request(case.method, path, json=body, headers=headers(role))
         got[role] = r.status

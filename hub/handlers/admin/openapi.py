@@ -35,6 +35,7 @@ _PARAMETERS = {  # name: (description, example)
     "token_id": ("A refresh token's id (its jti), as the list of them shows it.", "W3pCg0m1vyrSx7Qn1Hk0dQ"),
     "app": ("The app's repository name, slashes included.", "team/apps/wordpress"),
     "version": ("The version's tag: the version with '+' replaced by '_'.", "1.0.0"),
+    "run_id": ("A retention run's id.", "42"),
 }
 # The app store's git endpoints (hub.handlers.appstore.git) speak git's smart HTTP protocol, not
 # JSON: route name -> (request media type or None, success media type, its description, more errors).

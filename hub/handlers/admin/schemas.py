@@ -120,6 +120,20 @@ REQUESTS: dict[str, dict[str, Any]] = {
                          "tenant": {**COMPONENT, "nullable": True,
                                     "description": "Review only this tenant's repositories."}},
                         example={"dry_run": True, "tenant": "acme"}),
+    "RetentionPolicyDocument": {
+        "type": "object", "additionalProperties": True,
+        "description": "A retention policy (docs/retention.md): ordered `rules`, optional `untagged_days` and "
+                       "per-repository `overrides`. Checked in full: every problem is a 422 error whose pointer "
+                       "names the field (`#/rules/0/keep/latest_pushed`).",
+        "example": {"rules": [{"tags": {"semver": ">=1.0.0"}, "keep": {"semver_line": {"per": "minor",
+                                                                                       "count": 2}}},
+                              {"tags": {"glob": "**"}, "keep": {"pulled_within_days": 7}},
+                              {"tags": {"glob": "sha-*"}, "keep": {"latest_pushed": 5}}]}},
+    "RetentionRunRequest": obj({"dry_run": {"type": "boolean", "description": "Only list what would go."},
+                                "tenant": {**COMPONENT, "nullable": True,
+                                           "description": "Only this tenant (default: every tenant with a "
+                                                          "policy; platform admin)."}},
+                               example={"dry_run": True, "tenant": "acme"}),
 }
 
 # Resources ---------------------------------------------------------------------------------------
@@ -183,6 +197,38 @@ RESOURCES: dict[str, dict[str, Any]] = {
                                              "up to 1,000 of each; null in the history."}},
                  ("id", "started_at", "finished_at", "dry_run", "tenant", "sweep", "grace_seconds", "counts",
                   "tenant_bytes_freed", "errors", "deleted")),
+    "RetentionPolicy": obj({"tenant": {"type": "string"},
+                            "policy": {"type": "object", "additionalProperties": True,
+                                       "description": "The document in its normal form (aliases expanded, "
+                                                      "defaults written out)."},
+                            "updated_at": TIMESTAMP, "updated_by": {"type": "string"}},
+                           ("tenant", "policy", "updated_at", "updated_by")),
+    "RetentionRun": obj({"id": {"type": "integer", "nullable": True, "description": "null for a dry run "
+                                                                                   "(not recorded)."},
+                         "started_at": TIMESTAMP, "finished_at": NULLABLE_TIMESTAMP, "dry_run": {"type": "boolean"},
+                         "tenant": {"type": "string", "nullable": True},
+                         "trigger": {"type": "string", "enum": ["schedule", "api", "cli"]},
+                         "actor": {"type": "string", "nullable": True},
+                         "counts": {"type": "object", "additionalProperties": True,
+                                    "description": "tags, kept, protected, deleted, moved (pushed again after "
+                                                   "the run read it: left alone), gone, failed, untagged, "
+                                                   "untagged_deleted."},
+                         "errors": {"type": "array", "items": {"type": "string"}},
+                         "verdicts": {"type": "array", "nullable": True, "description": "Every tag and untagged "
+                                      "manifest the run judged (null in the history list).",
+                                      "items": obj({"repository": {"type": "string"},
+                                                    "tag": {"type": "string", "nullable": True},
+                                                    "digest": {"type": "string"},
+                                                    "artifact_type": {"type": "string"},
+                                                    "action": {"type": "string",
+                                                               "enum": ["keep", "protect", "delete"]},
+                                                    "outcome": {"type": "string"},
+                                                    "rules": {"type": "array", "items": {"type": "string"}},
+                                                    "reason": {"type": "string"},
+                                                    "pushed_at": TIMESTAMP, "pulled_at": NULLABLE_TIMESTAMP,
+                                                    "age_seconds": {"type": "number"}})}},
+                        ("id", "started_at", "finished_at", "dry_run", "tenant", "trigger", "counts", "errors",
+                         "verdicts")),
     "AuditEntry": obj({"id": {"type": "integer"}, "at": TIMESTAMP, "actor": {"type": "string"},
                        "action": {"type": "string"}, "target": {"type": "string"},
                        "tenant": {"type": "string", "nullable": True},

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import audit, gc, members, repositories, robots, tenants, upstreams, users
+from . import audit, gc, members, repositories, retention, robots, tenants, upstreams, users
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/api/v1"
@@ -152,6 +152,25 @@ API_ROUTES: tuple[Route, ...] = (
     R("GET", "/gc/runs", gc.list_gc_runs, "The garbage-collection run history, newest first (platform admin; "
       "tenant admins: their tenant's runs)", "gc", response="GcRun", paginated=True,
       query=(("tenant", "Only the runs of this tenant (tenant admins: one they administer)."),)),
+    # Retention
+    R("GET", "/tenants/{tenant}/retention-policy", retention.get_retention_policy,
+      "Read a tenant's retention policy (tenant admin)", "retention", response="RetentionPolicy"),
+    R("PUT", "/tenants/{tenant}/retention-policy", retention.put_retention_policy,
+      "Set a tenant's retention policy (tenant admin)", "retention", request="RetentionPolicyDocument",
+      response="RetentionPolicy",
+      description="Replaces the whole document (docs/retention.md). A tag no rule keeps is deleted by the next run: "
+                  "preview with a dry run (`POST /retention/runs` with `dry_run`)."),
+    R("DELETE", "/tenants/{tenant}/retention-policy", retention.delete_retention_policy,
+      "Delete a tenant's retention policy: nothing of it is deleted any more (tenant admin)", "retention", 204),
+    R("POST", "/retention/runs", retention.start_retention_run, "Run retention now (tenant admin: their tenant; "
+      "platform admin: any or all)", "retention", 201, request="RetentionRunRequest", response="RetentionRun",
+      description="Every verdict is returned (and, unless a dry run, recorded). Deletion goes through the "
+                  "registry's delete path: audited, and GC frees the blobs after gc.grace_seconds."),
+    R("GET", "/retention/runs", retention.list_retention_runs, "The retention run history, newest first "
+      "(platform admin; tenant admins: their tenant's runs)", "retention", response="RetentionRun",
+      paginated=True, query=(("tenant", "Only the runs of this tenant (tenant admins: one they administer)."),)),
+    R("GET", "/retention/runs/{run_id}", retention.get_retention_run, "One retention run with every verdict",
+      "retention", response="RetentionRun"),
     # Audit
     R("GET", "/audit", audit.list_audit, "Read the audit log, newest first (platform admin; tenant admins: "
       "their tenants' rows)", "audit", response="AuditEntry", paginated=True,
