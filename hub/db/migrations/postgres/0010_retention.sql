@@ -1,5 +1,4 @@
 -- Retention (issue 16; hub/db/retention_store.py, hub/registry/retention.py, docs/retention.md).
--- Migration 0010 is the immutable-tag rules' (another branch); this one needs nothing of it.
 
 -- One policy document per tenant (hub/retention/policy.py validates it; overrides are inside).
 CREATE TABLE retention_policies (
