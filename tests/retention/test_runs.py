@@ -191,3 +191,65 @@ async def test_a_scheduled_slot_runs_once_across_two_replicas(replicas):
     assert len(ran) == 1 and ran[0].counts["deleted"] == 4
     runs = await one.server.app[STORE].retention_runs(10)
     assert [r.trigger for r in runs] == ["schedule"]
+
+
+async def push_referrer(client, repo: str, subject: str, artifact_type: str) -> str:
+    """An untagged artifact manifest (one layer) whose subject is `subject`, pushed by digest; its digest."""
+    layer = os.urandom(32)
+    r = await client.post(f"/v2/{repo}/blobs/uploads/?digest={sha256(layer)}", data=layer)
+    assert r.status == 201, await r.text()
+    empty = b"{}"
+    r = await client.post(f"/v2/{repo}/blobs/uploads/?digest={sha256(empty)}", data=empty)
+    assert r.status == 201, await r.text()
+    h = await client.head(f"/v2/{repo}/manifests/{subject}")
+    assert h.status == 200
+    body = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI, "artifactType": artifact_type,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(empty), "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": sha256(layer), "size": len(layer)}],
+        "subject": {"mediaType": h.headers["Content-Type"], "digest": subject,
+                    "size": int(h.headers["Content-Length"])}}).encode()
+    digest = sha256(body)
+    r = await client.put(f"/v2/{repo}/manifests/{digest}", data=body, headers={"Content-Type": OCI})
+    assert r.status == 201, await r.text()
+    return digest
+
+
+async def test_signatures_and_sboms_of_a_deleted_image_go_with_it(hub):
+    """Must-show 2: a run that deletes an image's last tag deletes the untagged referrers of that
+    image (a signature, an SBOM, and an attestation of the SBOM: a chain), which no rule keeps, while
+    the kept image keeps its own signature; nothing else in the repository goes."""
+    store = hub.server.app[STORE]
+    await store.create_tenant("team")
+    now = time.time()
+    old = await push(hub, "team/app", "old")
+    await store.set_tag_times("team/app", "old", pushed_at=now - 3 * DAY)
+    new = await push(hub, "team/app", "new")
+    old_signature = await push_referrer(hub, "team/app", old, "application/vnd.dev.cosign.artifact.sig.v1+json")
+    old_sbom = await push_referrer(hub, "team/app", old, "application/spdx+json")
+    old_attestation = await push_referrer(hub, "team/app", old_sbom, "application/vnd.in-toto+json")
+    new_signature = await push_referrer(hub, "team/app", new, "application/vnd.dev.cosign.artifact.sig.v1+json")
+    r = await hub.get(f"/v2/team/app/referrers/{old}")
+    assert {m["digest"] for m in (await r.json())["manifests"]} == {old_signature, old_sbom}
+    # "always" on every tag would keep them if it selected referrers; it does not name them.
+    await store.set_retention_policy("team", {"rules": [
+        {"tags": {"glob": "**"}, "keep": {"latest_pushed": 1}},
+        {"tags": {"glob": "new"}, "keep": {"always": True}}]}, "test")
+
+    dry = await hub.server.app[RETENTION].run(tenant="team", trigger="cli", actor="test", dry_run=True)
+    planned = {(v.tag, v.digest) for v in dry.verdicts if v.outcome == "would delete"}
+    assert planned == {("old", old), (None, old_signature), (None, old_sbom), (None, old_attestation)}
+    for digest in (old_signature, old_sbom, old_attestation):  # the dry run changed nothing
+        assert (await hub.head(f"/v2/team/app/manifests/{digest}")).status == 200
+
+    report = await hub.server.app[RETENTION].run(tenant="team", trigger="cli", actor="test")
+    assert report.errors == []
+    assert {(v.tag, v.digest) for v in report.verdicts if v.outcome == "deleted"} == planned
+    for digest in (old_signature, old_sbom, old_attestation):
+        assert (await hub.head(f"/v2/team/app/manifests/{digest}")).status == 404
+    assert await tags(hub, "team/app") == {"new": new}
+    assert (await hub.head(f"/v2/team/app/manifests/{new_signature}")).status == 200
+    r = await hub.get(f"/v2/team/app/referrers/{new}")
+    assert [m["digest"] for m in (await r.json())["manifests"]] == [new_signature]
+    r = await hub.get(f"/v2/team/app/referrers/{old}")
+    assert r.status == 200 and (await r.json())["manifests"] == []
