@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import contextvars
 import dataclasses
 from typing import TYPE_CHECKING
 
@@ -142,8 +143,31 @@ QUOTA_COUNTED_SQL = {
 }
 
 
+# Set while a background job (GC) writes: see MetadataStore.background().
+_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("daohub_store_background", default=False)
+
+
 class MetadataStore(abc.ABC):
     dialect: str = "abstract"
+
+    @staticmethod
+    @contextlib.contextmanager
+    def background():
+        """Within this block (and the tasks it starts) writes give way to other writers.
+
+        A background job's many small transactions must not hold up a push or a pull. On
+        PostgreSQL they do not (row locks, no global writer), so this changes nothing there;
+        SQLite has one writer per database, and SqliteStore lets foreground writers, of this
+        process and of every other process on the database, go first."""
+        token = _BACKGROUND.set(True)
+        try:
+            yield
+        finally:
+            _BACKGROUND.reset(token)
+
+    @staticmethod
+    def in_background() -> bool:
+        return _BACKGROUND.get()
 
     @abc.abstractmethod
     async def open(self) -> None: ...

@@ -72,6 +72,28 @@ class FileLocks:
         # 56 bits: collisions are negligible, and the offset stays a valid off_t.
         return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=7).digest(), "big")
 
+    # Writers' intent (SqliteStore's background writes): one byte past every key's offset.
+    _WRITERS = 1 << 56
+
+    def announce_write(self) -> None:
+        """Mark this process as about to write (until `write_done`): a shared lock, blocking for
+        at most the moment another process's `others_writing` holds it exclusively."""
+        if self._fd is not None:
+            fcntl.lockf(self._fd, fcntl.LOCK_SH, 1, self._WRITERS)
+
+    def write_done(self) -> None:
+        if self._fd is not None:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, self._WRITERS)
+
+    def others_writing(self) -> bool:
+        """Whether another process announced a write. Record locks never conflict within one
+        process, so this process's own announcements do not count."""
+        if self._fd is None or self._try(self._WRITERS):
+            if self._fd is not None:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, self._WRITERS)
+            return False
+        return True
+
     def _try(self, offset: int) -> bool:
         try:
             fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)

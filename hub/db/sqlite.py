@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# The longest a background write gives way to foreground ones (see SqliteStore._write).
+_YIELD_SECONDS = 0.5
+
 
 def path_from_url(url: str) -> str:
     if not url.startswith("sqlite:///"):
@@ -70,6 +73,10 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin,
         self._scan_reader: sqlite3.Connection | None = None
         self._locks = KeyedLocks()
         self._file_locks = FileLocks(f"{path}.locks")
+        self._foreground_writes = 0  # see _write
+        self._foreground_idle = asyncio.Event()
+        self._foreground_idle.set()
+        self._background_turn = asyncio.Lock()
 
     # Connection management --------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -110,20 +117,56 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin,
         self._file_locks.close()
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` in one `BEGIN IMMEDIATE` transaction on the writer thread.
+
+        Background writes (MetadataStore.background(): GC) give way. In this process, one at a
+        time, each after the foreground writes waiting: so a push queues behind at most one GC
+        transaction, not behind the eight verdicts a pass keeps in flight. Across processes (a
+        `daohub gc run` beside serve), foreground writers announce themselves on the lock file
+        (FileLocks.announce_write) and a background write waits while any other process has
+        one announced. SQLite's own busy handler cannot do this: a writer that finds the
+        database locked sleeps for ever longer steps (up to 100 ms), and a busy GC retakes the
+        lock in the microseconds between its transactions, so serve's pushes waited seconds.
+        Either wait is bounded (_YIELD_SECONDS): a steady foreground never stops a pass."""
         conn = self._writer
         assert conn is not None, "store not open"
+        background = self.in_background()
 
         def run() -> T:
-            conn.execute("BEGIN IMMEDIATE")
+            if background:
+                deadline = time.monotonic() + _YIELD_SECONDS
+                while self._file_locks.others_writing() and time.monotonic() < deadline:
+                    time.sleep(0.001)
+            else:
+                self._file_locks.announce_write()
             try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+            finally:
+                if not background:
+                    self._file_locks.write_done()
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        loop = asyncio.get_running_loop()
+        if not background:
+            self._foreground_writes += 1
+            self._foreground_idle.clear()
+            try:
+                return await loop.run_in_executor(self._executor, run)
+            finally:
+                self._foreground_writes -= 1
+                if not self._foreground_writes:
+                    self._foreground_idle.set()
+        async with self._background_turn:
+            if self._foreground_writes:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._foreground_idle.wait(), _YIELD_SECONDS)
+            return await loop.run_in_executor(self._executor, run)
 
     def _one(self, sql: str, args: tuple = ()) -> Any:
         assert self._reader is not None, "store not open"

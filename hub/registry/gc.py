@@ -121,7 +121,13 @@ class Collector:
 
     async def run(self, *, dry_run: bool = False, tenant: str | None = None, sweep: bool = False,
                   grace_seconds: float | None = None, wait: bool = True) -> GcReport:
-        """One pass: the due reviews (and with `sweep`, the storage sweep). A dry run changes nothing."""
+        """One pass: the due reviews (and with `sweep`, the storage sweep). A dry run changes nothing.
+        Its writes are the store's background ones: on SQLite pushes and pulls go first."""
+        with self.store.background():
+            return await self._run(dry_run, tenant, sweep, grace_seconds, wait)
+
+    async def _run(self, dry_run: bool, tenant: str | None, sweep: bool, grace_seconds: float | None,
+                   wait: bool) -> GcReport:
         grace = self.grace_seconds if grace_seconds is None else grace_seconds
         report = GcReport(dry_run, tenant, grace, sweep=sweep, started_at=time.time())
         single = self.store.dialect == "sqlite"

@@ -395,3 +395,25 @@ async def test_the_run_history_keeps_the_last_runs(registry, monkeypatch):
     ids = [(await Collector(registry).run()).run_id for _ in range(5)]
     assert [r.id for r in await registry.store.gc_runs()] == ids[:1:-1]
     assert [r.id for r in await registry.store.gc_runs(2, before=ids[4])] == [ids[3], ids[2]]
+
+
+async def test_an_evicted_cache_image_frees_its_blobs_unless_a_tenant_links_them(registry):
+    """Evicting a cached image (the cache's own eviction) queues its links; the pass deletes the
+    blobs only the cache held and keeps one a tenant's repository still links."""
+    store = registry.store
+    own = await push_blob(registry, "docker.io/library/x", b"cached only")
+    shared = await push_blob(registry, "docker.io/library/x", b"cached and pushed")
+    cached = manifest(blobs=[own, shared], salt="cached")
+    assert await store.put_manifest("docker.io/library/x", cached, ["latest"], verify_references=False) == []
+    assert await push_blob(registry, "team/app", b"cached and pushed") == shared
+    mine = manifest(blobs=[shared], salt="mine")
+    assert await store.put_manifest("team/app", mine, ["v1"]) == []
+    await store.evict_image("docker.io/library/x", cached.digest, "docker.io")
+
+    async def namespaces() -> list[str]:
+        return ["docker.io"]
+
+    done = await Collector(registry, cache_namespaces=namespaces).run(grace_seconds=0)
+    assert done.errors == [] and {b["digest"] for b in done.blobs} == {own}
+    assert not await stored(registry, own) and await store.get_global_blob_size(own) is None
+    assert await stored(registry, shared) and await store.get_blob_size("team/app", shared) is not None

@@ -24,8 +24,10 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 def image(n: int) -> tuple[bytes, dict[str, bytes]]:
-    """Image n: its own config and two of the shared layers."""
-    config = json.dumps({"image": n}).encode()
+    """Image n: its own config (one real clients accept: tests/e2e/test_gc_torture.py pulls
+    these with skopeo) and two of the shared layers."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "image": n,
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
     layers = [LAYERS[n % len(LAYERS)], LAYERS[(n * 7 + 1) % len(LAYERS)]]
     blobs = {sha(b): b for b in (config, *layers)}
     body = json.dumps({

@@ -57,8 +57,13 @@ def push(api: Api, repo: str, image: BuiltImage, tag: str) -> None:
 
 def _metadata(server: DaoHubProcess, read):
     """`await read(store)` on the server's metadata store (SQLite or PostgreSQL)."""
+    return metadata(server.extra_env.get("DAOHUB_DATABASE_URL") or f"sqlite:///{server.data_dir / 'daohub.db'}",
+                    read)
+
+
+def metadata(url: str, read):
+    """`await read(store)` on the metadata store at `url`."""
     async def run():
-        url = server.extra_env.get("DAOHUB_DATABASE_URL") or f"sqlite:///{server.data_dir / 'daohub.db'}"
         store = create_store(url, pool_min_size=1, pool_max_size=1)
         await store.open()
         try:
