@@ -305,45 +305,52 @@ def is_delete_objects(seen: Seen) -> bool:
 
 
 async def test_collector_and_sweep_on_s3_delete_in_batches_of_a_thousand(store, moto_s3):
-    """The 2,500 blobs of a deleted manifest go in 3 DeleteObjects requests (claims of 1,000
-    link reviews, each claim's deletes in one batch), and 2,500 planted orphans in 3 more (sweep
+    """The 1,200 blobs of a deleted manifest go in 2 DeleteObjects requests (claims of 1,000
+    link reviews, each claim's deletes in one batch), and 1,200 planted orphans in 2 more (sweep
     pages of 1,000): not one DELETE per object. Counted at a proxy in front of moto."""
     with FaultProxy(moto_s3.url) as proxy:
-        storage = storage_backends.create("s3", **s3_options(server=moto_s3, endpoint=proxy.url))
-        registry = Registry(store, storage)
+        # Pushed and planted straight into moto (the proxy is slow at thousands of PUTs); the
+        # collector's deletes and lists go through the proxy, where they are counted.
+        options = s3_options(server=moto_s3)  # one bucket, reached both ways
+        direct = storage_backends.create("s3", **options)
+        storage = storage_backends.create("s3", **{**options, "endpoint": proxy.url})
+        pusher, registry = Registry(store, direct), Registry(store, storage)
         try:
             gate = asyncio.Semaphore(16)
 
             async def push(i: int) -> str:
                 async with gate:
-                    return await push_blob(registry, "team/app", f"blob {i}".encode())
+                    return await push_blob(pusher, "team/app", f"blob {i}".encode())
 
-            digests = await asyncio.gather(*(push(i) for i in range(2500)))
+            digests = await asyncio.gather(*(push(i) for i in range(1200)))
             m = manifest(blobs=digests, salt="many")
             assert await store.put_manifest("team/app", m, []) == []
             assert await store.delete_manifest("team/app", m.digest)
+            assert len([x async for x in storage.walk("blobs")]) == 1200  # stored where the collector looks
             proxy.requests.clear()
             done = await Collector(registry, batch_size=1000).run(grace_seconds=0)
-            assert done.errors == [] and done.counts["blobs_deleted"] == 2500
-            assert proxy.count(is_delete_objects) == 3
+            assert done.errors == [] and done.counts["blobs_deleted"] == 1200
+            assert proxy.count(is_delete_objects) == 2
             assert proxy.count(lambda seen: seen.method == "DELETE") == 0
             assert [x async for x in storage.walk("blobs")] == []
 
-            orphans = [sha(f"orphan {i}".encode()) for i in range(2500)]
+            orphans = [sha(f"orphan {i}".encode()) for i in range(1200)]
 
             async def plant(digest: str) -> None:
                 async with gate:
-                    await storage.put_content(parse_digest(digest).blob_path, digest.encode())
+                    await direct.put_content(parse_digest(digest).blob_path, digest.encode())
 
             await asyncio.gather(*(plant(d) for d in orphans))
+            assert len([x async for x in storage.walk("blobs")]) == 1200
             proxy.requests.clear()
             swept = await Collector(registry).run(sweep=True, grace_seconds=0)
-            assert swept.errors == [] and swept.counts["orphans_deleted"] == 2500
-            assert proxy.count(is_delete_objects) == 3
+            assert swept.errors == [] and swept.counts["orphans_deleted"] == 1200
+            assert proxy.count(is_delete_objects) == 2
             assert proxy.count(lambda seen: seen.method == "DELETE") == 0
             assert [x async for x in storage.walk("blobs")] == []
         finally:
             await storage.aclose()
+            await direct.aclose()
 
 
 async def test_cache_namespace_manifests_are_left_to_eviction(registry):
