@@ -271,7 +271,10 @@ def parse_artifacts(raw: Any, where: str, errors: dict[str, str]) -> frozenset[s
         return frozenset()
     out: set[str] = set()
     for i, name in enumerate(names):
-        if name in ARTIFACT_ALIASES:
+        if not isinstance(name, str):  # a list or object is unhashable: no lookup before this check
+            errors[f"{where}[{i}]" if isinstance(raw, list) else where] = (
+                f"must be a string, one of {', '.join(known)}")
+        elif name in ARTIFACT_ALIASES:
             out |= ARTIFACT_ALIASES[name]
         elif name in ARTIFACT_TYPES:
             out.add(name)

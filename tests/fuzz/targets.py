@@ -553,3 +553,42 @@ def canary(data: bytes) -> None:
 
 
 __all__ = ["SEPARATOR", "TARGETS", "Target", "split_fields"]
+
+
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+from hub.retention import (DELETE, KEEP, PROTECT, RetentionError, TagRecord, evaluate,  # noqa: E402
+                           parse_immutable_rules, parse_policy, protects)
+
+_RETENTION_NOW = datetime(2026, 12, 1, tzinfo=UTC)
+_RETENTION_TAGS = tuple(
+    TagRecord(repo, tag, f"sha256:{n:064x}", _RETENTION_NOW - timedelta(days=n), kind,
+              _RETENTION_NOW - timedelta(hours=n) if n % 3 == 0 else None, subject)
+    for n, (repo, tag, kind, subject) in enumerate([
+        ("team/app", "v1.2.0", "image", None), ("team/app", "v1.2.1", "image", None),
+        ("team/app", "v1.3.0-rc.1", "image", None), ("team/app", "sha-0a1b2c", "image", None),
+        ("team/app", "latest", "image", None), ("team/tools/cli", "2.0.0", "app", None),
+        ("team/app", "sha256-00.sig", "signature", f"sha256:{1:064x}"), ("other/x", "main", "artifact", None)]))
+
+
+@target("retention", (RetentionError,))
+def retention_documents(data: bytes) -> None:
+    """Retention policies and immutable-tag rules as tenant admins send them (hub.retention): a
+    document is refused with RetentionError or evaluates over a fixed set of tags, each tag getting
+    exactly one verdict, and an immutable tag is never deleted."""
+    try:
+        doc = safejson.loads(data)
+    except ValueError:
+        return
+    immutable = ()
+    if isinstance(doc, dict) and "immutable" in doc:
+        immutable = parse_immutable_rules(doc.pop("immutable"))
+    policy = parse_policy(doc)
+    plan = evaluate(policy, _RETENTION_TAGS, _RETENTION_NOW, immutable=immutable)
+    assert len(plan.tags) == len(_RETENTION_TAGS) and {v.record for v in plan.tags} == set(_RETENTION_TAGS), plan
+    for verdict in plan.tags:
+        assert verdict.action in (KEEP, DELETE, PROTECT), verdict
+        if protects(immutable, verdict.record.repository, verdict.record.tag):
+            assert verdict.action == PROTECT, verdict
+    if not any(rule_set.rules for rule_set in (policy.default, *(o.rules for o in policy.overrides))) and not immutable:
+        assert all(v.action != DELETE for v in plan.tags), plan

@@ -96,6 +96,10 @@ def test_every_error_is_collected_by_path():
     ({"rules": [{"tags": {"glob": "*"}, "keep": {"pulled_within_days": True}}]}, "rules[0].keep.pulled_within_days"),
     ({"rules": [{"tags": {"glob": "*"}, "keep": {"latest_pulled": 2.0}}]}, "rules[0].keep.latest_pulled"),
     ({"rules": [{"tags": {"glob": "*"}, "artifacts": [], "keep": {"always": True}}]}, "rules[0].artifacts"),
+    # Found by the retention fuzz target: an unhashable entry was looked up in a set (TypeError, a 500).
+    ({"rules": [{"tags": {"glob": "*"}, "artifacts": ["image", {}], "keep": {"always": True}}]},
+     "rules[0].artifacts[1]"),
+    ({"rules": [{"tags": {"glob": "*"}, "artifacts": [["sbom"]], "keep": {"always": True}}]}, "rules[0].artifacts[0]"),
     ({"overrides": [{"repositories": "a/*"}, {"repositories": "a/*"}]}, "overrides[1].repositories"),
     ({"rules": "all"}, "rules"),
     ({"overrides": {}}, "overrides"),
