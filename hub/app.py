@@ -15,6 +15,7 @@ import storage_backends
 from appstore.catalog import CatalogIndexer
 
 from . import keys
+from .background import every
 from .config import Config
 from .db import create_store
 from .handlers import health, token, v2
@@ -120,15 +121,11 @@ async def _upload_purger(app: web.Application) -> AsyncIterator[None]:
         yield
         return
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(cfg.upload_purge_interval_seconds)
-            try:
-                await app[keys.REGISTRY].purge_uploads(cfg.upload_ttl_seconds)
-            except Exception:
-                log.exception("upload purge failed")
+    async def purge() -> None:
+        await app[keys.REGISTRY].purge_uploads(cfg.upload_ttl_seconds)
 
-    task = asyncio.create_task(loop(), name="upload-purger")
+    task = asyncio.create_task(every(cfg.upload_purge_interval_seconds, purge, log, "upload purge"),
+                               name="upload-purger")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

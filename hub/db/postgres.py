@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
+from ..background import stop_if_cancelled
 from . import schema
 from .base import (
     QUOTA_COUNTED_SQL,
@@ -265,6 +266,7 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerSta
                         raise
                     log.debug("retrying a transaction after %s", type(exc).__name__)
                 except _CONNECTION_LOST as exc:
+                    stop_if_cancelled(exc)  # a cancelled statement's rollback raises InterfaceError
                     # A lost COMMIT may have committed: only a transaction cut short before it
                     # is run again (PostgreSQL rolled that one back when the session ended).
                     # Every connection of the pool may be a stale one: each is replaced once.
@@ -285,6 +287,7 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerSta
                 try:
                     return await getattr(conn, method)(sql, *args)
                 except _CONNECTION_LOST as exc:
+                    stop_if_cancelled(exc)
                     if attempt > self.pool_max_size or not _closed(conn):
                         raise
                     log.info("PostgreSQL closed a connection (%s); reading again on a new one", type(exc).__name__)

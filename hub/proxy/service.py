@@ -34,6 +34,7 @@ from pathlib import Path
 
 from storage_backends import StorageError
 
+from ..background import every
 from ..db import ManifestRecord
 from ..db.base import QuotaExceededError
 from ..errors import BlobUnknown, DigestInvalid, ManifestUnknown, NameUnknown, OciError
@@ -155,12 +156,7 @@ class Proxy:
 
     @staticmethod
     async def _every(seconds: float, job) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await job()
-            except Exception:
-                log.exception("pull-through cache: %s failed", getattr(job, "__name__", "a periodic job"))
+        await every(seconds, job, log, f"pull-through cache: {getattr(job, '__name__', 'a periodic job')}")
 
     async def _flush_pulls(self) -> None:
         await self._close_retired()

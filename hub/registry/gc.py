@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable
 
 from storage_backends import StorageError
 
+from ..background import every
 from ..db.gc_store import RUN_COUNTS, GcReview, GcVerdict
 from .names import parse_digest
 from .service import blob_lock_key
@@ -415,9 +416,4 @@ class _held:
 
 async def run_periodically(collector: Collector, interval: float) -> None:
     """`serve`'s loop: a pass every `interval` seconds (on SQLite, skipped while one runs elsewhere)."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await collector.run(wait=False)
-        except Exception:
-            log.exception("GC pass failed")
+    await every(interval, lambda: collector.run(wait=False), log, "GC pass")

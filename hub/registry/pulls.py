@@ -20,6 +20,8 @@ import contextlib
 import logging
 import time
 
+from ..background import stop_if_cancelled
+
 log = logging.getLogger("daohub.retention")
 
 
@@ -62,5 +64,6 @@ class TagPulls:
                 await asyncio.wait_for(self._full.wait(), self.flush_seconds)
             try:
                 await self.flush()
-            except Exception:
+            except Exception as exc:
+                stop_if_cancelled(exc)
                 log.exception("writing tag pull times failed (kept for the next flush)")

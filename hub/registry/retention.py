@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from ..background import every
 from ..db.retention_store import StoredVerdict
 from ..retention import DELETE, PROTECT, RetentionError, TagRecord, UntaggedManifest, evaluate, parse_policy
 from ..retention.immutable import ImmutableRule
@@ -263,9 +264,8 @@ async def run_on_schedule(retention: Retention, interval: float, *, tick: float 
     to ask runs it; a slot whose runner died is taken over once its lease runs out, so the tick
     is at most the lease)."""
     tick = min(interval, retention.lease_seconds, 60.0) if tick is None else tick
-    while True:
-        try:
-            await retention.run(trigger="schedule", actor="schedule", slot=int(time.time() // interval))
-        except Exception:
-            log.exception("scheduled retention run failed")
-        await asyncio.sleep(tick)
+
+    async def claim() -> None:
+        await retention.run(trigger="schedule", actor="schedule", slot=int(time.time() // interval))
+
+    await every(tick, claim, log, "scheduled retention run", first=True)
