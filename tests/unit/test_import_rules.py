@@ -37,7 +37,7 @@ LAYER_NAMES = {0: "L0 foundation", 1: "L1 metadata", 2: "L2 domain", 3: "L3 HTTP
 # Module prefix -> layer; the longest prefix (by dotted component) wins. Some packages do not exist yet.
 LAYERS: dict[str, int] = {
     "storage_backends": 0, "hub.errors": 0, "hub.problems": 0, "hub.safejson": 0, "hub.metrics": 0,
-    "hub.logs": 0, "hub.secret": 0,
+    "hub.logs": 0, "hub.secret": 0, "hub.background": 0,
     "hub.proxy.settings": 0, "hub.proxy.names": 0,       # plain values that hub.config builds and checks
     "hub.registry.names": 0,                              # the OCI name grammar (config checks names)
     "hub.db": 1,                                          # engine, registry, identity, cache, apps, state
