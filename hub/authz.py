@@ -18,7 +18,7 @@ from auth.scopes import CATALOG, REGISTRY, REPOSITORY
 from auth.tokens import InvalidToken
 
 from .errors import InsufficientScope, NameInvalid, Unauthorized
-from .keys import AUTH, CAN_READ, CONFIG, ROUTE, VISIBLE_REPOSITORIES
+from .keys import ACTOR, AUTH, CAN_READ, CONFIG, ROUTE, VISIBLE_REPOSITORIES
 from .keys import REGISTRY as REGISTRY_KEY
 from .registry.names import validate_name
 
@@ -99,6 +99,8 @@ async def authorize(request: web.Request, action: str | None, name: str | None, 
         # challenge it could never satisfy.
         raise _insufficient_scope(request, scope, f"a mount from {mount_from} needs pull on it")
     request[CAN_READ] = lambda repository: verified.allows(REPOSITORY, repository, "pull")
+    if verified.subject:
+        request[ACTOR] = verified.subject
     if action == "catalog":
         request[VISIBLE_REPOSITORIES] = _catalog_filter(request, verified.subject)
 

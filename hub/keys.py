@@ -40,6 +40,8 @@ REQUEST_ID = web.RequestKey("request_id", str)
 # The route's name: the metrics label and the access log's `route`.
 ROUTE = web.RequestKey("route", str)
 ACTION = web.RequestKey("action", str)
+# Who the request's token names (its subject), for audit rows; absent with auth off or anonymous.
+ACTOR = web.RequestKey("actor", str)
 # With auth on: may this request's token pull a repository (uploads' cross-repository mounts).
 CAN_READ = web.RequestKey("can_read", Callable[[str], bool])
 # With auth on, for the catalog: `await page(n, last)` lists the next n repositories the caller may see.

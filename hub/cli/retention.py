@@ -1,5 +1,6 @@
-"""`daohub retention policy get|set|delete` and `daohub retention run`: retention from the command line
-(docs/retention.md, hub/registry/retention.py)."""
+"""`daohub retention policy get|set|delete`, `daohub retention immutable get|set|delete` and `daohub
+retention run`: retention and immutable tags from the command line (docs/retention.md,
+hub/registry/retention.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,19 @@ def add_parsers(sub) -> None:
     put = policy.add_parser("set", help="replace the tenant's policy with a JSON document")
     put.add_argument("--file", required=True, help="the policy document (JSON), or - for stdin")
     delete = policy.add_parser("delete", help="delete the tenant's policy (nothing of it is deleted any more)")
+    immutable = retention.add_parser("immutable", help="a tenant's immutable-tag rules").add_subparsers(
+        dest="policy_verb", required=True)
+    iget = immutable.add_parser("get", help="print the tenant's immutable-tag rules (JSON)")
+    iput = immutable.add_parser("set", help="replace the tenant's immutable-tag rules with a JSON document")
+    iput.add_argument("--file", required=True, help="the rules document (JSON), or - for stdin")
+    idelete = immutable.add_parser("delete", help="remove the rules (the tenant's tags may move and go again)")
     run = retention.add_parser("run", help="apply the policies now (every tenant with one, or --tenant)")
     run.add_argument("--dry-run", action="store_true", help="only list what would be deleted; change nothing")
     run.add_argument("--json", action="store_true", help="print the whole report, every verdict, as JSON")
-    for p in (get, put, delete):
+    for p in (get, put, delete, iget, iput, idelete):
         p.add_argument("--tenant", required=True)
     run.add_argument("--tenant", help="only this tenant")
-    for p in (get, put, delete, run):
+    for p in (get, put, delete, iget, iput, idelete, run):
         p.add_argument("--config", dest="sub_config", help="YAML config file")
         p.add_argument("--data-dir", help="data directory (default ./data)")
 
@@ -67,23 +74,26 @@ async def run(config, args) -> int:
             report = await retention.run(dry_run=args.dry_run, tenant=args.tenant, trigger="cli", actor="cli")
             print(json.dumps(report.as_dict()) if args.json else _summary(report))
             return 1 if report.errors else 0
+        rules = args.verb == "immutable"
+        what = "immutable-tag rules" if rules else "retention policy"
         try:
             if args.policy_verb == "get":
-                stored = await admin.retention_policy(args.tenant)
+                stored = await (admin.immutable_tag_rules if rules else admin.retention_policy)(args.tenant)
                 print(json.dumps(stored.document, indent=2, sort_keys=True))
             elif args.policy_verb == "set":
                 text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
                 try:
                     document = json.loads(text)
                 except ValueError as exc:
-                    return _fail(f"the policy is not valid JSON: {exc}")
-                stored = await admin.set_retention_policy(args.tenant, document)
+                    return _fail(f"the {what} is not valid JSON: {exc}")
+                setter = admin.set_immutable_tag_rules if rules else admin.set_retention_policy
+                stored = await setter(args.tenant, document)
                 print(json.dumps(stored.document, indent=2, sort_keys=True))
             else:
-                await admin.delete_retention_policy(args.tenant)
+                await (admin.delete_immutable_tag_rules if rules else admin.delete_retention_policy)(args.tenant)
         except Problem as problem:
             details = [f"  {e.get('pointer', '').removeprefix('#')}: {e['detail']}" for e in problem.errors or ()]
-            return _fail("\n".join([problem.detail if not details else "invalid retention policy:", *details]))
+            return _fail("\n".join([problem.detail if not details else f"invalid {what}:", *details]))
         except OSError as exc:
             return _fail(str(exc))
     return 0

@@ -119,7 +119,7 @@ class _Tx:
 _JSON = re.compile(r"\{json:(\d+)\}")
 
 
-class _SqliteTx(_Tx):
+class SqliteTx(_Tx):
     dialect = "sqlite"
 
     async def _run(self, how: str, sql: str, args: tuple) -> Any:
@@ -128,7 +128,7 @@ class _SqliteTx(_Tx):
         return cursor.fetchone() if how == "row" else cursor.fetchall() if how == "rows" else cursor.rowcount
 
 
-class _PostgresTx(_Tx):
+class PostgresTx(_Tx):
     dialect = "postgres"
 
     async def _run(self, how: str, sql: str, args: tuple) -> Any:
@@ -144,8 +144,8 @@ class _Rollback(Exception):
         self.value = value
 
 
-def _drive(coro) -> Any:
-    """Run a coroutine that never suspends (a verdict over _SqliteTx) to its end, here."""
+def drive(coro) -> Any:
+    """Run a coroutine that never suspends (a verdict over SqliteTx) to its end, here."""
     try:
         coro.send(None)
     except StopIteration as stop:
@@ -470,7 +470,7 @@ class GcStore:
 class SqliteGcMixin(GcStore):
     def _gc_transaction(self, fn: Callable[[_Tx], Awaitable[Any]], finish: Callable[[Any], Any]):
         def run(conn) -> Any:
-            return finish(_drive(fn(_SqliteTx(conn))))
+            return finish(drive(fn(SqliteTx(conn))))
 
         return run
 
@@ -478,6 +478,6 @@ class SqliteGcMixin(GcStore):
 class PostgresGcMixin(GcStore):
     def _gc_transaction(self, fn: Callable[[_Tx], Awaitable[Any]], finish: Callable[[Any], Any]):
         async def run(conn) -> Any:
-            return finish(await fn(_PostgresTx(conn)))
+            return finish(await fn(PostgresTx(conn)))
 
         return run

@@ -55,8 +55,9 @@ from .base import (
     app_categories_text,
     app_version_record,
 )
-from .gc_store import PostgresGcMixin
+from .gc_store import PostgresGcMixin, PostgresTx
 from .locks import KeyedLocks
+from .immutable_store import ImmutableStore, create_frozen_tags, guard_tag_writes
 from .retention_store import RetentionStore
 from .postgres_identity import PostgresIdentityMixin, rows_affected, tenant_range
 from .postgres_proxy import PostgresProxyMixin
@@ -197,8 +198,8 @@ class _AdvisoryLocks:
         self._conn = None
 
 
-class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerStateMixin, PostgresGcMixin,
-                    RetentionStore, MetadataStore):
+class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, PostgresServerStateMixin,
+                    PostgresGcMixin, RetentionStore, MetadataStore):
     dialect = "postgres"
 
     def __init__(self, url: str, *, pool_min_size: int = 2, pool_max_size: int = 20,
@@ -564,12 +565,16 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerSta
                     "SELECT $1, $2, c, k FROM unnest($3::text[], $4::text[]) AS x(c, k) ON CONFLICT DO NOTHING",
                     repo_id, manifest.digest, [d for d, _ in kids], [k for _, k in kids])
             unique_tags = list(dict.fromkeys(tags))  # one upsert may touch a row only once
+            tx = PostgresTx(conn)
+            frozen = await guard_tag_writes(tx, self.tag_guard, repo_id, repository, manifest.digest, unique_tags)
+            unique_tags = [t for t in unique_tags if t not in frozen]
             if unique_tags:
                 await conn.execute(
                     "INSERT INTO tags (repository_id, name, digest, updated_at) "
                     "SELECT $1, t, $2, $3 FROM unnest($4::text[]) AS x(t) "
                     "ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, "
                     "updated_at = excluded.updated_at", repo_id, manifest.digest, now, unique_tags)
+            await create_frozen_tags(tx, repo_id, repository, manifest.digest, frozen, now)
             return []
 
         return await self._write(run)
@@ -585,18 +590,6 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerSta
             repo_id, list(set(manifest.manifest_refs)))} if manifest.manifest_refs else set()
         return ([d for d in manifest.blob_refs if d not in blobs]
                 + [d for d in manifest.manifest_refs if d not in children])
-
-    async def delete_manifest(self, repository: str, digest: str) -> bool:
-        status = await self.pool.execute(
-            "DELETE FROM manifests WHERE digest = $2 "
-            "AND repository_id = (SELECT id FROM repositories WHERE name = $1)", repository, digest)
-        return rows_affected(status) > 0
-
-    async def delete_tag(self, repository: str, tag: str) -> bool:
-        status = await self.pool.execute(
-            "DELETE FROM tags WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
-            repository, tag)
-        return rows_affected(status) > 0
 
     async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
         repo_id = await self._fetchval("SELECT id FROM repositories WHERE name = $1", repository)

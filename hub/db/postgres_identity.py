@@ -282,10 +282,6 @@ class PostgresIdentityMixin(IdentityStore):
         row = await self._fetchrow(_REPOSITORY_SUMMARY + "WHERE r.name = $1", name)
         return _summary(row) if row else None
 
-    async def delete_repository(self, name: str) -> bool:
-        # Manifests, tags, references, blob links and upload rows go with it (ON DELETE CASCADE).
-        return await self._exec("DELETE FROM repositories WHERE name = $1", name) > 0
-
     async def list_tag_records(self, repository: str, limit: int, after: str | None) -> list[TagRecord] | None:
         repo_id = await self._fetchval("SELECT id FROM repositories WHERE name = $1", repository)
         if repo_id is None:

@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from .immutable_store import TagGuard, audit, put_tenant_document, refuse_frozen
+
 RUNS_KEPT = 1000
 VERDICT_BATCH = 1000
 
@@ -112,18 +114,11 @@ def _greatest(tx: Any) -> str:
     return "GREATEST" if tx.dialect == "postgres" else "max"
 
 
-_AUDIT = "INSERT INTO audit_log (at, actor, action, target, detail, tenant) VALUES ($1, $2, $3, $4, $5, $6)"
-
-
-async def _audit(tx: Any, actor: str, action: str, target: str, detail: dict | None, tenant: str) -> None:
-    await tx.execute(_AUDIT, time.time(), actor, action, target,
-                     None if detail is None else json.dumps(detail, sort_keys=True), tenant)
-
-
 class RetentionStore:
     """Mixed into SqliteStore and PostgresStore, beside GcStore (whose `_gc_tx` runs these)."""
 
     _gc_tx: Any  # GcStore's
+    tag_guard: TagGuard | None  # ImmutableStore's
 
     # Policies -----------------------------------------------------------------------------------
     async def retention_policy(self, tenant: str) -> StoredPolicy | None:
@@ -137,11 +132,8 @@ class RetentionStore:
         text, now = json.dumps(document, sort_keys=True), time.time()
 
         async def run(tx: Any) -> None:
-            await tx.execute("INSERT INTO retention_policies (tenant, document, updated_at, updated_by) "
-                             "VALUES ($1, $2, $3, $4) ON CONFLICT (tenant) DO UPDATE SET "
-                             "document = excluded.document, updated_at = excluded.updated_at, "
-                             "updated_by = excluded.updated_by", tenant, text, now, actor)
-            await _audit(tx, actor, "retention.policy.set", tenant, {"policy": document}, tenant)
+            await put_tenant_document(tx, "retention_policies", tenant, text, now, actor)
+            await audit(tx, actor, "retention.policy.set", tenant, {"policy": document}, tenant)
 
         await self._gc_tx(run)
         return StoredPolicy(tenant, json.loads(text), now, actor)
@@ -150,7 +142,7 @@ class RetentionStore:
         async def run(tx: Any) -> bool:
             if not await tx.execute("DELETE FROM retention_policies WHERE tenant = $1", tenant):
                 return False
-            await _audit(tx, actor, "retention.policy.delete", tenant, None, tenant)
+            await audit(tx, actor, "retention.policy.delete", tenant, None, tenant)
             return True
 
         return await self._gc_tx(run)
@@ -238,21 +230,22 @@ class RetentionStore:
     async def delete_tag_at(self, repository: str, tag: str, digest: str | None, *, actor: str,
                             detail: dict | None = None) -> bool:
         """Delete the tag, only while it still points at `digest` (None: wherever it points), with
-        its audit row, in one transaction. False when there is no such tag (or it moved). GC's
-        trigger queues the manifest's review in the same transaction (migration 0009)."""
+        its audit row, in one transaction. False when there is no such tag (or it moved); refused
+        (TagImmutableError) when the tag is immutable. GC's trigger queues the manifest's review in
+        the same transaction (migration 0009)."""
         async def run(tx: Any) -> bool:
             repo = await tx.fetchval("SELECT id FROM repositories WHERE name = $1", repository)
             if repo is None:
                 return False
-            if digest is None:
-                count = await tx.execute("DELETE FROM tags WHERE repository_id = $1 AND name = $2", repo, tag)
-            else:
-                count = await tx.execute("DELETE FROM tags WHERE repository_id = $1 AND name = $2 "
-                                         "AND digest = $3", repo, tag, digest)
-            if count:
-                await _audit(tx, actor, "tag.delete", f"{repository}:{tag}", detail,
-                             repository.split("/", 1)[0])
-            return bool(count)
+            current = await tx.fetchval("SELECT digest FROM tags WHERE repository_id = $1 AND name = $2{for_update}",
+                                        repo, tag)
+            if current is None or (digest is not None and current != digest):
+                return False
+            await refuse_frozen(tx, self.tag_guard, repository, [tag])
+            await tx.execute("DELETE FROM tags WHERE repository_id = $1 AND name = $2", repo, tag)
+            await audit(tx, actor, "tag.delete", f"{repository}:{tag}", {**(detail or {}), "digest": current},
+                        repository.split("/", 1)[0])
+            return True
 
         return await self._gc_tx(run)
 
@@ -275,7 +268,7 @@ class RetentionStore:
                                  "AND child_kind = 'manifest' LIMIT 1", repo, digest):
                 return False
             await tx.execute("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2", repo, digest)
-            await _audit(tx, actor, "manifest.delete", f"{repository}@{digest}", detail, repository.split("/", 1)[0])
+            await audit(tx, actor, "manifest.delete", f"{repository}@{digest}", detail, repository.split("/", 1)[0])
             return True
 
         return await self._gc_tx(run)

@@ -36,8 +36,9 @@ from .base import (
     app_categories_text,
     app_version_record,
 )
-from .gc_store import SqliteGcMixin
+from .gc_store import SqliteGcMixin, SqliteTx, drive
 from .locks import FileLocks, KeyedLocks
+from .immutable_store import ImmutableStore, create_frozen_tags, guard_tag_writes
 from .retention_store import RetentionStore
 from .sqlite_identity import SqliteIdentityMixin
 from .server_state import SqliteServerStateMixin
@@ -59,8 +60,8 @@ def path_from_url(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin, SqliteGcMixin, RetentionStore,
-                  MetadataStore):
+class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin, SqliteGcMixin,
+                  RetentionStore, MetadataStore):
     dialect = "sqlite"
 
     def __init__(self, path: str, synchronous: str = "FULL"):
@@ -488,35 +489,19 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin,
             refs = [(repo_id, manifest.digest, d, "blob") for d in set(manifest.blob_refs)]
             refs += [(repo_id, manifest.digest, d, "manifest") for d in set(manifest.manifest_refs)]
             conn.executemany("INSERT OR IGNORE INTO manifest_references VALUES (?, ?, ?, ?)", refs)
+            tx = SqliteTx(conn)
+            frozen = drive(guard_tag_writes(tx, self.tag_guard, repo_id, repository, manifest.digest, tags))
             for tag in tags:
+                if tag in frozen:
+                    continue
                 conn.execute(
                     "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, "
                     "updated_at = excluded.updated_at",
                     (repo_id, tag, manifest.digest, now),
                 )
+            drive(create_frozen_tags(tx, repo_id, repository, manifest.digest, frozen, now))
             return []
-
-        return await self._write(run)
-
-    async def delete_manifest(self, repository: str, digest: str) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            repo_id = self._repo_id(conn, repository, False)
-            if repo_id is None:
-                return False
-            cur = conn.execute("DELETE FROM manifests WHERE repository_id = ? AND digest = ?", (repo_id, digest))
-            return cur.rowcount > 0
-
-        return await self._write(run)
-
-    async def delete_tag(self, repository: str, tag: str) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            repo_id = self._repo_id(conn, repository, False)
-            if repo_id is None:
-                return False
-            return conn.execute(
-                "DELETE FROM tags WHERE repository_id = ? AND name = ?", (repo_id, tag)
-            ).rowcount > 0
 
         return await self._write(run)
 

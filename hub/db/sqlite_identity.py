@@ -286,11 +286,6 @@ class SqliteIdentityMixin(IdentityStore):
         rows = await self._scan(_REPOSITORY_SUMMARY + "WHERE r.name = ?", (name,))
         return _summary(rows[0]) if rows else None
 
-    async def delete_repository(self, name: str) -> bool:
-        # Manifests, tags, references, blob links and upload rows go with it (ON DELETE CASCADE).
-        return await self._write(lambda conn: conn.execute(
-            "DELETE FROM repositories WHERE name = ?", (name,)).rowcount > 0)
-
     async def list_tag_records(self, repository: str, limit: int, after: str | None) -> list[TagRecord] | None:
         row = self._one("SELECT id FROM repositories WHERE name = ?", (repository,))
         if row is None:

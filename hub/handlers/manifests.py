@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..keys import REGISTRY, TAG_PULLS
+from ..keys import ACTOR, REGISTRY, TAG_PULLS
 from ..registry.names import looks_like_digest
 from .base import manifest_location, read_limited
 
@@ -61,5 +61,5 @@ async def put_manifest(request: web.Request, name: str, reference: str) -> web.S
 
 
 async def delete_manifest(request: web.Request, name: str, reference: str) -> web.StreamResponse:
-    await request.app[REGISTRY].delete_manifest(name, reference)
+    await request.app[REGISTRY].delete_manifest(name, reference, actor=request.get(ACTOR, "anonymous"))
     return web.Response(status=202, headers={"Content-Length": "0"})

@@ -22,9 +22,9 @@ mid-run leaves its slot unfinished; once the lease runs out another replica's ti
 over and runs again from the start (a run is idempotent: what was deleted is gone and is not in
 the new inventory). A replica that lost its lease stops at its next renewal.
 
-Immutable tags: `no_immutable_rules` is the seam for the immutable-tag rules of issue 16 (built on
-another branch, with their store): a run passes each tenant's rules to the engine, which protects
-their tags; the delete path's own refusal of an immutable tag is the backstop.
+Immutable tags: a run reads each tenant's immutable-tag rules (ImmutableStore) and passes them to
+the engine, which reports their tags as protected, naming the rule; the delete path's own refusal
+inside its transaction (hub/db/immutable_store.py) is the backstop.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from ..background import every
 from ..db.retention_store import StoredVerdict
 from ..retention import DELETE, PROTECT, RetentionError, TagRecord, UntaggedManifest, evaluate, parse_policy
-from ..retention.immutable import ImmutableRule
+from ..retention.immutable import ImmutableRule, parse_immutable_rules
 from ..retention.kinds import artifact_kind
 
 log = logging.getLogger("daohub.retention")
@@ -52,9 +52,6 @@ PAUSE_ENV = "DAOHUB_TEST_RETENTION_PAUSE"  # not a config key: reserved in hub.c
 _LISTED = 100_000  # verdicts a report holds
 
 
-async def no_immutable_rules(tenant: str) -> tuple[ImmutableRule, ...]:
-    """The immutable-tag rules of `tenant`: none until their store exists (module docstring)."""
-    return ()
 
 
 @dataclasses.dataclass
@@ -110,11 +107,11 @@ class Retention:
     """Runs retention over a Registry's store (through its facade for every delete)."""
 
     def __init__(self, registry, *, lease_seconds: float = 300.0,
-                 immutable_rules: Callable[[str], Awaitable[tuple[ImmutableRule, ...]]] = no_immutable_rules):
+                 immutable_rules: Callable[[str], Awaitable[tuple[ImmutableRule, ...]]] | None = None):
         self.registry = registry
         self.store = registry.store
         self.lease_seconds = lease_seconds
-        self.immutable_rules = immutable_rules
+        self.immutable_rules = immutable_rules or self._stored_immutable_rules
         self.owner = uuid.uuid4().hex  # this process, as a run's lease holder
 
     async def run(self, *, dry_run: bool = False, tenant: str | None = None, trigger: str = "cli",
@@ -151,11 +148,22 @@ class Retention:
         self._log(report)
         return report
 
+    async def _stored_immutable_rules(self, tenant: str) -> tuple[ImmutableRule, ...]:
+        stored = await self.store.immutable_rules(tenant)
+        # A stored document that no longer validates raises: the run reports it for the tenant and
+        # deletes nothing of it (the store refuses its tags' deletes meanwhile).
+        return () if stored is None else parse_immutable_rules(stored.document)
+
     async def _tenant(self, report: RetentionReport, stored, now: float) -> list[RetentionVerdict]:
         try:
             policy = parse_policy(stored.document)
         except RetentionError as exc:  # stored by an older version with other rules: skip, say why
             report.errors.append(f"tenant {stored.tenant}: the stored policy does not validate: {exc}")
+            return []
+        try:
+            immutable = tuple(await self.immutable_rules(stored.tenant))
+        except RetentionError as exc:
+            report.errors.append(f"tenant {stored.tenant}: the stored immutable-tag rules do not validate: {exc}")
             return []
         tags, untagged = await self.store.retention_inventory(stored.tenant)
         kinds: dict[tuple[str, str | None, bool], str] = {}
@@ -174,7 +182,7 @@ class Retention:
                      for m in untagged]
         untagged_kinds = {(m.repository, m.digest): kind(m.media_type, m.artifact_type, m.subject) for m in untagged}
         plan = evaluate(policy, records, _time(now), untagged=manifests,
-                        immutable=tuple(await self.immutable_rules(stored.tenant)))
+                        immutable=immutable)
         c = report.counts
         out: list[RetentionVerdict] = []
         for v in plan.tags:

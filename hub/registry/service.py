@@ -32,6 +32,7 @@ from storage_backends import PathNotFoundError, StorageDriver, StorageError
 
 from ..db import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord
 from ..db.base import QuotaExceededError, QuotaRoom
+from ..db.immutable_store import TagImmutableError
 from ..errors import (
     BlobUnknown,
     BlobUploadUnknown,
@@ -45,6 +46,7 @@ from ..errors import (
     RangeNotSatisfiable,
     SizeInvalid,
 )
+from ..retention.immutable import guard as immutable_guard
 from .manifests import ParsedManifest, parse_manifest
 from .names import Digest, digest_of, is_tag, looks_like_digest, parse_digest, validate_tag
 
@@ -132,6 +134,11 @@ def _quota_denied(exc: QuotaExceededError) -> Denied:
     )
 
 
+def _immutable_denied(exc: TagImmutableError) -> Denied:
+    """DENIED, with the rule named: docker, podman and skopeo print the message as it is."""
+    return Denied(str(exc), detail={"repository": exc.repository, "tag": exc.tag, "reason": "immutable tag"})
+
+
 class _OverQuota(Denied):
     """Upload data refused for the tenant's quota: the request's bytes are not kept."""
 
@@ -169,6 +176,9 @@ class Registry:
         self._active_writers: dict[str, object] = {}
         # Told about every manifest pushed with its references verified (the app store's index).
         self.manifest_hooks: list[ManifestHook] = []
+        # Immutable tags hold on every path that changes tags through this store, this
+        # Registry's or another service's: the store checks them inside each such transaction.
+        store.tag_guard = immutable_guard
 
     # Blobs ---------------------------------------------------------------------------
     async def stat_blob(self, repository: str, digest_str: str) -> BlobLocation:
@@ -676,6 +686,8 @@ class Registry:
             missing = await self.store.put_manifest(repository, record, tags, **options)
         except QuotaExceededError as exc:
             raise _quota_denied(exc) from None
+        except TagImmutableError as exc:
+            raise _immutable_denied(exc) from None
         if missing:
             raise ManifestBlobUnknown(detail={"missing": missing[:50]})
         for hook, state in zip(hooks, prepared, strict=True):
@@ -709,24 +721,31 @@ class Registry:
             raise ManifestInvalid("a descriptor's size differs from the stored content's",
                                   detail={"mismatched": wrong[:50]})
 
-    async def delete_manifest(self, repository: str, reference: str) -> None:
+    async def delete_manifest(self, repository: str, reference: str, *, actor: str = "anonymous") -> None:
+        """The OCI DELETE: by digest, the manifest with every tag on it; by tag, the tag. Audited
+        in the same transaction; DENIED while an immutable tag would go."""
         if looks_like_digest(reference):
             digest = str(parse_digest(reference))
-            if not await self.store.delete_manifest(repository, digest):
+            try:
+                found = await self.store.delete_manifest_at(repository, digest, actor=actor)
+            except TagImmutableError as exc:
+                raise _immutable_denied(exc) from None
+            if not found:
                 raise ManifestUnknown(detail={"reference": reference})
-        else:
-            validate_tag(reference)
-            if not await self.store.delete_tag(repository, reference):
-                raise ManifestUnknown(detail={"reference": reference})
+        elif not await self.delete_tag(repository, reference, actor=actor):
+            raise ManifestUnknown(detail={"reference": reference})
 
     async def delete_tag(self, repository: str, tag: str, *, digest: str | None = None, actor: str,
                          detail: dict | None = None) -> bool:
         """Delete a tag with its audit row by `actor`, in one transaction; with `digest`, only while
         the tag still points at it (a tag pushed again since the caller read it stays). GC's review of
         the manifest is queued in the same transaction (migration 0009's triggers). False if the tag
-        is gone or moved."""
+        is gone or moved; DENIED if it is immutable."""
         validate_tag(tag)
-        return await self.store.delete_tag_at(repository, tag, digest, actor=actor, detail=detail)
+        try:
+            return await self.store.delete_tag_at(repository, tag, digest, actor=actor, detail=detail)
+        except TagImmutableError as exc:
+            raise _immutable_denied(exc) from None
 
     async def delete_untagged_manifest(self, repository: str, digest: str, *, actor: str,
                                        detail: dict | None = None) -> bool:

@@ -7,13 +7,16 @@ The document, per tenant::
 with the selectors of retention rules (selectors.py): ``{"repositories": "team/**", "tags":
 {"semver": ">=1.0.0"}}`` makes every release of 1.0.0 and later in team/ immutable. `protects`
 names the first rule, in document order, that matches a tag, and `refusal` writes the message
-the registry will answer a refused push or delete with. Enforcement (registry push and delete,
-retention runs) comes in later steps; retention's engine already reports such tags as
-"protected" and never deletes them.
+the registry will answer a refused push or delete with. `guard` is what the store calls inside
+the transaction that would move or delete a tag (hub/db/immutable_store.py), with the tenant's
+document as stored; retention's engine reports such tags as "protected" and never plans their
+delete.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,3 +88,23 @@ def protects(rules: tuple[ImmutableRule, ...], repository: str, tag: str) -> Imm
 def refusal(rule: ImmutableRule, repository: str, tag: str) -> str:
     """'tag v1.2.0 of team/app is immutable (rule 2: repositories team/**, tags semver >=1.0.0)'."""
     return f"tag {tag} of {repository} is immutable ({rule.describe()})"
+
+
+@functools.lru_cache(maxsize=256)
+def _stored_rules(document: str) -> tuple[ImmutableRule, ...] | RetentionError:
+    try:
+        return parse_immutable_rules(json.loads(document))
+    except (ValueError, RetentionError) as exc:
+        return exc if isinstance(exc, RetentionError) else RetentionError(str(exc))
+
+
+def guard(document: str, repository: str, tag: str) -> str | None:
+    """The store's TagGuard: the refusal for changing `tag` of `repository` under the tenant's
+    stored rules, or None. Each stored document is parsed once (a cache keyed by its text). A
+    stored document that no longer validates (written by another version) fails closed: every
+    tag of the tenant is held until an admin sets the rules again."""
+    rules = _stored_rules(document)
+    if isinstance(rules, RetentionError):
+        return f"tag {tag} of {repository} is held: the tenant's immutable-tag rules do not validate ({rules})"
+    rule = protects(rules, repository, tag)
+    return None if rule is None else refusal(rule, repository, tag)

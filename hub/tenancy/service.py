@@ -22,6 +22,7 @@ from auth.scopes import DELETE, PULL, PUSH
 from auth.service import robot_account
 
 from ..db.gc_store import GcRunRecord
+from ..db.immutable_store import StoredImmutableRules
 from ..db.retention_store import StoredPolicy
 from ..db.identity import (
     AuditRecord,
@@ -36,7 +37,7 @@ from ..db.identity import (
 )
 from ..problems import Conflict, NotFound, ValidationFailed
 from ..registry.names import COMPONENT_PATTERN, MAX_NAME_LENGTH, NAME_RE, TAG_RE
-from ..retention import RetentionError, parse_policy
+from ..retention import RetentionError, parse_immutable_rules, parse_policy
 
 MAX_COMPONENT_LENGTH = 64
 MIN_PASSWORD_LENGTH = 8
@@ -412,6 +413,32 @@ class Administration:
         await self.tenant(tenant)
         if not await self.metadata.delete_retention_policy(tenant, self.actor):
             raise NotFound(f"tenant {tenant!r} has no retention policy")
+
+    # Immutable-tag rules (docs/retention.md) --------------------------------------------------------
+    async def immutable_tag_rules(self, tenant: str) -> StoredImmutableRules:
+        await self.tenant(tenant)
+        stored = await self.metadata.immutable_rules(tenant)
+        if stored is None:
+            raise NotFound(f"tenant {tenant!r} has no immutable-tag rules (every tag may be moved or deleted)")
+        return stored
+
+    async def set_immutable_tag_rules(self, tenant: str, document: Any) -> StoredImmutableRules:
+        """Validate the rules (hub/retention/immutable.py) and store them in their normal form, with
+        their audit row (the rules before and after) in the same transaction; 422 naming every bad
+        field otherwise."""
+        await self.tenant(tenant)
+        try:
+            rules = parse_immutable_rules(document)
+        except RetentionError as exc:
+            raise ValidationFailed(f"invalid immutable-tag rules: {exc}"[:2000], errors=[
+                {"detail": detail, "pointer": policy_pointer(path)} for path, detail in exc.errors.items()][:100]
+            ) from None
+        return await self.metadata.set_immutable_rules(tenant, {"rules": [r.to_dict() for r in rules]}, self.actor)
+
+    async def delete_immutable_tag_rules(self, tenant: str) -> None:
+        await self.tenant(tenant)
+        if not await self.metadata.delete_immutable_rules(tenant, self.actor):
+            raise NotFound(f"tenant {tenant!r} has no immutable-tag rules")
 
     # Audit log and GC history ------------------------------------------------------------------------
     async def audit_entries(self, limit: int, before_id: int | None, *,

@@ -39,6 +39,8 @@ CHANGES = [
     ("start_gc_run", "POST", "/api/v1/gc/runs", {"dry_run": True}, "gc.run"),
     ("put_retention_policy", "PUT", "/api/v1/tenants/team/retention-policy", {"rules": []}, "retention.policy.set"),
     ("delete_retention_policy", "DELETE", "/api/v1/tenants/team/retention-policy", None, "retention.policy.delete"),
+    ("put_immutable_tags", "PUT", "/api/v1/tenants/team/immutable-tags", {"rules": []}, "immutable_tags.set"),
+    ("delete_immutable_tags", "DELETE", "/api/v1/tenants/team/immutable-tags", None, "immutable_tags.delete"),
     # With no policy left, the run deletes nothing: its own row is the one.
     ("start_retention_run", "POST", "/api/v1/retention/runs", {"dry_run": False, "tenant": "team"}, "retention.run"),
 ]

@@ -71,6 +71,10 @@ async def _policy(client, tenant: str) -> None:
     await client.server.app[STORE].set_retention_policy(tenant, {"rules": []}, "test")
 
 
+async def _immutable(client, tenant: str) -> None:
+    await client.server.app[STORE].set_immutable_rules(tenant, {"rules": []}, "test")
+
+
 async def _retention_run(client, tenant: str) -> None:
     store = client.server.app[STORE]
     run_id = await store.retention_claim_run(owner="test", lease_seconds=60, tenant=tenant, trigger="cli", actor="t")
@@ -168,6 +172,12 @@ CASES = [
     # The tenant admin deletes it: the platform admin, allowed too, finds it gone.
     Case("delete_retention_policy", "DELETE", "/api/v1/tenants/team/retention-policy",
          (401, 403, 403, 403, 204, 403, 403, 404), setup=lambda c: _policy(c, "team")),
+    Case("get_immutable_tags", "GET", "/api/v1/tenants/team/immutable-tags", TEAM_ADMINS,
+         setup=lambda c: _immutable(c, "team")),
+    Case("put_immutable_tags", "PUT", "/api/v1/tenants/team/immutable-tags", TEAM_ADMINS,
+         {"rules": [{"repositories": "team/**", "tags": {"glob": "{role}-*"}}]}),
+    Case("delete_immutable_tags", "DELETE", "/api/v1/tenants/team/immutable-tags",
+         (401, 403, 403, 403, 204, 403, 403, 404), setup=lambda c: _immutable(c, "team")),
     Case("start_retention_run", "POST", "/api/v1/retention/runs", only(201, PLATFORM), {"dry_run": True}),
     Case("start_retention_run_of_team", "POST", "/api/v1/retention/runs", (401, 403, 403, 403, 201, 403, 403, 201),
          {"dry_run": False, "tenant": "team"}),

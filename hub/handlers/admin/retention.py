@@ -1,5 +1,5 @@
-"""Retention through the admin API: a tenant's policy (read, replace, delete) and runs (start now,
-read the history and one run's verdicts). docs/retention.md describes the policy document.
+"""Retention through the admin API: a tenant's policy (read, replace, delete), its immutable-tag
+rules (the same), and runs (start now, read the history and one run's verdicts). docs/retention.md describes the policy document.
 
 A tenant's admins and the platform admin manage its policy and may run retention over it; only the
 platform admin runs it over every tenant at once. A run goes within the request (serve's own
@@ -61,6 +61,38 @@ async def delete_retention_policy(request: web.Request) -> web.StreamResponse:
     tenant = request.match_info["tenant"]
     ensure(_may_manage(principal, tenant), "only the tenant's admins and the platform admin delete its policy")
     await administration(request, principal).delete_retention_policy(tenant)
+    return no_content()
+
+
+def immutable_json(stored) -> dict:
+    return {"tenant": stored.tenant, "rules": stored.document["rules"], "updated_at": rfc3339(stored.updated_at),
+            "updated_by": stored.updated_by}
+
+
+async def get_immutable_tags(request: web.Request) -> web.StreamResponse:
+    principal = await user(request)
+    tenant = request.match_info["tenant"]
+    ensure(_may_manage(principal, tenant),
+           "only the tenant's admins and the platform admin read its immutable-tag rules")
+    return json_response(immutable_json(await administration(request, principal).immutable_tag_rules(tenant)))
+
+
+async def put_immutable_tags(request: web.Request) -> web.StreamResponse:
+    principal = await user(request)
+    tenant = request.match_info["tenant"]
+    ensure(_may_manage(principal, tenant),
+           "only the tenant's admins and the platform admin set its immutable-tag rules")
+    body = await json_body(request, "ImmutableTagRulesDocument")
+    stored = await administration(request, principal).set_immutable_tag_rules(tenant, body)
+    return json_response(immutable_json(stored))
+
+
+async def delete_immutable_tags(request: web.Request) -> web.StreamResponse:
+    principal = await user(request)
+    tenant = request.match_info["tenant"]
+    ensure(_may_manage(principal, tenant),
+           "only the tenant's admins and the platform admin remove its immutable-tag rules")
+    await administration(request, principal).delete_immutable_tag_rules(tenant)
     return no_content()
 
 

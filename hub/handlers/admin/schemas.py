@@ -129,6 +129,13 @@ REQUESTS: dict[str, dict[str, Any]] = {
                                                                                        "count": 2}}},
                               {"tags": {"glob": "**"}, "keep": {"pulled_within_days": 7}},
                               {"tags": {"glob": "sha-*"}, "keep": {"latest_pushed": 5}}]}},
+    "ImmutableTagRulesDocument": {
+        "type": "object", "additionalProperties": True,
+        "description": "Immutable-tag rules (docs/retention.md): `rules`, each a repository glob and a tag selector "
+                       "(glob, regex or semver), at most 100. Checked in full: every problem is a 422 error whose "
+                       "pointer names the field (`#/rules/0/tags/semver`).",
+        "example": {"rules": [{"repositories": "**", "tags": {"semver": ">=0.0.0"}},
+                              {"repositories": "prod/**", "tags": {"glob": "release-*"}}]}},
     "RetentionRunRequest": obj({"dry_run": {"type": "boolean", "description": "Only list what would go."},
                                 "tenant": {**COMPONENT, "nullable": True,
                                            "description": "Only this tenant (default: every tenant with a "
@@ -203,6 +210,12 @@ RESOURCES: dict[str, dict[str, Any]] = {
                                                       "defaults written out)."},
                             "updated_at": TIMESTAMP, "updated_by": {"type": "string"}},
                            ("tenant", "policy", "updated_at", "updated_by")),
+    "ImmutableTagRules": obj({"tenant": {"type": "string"},
+                              "rules": {"type": "array", "items": {"type": "object", "additionalProperties": True},
+                                        "description": "The rules in their normal form, in order (a refusal "
+                                                       "names the first that matches, counted from 1)."},
+                              "updated_at": TIMESTAMP, "updated_by": {"type": "string"}},
+                             ("tenant", "rules", "updated_at", "updated_by")),
     "RetentionRun": obj({"id": {"type": "integer", "nullable": True, "description": "null for a dry run "
                                                                                    "(not recorded)."},
                          "started_at": TIMESTAMP, "finished_at": NULLABLE_TIMESTAMP, "dry_run": {"type": "boolean"},

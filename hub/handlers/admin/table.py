@@ -162,6 +162,17 @@ API_ROUTES: tuple[Route, ...] = (
                   "preview with a dry run (`POST /retention/runs` with `dry_run`)."),
     R("DELETE", "/tenants/{tenant}/retention-policy", retention.delete_retention_policy,
       "Delete a tenant's retention policy: nothing of it is deleted any more (tenant admin)", "retention", 204),
+    R("GET", "/tenants/{tenant}/immutable-tags", retention.get_immutable_tags,
+      "Read a tenant's immutable-tag rules (tenant admin)", "retention", response="ImmutableTagRules"),
+    R("PUT", "/tenants/{tenant}/immutable-tags", retention.put_immutable_tags,
+      "Set a tenant's immutable-tag rules (tenant admin)", "retention", request="ImmutableTagRulesDocument",
+      response="ImmutableTagRules",
+      description="Replaces every rule (docs/retention.md). A tag a rule matches cannot be moved, re-pushed with "
+                  "other content or deleted, by anyone, retention included (DENIED, naming the rule); the same "
+                  "content again is accepted. The change is audited with the rules before and after."),
+    R("DELETE", "/tenants/{tenant}/immutable-tags", retention.delete_immutable_tags,
+      "Remove a tenant's immutable-tag rules: its tags may be moved and deleted again (tenant admin)",
+      "retention", 204),
     R("POST", "/retention/runs", retention.start_retention_run, "Run retention now (tenant admin: their tenant; "
       "platform admin: any or all)", "retention", 201, request="RetentionRunRequest", response="RetentionRun",
       description="Every verdict is returned (and, unless a dry run, recorded). Deletion goes through the "
