@@ -45,6 +45,7 @@ async def open_registry(config: Config, *, migrate: bool = True) -> AsyncIterato
             storage,
             max_manifest_bytes=config.registry.max_manifest_bytes,
             max_blob_bytes=config.registry.max_blob_bytes,
+            immutable_app_versions=config.appstore.immutable_versions,
         )
         # App artifacts enter the app store's catalog on every path a manifest is pushed by.
         registry.manifest_hooks.append(CatalogIndexer(registry))

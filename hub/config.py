@@ -268,6 +268,11 @@ class AppStoreConfig:
     # app catalog (appstore/seeds) into the public tenant `apps`, once across replicas; never again
     # after, so apps deleted later stay deleted.
     seed_on_first_start: bool = True
+    # A published app version's own tag (1.2.0 of version 1.2.0, however it was pushed: the app
+    # store's publish, `docker compose publish`, oras) never moves to other content; `latest` and
+    # other tags still move. Withdraw a version by deprecating or deleting it and publish a new
+    # one. Off: versions may be overwritten in place.
+    immutable_versions: bool = True
 
 
 @dataclasses.dataclass

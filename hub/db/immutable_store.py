@@ -9,15 +9,17 @@ every path at once (OCI pushes and deletes, retention, repository deletes from t
 against races: the check and the change are one transaction.
 
 - A push that points an existing immutable tag at other content raises TagImmutableError; the
-  same content again changes nothing and succeeds.
+  same content again changes nothing and succeeds. What the tag points at may hold it too: a tag
+  that is an app version's own tag in the app store's index (1.2.0 for version 1.2.0, not
+  `latest`) does not move, unless appstore.immutable_versions is off.
 - A push that creates an immutable tag inserts it with ON CONFLICT DO NOTHING and reads it back:
   of two first pushes racing with different content, the second finds the first's and is refused
   (a plain upsert would silently move it).
 - A tag delete, a manifest delete (which would delete every tag on it) and a repository delete
   are refused while an immutable tag is among what they would delete.
 
-Cost on the push path: one primary-key read of the tenant's document per tagged push, in the
-transaction that is open anyway; the tags' rows are read only when the tenant has rules.
+Cost on the push path: one statement per tagged push (the tenant's document by primary key and the
+pushed tags' rows by primary key, joined), in the transaction that is open anyway.
 
 The SQL is written once over GcStore's transaction object (hub/db/gc_store.py), as
 RetentionStore's is.
@@ -31,8 +33,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-# (the tenant's rule document as stored, repository, tag) -> the refusal message, or None.
-TagGuard = Callable[[str, str, str], "str | None"]
+# (the tenant's rule document as stored or None, repository, tag, the app version the tag
+# publishes now: it is that version's own tag in the app store's index, else None) -> the
+# refusal, or None.
+TagGuard = Callable[[str | None, str, str, str | None], "str | None"]
 
 
 class TagImmutableError(Exception):
@@ -75,41 +79,47 @@ async def rules_document(tx: Any, tenant: str) -> str | None:
 
 
 async def refuse_frozen(tx: Any, guard: TagGuard | None, repository: str, tags: list[str]) -> None:
-    """Raise TagImmutableError for the first of `tags` (about to be deleted) that is immutable."""
+    """Raise TagImmutableError for the first of `tags` (about to be deleted) that a rule of the
+    tenant makes immutable (a tenant without rules: none is)."""
     if guard is None or not tags:
         return
     document = await rules_document(tx, tenant_of(repository))
     if document is None:
         return
     for tag in tags:
-        refusal = guard(document, repository, tag)
+        refusal = guard(document, repository, tag, None)
         if refusal is not None:
             raise TagImmutableError(repository, tag, refusal)
 
 
 async def guard_tag_writes(tx: Any, guard: TagGuard | None, repo_id: int, repository: str, digest: str,
                            tags: list[str]) -> dict[str, str]:
-    """Before `tags` are pointed at `digest`: raise if one of them is immutable and points at other
-    content. Returns the immutable tags that do not exist yet (tag -> refusal): the caller creates
-    them with `create_frozen_tags`, not with its upsert."""
+    """Before `tags` are pointed at `digest`: raise if one of them points at other content and may
+    not move (a tenant rule, or it publishes an app version). Returns the tags a
+    rule makes immutable that do not exist yet (tag -> refusal): the caller creates them with
+    `create_frozen_tags`, not with its upsert. One statement reads the rules and the tags."""
     if guard is None or not tags:
         return {}
-    document = await rules_document(tx, tenant_of(repository))
-    if document is None:
-        return {}
+    rows = await tx.fetch(
+        "SELECT d.document, t.name, t.digest, av.version FROM (SELECT 1 AS one) o "
+        "LEFT JOIN immutable_tag_rules d ON d.tenant = $3 "
+        "LEFT JOIN tags t ON t.repository_id = $1 AND t.name IN {json:2} "
+        "LEFT JOIN app_versions av ON av.repository_id = t.repository_id AND av.tag = t.name "
+        "AND replace(av.version, '+', '_') = t.name",  # appstore.catalog.version_tag
+        repo_id, json.dumps(sorted(set(tags))), tenant_of(repository))
+    document = rows[0][0] if rows else None
+    current = {r[1]: (r[2], r[3]) for r in rows if r[1] is not None}
     frozen = {}
     for tag in tags:
-        refusal = guard(document, repository, tag)
-        if refusal is not None:
-            frozen[tag] = refusal
-    if not frozen:
-        return {}
-    rows = await tx.fetch("SELECT name, digest FROM tags WHERE repository_id = $1 AND name IN {json:2}{for_update}",
-                          repo_id, json.dumps(sorted(frozen)))
-    for name, current in rows:
-        if current != digest:
-            raise TagImmutableError(repository, name, frozen[name])
-        del frozen[name]  # already there with this content: nothing to do
+        now = current.get(tag)
+        if now is not None and now[0] == digest:
+            continue  # the same content again: nothing moves
+        refusal = guard(document, repository, tag, None if now is None else now[1])
+        if refusal is None:
+            continue
+        if now is not None:
+            raise TagImmutableError(repository, tag, refusal)
+        frozen[tag] = refusal
     return frozen
 
 
@@ -214,7 +224,7 @@ class ImmutableStore:
             if self.tag_guard is not None and await rules_document(tx, tenant_of(name)) is not None:
                 tags = [r[0] for r in await tx.fetch(
                     "SELECT name FROM tags WHERE repository_id = $1 ORDER BY name", repo)]
-                await refuse_frozen(tx, self.tag_guard, name, tags)
+                await refuse_frozen(tx, self.tag_guard, name, tags)  # reads the document again: rare
             return bool(await tx.execute("DELETE FROM repositories WHERE id = $1", repo))
 
         return await self._gc_tx(run)

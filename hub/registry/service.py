@@ -46,7 +46,7 @@ from ..errors import (
     RangeNotSatisfiable,
     SizeInvalid,
 )
-from ..retention.immutable import guard as immutable_guard
+from ..retention.immutable import tag_guard
 from .manifests import ParsedManifest, parse_manifest
 from .names import Digest, digest_of, is_tag, looks_like_digest, parse_digest, validate_tag
 
@@ -165,7 +165,8 @@ class _Allowance:
 
 class Registry:
     def __init__(self, store: MetadataStore, storage: StorageDriver, *, max_manifest_bytes: int = 4 << 20,
-                 max_blob_bytes: int = 0, hash_cache_size: int = 4096):
+                 max_blob_bytes: int = 0, hash_cache_size: int = 4096,
+                 immutable_app_versions: bool = False):
         self.store = store
         self.storage = storage
         self.max_manifest_bytes = max_manifest_bytes
@@ -178,7 +179,8 @@ class Registry:
         self.manifest_hooks: list[ManifestHook] = []
         # Immutable tags hold on every path that changes tags through this store, this
         # Registry's or another service's: the store checks them inside each such transaction.
-        store.tag_guard = immutable_guard
+        # With `immutable_app_versions`, a tag publishing an app version never moves either.
+        store.tag_guard = tag_guard(immutable_app_versions)
 
     # Blobs ---------------------------------------------------------------------------
     async def stat_blob(self, repository: str, digest_str: str) -> BlobLocation:

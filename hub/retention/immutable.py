@@ -98,13 +98,28 @@ def _stored_rules(document: str) -> tuple[ImmutableRule, ...] | RetentionError:
         return exc if isinstance(exc, RetentionError) else RetentionError(str(exc))
 
 
-def guard(document: str, repository: str, tag: str) -> str | None:
-    """The store's TagGuard: the refusal for changing `tag` of `repository` under the tenant's
-    stored rules, or None. Each stored document is parsed once (a cache keyed by its text). A
-    stored document that no longer validates (written by another version) fails closed: every
-    tag of the tenant is held until an admin sets the rules again."""
-    rules = _stored_rules(document)
-    if isinstance(rules, RetentionError):
-        return f"tag {tag} of {repository} is held: the tenant's immutable-tag rules do not validate ({rules})"
-    rule = protects(rules, repository, tag)
-    return None if rule is None else refusal(rule, repository, tag)
+def tag_guard(app_versions: bool = False):
+    """The store's TagGuard (hub/db/immutable_store.py): `guard(document, repository, tag,
+    app_version)` is the refusal for changing `tag` of `repository`, or None.
+
+    With `app_versions`, a tag that publishes an app version (its own tag in the app store's
+    index) does not move: hub/app.py sets it unless appstore.immutable_versions is off. Then the
+    tenant's stored rules, each document parsed once (a cache keyed by its text); one that no
+    longer validates (written by another version) fails closed: every tag of the tenant is held
+    until an admin sets the rules again."""
+    def guard(document: str | None, repository: str, tag: str, app_version: str | None) -> str | None:
+        if app_versions and app_version is not None:
+            return (f"tag {tag} of {repository} publishes app version {app_version}: published versions are "
+                    "immutable; publish a new version")
+        if document is None:
+            return None
+        rules = _stored_rules(document)
+        if isinstance(rules, RetentionError):
+            return f"tag {tag} of {repository} is held: the tenant's immutable-tag rules do not validate ({rules})"
+        rule = protects(rules, repository, tag)
+        return None if rule is None else refusal(rule, repository, tag)
+
+    return guard
+
+
+guard = tag_guard()  # the tenants' rules only

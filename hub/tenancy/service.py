@@ -22,7 +22,7 @@ from auth.scopes import DELETE, PULL, PUSH
 from auth.service import robot_account
 
 from ..db.gc_store import GcRunRecord
-from ..db.immutable_store import StoredImmutableRules
+from ..db.immutable_store import StoredImmutableRules, TagImmutableError
 from ..db.retention_store import StoredPolicy
 from ..db.identity import (
     AuditRecord,
@@ -378,15 +378,22 @@ class Administration:
                          tenant=tenant_of(name))
 
     async def delete_repository(self, name: str) -> None:
-        """Delete a repository's manifests, tags and blob links; the blobs are left for GC."""
-        if not is_repository_name(name) or not await self.metadata.delete_repository(name):
-            raise NotFound(f"no repository {name!r}")
+        """Delete a repository's manifests, tags and blob links; the blobs are left for GC. 409
+        while it holds an immutable tag."""
+        try:
+            if not is_repository_name(name) or not await self.metadata.delete_repository(name):
+                raise NotFound(f"no repository {name!r}")
+        except TagImmutableError as exc:
+            raise Conflict(f"repository {name} holds an immutable tag: {exc}") from None
         await self.audit("repo.delete", name, tenant=tenant_of(name))
 
     async def delete_tag(self, repository: str, tag: str) -> None:
-        if (not is_repository_name(repository) or not is_tag(tag)
-                or not await self.metadata.delete_tag(repository, tag)):
-            raise NotFound(f"no tag {tag!r} in repository {repository!r}")
+        try:
+            if (not is_repository_name(repository) or not is_tag(tag)
+                    or not await self.metadata.delete_tag(repository, tag)):
+                raise NotFound(f"no tag {tag!r} in repository {repository!r}")
+        except TagImmutableError as exc:
+            raise Conflict(str(exc)) from None
         await self.audit("tag.delete", f"{repository}:{tag}", tenant=tenant_of(repository))
 
     # Retention policies (docs/retention.md) ----------------------------------------------------------

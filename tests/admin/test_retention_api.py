@@ -80,3 +80,37 @@ async def test_a_dry_run_then_a_run_delete_what_no_rule_keeps(api):
     assert v1_verdict["reason"] == "no rule keeps it" and v1_verdict["pushed_at"] == "1970-01-01T00:16:40Z"
     assert (await call(api, "GET", "/api/v1/retention/runs/999999", "tenant_admin"))[0] == 404
     assert (await call(api, "GET", "/api/v1/retention/runs/x", "tenant_admin"))[0] == 404
+
+
+IMMUTABLE = "/api/v1/tenants/team/immutable-tags"
+
+
+async def test_immutable_tag_rules_are_validated_stored_audited_and_hold_against_admin_deletes(api):
+    status, problem, _ = await call(api, "PUT", IMMUTABLE, "tenant_admin", json={
+        "rules": [{"repositories": "team/[", "tags": {"semver": "not a range"}}, {"tags": {}}], "x": 1})
+    assert status == 422, problem
+    assert set(field_errors(problem)) >= {"#/rules/0/tags/semver", "#/rules/1/tags", "#/x"}, problem
+    assert (await call(api, "GET", IMMUTABLE, "tenant_admin"))[0] == 404
+    assert await audit_rows(api, "immutable_tags.set") == []
+
+    status, stored, _ = await call(api, "PUT", IMMUTABLE, "tenant_admin",
+                                   json={"rules": [{"repositories": "team/app", "tags": {"glob": "v1"}}]})
+    assert status == 200, stored
+    assert stored["rules"] == [{"repositories": "team/app", "tags": {"glob": "v1"}}]
+    assert stored["updated_by"] == "ada"
+    assert (await call(api, "GET", IMMUTABLE, "platform_admin"))[1] == stored
+    # The tag and its repository cannot go through the admin API (409, naming the rule); v2 can.
+    status, problem, _ = await call(api, "DELETE", "/api/v1/repositories/team/app/tags/v1")
+    assert status == 409 and "tag v1 of team/app is immutable (rule 1" in problem["detail"], problem
+    status, problem, _ = await call(api, "DELETE", "/api/v1/repositories/team/app")
+    assert status == 409 and "immutable" in problem["detail"], problem
+    assert (await call(api, "DELETE", "/api/v1/repositories/team/app/tags/v2"))[0] == 204
+    store = api.server.app[STORE]
+    assert await store.get_manifest("team/app", "v1", by_digest=False, with_content=False) is not None
+    assert [r.action for r in await audit_rows(api) if r.target.startswith("team/app")][:1] == ["tag.delete"]
+
+    assert (await call(api, "DELETE", IMMUTABLE, "tenant_admin"))[0] == 204
+    assert (await call(api, "DELETE", IMMUTABLE, "tenant_admin"))[0] == 404
+    assert (await call(api, "DELETE", "/api/v1/repositories/team/app/tags/v1"))[0] == 204
+    actions = [r.action for r in await audit_rows(api) if r.action.startswith("immutable_tags.")]
+    assert actions == ["immutable_tags.delete", "immutable_tags.set"]

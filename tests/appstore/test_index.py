@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 
 from appstore import artifact
+from hub.app import create_app
+from hub.config import load_config
 from hub.keys import STORE
+from tests.registry.conftest import DATABASE_SETUP
 from tests.registry.conftest import Repo, error_code
 
 from . import hubs
@@ -55,11 +58,42 @@ async def test_delete_by_digest_unlists_every_tag(open_hub):
     assert await versions(open_hub, "team/web") == []
 
 
-async def test_tag_moved_to_a_plain_image_unlists(open_hub):
-    await push(open_hub, "team/web", "1.0.0", packed("web", "1.0.0"))
-    await Repo(open_hub, "team/web").push_image("1.0.0")
-    assert await open_hub.server.app[STORE].get_app_version("team/web", "1.0.0") is None
-    status, _ = await get_json(open_hub, "/api/v1/appstore/apps/team/web")
+async def test_a_published_versions_own_tag_does_not_move(open_hub):
+    """appstore.immutable_versions (on by default): 1.0.0 of version 1.0.0 is refused other content
+    on the OCI path (a plain image, another app version), stays listed, takes the same artifact
+    again; `latest` on the same artifact still moves, and the version may still be deleted."""
+    art = packed("web", "1.0.0")
+    await push(open_hub, "team/web", "1.0.0", art)
+    await push(open_hub, "team/web", "latest", art)
+    repo = Repo(open_hub, "team/web")
+    for attempt in (lambda: repo.push_image("1.0.0"), lambda: push(open_hub, "team/web", "1.0.0",
+                                                                     packed("web", "1.0.0", title="Other"))):
+        try:
+            await attempt()
+        except AssertionError as exc:
+            assert "DENIED" in str(exc) and "publishes app version 1.0.0" in str(exc), exc
+        else:
+            raise AssertionError("the version's tag moved")
+    await push(open_hub, "team/web", "1.0.0", art)  # the same artifact again
+    store = open_hub.server.app[STORE]
+    assert (await store.get_app_version("team/web", "1.0.0")).digest == art.digest
+    await repo.push_image("latest")  # not a version's own tag
+    assert await store.get_app_version("team/web", "latest") is None
+    r = await open_hub.delete("/v2/team/web/manifests/1.0.0")
+    assert r.status == 202
+    assert await versions(open_hub, "team/web") == []
+
+
+async def test_tag_moved_to_a_plain_image_unlists(request, aiohttp_client, tmp_path):
+    """With appstore.immutable_versions off, a version's tag moves like any other, and unlists."""
+    cfg = load_config(environ={}, overrides={
+        "data_dir": str(tmp_path), "log": {"access_log": False}, "auth": {"enabled": False},
+        "appstore": {"immutable_versions": False}, "database": DATABASE_SETUP["sqlite"](request, tmp_path)})
+    hub = await aiohttp_client(create_app(cfg))
+    await push(hub, "team/web", "1.0.0", packed("web", "1.0.0"))
+    await Repo(hub, "team/web").push_image("1.0.0")
+    assert await hub.server.app[STORE].get_app_version("team/web", "1.0.0") is None
+    status, _ = await get_json(hub, "/api/v1/appstore/apps/team/web")
     assert status == 404
 
 
