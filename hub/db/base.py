@@ -145,6 +145,8 @@ QUOTA_COUNTED_SQL = {
 
 # Set while a background job (GC) writes: see MetadataStore.background().
 _BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("daohub_store_background", default=False)
+# Who the writes of this request or job are for: the `actor` of the events they write (hub/db/event_store.py).
+_ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("daohub_store_actor", default=None)
 
 
 class MetadataStore(abc.ABC):
@@ -168,6 +170,26 @@ class MetadataStore(abc.ABC):
     @staticmethod
     def in_background() -> bool:
         return _BACKGROUND.get()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def acting_as(actor: str | None):
+        """Within this block the events written name `actor` (a user, a robot account, or a job
+        such as 'gc'); the middleware opens one per request and authorization fills it in."""
+        token = _ACTOR.set(actor)
+        try:
+            yield
+        finally:
+            _ACTOR.reset(token)
+
+    @staticmethod
+    def set_actor(actor: str | None) -> None:
+        """Name the actor of the rest of the current `acting_as` block (the request's caller)."""
+        _ACTOR.set(actor)
+
+    @staticmethod
+    def current_actor() -> str | None:
+        return _ACTOR.get()
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -216,8 +238,10 @@ class MetadataStore(abc.ABC):
     async def repositories_linking(self, digest: str, limit: int = 100) -> list[str]: ...
 
     @abc.abstractmethod
-    async def link_blob(self, repository: str, digest: str, size: int) -> None:
-        """Link a blob into a repository; raises QuotaExceededError if the tenant has no room."""
+    async def link_blob(self, repository: str, digest: str, size: int, *, mounted_from: str | None = None) -> None:
+        """Link a blob into a repository; raises QuotaExceededError if the tenant has no room.
+        `mounted_from` (a cross-repository mount: the source, '' when any) writes a blob.mounted
+        event if the link is new."""
 
     @abc.abstractmethod
     async def tenant_usage(self, tenant: str) -> int:

@@ -55,7 +55,9 @@ from .base import (
     app_categories_text,
     app_version_record,
 )
-from .gc_store import PostgresGcMixin
+from ..events import cloudevents as ce
+from .event_store import EventStore, emit, emit_all, manifest_deleted_events, manifest_events
+from .gc_store import PostgresGcMixin, _PostgresTx
 from .locks import KeyedLocks
 from .retention_store import RetentionStore
 from .postgres_identity import PostgresIdentityMixin, rows_affected, tenant_range
@@ -198,7 +200,7 @@ class _AdvisoryLocks:
 
 
 class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerStateMixin, PostgresGcMixin,
-                    RetentionStore, MetadataStore):
+                    RetentionStore, EventStore, MetadataStore):
     dialect = "postgres"
 
     def __init__(self, url: str, *, pool_min_size: int = 2, pool_max_size: int = 20,
@@ -445,10 +447,18 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerSta
             "WHERE rb.digest = $1 ORDER BY r.name LIMIT $2", digest, limit)
         return [r[0] for r in rows]
 
-    async def link_blob(self, repository: str, digest: str, size: int) -> None:
+    async def link_blob(self, repository: str, digest: str, size: int, *, mounted_from: str | None = None) -> None:
         async def run(conn: asyncpg.Connection) -> None:
             await self._check_quota(conn, repository, digest, size, lock=True)
-            await self._link(conn, await self._repo_id(conn, repository, True), digest, size)
+            repo_id = await self._repo_id(conn, repository, True)
+            new = mounted_from is not None and await conn.fetchval(
+                "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2", repo_id, digest) is None
+            await self._link(conn, repo_id, digest, size)
+            if new:
+                await emit(_PostgresTx(conn), ce.BLOB_MOUNTED, repository=repository,
+                           subject=f"{repository}@{digest}",
+                           data={"repository": repository, "digest": digest, "size": size,
+                                 "from": mounted_from or None})
 
         await self._write(run)
 
@@ -551,7 +561,7 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerSta
                 if missing:
                     return missing
             now = time.time()
-            await conn.execute(
+            stored = await conn.execute(
                 "INSERT INTO manifests (repository_id, digest, media_type, size, content, subject, artifact_type, "
                 "annotations, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
                 "ON CONFLICT (repository_id, digest) DO NOTHING",
@@ -564,12 +574,20 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerSta
                     "SELECT $1, $2, c, k FROM unnest($3::text[], $4::text[]) AS x(c, k) ON CONFLICT DO NOTHING",
                     repo_id, manifest.digest, [d for d, _ in kids], [k for _, k in kids])
             unique_tags = list(dict.fromkeys(tags))  # one upsert may touch a row only once
+            previous: dict[str, str] = {}
             if unique_tags:
+                # Locked, so two replicas moving one tag each report what they moved it from.
+                previous = {r[0]: r[1] for r in await conn.fetch(
+                    "SELECT name, digest FROM tags WHERE repository_id = $1 AND name = ANY($2::text[]) "
+                    "ORDER BY name FOR UPDATE", repo_id, unique_tags)}
                 await conn.execute(
                     "INSERT INTO tags (repository_id, name, digest, updated_at) "
                     "SELECT $1, t, $2, $3 FROM unnest($4::text[]) AS x(t) "
                     "ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, "
                     "updated_at = excluded.updated_at", repo_id, manifest.digest, now, unique_tags)
+            if verify_references:  # the pull-through cache's fills are not changes anyone made
+                await emit_all(_PostgresTx(conn), repository, manifest_events(
+                    repository, manifest, unique_tags, rows_affected(stored) > 0, previous))
             return []
 
         return await self._write(run)
@@ -587,16 +605,33 @@ class PostgresStore(PostgresProxyMixin, PostgresIdentityMixin, PostgresServerSta
                 + [d for d in manifest.manifest_refs if d not in children])
 
     async def delete_manifest(self, repository: str, digest: str) -> bool:
-        status = await self.pool.execute(
-            "DELETE FROM manifests WHERE digest = $2 "
-            "AND repository_id = (SELECT id FROM repositories WHERE name = $1)", repository, digest)
-        return rows_affected(status) > 0
+        async def run(conn: asyncpg.Connection) -> bool:
+            repo_id = await conn.fetchval("SELECT id FROM repositories WHERE name = $1", repository)
+            if repo_id is None:
+                return False
+            tags = [r[0] for r in await conn.fetch("SELECT name FROM tags WHERE repository_id = $1 AND digest = $2 "
+                                                   "ORDER BY name FOR UPDATE", repo_id, digest)]
+            status = await conn.execute("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
+                                        repo_id, digest)
+            if not rows_affected(status):
+                return False
+            await emit_all(_PostgresTx(conn), repository, manifest_deleted_events(repository, digest, tags, "deleted"))
+            return True
+
+        return await self._write(run)
 
     async def delete_tag(self, repository: str, tag: str) -> bool:
-        status = await self.pool.execute(
-            "DELETE FROM tags WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
-            repository, tag)
-        return rows_affected(status) > 0
+        async def run(conn: asyncpg.Connection) -> bool:
+            digest = await conn.fetchval(
+                "DELETE FROM tags WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1) "
+                "RETURNING digest", repository, tag)
+            if digest is None:
+                return False
+            await emit(_PostgresTx(conn), ce.TAG_DELETED, repository=repository, subject=f"{repository}:{tag}",
+                       data={"repository": repository, "tag": tag, "digest": digest, "reason": "deleted"})
+            return True
+
+        return await self._write(run)
 
     async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
         repo_id = await self._fetchval("SELECT id FROM repositories WHERE name = $1", repository)

@@ -24,6 +24,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..events import cloudevents
+from .event_store import emit
+
 RUNS_KEPT = 1000
 VERDICT_BATCH = 1000
 
@@ -245,13 +248,18 @@ class RetentionStore:
             if repo is None:
                 return False
             if digest is None:
-                count = await tx.execute("DELETE FROM tags WHERE repository_id = $1 AND name = $2", repo, tag)
+                pointed = await tx.fetchval("DELETE FROM tags WHERE repository_id = $1 AND name = $2 "
+                                            "RETURNING digest", repo, tag)
             else:
-                count = await tx.execute("DELETE FROM tags WHERE repository_id = $1 AND name = $2 "
-                                         "AND digest = $3", repo, tag, digest)
+                pointed = await tx.fetchval("DELETE FROM tags WHERE repository_id = $1 AND name = $2 "
+                                            "AND digest = $3 RETURNING digest", repo, tag, digest)
+            count = pointed is not None
             if count:
                 await _audit(tx, actor, "tag.delete", f"{repository}:{tag}", detail,
                              repository.split("/", 1)[0])
+                await emit(tx, cloudevents.TAG_DELETED, repository=repository, subject=f"{repository}:{tag}",
+                           actor=actor, data={"repository": repository, "tag": tag, "digest": pointed,
+                                              "reason": "retention"})
             return bool(count)
 
         return await self._gc_tx(run)
@@ -276,6 +284,8 @@ class RetentionStore:
                 return False
             await tx.execute("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2", repo, digest)
             await _audit(tx, actor, "manifest.delete", f"{repository}@{digest}", detail, repository.split("/", 1)[0])
+            await emit(tx, cloudevents.MANIFEST_DELETED, repository=repository, subject=f"{repository}@{digest}",
+                       actor=actor, data={"repository": repository, "digest": digest, "reason": "retention"})
             return True
 
         return await self._gc_tx(run)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import re
 import sqlite3
@@ -36,7 +37,9 @@ from .base import (
     app_categories_text,
     app_version_record,
 )
-from .gc_store import SqliteGcMixin
+from ..events import cloudevents as ce
+from .event_store import EventStore, emit, manifest_deleted_events, manifest_events
+from .gc_store import SqliteGcMixin, _drive, _SqliteTx
 from .locks import FileLocks, KeyedLocks
 from .retention_store import RetentionStore
 from .sqlite_identity import SqliteIdentityMixin
@@ -60,7 +63,7 @@ def path_from_url(url: str) -> str:
 
 
 class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin, SqliteGcMixin, RetentionStore,
-                  MetadataStore):
+                  EventStore, MetadataStore):
     dialect = "sqlite"
 
     def __init__(self, path: str, synchronous: str = "FULL"):
@@ -153,6 +156,8 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin,
                     self._file_locks.write_done()
 
         loop = asyncio.get_running_loop()
+        # The writer thread sees this task's context variables (the actor its events name).
+        run = functools.partial(contextvars.copy_context().run, run)
         if not background:
             self._foreground_writes += 1
             self._foreground_idle.clear()
@@ -327,10 +332,17 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin,
         )
         return [r[0] for r in rows]
 
-    async def link_blob(self, repository: str, digest: str, size: int) -> None:
+    async def link_blob(self, repository: str, digest: str, size: int, *, mounted_from: str | None = None) -> None:
         def run(conn: sqlite3.Connection) -> None:
             self._check_quota(conn, repository, digest, size)
-            self._link(conn, self._repo_id(conn, repository, True), digest, size)
+            repo_id = self._repo_id(conn, repository, True)
+            new = mounted_from is not None and conn.execute(
+                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?", (repo_id, digest)
+            ).fetchone() is None
+            self._link(conn, repo_id, digest, size)
+            if new:
+                _event(conn, ce.BLOB_MOUNTED, repository, f"{repository}@{digest}",
+                       {"repository": repository, "digest": digest, "size": size, "from": mounted_from or None})
 
         await self._write(run)
 
@@ -478,13 +490,17 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin,
             if missing:
                 return missing
             now = time.time()
-            conn.execute(
+            stored = conn.execute(
                 "INSERT INTO manifests (repository_id, digest, media_type, size, content, subject, "
                 "artifact_type, annotations, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (repository_id, digest) DO NOTHING",
                 (repo_id, manifest.digest, manifest.media_type, len(manifest.content), manifest.content,
                  manifest.subject, manifest.artifact_type, manifest.annotations_json, now),
-            )
+            ).rowcount > 0
+            unique_tags = list(dict.fromkeys(tags))
+            previous = dict(conn.execute(
+                f"SELECT name, digest FROM tags WHERE repository_id = ? AND name IN ({','.join('?' * len(unique_tags))})",
+                (repo_id, *unique_tags)).fetchall()) if unique_tags else {}
             refs = [(repo_id, manifest.digest, d, "blob") for d in set(manifest.blob_refs)]
             refs += [(repo_id, manifest.digest, d, "manifest") for d in set(manifest.manifest_refs)]
             conn.executemany("INSERT OR IGNORE INTO manifest_references VALUES (?, ?, ?, ?)", refs)
@@ -495,6 +511,9 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin,
                     "updated_at = excluded.updated_at",
                     (repo_id, tag, manifest.digest, now),
                 )
+            if verify_references:  # the pull-through cache's fills are not changes anyone made
+                for event_type, subject, data in manifest_events(repository, manifest, unique_tags, stored, previous):
+                    _event(conn, event_type, repository, subject, data)
             return []
 
         return await self._write(run)
@@ -504,7 +523,12 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin,
             repo_id = self._repo_id(conn, repository, False)
             if repo_id is None:
                 return False
+            tags = [r[0] for r in conn.execute("SELECT name FROM tags WHERE repository_id = ? AND digest = ? "
+                                               "ORDER BY name", (repo_id, digest))]
             cur = conn.execute("DELETE FROM manifests WHERE repository_id = ? AND digest = ?", (repo_id, digest))
+            if cur.rowcount > 0:
+                for event_type, subject, data in manifest_deleted_events(repository, digest, tags, "deleted"):
+                    _event(conn, event_type, repository, subject, data)
             return cur.rowcount > 0
 
         return await self._write(run)
@@ -514,9 +538,12 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin,
             repo_id = self._repo_id(conn, repository, False)
             if repo_id is None:
                 return False
-            return conn.execute(
-                "DELETE FROM tags WHERE repository_id = ? AND name = ?", (repo_id, tag)
-            ).rowcount > 0
+            row = conn.execute("DELETE FROM tags WHERE repository_id = ? AND name = ? RETURNING digest",
+                               (repo_id, tag)).fetchone()
+            if row is not None:
+                _event(conn, ce.TAG_DELETED, repository, f"{repository}:{tag}",
+                       {"repository": repository, "tag": tag, "digest": row[0], "reason": "deleted"})
+            return row is not None
 
         return await self._write(run)
 
@@ -626,6 +653,11 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin,
             "UPDATE app_versions SET deprecated = ? WHERE tag = ? "
             "AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
             (int(deprecated), tag, repository)).rowcount > 0)
+
+def _event(conn: sqlite3.Connection, event_type: str, repository: str, subject: str, data: dict) -> None:
+    """An event in the writer's open transaction (hub/db/event_store.py)."""
+    _drive(emit(_SqliteTx(conn), event_type, repository=repository, subject=subject, data=data))
+
 
 @functools.lru_cache(maxsize=256)
 def _compiled(pattern: str) -> re.Pattern[str]:
