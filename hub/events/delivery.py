@@ -1,0 +1,180 @@
+"""The webhook delivery worker: serve runs one per replica (docs/events.md, "Delivery").
+
+It claims due deliveries from the store (EventStore.webhook_claim: one worker per delivery
+across replicas, a lease that a killed replica's claims run out of), POSTs each CloudEvent with
+its signature headers, and records the attempt: delivered on a 2xx answer; otherwise retried
+with exponential backoff and jitter until webhooks.max_attempts, then dead. A destination that
+is not allowed (netguard) is dead at once: retrying cannot make it allowed.
+
+At least once: the delivery row is marked only after the receiver answered, so a replica killed
+between the answer and the mark makes another replica send it again after the lease; receivers
+deduplicate by the idempotency key (the event id). Nothing here runs on a request's path: a
+push only writes its event and delivery rows (hub/db/event_store.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp.abc import AbstractResolver
+from yarl import URL
+
+from ..background import stop_if_cancelled
+from . import cloudevents, signing
+from .netguard import ForbiddenDestination, GuardedResolver, check_literal, networks
+
+if TYPE_CHECKING:
+    from ..config import WebhooksConfig  # the settings: webhooks.* (any object with those attributes)
+
+log = logging.getLogger("daohub.webhooks")
+
+USER_AGENT = "DaoHub-Webhooks/1"
+_ERROR_BYTES = 200
+
+
+def backoff(settings: WebhooksConfig, tries: int, rand: float | None = None) -> float:
+    """The wait after the `tries`-th failed attempt: base * 2**(tries-1), at most the maximum,
+    with jitter (between half of it and all of it)."""
+    delay = min(settings.backoff_max_seconds, settings.backoff_base_seconds * 2 ** max(0, tries - 1))
+    return delay * (0.5 + 0.5 * (random.random() if rand is None else rand))
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    outcome: str  # delivered, retry, dead
+    status: int | None
+    latency_ms: float | None
+    error: str | None
+    next_attempt_at: float = 0.0
+
+
+class Deliverer:
+    def __init__(self, store, settings: WebhooksConfig, *, resolver: AbstractResolver | None = None,
+                 owner: str | None = None):
+        self.store = store
+        self.settings = settings
+        self.allowed = networks(settings.allowed_networks)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._resolver = resolver
+        self._session: aiohttp.ClientSession | None = None
+        self._wake = asyncio.Event()
+
+    async def open(self) -> None:
+        # No DNS cache: every connection resolves (and is checked) again. No pooled connections
+        # either: each delivery connects to an address checked just now.
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.allowed, self._resolver),
+                                         use_dns_cache=False, force_close=True)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
+                                              headers={"User-Agent": USER_AGENT}, auto_decompress=False)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def wake(self) -> None:
+        """Look for due deliveries now, not at the next poll."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Claim and send one batch; how many were claimed."""
+        claims = await self.store.webhook_claim(self.owner, lease_seconds=self.settings.lease_seconds,
+                                                limit=self.settings.concurrency)
+        if claims:
+            await asyncio.gather(*(self._deliver_and_record(c) for c in claims))
+        return len(claims)
+
+    async def run(self) -> None:
+        """serve's loop: batches back to back while there are due deliveries, then a poll every
+        poll_interval_seconds (or sooner when woken)."""
+        while True:
+            try:
+                claimed = await self.run_once()
+            except Exception as exc:
+                stop_if_cancelled(exc)
+                log.exception("claiming webhook deliveries failed")
+                claimed = 0
+            if not claimed:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_seconds)
+                except TimeoutError:
+                    pass
+
+    async def _deliver_and_record(self, claim) -> None:
+        try:
+            result = await self.deliver(claim)
+        except Exception as exc:  # a bug here must not lose the claim for longer than its lease
+            stop_if_cancelled(exc)
+            log.exception("webhook delivery %s failed unexpectedly", claim.id)
+            result = self._failed(claim, None, None, f"internal error: {type(exc).__name__}")
+        try:
+            kept = await self.store.webhook_finish(claim, self.owner, outcome=result.outcome, status=result.status,
+                                                   latency_ms=result.latency_ms, error=result.error,
+                                                   next_attempt_at=result.next_attempt_at)
+        except Exception as exc:
+            stop_if_cancelled(exc)
+            log.exception("recording webhook delivery %s failed (it is sent again after its lease)", claim.id)
+            return
+        if not kept:
+            log.info("webhook delivery %s was taken over by another worker during attempt %s", claim.id,
+                     claim.attempt)
+
+    def _failed(self, claim, status: int | None, latency_ms: float | None, error: str, *,
+                final: bool = False) -> Outcome:
+        if final or claim.tries >= self.settings.max_attempts:
+            return Outcome("dead", status, latency_ms, error)
+        return Outcome("retry", status, latency_ms, error, time.time() + backoff(self.settings, claim.tries))
+
+    async def deliver(self, claim) -> Outcome:
+        """One attempt: POST the event, judge the answer."""
+        assert self._session is not None, "deliverer not open"
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": f"{cloudevents.MEDIA_TYPE}; charset=utf-8",
+            signing.TIMESTAMP_HEADER: timestamp,
+            signing.SIGNATURE_HEADER: signing.signature_header(claim.secrets, timestamp, claim.body),
+            signing.IDEMPOTENCY_HEADER: claim.event_id,
+            signing.EVENT_ID_HEADER: claim.event_id,
+            signing.DELIVERY_HEADER: str(claim.id),
+            signing.ATTEMPT_HEADER: str(claim.attempt),
+        }
+        started = time.perf_counter()
+
+        def elapsed() -> float:
+            return round((time.perf_counter() - started) * 1000, 3)
+
+        try:
+            url = URL(claim.url)
+            check_literal(url, self.allowed)
+            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
+            async with self._session.post(url, data=claim.body, headers=headers, allow_redirects=False,
+                                          timeout=timeout) as response:
+                snippet = await response.content.read(self.settings.max_response_bytes)
+                status = response.status
+        except ForbiddenDestination as exc:
+            return self._failed(claim, None, elapsed(), f"forbidden destination: {exc}", final=True)
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ForbiddenDestination) or isinstance(exc.__cause__, ForbiddenDestination):
+                return self._failed(claim, None, elapsed(), f"forbidden destination: {exc.os_error}", final=True)
+            return self._failed(claim, None, elapsed(), f"connection failed: {exc.os_error or exc}")
+        except TimeoutError:
+            return self._failed(claim, None, elapsed(), f"timed out after {self.settings.timeout_seconds:g} s")
+        except (aiohttp.ClientError, ValueError) as exc:
+            return self._failed(claim, None, elapsed(), f"{type(exc).__name__}: {exc}"[:_ERROR_BYTES])
+        latency = elapsed()
+        if 200 <= status < 300:
+            return Outcome("delivered", status, latency, None)
+        text = snippet[:_ERROR_BYTES].decode("utf-8", "replace").strip()
+        why = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
+        return self._failed(claim, status, latency, f"{why}: {text}" if text else why)
