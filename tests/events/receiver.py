@@ -9,7 +9,9 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import threading
 import time
+from collections import Counter
 
 from aiohttp import web
 
@@ -38,6 +40,7 @@ class Received:
 class Receiver:
     def __init__(self):
         self.mode = "ok"  # ok | fail | hang | redirect
+        self.fail_first = 0  # with mode ok: answer 500 to the first this many attempts of each event
         self.received: list[Received] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -50,6 +53,9 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         status = {"ok": 204, "fail": 500, "hang": 0, "redirect": 307}[self.mode]
+        key = request.headers.get("Idempotency-Key")
+        if status == 204 and sum(1 for r in self.received if r.headers.get("Idempotency-Key") == key) < self.fail_first:
+            status = 500
         self.received.append(Received(dict(request.headers), body, status))
         async with self.arrived:
             self.arrived.notify_all()
@@ -83,3 +89,56 @@ class Receiver:
         async with asyncio.timeout(timeout):
             async with self.arrived:
                 await self.arrived.wait_for(predicate)
+
+
+class ThreadedReceiver:
+    """A Receiver on an event loop of its own thread, for tests that are not async (the e2e ones
+    drive serve processes and skopeo synchronously)."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="receiver", daemon=True)
+        self.thread.start()
+        self.receiver = self._call(self._make())
+
+    async def _make(self) -> Receiver:
+        return Receiver()
+
+    def _call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def start(self) -> None:
+        self._call(self.receiver.start())
+
+    def stop(self) -> None:
+        self._call(self.receiver.stop())
+
+    def close(self) -> None:
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return self.receiver.url
+
+    def set(self, mode: str = "ok", fail_first: int = 0) -> None:
+        self.receiver.mode, self.receiver.fail_first = mode, fail_first
+
+    def received(self) -> list[Received]:
+        return list(self.receiver.received)
+
+    def accepted(self) -> list[Received]:
+        return [r for r in self.received() if 200 <= r.answered < 300]
+
+    def accepted_counts(self) -> Counter:
+        return Counter(r.headers["Idempotency-Key"] for r in self.accepted())
+
+    def wait_for(self, predicate, timeout: float = 60.0) -> None:
+        """Until `predicate(self)` holds; AssertionError after `timeout` (a bound on a hang)."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the receiver did not get what was expected in {timeout} s: "
+                                     f"{[(r.event.get('type'), r.answered) for r in self.received()]}")
+            time.sleep(0.05)
