@@ -229,12 +229,12 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
     resolver = app.get(keys.WEBHOOK_RESOLVER)  # tests: a resolver of their own
     app[keys.WEBHOOKS] = Webhooks(store, config.webhooks.allowed_networks, resolver)
     tasks = []
-    deliverer = None
+    deliverer = delivering = None
     if config.webhooks.enabled:
         deliverer = Deliverer(store, config.webhooks, resolver=resolver)
         await deliverer.open()
         app[keys.DELIVERER] = deliverer
-        tasks.append(asyncio.create_task(deliverer.run(), name="webhook-delivery"))
+        delivering = asyncio.create_task(deliverer.run(), name="webhook-delivery")
     if config.events.prune_interval_seconds > 0:
         async def prune() -> None:
             while await store.prune_events(time.time() - config.events.keep_seconds):
@@ -247,6 +247,7 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
     finally:
         await _stop(tasks)
         if deliverer is not None:
+            await deliverer.stop(delivering)  # the deliveries in flight are finished and recorded
             await deliverer.close()
 
 

@@ -68,6 +68,7 @@ class Deliverer:
         self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     async def open(self) -> None:
         # No DNS cache: every connection resolves (and is checked) again. No pooled connections
@@ -94,17 +95,30 @@ class Deliverer:
             await asyncio.gather(*(self._deliver_and_record(c) for c in claims))
         return len(claims)
 
+    async def stop(self, task: asyncio.Task) -> None:
+        """End `task` (running `run`) the gentle way: no new claims, the batch in flight finishes
+        and is recorded (so a clean shutdown sends nothing twice), within the attempt timeout;
+        then it is cancelled."""
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.settings.timeout_seconds + 5)
+        except TimeoutError:
+            pass
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
     async def run(self) -> None:
         """serve's loop: batches back to back while there are due deliveries, then a poll every
-        poll_interval_seconds (or sooner when woken)."""
-        while True:
+        poll_interval_seconds (or sooner when woken), until stop()."""
+        while not self._stopping:
             try:
                 claimed = await self.run_once()
             except Exception as exc:
                 stop_if_cancelled(exc)
                 log.exception("claiming webhook deliveries failed")
                 claimed = 0
-            if not claimed:
+            if not claimed and not self._stopping:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_seconds)

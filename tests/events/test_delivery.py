@@ -9,6 +9,7 @@ waits on a clock."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 
@@ -17,6 +18,7 @@ import pytest
 from hub.config import WebhooksConfig
 from hub.db import create_store
 from hub.db.base import MetadataStore
+from hub.db.event_store import emit
 from hub.events.delivery import Deliverer, backoff
 from hub.events.netguard import ForbiddenDestination, address_allowed, check_url, networks
 from tests.db.test_store import manifest
@@ -244,3 +246,35 @@ def test_backoff_doubles_to_its_cap_with_jitter():
     s = settings(backoff_base_seconds=5.0, backoff_max_seconds=60.0)
     assert [backoff(s, n, rand=1.0) for n in (1, 2, 3, 4, 5, 6)] == [5, 10, 20, 40, 60, 60]
     assert [backoff(s, n, rand=0.0) for n in (1, 2, 5)] == [2.5, 5, 30]
+
+
+async def test_two_replicas_deliver_a_thousand_events_once_each(postgres_url, fresh):
+    """Two stores with pools of their own on one PostgreSQL (two replicas), each with a worker
+    running its loop: every event is accepted exactly once, and both replicas took a share."""
+    stores = [create_store(postgres_url, pool_min_size=1, pool_max_size=8) for _ in range(2)]
+    for s in stores:
+        await s.open()
+    await stores[0].migrate()
+    try:
+        await _subscribe(stores[0], fresh.url)
+
+        async def many(tx):
+            for i in range(1000):
+                await emit(tx, "io.daohub.tag.pushed", repository="acme/app", subject=f"acme/app:{i}", data={})
+
+        await stores[0]._gc_tx(many)
+        async with _worker(stores[0], poll_interval_seconds=0.01) as one, \
+                _worker(stores[1], poll_interval_seconds=0.01) as two:
+            tasks = [asyncio.create_task(w.run()) for w in (one, two)]
+            await fresh.wait_for(lambda: len(fresh.accepted()) >= 1000)
+            for worker, task in zip((one, two), tasks, strict=True):
+                await worker.stop(task)  # what is in flight is recorded first
+        keys = [r.headers["Idempotency-Key"] for r in fresh.accepted()]
+        assert len(keys) == 1000 and len(set(keys)) == 1000
+        assert await stores[0].webhook_backlog() == {"pending": 0, "delivered": 1000, "dead": 0}
+        (hook,) = await stores[0].webhooks("acme")
+        workers = {d.log[0].owner for d in await stores[0].webhook_deliveries(hook.id, limit=1000)}
+        assert workers == {one.owner, two.owner}
+    finally:
+        for s in stores:
+            await s.close()
