@@ -141,7 +141,7 @@ async def emit(tx: Any, event_type: str, *, repository: str | None, subject: str
         tenant = repository.split("/", 1)[0]
     who = actor if actor is not None else (MetadataStore.current_actor() or "anonymous")
     now = time.time()
-    event = cloudevents.build(event_type, source=cloudevents.source_for(repository), subject=subject,
+    event = cloudevents.build(event_type, source=cloudevents.source_for(repository, tenant), subject=subject,
                               data={**data, "actor": who}, at=now)
     seq = await tx.fetchval("INSERT INTO events (id, type, tenant, repository, actor, at, body) "
                             "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq", event["id"], event_type, tenant,
@@ -186,6 +186,23 @@ def manifest_deleted_events(repository: str, digest: str, tags: list[str], reaso
     out.append((cloudevents.MANIFEST_DELETED, f"{repository}@{digest}", {"repository": repository, "digest": digest,
                                                                        "reason": reason}))
     return out
+
+
+def membership_event(tenant: str, username: str, role: str | None, previous: str | None) -> tuple[str, dict] | None:
+    """(type, data) of a membership change; None when nothing changed."""
+    if role == previous:
+        return None
+    if role is None:
+        return cloudevents.MEMBER_REMOVED, {"tenant": tenant, "user": username, "previous_role": previous}
+    return cloudevents.MEMBER_SET, {"tenant": tenant, "user": username, "role": role, "previous_role": previous}
+
+
+def robot_event(event_type: str, tenant: str, name: str, robot: Any = None) -> dict:
+    data = {"tenant": tenant, "robot": f"robot${tenant}+{name}"}
+    if robot is not None:
+        data |= {"repositories": list(robot.repositories), "actions": list(robot.actions),
+                 "expires_at": None if robot.expires_at is None else cloudevents.rfc3339(robot.expires_at)}
+    return data
 
 
 async def emit_all(tx: Any, repository: str, events: list[tuple[str, str, dict]], actor: str | None = None) -> None:

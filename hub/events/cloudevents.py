@@ -22,6 +22,11 @@ TAG_MOVED = TYPE_PREFIX + "tag.moved"
 TAG_DELETED = TYPE_PREFIX + "tag.deleted"
 BLOB_MOUNTED = TYPE_PREFIX + "blob.mounted"
 PULLED = TYPE_PREFIX + "pull"
+MEMBER_SET = TYPE_PREFIX + "member.set"
+MEMBER_REMOVED = TYPE_PREFIX + "member.removed"
+ROBOT_CREATED = TYPE_PREFIX + "robot.created"
+ROBOT_REVOKED = TYPE_PREFIX + "robot.revoked"
+ROBOT_DELETED = TYPE_PREFIX + "robot.deleted"
 
 # type -> (what it means, the keys of its data beyond `actor`, which every event has)
 EVENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -40,6 +45,13 @@ EVENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     PULLED: ("Pulls of one tag or digest, aggregated per flush of the pull buffer (about one second): `count` "
              "manifest GETs and HEADs between `first_at` and `last_at`.", ("repository", "tag", "digest", "count",
                                                                           "first_at", "last_at")),
+    MEMBER_SET: ("A user was made a member of a tenant, or given another role.", ("tenant", "user", "role",
+                                                                                "previous_role")),
+    MEMBER_REMOVED: ("A user was removed from a tenant.", ("tenant", "user", "previous_role")),
+    ROBOT_CREATED: ("A robot account was created (never its secret).", ("tenant", "robot", "repositories",
+                                                                        "actions", "expires_at")),
+    ROBOT_REVOKED: ("A robot account was revoked.", ("tenant", "robot")),
+    ROBOT_DELETED: ("A robot account was deleted.", ("tenant", "robot")),
 }
 
 
@@ -47,9 +59,12 @@ def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def source_for(repository: str | None) -> str:
-    """The event's `source`, a URI reference: `/daohub/<repository>` (or `/daohub`)."""
-    return "/daohub" if repository is None else f"/daohub/{repository}"
+def source_for(repository: str | None, tenant: str | None = None) -> str:
+    """The event's `source`, a URI reference: `/daohub/<repository>`, for a tenant's own changes
+    (members, robots) `/daohub/tenants/<tenant>`, else `/daohub`."""
+    if repository is not None:
+        return f"/daohub/{repository}"
+    return "/daohub" if tenant is None else f"/daohub/tenants/{tenant}"
 
 
 def build(event_type: str, *, source: str, subject: str | None, data: dict, at: float,

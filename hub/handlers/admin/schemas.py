@@ -92,14 +92,21 @@ def _cloudevent_schema() -> dict[str, Any]:
             "reason": {"type": "string", "description": "Deletes: `deleted` (a client), `retention`, or GC's "
                                                         "reason."},
             "from": {"type": "string", "nullable": True, "description": "blob.mounted: the source repository."},
-            "count": {"type": "integer"}, "first_at": TIMESTAMP, "last_at": TIMESTAMP}
+            "count": {"type": "integer"}, "first_at": TIMESTAMP, "last_at": TIMESTAMP,
+            "tenant": {"type": "string"}, "user": {"type": "string"},
+            "role": {"type": "string"}, "previous_role": {"type": "string", "nullable": True},
+            "robot": {"type": "string", "description": "robot$<tenant>+<name>"},
+            "repositories": {"type": "array", "items": {"type": "string"}},
+            "actions": {"type": "array", "items": {"type": "string"}}, "expires_at": NULLABLE_TIMESTAMP}
     types = "; ".join(f"`{t}`: {what} data: {', '.join(keys)}" for t, (what, keys) in cloudevents.EVENT_TYPES.items())
     return obj({"specversion": {"type": "string", "enum": [cloudevents.SPECVERSION]},
                 "id": {"type": "string", "description": "A UUID; unique per event: the idempotency key."},
-                "source": {"type": "string", "description": "`/daohub/<repository>`."},
+                "source": {"type": "string", "description": "`/daohub/<repository>`, or "
+                                                            "`/daohub/tenants/<tenant>` (members, robots)."},
                 "type": {"type": "string", "enum": list(cloudevents.EVENT_TYPES)},
                 "time": TIMESTAMP,
-                "subject": {"type": "string", "description": "`<repository>:<tag>` or `<repository>@<digest>`."},
+                "subject": {"type": "string", "description": "`<repository>:<tag>`, `<repository>@<digest>`, "
+                                                             "a user or a robot account."},
                 "datacontenttype": {"type": "string", "enum": ["application/json"]},
                 "data": {**obj(data, ("actor",)), "additionalProperties": True,
                          "description": "Keys by type (new keys may be added; none removed)."}},

@@ -236,3 +236,43 @@ async def test_replicas_claiming_together_never_take_one_delivery_twice(writers)
 
     one, two = await asyncio.gather(drain(a, "a"), drain(b, "b"))
     assert len(one) + len(two) == 60 and len(set(one) | set(two)) == 60
+
+
+async def test_member_and_robot_changes_write_tenant_events(events):
+    from hub.db.identity import RobotRecord
+
+    await events.create_tenant("acme")
+    await events.create_user("carol", "hash")
+    with MetadataStore.acting_as("ada"):
+        assert await events.set_membership("acme", "carol", "developer")
+        assert await events.set_membership("acme", "carol", "developer")  # unchanged: no event
+        assert await events.set_membership("acme", "carol", "maintainer")
+        assert await events.set_membership("acme", "carol", None)
+        assert await events.create_robot(RobotRecord("acme", "ci", "hash", ("acme/ci/*",), ("pull",), None, False,
+                                                     1.0))
+        assert not await events.create_robot(RobotRecord("acme", "ci", "hash", (), ("pull",), None, False, 1.0))
+        assert await events.revoke_robot("acme", "ci")
+        assert await events.delete_robot("acme", "ci")
+        assert not await events.delete_robot("acme", "ci")
+    got = await _events(events)
+    assert got == [
+        ("member.set", "carol", {"tenant": "acme", "user": "carol", "role": "developer", "previous_role": None,
+                                 "actor": "ada"}),
+        ("member.set", "carol", {"tenant": "acme", "user": "carol", "role": "maintainer",
+                                 "previous_role": "developer", "actor": "ada"}),
+        ("member.removed", "carol", {"tenant": "acme", "user": "carol", "previous_role": "maintainer",
+                                     "actor": "ada"}),
+        ("robot.created", "robot$acme+ci", {"tenant": "acme", "robot": "robot$acme+ci", "repositories": ["acme/ci/*"],
+                                            "actions": ["pull"], "expires_at": None, "actor": "ada"}),
+        ("robot.revoked", "robot$acme+ci", {"tenant": "acme", "robot": "robot$acme+ci", "actor": "ada"}),
+        ("robot.deleted", "robot$acme+ci", {"tenant": "acme", "robot": "robot$acme+ci", "actor": "ada"})]
+    (first,) = await events.events_after(0, 1)
+    assert (first.tenant, first.repository, first.cloudevent()["source"]) == ("acme", None, "/daohub/tenants/acme")
+    # A tenant's subscription with a repository filter does not get them; one without does.
+    await _webhook(events, "acme", repos=["acme/*"])
+    everything = await _webhook(events, "acme", types=["robot.*"])
+    await events.set_membership("acme", "carol", "guest")
+    with MetadataStore.acting_as("ada"):
+        await events.create_robot(RobotRecord("acme", "b", "hash", (), ("pull",), None, False, 1.0))
+    claims = await events.webhook_claim("w", lease_seconds=60)
+    assert [(c.subscription_id, c.event_type) for c in claims] == [(everything.id, "io.daohub.robot.created")]
