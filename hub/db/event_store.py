@@ -31,6 +31,10 @@ from ..events import cloudevents
 from .base import MetadataStore
 
 DELIVERY_STATES = ("pending", "delivered", "dead")
+# What a repository held, by name ($1): (manifests, tags), for its repository.deleted event.
+REPOSITORY_COUNTS = ("SELECT (SELECT COUNT(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id "
+                     "WHERE r.name = $1), (SELECT COUNT(*) FROM tags t JOIN repositories r ON r.id = t.repository_id "
+                     "WHERE r.name = $1)")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

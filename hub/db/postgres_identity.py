@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from ..events import cloudevents as ce
-from .event_store import emit, membership_event, robot_event
+from .event_store import REPOSITORY_COUNTS, emit, membership_event, robot_event
 from .gc_store import _PostgresTx
 from .identity import (
     TENANT_FIELDS,
@@ -197,6 +197,8 @@ class PostgresIdentityMixin(IdentityStore):
             low, high = tenant_range(name)
             if await conn.fetchval("SELECT 1 FROM repositories WHERE name >= $1 AND name < $2 LIMIT 1", low, high):
                 raise TenantNotEmptyError(name)
+            # Its webhook subscriptions go with it: a tenant made again under the name starts without them.
+            await conn.execute("DELETE FROM webhook_subscriptions WHERE tenant = $1", name)
             return rows_affected(await conn.execute("DELETE FROM tenants WHERE name = $1", name)) > 0
 
         return await self._write(run)
@@ -304,7 +306,15 @@ class PostgresIdentityMixin(IdentityStore):
 
     async def delete_repository(self, name: str) -> bool:
         # Manifests, tags, references, blob links and upload rows go with it (ON DELETE CASCADE).
-        return await self._exec("DELETE FROM repositories WHERE name = $1", name) > 0
+        async def run(conn: asyncpg.Connection) -> bool:
+            counts = await conn.fetchrow(REPOSITORY_COUNTS, name)
+            if not rows_affected(await conn.execute("DELETE FROM repositories WHERE name = $1", name)):
+                return False
+            await emit(_PostgresTx(conn), ce.REPOSITORY_DELETED, repository=name, subject=name,
+                       data={"repository": name, "manifest_count": counts[0], "tag_count": counts[1]})
+            return True
+
+        return await self._write(run)
 
     async def list_tag_records(self, repository: str, limit: int, after: str | None) -> list[TagRecord] | None:
         repo_id = await self._fetchval("SELECT id FROM repositories WHERE name = $1", repository)

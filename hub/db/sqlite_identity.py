@@ -8,7 +8,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 
 from ..events import cloudevents as ce
-from .event_store import emit, membership_event, robot_event
+from .event_store import REPOSITORY_COUNTS, emit, membership_event, robot_event
 from .gc_store import _drive, _SqliteTx
 from .identity import (
     TENANT_FIELDS,
@@ -194,6 +194,8 @@ class SqliteIdentityMixin(IdentityStore):
             if conn.execute("SELECT 1 FROM repositories WHERE name >= ? AND name < ? LIMIT 1",
                             (low, high)).fetchone():
                 raise TenantNotEmptyError(name)
+            # Its webhook subscriptions go with it: a tenant made again under the name starts without them.
+            conn.execute("DELETE FROM webhook_subscriptions WHERE tenant = ?", (name,))
             return conn.execute("DELETE FROM tenants WHERE name = ?", (name,)).rowcount > 0
 
         return await self._write(run)
@@ -305,8 +307,15 @@ class SqliteIdentityMixin(IdentityStore):
 
     async def delete_repository(self, name: str) -> bool:
         # Manifests, tags, references, blob links and upload rows go with it (ON DELETE CASCADE).
-        return await self._write(lambda conn: conn.execute(
-            "DELETE FROM repositories WHERE name = ?", (name,)).rowcount > 0)
+        def run(conn: sqlite3.Connection) -> bool:
+            counts = conn.execute(REPOSITORY_COUNTS.replace("$1", "?1"), (name,)).fetchone()
+            if not conn.execute("DELETE FROM repositories WHERE name = ?", (name,)).rowcount:
+                return False
+            _drive(emit(_SqliteTx(conn), ce.REPOSITORY_DELETED, repository=name, subject=name,
+                        data={"repository": name, "manifest_count": counts[0], "tag_count": counts[1]}))
+            return True
+
+        return await self._write(run)
 
     async def list_tag_records(self, repository: str, limit: int, after: str | None) -> list[TagRecord] | None:
         row = self._one("SELECT id FROM repositories WHERE name = ?", (repository,))

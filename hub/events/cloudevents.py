@@ -22,6 +22,7 @@ TAG_MOVED = TYPE_PREFIX + "tag.moved"
 TAG_DELETED = TYPE_PREFIX + "tag.deleted"
 BLOB_MOUNTED = TYPE_PREFIX + "blob.mounted"
 PULLED = TYPE_PREFIX + "pull"
+REPOSITORY_DELETED = TYPE_PREFIX + "repository.deleted"
 MEMBER_SET = TYPE_PREFIX + "member.set"
 MEMBER_REMOVED = TYPE_PREFIX + "member.removed"
 ROBOT_CREATED = TYPE_PREFIX + "robot.created"
@@ -45,6 +46,8 @@ EVENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     PULLED: ("Pulls of one tag or digest, aggregated per flush of the pull buffer (about one second): `count` "
              "manifest GETs and HEADs between `first_at` and `last_at`.", ("repository", "tag", "digest", "count",
                                                                           "first_at", "last_at")),
+    REPOSITORY_DELETED: ("A repository was deleted with all its manifests and tags (no event of its own for "
+                         "each of them).", ("repository", "manifest_count", "tag_count")),
     MEMBER_SET: ("A user was made a member of a tenant, or given another role.", ("tenant", "user", "role",
                                                                                 "previous_role")),
     MEMBER_REMOVED: ("A user was removed from a tenant.", ("tenant", "user", "previous_role")),

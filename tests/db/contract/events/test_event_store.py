@@ -276,3 +276,19 @@ async def test_member_and_robot_changes_write_tenant_events(events):
         await events.create_robot(RobotRecord("acme", "b", "hash", (), ("pull",), None, False, 1.0))
     claims = await events.webhook_claim("w", lease_seconds=60)
     assert [(c.subscription_id, c.event_type) for c in claims] == [(everything.id, "io.daohub.robot.created")]
+
+
+async def test_a_repository_delete_is_one_event_and_a_tenant_delete_takes_its_subscriptions(events):
+    await events.create_tenant("acme")
+    await _push(events, "acme/app", ["1", "2"], salt="1")
+    await _push(events, "acme/app", [], salt="2")
+    start = await _last_seq(events)
+    with MetadataStore.acting_as("mary"):
+        assert await events.delete_repository("acme/app")
+        assert not await events.delete_repository("acme/app")
+    assert await _events(events, start) == [("repository.deleted", "acme/app", {
+        "repository": "acme/app", "manifest_count": 2, "tag_count": 2, "actor": "mary"})]
+    hook = await _webhook(events, "acme")
+    platform = await _webhook(events)
+    assert await events.delete_tenant("acme")
+    assert await events.webhook(hook.id) is None and await events.webhook(platform.id) is not None
