@@ -498,9 +498,9 @@ class SqliteStore(SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin,
                  manifest.subject, manifest.artifact_type, manifest.annotations_json, now),
             ).rowcount > 0
             unique_tags = list(dict.fromkeys(tags))
-            previous = dict(conn.execute(
-                f"SELECT name, digest FROM tags WHERE repository_id = ? AND name IN ({','.join('?' * len(unique_tags))})",
-                (repo_id, *unique_tags)).fetchall()) if unique_tags else {}
+            marks = ",".join("?" * len(unique_tags))
+            previous = dict(conn.execute(f"SELECT name, digest FROM tags WHERE repository_id = ? AND name IN ({marks})",
+                                         (repo_id, *unique_tags)).fetchall()) if unique_tags else {}
             refs = [(repo_id, manifest.digest, d, "blob") for d in set(manifest.blob_refs)]
             refs += [(repo_id, manifest.digest, d, "manifest") for d in set(manifest.manifest_refs)]
             conn.executemany("INSERT OR IGNORE INTO manifest_references VALUES (?, ?, ?, ?)", refs)

@@ -134,10 +134,10 @@ def build_document(routes) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "DaoHub admin API", "version": "1.0.0",
                  "description": "Tenants, users, members, robot accounts, repositories, tags, quotas, "
-                                "pull-through cache upstreams, webhooks and the audit log. Webhook deliveries POST the "
-                                "schema `CloudEvent` (docs/events.md: headers and signature verification). Errors are RFC 9457 problem "
-                                "details (application/problem+json). Lists are paginated with ?limit= and "
-                                "?cursor=."},
+                                "pull-through cache upstreams, webhooks and the audit log. Webhook deliveries "
+                                "POST the schema `CloudEvent` (docs/events.md: headers and signature "
+                                "verification). Errors are RFC 9457 problem details (application/problem+json). "
+                                "Lists are paginated with ?limit= and ?cursor=."},
         "servers": [{"url": "/"}],
         "security": [{"basic": []}, {"bearer": []}],
         "tags": [{"name": t} for t in dict.fromkeys(r.tag for r in routes)],

@@ -92,7 +92,8 @@ def _cloudevent_schema() -> dict[str, Any]:
             "reason": {"type": "string", "description": "Deletes: `deleted` (a client), `retention`, or GC's "
                                                         "reason."},
             "from": {"type": "string", "nullable": True, "description": "blob.mounted: the source repository."},
-            "count": {"type": "integer"}, "manifest_count": {"type": "integer"}, "tag_count": {"type": "integer"}, "first_at": TIMESTAMP, "last_at": TIMESTAMP,
+            "count": {"type": "integer"}, "first_at": TIMESTAMP, "last_at": TIMESTAMP,
+            "manifest_count": {"type": "integer"}, "tag_count": {"type": "integer"},
             "tenant": {"type": "string"}, "user": {"type": "string"},
             "role": {"type": "string"}, "previous_role": {"type": "string", "nullable": True},
             "robot": {"type": "string", "description": "robot$<tenant>+<name>"},
