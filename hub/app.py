@@ -224,6 +224,7 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
     delivery worker (webhooks.enabled; hub/events/delivery.py)."""
     config, store = app[keys.CONFIG], app[keys.STORE]
     from .events.delivery import Deliverer
+    from .metrics import WebhookMetrics
     from .events.service import Webhooks
 
     resolver = app.get(keys.WEBHOOK_RESOLVER)  # tests: a resolver of their own
@@ -231,7 +232,8 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
     tasks = []
     deliverer = delivering = None
     if config.webhooks.enabled:
-        deliverer = Deliverer(store, config.webhooks, resolver=resolver)
+        deliverer = Deliverer(store, config.webhooks, resolver=resolver,
+                              metrics=WebhookMetrics(app[keys.METRICS].registry))
         await deliverer.open()
         app[keys.DELIVERER] = deliverer
         delivering = asyncio.create_task(deliverer.run(), name="webhook-delivery")

@@ -60,8 +60,9 @@ class Outcome:
 
 class Deliverer:
     def __init__(self, store, settings: WebhooksConfig, *, resolver: AbstractResolver | None = None,
-                 owner: str | None = None):
+                 owner: str | None = None, metrics=None):
         self.store = store
+        self.metrics = metrics  # hub.metrics.WebhookMetrics, or None
         self.settings = settings
         self.allowed = networks(settings.allowed_networks)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -132,6 +133,8 @@ class Deliverer:
             stop_if_cancelled(exc)
             log.exception("webhook delivery %s failed unexpectedly", claim.id)
             result = self._failed(claim, None, None, f"internal error: {type(exc).__name__}")
+        if self.metrics is not None:
+            self.metrics.observe(result.outcome, result.latency_ms)
         try:
             kept = await self.store.webhook_finish(claim, self.owner, outcome=result.outcome, status=result.status,
                                                    latency_ms=result.latency_ms, error=result.error,

@@ -138,6 +138,8 @@ def test_signed_cloudevents_arrive_for_a_push_a_tag_move_a_pull_and_a_delete(ser
     assert (moved["data"]["digest"], moved["data"]["previous_digest"]) == (two.digest, one.digest)
     pull = next(r.event for r in fresh.accepted() if r.event["type"] == "io.daohub.pull")
     assert pull["data"]["count"] >= 1 and pull["data"].get("tag", "1.0") == "1.0"
+    metrics = requests.get(server.url + "/metrics", timeout=10).text
+    assert 'daohub_webhook_attempts_total{outcome="delivered"}' in metrics
     log = {d["event_id"]: d for d in _log(server, hook)}
     for got in fresh.accepted():
         d = log[got.headers["Idempotency-Key"]]
