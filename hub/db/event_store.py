@@ -137,10 +137,24 @@ def matches(event_type: str, repository: str | None, event_types: Iterable[str],
     return True
 
 
+async def subscriptions(tx: Any, tenant: str | None = "") -> list[tuple[int, str | None, list, list]]:
+    """The enabled subscriptions (id, tenant, event_types, repositories) that may want an event of
+    `tenant`: the platform's and the tenant's (tenant None: every enabled one, for a batch)."""
+    if tenant is None:
+        rows = await tx.fetch("SELECT id, tenant, event_types, repositories FROM webhook_subscriptions "
+                              "WHERE enabled = 1 ORDER BY id")
+    else:
+        rows = await tx.fetch("SELECT id, tenant, event_types, repositories FROM webhook_subscriptions "
+                              "WHERE enabled = 1 AND (tenant IS NULL OR tenant = $1) ORDER BY id", tenant)
+    return [(r[0], r[1], json.loads(r[2]), json.loads(r[3])) for r in rows]
+
+
 async def emit(tx: Any, event_type: str, *, repository: str | None, subject: str | None, data: dict,
-               actor: str | None = None, tenant: str | None = None) -> str:
+               actor: str | None = None, tenant: str | None = None,
+               candidates: list[tuple[int, str | None, list, list]] | None = None) -> str:
     """Write one event (and its deliveries) in the caller's transaction `tx`; its id.
-    `actor` None: the one acting now (MetadataStore.acting_as), else 'anonymous'."""
+    `actor` None: the one acting now (MetadataStore.acting_as), else 'anonymous'. `candidates`:
+    subscriptions() read once for a batch of events in one transaction."""
     if tenant is None and repository is not None:
         tenant = repository.split("/", 1)[0]
     who = actor if actor is not None else (MetadataStore.current_actor() or "anonymous")
@@ -150,11 +164,10 @@ async def emit(tx: Any, event_type: str, *, repository: str | None, subject: str
     seq = await tx.fetchval("INSERT INTO events (id, type, tenant, repository, actor, at, body) "
                             "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq", event["id"], event_type, tenant,
                             repository, who, now, cloudevents.dumps(event))
-    subscriptions = await tx.fetch(
-        "SELECT id, event_types, repositories FROM webhook_subscriptions WHERE enabled = 1 "
-        "AND (tenant IS NULL OR tenant = $1) ORDER BY id", tenant if tenant is not None else "")
-    for sub_id, types, repos in subscriptions:
-        if matches(event_type, repository, json.loads(types), json.loads(repos)):
+    if candidates is None:
+        candidates = await subscriptions(tx, tenant if tenant is not None else "")
+    for sub_id, sub_tenant, types, repos in candidates:
+        if (sub_tenant is None or sub_tenant == tenant) and matches(event_type, repository, types, repos):
             await tx.execute("INSERT INTO webhook_deliveries (subscription_id, event_seq, next_attempt_at, "
                              "created_at) VALUES ($1, $2, $3, $3)", sub_id, seq, now)
     return event["id"]
@@ -242,13 +255,14 @@ class EventStore:
         rows = sorted(pulls)
 
         async def run(tx: Any) -> int:
+            candidates = await subscriptions(tx, None)  # once for the batch
             for repository, reference, by_digest, count, first, last in rows:
                 subject = f"{repository}@{reference}" if by_digest else f"{repository}:{reference}"
                 data = {"repository": repository, "count": count, "first_at": cloudevents.rfc3339(first),
                         "last_at": cloudevents.rfc3339(last), **({"digest": reference} if by_digest
                                                                   else {"tag": reference})}
                 await emit(tx, cloudevents.PULLED, repository=repository, subject=subject, data=data,
-                           actor="daohub")
+                           actor="daohub", candidates=candidates)
             return len(rows)
 
         return await self._gc_tx(run) if rows else 0

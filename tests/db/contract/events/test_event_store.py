@@ -292,3 +292,13 @@ async def test_a_repository_delete_is_one_event_and_a_tenant_delete_takes_its_su
     platform = await _webhook(events)
     assert await events.delete_tenant("acme")
     assert await events.webhook(hook.id) is None and await events.webhook(platform.id) is not None
+
+
+async def test_a_pull_batch_reaches_the_subscriptions_of_each_events_tenant(events):
+    platform = await _webhook(events, types=["pull"])
+    acme = await _webhook(events, "acme")
+    await _webhook(events, "other")
+    await events.record_pull_events([("acme/app", "1", False, 1, 1.0, 1.0), ("zed/app", "1", False, 1, 1.0, 1.0)])
+    got = sorted((c.subscription_id, json.loads(c.body)["subject"])
+                 for c in await events.webhook_claim("w", lease_seconds=60, limit=100))
+    assert got == sorted([(platform.id, "acme/app:1"), (platform.id, "zed/app:1"), (acme.id, "acme/app:1")])
