@@ -84,6 +84,17 @@ class ClaimedDelivery:
     body: bytes = b""
 
 
+@dataclasses.dataclass(slots=True)
+class AttemptResult:
+    """What one attempt came to (hub/events/delivery.py decides it)."""
+
+    outcome: str  # delivered, retry, dead
+    status: int | None
+    latency_ms: float | None
+    error: str | None
+    next_attempt_at: float = 0.0
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class AttemptRecord:
     attempt: int
@@ -395,21 +406,30 @@ class EventStore:
         """Record one attempt in the log and what follows: 'delivered', 'retry' (at
         `next_attempt_at`) or 'dead'. False when this worker's lease was taken over meanwhile
         (the attempt is logged, the row left to its new holder)."""
+        (kept,) = await self.webhook_finish_batch(owner, [(claim, AttemptResult(outcome, status, latency_ms, error,
+                                                                                 next_attempt_at))])
+        return kept
+
+    async def webhook_finish_batch(self, owner: str, results: list[tuple[ClaimedDelivery, AttemptResult]]) -> list[bool]:
+        """webhook_finish for a batch of attempts, in one transaction (one commit, not one each)."""
         now = time.time()
-        state = {"delivered": "delivered", "retry": "pending", "dead": "dead"}[outcome]
 
-        async def run(tx: Any) -> bool:
-            await tx.execute("INSERT INTO webhook_attempts (delivery_id, attempt, at, owner, status, latency_ms, "
-                             "error) VALUES ($1, $2, $3, $4, $5, $6, $7)", claim.id, claim.attempt, now, owner,
-                             status, latency_ms, error)
-            return bool(await tx.execute(
-                "UPDATE webhook_deliveries SET state = $3, next_attempt_at = $4, lease_until = 0, lease_owner = NULL, "
-                "finished_at = $5, last_status = $6, last_error = $7, last_latency_ms = $8 "
-                "WHERE id = $1 AND lease_owner = $2 AND attempts = $9", claim.id, owner, state,
-                next_attempt_at if state == "pending" else now, None if state == "pending" else now, status, error,
-                latency_ms, claim.attempt))
+        async def run(tx: Any) -> list[bool]:
+            kept = []
+            for claim, r in results:
+                state = {"delivered": "delivered", "retry": "pending", "dead": "dead"}[r.outcome]
+                await tx.execute("INSERT INTO webhook_attempts (delivery_id, attempt, at, owner, status, latency_ms, "
+                                 "error) VALUES ($1, $2, $3, $4, $5, $6, $7)", claim.id, claim.attempt, now, owner,
+                                 r.status, r.latency_ms, r.error)
+                kept.append(bool(await tx.execute(
+                    "UPDATE webhook_deliveries SET state = $3, next_attempt_at = $4, lease_until = 0, "
+                    "lease_owner = NULL, finished_at = $5, last_status = $6, last_error = $7, last_latency_ms = $8 "
+                    "WHERE id = $1 AND lease_owner = $2 AND attempts = $9", claim.id, owner, state,
+                    r.next_attempt_at if state == "pending" else now, None if state == "pending" else now, r.status,
+                    r.error, r.latency_ms, claim.attempt)))
+            return kept
 
-        return await self._gc_tx(run)
+        return await self._gc_tx(run) if results else []
 
     async def webhook_deliveries(self, webhook_id: int, *, limit: int = 50, before: int | None = None,
                                  state: str | None = None, with_log: bool = True) -> list[DeliveryRecord]:

@@ -15,7 +15,6 @@ push only writes its event and delivery rows (hub/db/event_store.py).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import random
@@ -30,6 +29,8 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from ..background import stop_if_cancelled
+from ..db.base import MetadataStore
+from ..db.event_store import AttemptResult
 from . import cloudevents, signing
 from .netguard import ForbiddenDestination, GuardedResolver, check_literal, networks
 
@@ -49,15 +50,6 @@ def backoff(settings: WebhooksConfig, tries: int, rand: float | None = None) -> 
     return delay * (0.5 + 0.5 * (random.random() if rand is None else rand))
 
 
-@dataclasses.dataclass(slots=True)
-class Outcome:
-    outcome: str  # delivered, retry, dead
-    status: int | None
-    latency_ms: float | None
-    error: str | None
-    next_attempt_at: float = 0.0
-
-
 class Deliverer:
     def __init__(self, store, settings: WebhooksConfig, *, resolver: AbstractResolver | None = None,
                  owner: str | None = None, metrics=None):
@@ -72,10 +64,11 @@ class Deliverer:
         self._stopping = False
 
     async def open(self) -> None:
-        # No DNS cache: every connection resolves (and is checked) again. No pooled connections
-        # either: each delivery connects to an address checked just now.
+        # No DNS cache: every new connection resolves (and is checked) again. A kept-alive
+        # connection goes on to the address that was checked when it was opened, which is what
+        # DNS rebinding cannot change; idle ones are closed after 15 s.
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.allowed, self._resolver),
-                                         use_dns_cache=False, force_close=True)
+                                         use_dns_cache=False, keepalive_timeout=15)
         self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
                                               headers={"User-Agent": USER_AGENT}, auto_decompress=False)
 
@@ -89,11 +82,13 @@ class Deliverer:
         self._wake.set()
 
     async def run_once(self) -> int:
-        """Claim and send one batch; how many were claimed."""
+        """Claim one batch, send it, and record every attempt in one transaction; how many were
+        claimed."""
         claims = await self.store.webhook_claim(self.owner, lease_seconds=self.settings.lease_seconds,
                                                 limit=self.settings.concurrency)
         if claims:
-            await asyncio.gather(*(self._deliver_and_record(c) for c in claims))
+            results = await asyncio.gather(*(self._attempt(c) for c in claims))
+            await self._record(list(zip(claims, results, strict=True)))
         return len(claims)
 
     async def stop(self, task: asyncio.Task) -> None:
@@ -111,7 +106,12 @@ class Deliverer:
 
     async def run(self) -> None:
         """serve's loop: batches back to back while there are due deliveries, then a poll every
-        poll_interval_seconds (or sooner when woken), until stop()."""
+        poll_interval_seconds (or sooner when woken), until stop(). Its writes are background
+        ones (MetadataStore.background: on SQLite pushes go first)."""
+        with MetadataStore.background():
+            await self._loop()
+
+    async def _loop(self) -> None:
         while not self._stopping:
             try:
                 claimed = await self.run_once()
@@ -126,7 +126,7 @@ class Deliverer:
                 except TimeoutError:
                     pass
 
-    async def _deliver_and_record(self, claim) -> None:
+    async def _attempt(self, claim) -> AttemptResult:
         try:
             result = await self.deliver(claim)
         except Exception as exc:  # a bug here must not lose the claim for longer than its lease
@@ -135,25 +135,28 @@ class Deliverer:
             result = self._failed(claim, None, None, f"internal error: {type(exc).__name__}")
         if self.metrics is not None:
             self.metrics.observe(result.outcome, result.latency_ms)
+        return result
+
+    async def _record(self, results) -> None:
         try:
-            kept = await self.store.webhook_finish(claim, self.owner, outcome=result.outcome, status=result.status,
-                                                   latency_ms=result.latency_ms, error=result.error,
-                                                   next_attempt_at=result.next_attempt_at)
+            kept = await self.store.webhook_finish_batch(self.owner, results)
         except Exception as exc:
             stop_if_cancelled(exc)
-            log.exception("recording webhook delivery %s failed (it is sent again after its lease)", claim.id)
+            log.exception("recording %d webhook attempts failed (they are sent again after their lease)",
+                          len(results))
             return
-        if not kept:
-            log.info("webhook delivery %s was taken over by another worker during attempt %s", claim.id,
-                     claim.attempt)
+        for (claim, _), ok in zip(results, kept, strict=True):
+            if not ok:
+                log.info("webhook delivery %s was taken over by another worker during attempt %s", claim.id,
+                         claim.attempt)
 
     def _failed(self, claim, status: int | None, latency_ms: float | None, error: str, *,
-                final: bool = False) -> Outcome:
+                final: bool = False) -> AttemptResult:
         if final or claim.tries >= self.settings.max_attempts:
-            return Outcome("dead", status, latency_ms, error)
-        return Outcome("retry", status, latency_ms, error, time.time() + backoff(self.settings, claim.tries))
+            return AttemptResult("dead", status, latency_ms, error)
+        return AttemptResult("retry", status, latency_ms, error, time.time() + backoff(self.settings, claim.tries))
 
-    async def deliver(self, claim) -> Outcome:
+    async def deliver(self, claim) -> AttemptResult:
         """One attempt: POST the event, judge the answer."""
         assert self._session is not None, "deliverer not open"
         timestamp = str(int(time.time()))
@@ -191,7 +194,7 @@ class Deliverer:
             return self._failed(claim, None, elapsed(), f"{type(exc).__name__}: {exc}"[:_ERROR_BYTES])
         latency = elapsed()
         if 200 <= status < 300:
-            return Outcome("delivered", status, latency, None)
+            return AttemptResult("delivered", status, latency, None)
         text = snippet[:_ERROR_BYTES].decode("utf-8", "replace").strip()
         why = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
         return self._failed(claim, status, latency, f"{why}: {text}" if text else why)

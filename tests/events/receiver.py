@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 from aiohttp import web
 
@@ -31,6 +32,7 @@ class Received:
     headers: dict
     body: bytes
     answered: int
+    at: float = dataclasses.field(default_factory=time.time)  # when it arrived
 
     @property
     def event(self) -> dict:
@@ -142,3 +144,32 @@ class ThreadedReceiver:
                 raise AssertionError(f"the receiver did not get what was expected in {timeout} s: "
                                      f"{[(r.event.get('type'), r.answered) for r in self.received()]}")
             time.sleep(0.05)
+
+
+async def _serve_forever(log_path: str, port_path: str) -> None:
+    """A receiver as a process of its own (bench/webhooks_bench.py: not on the clients' CPU): one
+    JSON line per accepted delivery in `log_path` (event id, type, time, data, arrival time)."""
+    receiver = Receiver()
+    with open(log_path, "a", buffering=1) as out:
+        handle = receiver._handle
+
+        async def logged(request):
+            response = await handle(request)
+            got = receiver.received[-1]
+            if 200 <= got.answered < 300:
+                event = got.event
+                out.write(json.dumps({"id": event["id"], "type": event["type"], "time": event["time"],
+                                      "data": event["data"], "at": got.at}) + "\n")
+            receiver.received.clear()
+            return response
+
+        receiver._handle = logged
+        await receiver.start()
+        Path(port_path).write_text(str(receiver.port))
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(_serve_forever(sys.argv[1], sys.argv[2]))
