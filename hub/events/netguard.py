@@ -49,11 +49,12 @@ def parse_url(url: str) -> URL:
         raise ValueError(f"must be a string of at most {MAX_URL_LENGTH} characters")
     try:
         parsed = URL(url)
-    except (ValueError, TypeError):
+        host = parsed.host
+    except Exception:  # yarl raises IndexError too, on "http://[...]@/" (found by the fuzz target)
         raise ValueError("is not a URL") from None
     if parsed.scheme not in ("http", "https"):
         raise ValueError("must be an http or https URL")
-    if not parsed.host:
+    if not host:
         raise ValueError("must name a host")
     if parsed.user is not None or parsed.password is not None:
         raise ValueError("must not hold credentials")

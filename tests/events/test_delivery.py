@@ -234,7 +234,7 @@ def test_only_global_addresses_are_allowed_by_default(address, allowed):
     assert address_allowed(address, networks(["0.0.0.0/0", "::/0"])) is True
 
 
-@pytest.mark.parametrize("url", ["ftp://93.184.216.34/x", "http:///x", "http://user:pw@93.184.216.34/",
+@pytest.mark.parametrize("url", ["ftp://93.184.216.34/x", "http:///x", "http://[::ffff:6.21.1.25]@/", "http://user:pw@93.184.216.34/",
                                  "http://93.184.216.34/#frag", "x" * 3000, "http://127.0.0.1/",
                                  "http://[::1]:80/", "http://169.254.169.254/latest/meta-data"])
 async def test_bad_or_forbidden_urls_are_refused_at_creation(url):
