@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -150,10 +151,15 @@ async def _proxy(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _stop(tasks)
         await proxy.close()
+
+
+async def _stop(tasks: list[asyncio.Task]) -> None:
+    """Cancel background tasks and wait until each has ended."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def collector_for(config: Config, registry: Registry, *, metrics=None, proxy=None):
@@ -196,7 +202,8 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
     from .registry.retention import Retention, run_on_schedule
 
     cfg = config.retention
-    pulls = TagPulls(registry.store, flush_seconds=cfg.pull_flush_seconds, flush_entries=cfg.pull_flush_entries)
+    pulls = TagPulls(registry.store, flush_seconds=cfg.pull_flush_seconds, flush_entries=cfg.pull_flush_entries,
+                     events=config.events.pull_events)
     if cfg.record_pulls:
         app[keys.TAG_PULLS] = pulls  # the manifest handlers note pulls only when it is there
     app[keys.RETENTION] = retention = Retention(registry, lease_seconds=cfg.lease_seconds)
@@ -213,6 +220,40 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
         log.exception("writing the last tag pull times failed")
 
 
+async def _events(app: web.Application) -> AsyncIterator[None]:
+    """The outbox's prune (events.keep_seconds), webhook subscriptions for the admin API, and the
+    delivery worker (webhooks.enabled; hub/events/delivery.py)."""
+    config, store = app[keys.CONFIG], app[keys.STORE]
+    from .events.delivery import Deliverer
+    from .metrics import WebhookMetrics
+    from .events.service import Webhooks
+
+    resolver = app.get(keys.WEBHOOK_RESOLVER)  # tests: a resolver of their own
+    app[keys.WEBHOOKS] = Webhooks(store, config.webhooks.allowed_networks, resolver)
+    tasks = []
+    deliverer = delivering = None
+    if config.webhooks.enabled:
+        deliverer = Deliverer(store, config.webhooks, resolver=resolver,
+                              metrics=WebhookMetrics(app[keys.METRICS].registry))
+        await deliverer.open()
+        app[keys.DELIVERER] = deliverer
+        delivering = asyncio.create_task(deliverer.run(), name="webhook-delivery")
+    if config.events.prune_interval_seconds > 0:
+        async def prune() -> None:
+            while await store.prune_events(time.time() - config.events.keep_seconds):
+                pass
+
+        tasks.append(asyncio.create_task(every(config.events.prune_interval_seconds, prune, log, "event prune",
+                                               first=True), name="event-prune"))
+    try:
+        yield
+    finally:
+        await _stop(tasks)
+        if deliverer is not None:
+            await deliverer.stop(delivering)  # the deliveries in flight are finished and recorded
+            await deliverer.close()
+
+
 def create_app(config: Config) -> web.Application:
     # client_max_size bounds only bodies read whole by aiohttp itself; blob bodies stream.
     app = web.Application(middlewares=[request_context], client_max_size=config.registry.max_manifest_bytes)
@@ -224,6 +265,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_proxy)
     app.cleanup_ctx.append(_gc)
     app.cleanup_ctx.append(_retention)
+    app.cleanup_ctx.append(_events)
     app.router.add_route("*", "/v2/{tail:.*}", v2.dispatch)
     app.router.add_route("*", "/v2", _redirect_v2)
     if config.auth.enabled:

@@ -17,6 +17,7 @@ from auth.policy import RepositoryInfo, can_read, catalog_scope, tenant_of
 from auth.scopes import CATALOG, REGISTRY, REPOSITORY
 from auth.tokens import InvalidToken
 
+from .actor import set_actor
 from .errors import InsufficientScope, NameInvalid, Unauthorized
 from .keys import ACTOR, AUTH, CAN_READ, CONFIG, ROUTE, VISIBLE_REPOSITORIES
 from .keys import REGISTRY as REGISTRY_KEY
@@ -98,6 +99,7 @@ async def authorize(request: web.Request, action: str | None, name: str | None, 
         # what the spec gives a mount that cannot happen, an upload session (202), and no
         # challenge it could never satisfy.
         raise _insufficient_scope(request, scope, f"a mount from {mount_from} needs pull on it")
+    set_actor(verified.subject or None)  # the actor of the events this request writes
     request[CAN_READ] = lambda repository: verified.allows(REPOSITORY, repository, "pull")
     if verified.subject:
         request[ACTOR] = verified.subject

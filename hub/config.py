@@ -314,6 +314,48 @@ class RetentionConfig:
 
 
 @dataclasses.dataclass
+class EventsConfig:
+    """The event outbox (hub/db/event_store.py, docs/events.md)."""
+
+    # Events older than this whose deliveries are all finished (delivered or dead) are deleted,
+    # with their delivery log, by a prune every prune_interval_seconds (any replica; idempotent).
+    keep_seconds: float = 7 * 86400.0
+    prune_interval_seconds: float = 600.0
+    # One aggregated `pull` event per tag (or digest) per pull-buffer flush (retention.record_pulls
+    # must be on: the same buffer).
+    pull_events: bool = True
+
+
+@dataclasses.dataclass
+class WebhooksConfig:
+    """Webhook delivery (hub/events/delivery.py, docs/events.md)."""
+
+    # Every replica runs a delivery worker; each delivery is claimed by one of them.
+    enabled: bool = True
+    # Destinations a webhook may have besides public addresses: CIDRs (e.g. 10.0.0.0/8,
+    # 127.0.0.1/32). Loopback, link-local, private and other non-global addresses are refused
+    # otherwise, at creation and at delivery (on the address the name resolves to then). Only the
+    # platform admin sets this (it is configuration).
+    allowed_networks: list[str] = dataclasses.field(default_factory=list)
+    # One attempt: connect and answer within timeout_seconds; at most max_response_bytes of the
+    # answer are read. Redirects are never followed (a 3xx is a failure).
+    timeout_seconds: float = 10.0
+    max_response_bytes: int = 64 * 1024
+    # Retries: the n-th retry waits min(backoff_max_seconds, backoff_base_seconds * 2**(n-1)),
+    # with full jitter (a random part of it, at least half); after max_attempts attempts the
+    # delivery is dead (redeliver it through the API).
+    max_attempts: int = 8
+    backoff_base_seconds: float = 5.0
+    backoff_max_seconds: float = 3600.0
+    # A claim keeps other workers off a delivery this long (a killed replica's deliveries are
+    # taken over after it); it must exceed timeout_seconds.
+    lease_seconds: float = 60.0
+    # How often an idle worker looks for due deliveries, and how many it sends at once.
+    poll_interval_seconds: float = 1.0
+    concurrency: int = 8
+
+
+@dataclasses.dataclass
 class Config:
     data_dir: str = "./data"
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
@@ -326,6 +368,8 @@ class Config:
     appstore: AppStoreConfig = dataclasses.field(default_factory=AppStoreConfig)
     gc: GcConfig = dataclasses.field(default_factory=GcConfig)
     retention: RetentionConfig = dataclasses.field(default_factory=RetentionConfig)
+    events: EventsConfig = dataclasses.field(default_factory=EventsConfig)
+    webhooks: WebhooksConfig = dataclasses.field(default_factory=WebhooksConfig)
 
     # Derived values -----------------------------------------------------------------
     @property
@@ -499,6 +543,7 @@ def validate(cfg: Config) -> Config:
     if ret.lease_seconds <= 0 or ret.pull_flush_seconds <= 0 or ret.pull_flush_entries < 1:
         raise ConfigError("retention.lease_seconds and retention.pull_flush_seconds must be positive, "
                           "retention.pull_flush_entries at least 1")
+    _validate_events(cfg)
     if cfg.registry.max_manifest_bytes <= 0:
         raise ConfigError("registry.max_manifest_bytes must be positive")
     if not 0 < cfg.registry.default_page_size <= cfg.registry.max_page_size:
@@ -517,6 +562,24 @@ def validate(cfg: Config) -> Config:
     _validate_storage(cfg)
     _validate_tls(cfg.server.tls)
     return cfg
+
+
+def _validate_events(cfg: Config) -> None:
+    hooks = cfg.webhooks
+    if cfg.events.keep_seconds <= 0 or cfg.events.prune_interval_seconds < 0:
+        raise ConfigError("events.keep_seconds must be positive and events.prune_interval_seconds not negative")
+    if hooks.timeout_seconds <= 0 or hooks.max_response_bytes < 0 or hooks.max_attempts < 1 \
+            or hooks.backoff_base_seconds < 0 or hooks.backoff_max_seconds < hooks.backoff_base_seconds \
+            or hooks.poll_interval_seconds <= 0 or hooks.concurrency < 1:
+        raise ConfigError("webhooks: timeout_seconds and poll_interval_seconds must be positive, max_attempts and "
+                          "concurrency at least 1, 0 <= backoff_base_seconds <= backoff_max_seconds")
+    if hooks.lease_seconds <= hooks.timeout_seconds:
+        raise ConfigError("webhooks.lease_seconds must exceed webhooks.timeout_seconds")
+    for cidr in hooks.allowed_networks:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"webhooks.allowed_networks: {cidr!r} is not an IP address or CIDR") from None
 
 
 def _validate_tls(tls: TlsConfig) -> None:

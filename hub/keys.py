@@ -34,6 +34,11 @@ GC = web.AppKey("gc", object)
 # Retention runs (hub.registry.retention.Retention) and the tag pull-time buffer (hub.registry.pulls.TagPulls).
 RETENTION = web.AppKey("retention", object)
 TAG_PULLS = web.AppKey("tag_pulls", object)
+# Webhook subscriptions (hub.events.service.Webhooks) and, with webhooks.enabled, the delivery worker.
+WEBHOOKS = web.AppKey("webhooks", object)
+DELIVERER = web.AppKey("deliverer", object)
+# Tests set it before startup: the resolver webhook URL checks and deliveries use (DNS rebinding).
+WEBHOOK_RESOLVER = web.AppKey("webhook_resolver", object)
 
 # Request keys: values the middlewares and handlers leave on one request for each other.
 REQUEST_ID = web.RequestKey("request_id", str)

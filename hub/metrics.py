@@ -152,6 +152,21 @@ class ProxyMetrics:
         )
 
 
+class WebhookMetrics:
+    """Webhook delivery (hub/events/delivery.py): each attempt's outcome and latency."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.attempts = Counter("daohub_webhook_attempts", "Webhook delivery attempts, by outcome (delivered, "
+                                "retry, dead)", ["outcome"], registry=registry)
+        self.latency = Histogram("daohub_webhook_attempt_seconds", "Duration of webhook delivery attempts",
+                                 registry=registry, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+
+    def observe(self, outcome: str, latency_ms: float | None) -> None:
+        self.attempts.labels(outcome).inc()
+        if latency_ms is not None:
+            self.latency.observe(latency_ms / 1000)
+
+
 class GcMetrics:
     """Online garbage collection (hub/registry/gc.py): what each pass reviewed, kept and deleted."""
 

@@ -16,6 +16,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from storage_backends import StorageError
 
 from . import problems
+from .actor import acting_as
 from .errors import (BlobUploadInvalid, Denied, EndpointUnknown, InvalidParameters, ManifestInvalid, OciError,
                      PayloadTooLarge, TooManyRequests, Unauthorized, Unsupported, with_status)
 from .keys import METRICS, REQUEST_ID, ROUTE, UPSTREAM
@@ -89,7 +90,9 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
     status = 500
     try:
         try:
-            response = await handler(request)
+            # The events this request writes name its caller (authorization fills it in).
+            with acting_as(None):
+                response = await handler(request)
         except problems.Problem as problem:
             response = _problem_response(problem, request)
         except OciError as err:

@@ -267,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"daohub: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log.level, config.log.format)
+    if args.command != "serve":
+        from ..db.base import MetadataStore
+
+        MetadataStore.set_actor("cli")  # the actor of the events a command's changes write (as its audit rows)
     if args.command == "serve":
         _tune_malloc()
         context = None

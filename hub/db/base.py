@@ -12,6 +12,8 @@ import contextvars
 import dataclasses
 from typing import TYPE_CHECKING
 
+from .. import actor
+
 if TYPE_CHECKING:
     from auth.policy import CatalogScope
 
@@ -169,6 +171,11 @@ class MetadataStore(abc.ABC):
     def in_background() -> bool:
         return _BACKGROUND.get()
 
+    # Who the writes are for (hub/actor.py), here too for the store's own code.
+    acting_as = staticmethod(actor.acting_as)
+    set_actor = staticmethod(actor.set_actor)
+    current_actor = staticmethod(actor.current_actor)
+
     @abc.abstractmethod
     async def open(self) -> None: ...
 
@@ -216,8 +223,10 @@ class MetadataStore(abc.ABC):
     async def repositories_linking(self, digest: str, limit: int = 100) -> list[str]: ...
 
     @abc.abstractmethod
-    async def link_blob(self, repository: str, digest: str, size: int) -> None:
-        """Link a blob into a repository; raises QuotaExceededError if the tenant has no room."""
+    async def link_blob(self, repository: str, digest: str, size: int, *, mounted_from: str | None = None) -> None:
+        """Link a blob into a repository; raises QuotaExceededError if the tenant has no room.
+        `mounted_from` (a cross-repository mount: the source, '' when any) writes a blob.mounted
+        event if the link is new."""
 
     @abc.abstractmethod
     async def tenant_usage(self, tenant: str) -> int:

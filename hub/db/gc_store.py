@@ -27,6 +27,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from ..events import cloudevents
+from .event_store import emit
+
 _KIND_ORDER = ("manifest", "link", "blob")
 
 
@@ -206,6 +209,10 @@ async def _manifest_verdict(tx: _Tx, review: GcReview, cutoff: float, dry_run: b
         return verdict
     await tx.execute("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
                      review.repository_id, review.digest)
+    if review.repository:
+        await emit(tx, cloudevents.MANIFEST_DELETED, repository=review.repository,
+                   subject=f"{review.repository}@{review.digest}", actor="gc",
+                   data={"repository": review.repository, "digest": review.digest, "reason": verdict.reason})
     # The triggers queued its children and referrers just now: they are due as this one was.
     await tx.execute("UPDATE gc_reviews SET queued_at = $2 WHERE repository_id = $1 "
                      "AND kind IN ('manifest', 'link') "

@@ -33,6 +33,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..events import cloudevents
+from .event_store import REPOSITORY_COUNTS, emit, emit_all, manifest_deleted_events
+
 # (the tenant's rule document as stored or None, repository, tag, the app version the tag
 # publishes now: it is that version's own tag in the app store's index, else None) -> the
 # refusal, or None.
@@ -193,6 +196,7 @@ class ImmutableStore:
                 "SELECT name FROM tags WHERE repository_id = $1 AND digest = $2 ORDER BY name", repo, digest)]
             await refuse_frozen(tx, self.tag_guard, repository, tags)
             await tx.execute("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2", repo, digest)
+            await emit_all(tx, repository, manifest_deleted_events(repository, digest, tags, "deleted"), actor)
             if actor is not None:
                 await audit(tx, actor, "manifest.delete", f"{repository}@{digest}",
                             {**(detail or {}), **({"tags": tags} if tags else {})} or None, tenant_of(repository))
@@ -211,7 +215,13 @@ class ImmutableStore:
                                                  repo, tag) is None:
                 return False
             await refuse_frozen(tx, self.tag_guard, repository, [tag])
-            return bool(await tx.execute("DELETE FROM tags WHERE repository_id = $1 AND name = $2", repo, tag))
+            digest = await tx.fetchval("DELETE FROM tags WHERE repository_id = $1 AND name = $2 RETURNING digest",
+                                       repo, tag)
+            if digest is None:
+                return False
+            await emit(tx, cloudevents.TAG_DELETED, repository=repository, subject=f"{repository}:{tag}",
+                       data={"repository": repository, "tag": tag, "digest": digest, "reason": "deleted"})
+            return True
 
         return await self._gc_tx(run)
 
@@ -227,6 +237,11 @@ class ImmutableStore:
                 tags = [r[0] for r in await tx.fetch(
                     "SELECT name FROM tags WHERE repository_id = $1 ORDER BY name", repo)]
                 await refuse_frozen(tx, self.tag_guard, name, tags)  # reads the document again: rare
-            return bool(await tx.execute("DELETE FROM repositories WHERE id = $1", repo))
+            counts = await tx.fetchrow(REPOSITORY_COUNTS, name)
+            if not await tx.execute("DELETE FROM repositories WHERE id = $1", repo):
+                return False
+            await emit(tx, cloudevents.REPOSITORY_DELETED, repository=name, subject=name,
+                       data={"repository": name, "manifest_count": counts[0], "tag_count": counts[1]})
+            return True
 
         return await self._gc_tx(run)

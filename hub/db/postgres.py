@@ -55,6 +55,8 @@ from .base import (
     app_categories_text,
     app_version_record,
 )
+from ..events import cloudevents as ce
+from .event_store import EventStore, emit, emit_all, manifest_events
 from .gc_store import PostgresGcMixin, PostgresTx
 from .locks import KeyedLocks
 from .immutable_store import ImmutableStore, create_frozen_tags, guard_tag_writes
@@ -199,7 +201,7 @@ class _AdvisoryLocks:
 
 
 class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, PostgresServerStateMixin,
-                    PostgresGcMixin, RetentionStore, MetadataStore):
+                    PostgresGcMixin, RetentionStore, EventStore, MetadataStore):
     dialect = "postgres"
 
     def __init__(self, url: str, *, pool_min_size: int = 2, pool_max_size: int = 20,
@@ -446,10 +448,18 @@ class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, P
             "WHERE rb.digest = $1 ORDER BY r.name LIMIT $2", digest, limit)
         return [r[0] for r in rows]
 
-    async def link_blob(self, repository: str, digest: str, size: int) -> None:
+    async def link_blob(self, repository: str, digest: str, size: int, *, mounted_from: str | None = None) -> None:
         async def run(conn: asyncpg.Connection) -> None:
             await self._check_quota(conn, repository, digest, size, lock=True)
-            await self._link(conn, await self._repo_id(conn, repository, True), digest, size)
+            repo_id = await self._repo_id(conn, repository, True)
+            new = mounted_from is not None and await conn.fetchval(
+                "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2", repo_id, digest) is None
+            await self._link(conn, repo_id, digest, size)
+            if new:
+                await emit(PostgresTx(conn), ce.BLOB_MOUNTED, repository=repository,
+                           subject=f"{repository}@{digest}",
+                           data={"repository": repository, "digest": digest, "size": size,
+                                 "from": mounted_from or None})
 
         await self._write(run)
 
@@ -552,7 +562,7 @@ class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, P
                 if missing:
                     return missing
             now = time.time()
-            await conn.execute(
+            stored = await conn.execute(
                 "INSERT INTO manifests (repository_id, digest, media_type, size, content, subject, artifact_type, "
                 "annotations, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
                 "ON CONFLICT (repository_id, digest) DO NOTHING",
@@ -567,14 +577,23 @@ class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, P
             unique_tags = list(dict.fromkeys(tags))  # one upsert may touch a row only once
             tx = PostgresTx(conn)
             frozen = await guard_tag_writes(tx, self.tag_guard, repo_id, repository, manifest.digest, unique_tags)
-            unique_tags = [t for t in unique_tags if t not in frozen]
+            previous: dict[str, str] = {}
             if unique_tags:
+                # Locked, so two replicas moving one tag each report what they moved it from.
+                previous = {r[0]: r[1] for r in await conn.fetch(
+                    "SELECT name, digest FROM tags WHERE repository_id = $1 AND name = ANY($2::text[]) "
+                    "ORDER BY name FOR UPDATE", repo_id, unique_tags)}
+            upserted = [t for t in unique_tags if t not in frozen]  # new immutable ones: create_frozen_tags
+            if upserted:
                 await conn.execute(
                     "INSERT INTO tags (repository_id, name, digest, updated_at) "
                     "SELECT $1, t, $2, $3 FROM unnest($4::text[]) AS x(t) "
                     "ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, "
-                    "updated_at = excluded.updated_at", repo_id, manifest.digest, now, unique_tags)
+                    "updated_at = excluded.updated_at", repo_id, manifest.digest, now, upserted)
             await create_frozen_tags(tx, repo_id, repository, manifest.digest, frozen, now)
+            if verify_references:  # the pull-through cache's fills are not changes anyone made
+                await emit_all(tx, repository, manifest_events(
+                    repository, manifest, unique_tags, rows_affected(stored) > 0, previous))
             return []
 
         return await self._write(run)

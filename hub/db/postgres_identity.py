@@ -13,6 +13,9 @@ from typing import Any
 
 import asyncpg
 
+from ..events import cloudevents as ce
+from .event_store import emit, membership_event, robot_event
+from .gc_store import PostgresTx
 from .identity import (
     TENANT_FIELDS,
     USER_FIELDS,
@@ -194,6 +197,8 @@ class PostgresIdentityMixin(IdentityStore):
             low, high = tenant_range(name)
             if await conn.fetchval("SELECT 1 FROM repositories WHERE name >= $1 AND name < $2 LIMIT 1", low, high):
                 raise TenantNotEmptyError(name)
+            # Its webhook subscriptions go with it: a tenant made again under the name starts without them.
+            await conn.execute("DELETE FROM webhook_subscriptions WHERE tenant = $1", name)
             return rows_affected(await conn.execute("DELETE FROM tenants WHERE name = $1", name)) > 0
 
         return await self._write(run)
@@ -211,12 +216,18 @@ class PostgresIdentityMixin(IdentityStore):
             u = await conn.fetchval("SELECT id FROM users WHERE username = $1", username)
             if t is None or u is None:
                 return False
+            before = await conn.fetchval("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2 "
+                                         "FOR UPDATE", t, u)
             if role is None:
                 await conn.execute("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2", t, u)
             else:
                 await conn.execute(
                     "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) "
                     "ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = excluded.role", t, u, role, time.time())
+            event = membership_event(tenant, username, role, before)
+            if event is not None:
+                await emit(PostgresTx(conn), event[0], repository=None, subject=username, data=event[1],
+                           tenant=tenant)
             return True
 
         return await self._write(run)
@@ -232,6 +243,8 @@ class PostgresIdentityMixin(IdentityStore):
                 "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, name) DO NOTHING",
                 t, robot.name, robot.secret_hash, json.dumps(list(robot.repositories)),
                 json.dumps(list(robot.actions)), robot.expires_at, int(robot.revoked), robot.created_at)
+            if rows_affected(status) > 0:
+                await _robot_event(conn, ce.ROBOT_CREATED, robot.tenant, robot.name, robot)
             return rows_affected(status) > 0
 
         return await self._write(run)
@@ -248,12 +261,21 @@ class PostgresIdentityMixin(IdentityStore):
         return [_robot(r) for r in rows]
 
     async def revoke_robot(self, tenant: str, name: str) -> bool:
-        return await self._exec("UPDATE robots SET revoked = 1 WHERE name = $1 "
-                                "AND tenant_id = (SELECT id FROM tenants WHERE name = $2)", name, tenant) > 0
+        return await self._robot_change(ce.ROBOT_REVOKED, tenant, name, "UPDATE robots SET revoked = 1 "
+                                        "WHERE name = $1 AND tenant_id = (SELECT id FROM tenants WHERE name = $2)")
 
     async def delete_robot(self, tenant: str, name: str) -> bool:
-        return await self._exec("DELETE FROM robots WHERE name = $1 "
-                                "AND tenant_id = (SELECT id FROM tenants WHERE name = $2)", name, tenant) > 0
+        return await self._robot_change(ce.ROBOT_DELETED, tenant, name, "DELETE FROM robots "
+                                        "WHERE name = $1 AND tenant_id = (SELECT id FROM tenants WHERE name = $2)")
+
+    async def _robot_change(self, event_type: str, tenant: str, name: str, sql: str) -> bool:
+        async def run(conn: asyncpg.Connection) -> bool:
+            changed = rows_affected(await conn.execute(sql, name, tenant)) > 0
+            if changed:
+                await _robot_event(conn, event_type, tenant, name)
+            return changed
+
+        return await self._write(run)
 
     # Repository visibility -------------------------------------------------------------------
     async def public_repositories(self, names: list[str]) -> set[str]:
@@ -414,3 +436,9 @@ class PostgresIdentityMixin(IdentityStore):
             args.append(names)
         rows = await self._fetch(sql + " ORDER BY id DESC LIMIT $2", *args)
         return [AuditRecord(*r) for r in rows]
+
+
+async def _robot_event(conn: asyncpg.Connection, event_type: str, tenant: str, name: str, robot=None) -> None:
+    """A robot's event in the transaction of its change."""
+    data = robot_event(event_type, tenant, name, robot)
+    await emit(PostgresTx(conn), event_type, repository=None, subject=data["robot"], data=data, tenant=tenant)

@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..events import cloudevents
+from .event_store import emit
 from .immutable_store import TagGuard, audit, put_tenant_document, refuse_frozen
 
 RUNS_KEPT = 1000
@@ -245,6 +247,9 @@ class RetentionStore:
             await tx.execute("DELETE FROM tags WHERE repository_id = $1 AND name = $2", repo, tag)
             await audit(tx, actor, "tag.delete", f"{repository}:{tag}", {**(detail or {}), "digest": current},
                         repository.split("/", 1)[0])
+            await emit(tx, cloudevents.TAG_DELETED, repository=repository, subject=f"{repository}:{tag}",
+                       actor=actor, data={"repository": repository, "tag": tag, "digest": current,
+                                          "reason": "retention" if actor == "retention" else "deleted"})
             return True
 
         return await self._gc_tx(run)
@@ -269,6 +274,8 @@ class RetentionStore:
                 return False
             await tx.execute("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2", repo, digest)
             await audit(tx, actor, "manifest.delete", f"{repository}@{digest}", detail, repository.split("/", 1)[0])
+            await emit(tx, cloudevents.MANIFEST_DELETED, repository=repository, subject=f"{repository}@{digest}",
+                       actor=actor, data={"repository": repository, "digest": digest, "reason": "retention"})
             return True
 
         return await self._gc_tx(run)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import re
 import sqlite3
@@ -36,6 +37,8 @@ from .base import (
     app_categories_text,
     app_version_record,
 )
+from ..events import cloudevents as ce
+from .event_store import EventStore, emit, manifest_events
 from .gc_store import SqliteGcMixin, SqliteTx, drive
 from .locks import FileLocks, KeyedLocks
 from .immutable_store import ImmutableStore, create_frozen_tags, guard_tag_writes
@@ -61,7 +64,7 @@ def path_from_url(url: str) -> str:
 
 
 class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin, SqliteGcMixin,
-                  RetentionStore, MetadataStore):
+                  RetentionStore, EventStore, MetadataStore):
     dialect = "sqlite"
 
     def __init__(self, path: str, synchronous: str = "FULL"):
@@ -154,6 +157,8 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
                     self._file_locks.write_done()
 
         loop = asyncio.get_running_loop()
+        # The writer thread sees this task's context variables (the actor its events name).
+        run = functools.partial(contextvars.copy_context().run, run)
         if not background:
             self._foreground_writes += 1
             self._foreground_idle.clear()
@@ -328,10 +333,17 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
         )
         return [r[0] for r in rows]
 
-    async def link_blob(self, repository: str, digest: str, size: int) -> None:
+    async def link_blob(self, repository: str, digest: str, size: int, *, mounted_from: str | None = None) -> None:
         def run(conn: sqlite3.Connection) -> None:
             self._check_quota(conn, repository, digest, size)
-            self._link(conn, self._repo_id(conn, repository, True), digest, size)
+            repo_id = self._repo_id(conn, repository, True)
+            new = mounted_from is not None and conn.execute(
+                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?", (repo_id, digest)
+            ).fetchone() is None
+            self._link(conn, repo_id, digest, size)
+            if new:
+                _event(conn, ce.BLOB_MOUNTED, repository, f"{repository}@{digest}",
+                       {"repository": repository, "digest": digest, "size": size, "from": mounted_from or None})
 
         await self._write(run)
 
@@ -479,13 +491,17 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
             if missing:
                 return missing
             now = time.time()
-            conn.execute(
+            stored = conn.execute(
                 "INSERT INTO manifests (repository_id, digest, media_type, size, content, subject, "
                 "artifact_type, annotations, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (repository_id, digest) DO NOTHING",
                 (repo_id, manifest.digest, manifest.media_type, len(manifest.content), manifest.content,
                  manifest.subject, manifest.artifact_type, manifest.annotations_json, now),
-            )
+            ).rowcount > 0
+            unique_tags = list(dict.fromkeys(tags))
+            marks = ",".join("?" * len(unique_tags))
+            previous = dict(conn.execute(f"SELECT name, digest FROM tags WHERE repository_id = ? AND name IN ({marks})",
+                                         (repo_id, *unique_tags)).fetchall()) if unique_tags else {}
             refs = [(repo_id, manifest.digest, d, "blob") for d in set(manifest.blob_refs)]
             refs += [(repo_id, manifest.digest, d, "manifest") for d in set(manifest.manifest_refs)]
             conn.executemany("INSERT OR IGNORE INTO manifest_references VALUES (?, ?, ?, ?)", refs)
@@ -501,6 +517,9 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
                     (repo_id, tag, manifest.digest, now),
                 )
             drive(create_frozen_tags(tx, repo_id, repository, manifest.digest, frozen, now))
+            if verify_references:  # the pull-through cache's fills are not changes anyone made
+                for event_type, subject, data in manifest_events(repository, manifest, unique_tags, stored, previous):
+                    _event(conn, event_type, repository, subject, data)
             return []
 
         return await self._write(run)
@@ -611,6 +630,11 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
             "UPDATE app_versions SET deprecated = ? WHERE tag = ? "
             "AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
             (int(deprecated), tag, repository)).rowcount > 0)
+
+def _event(conn: sqlite3.Connection, event_type: str, repository: str, subject: str, data: dict) -> None:
+    """An event in the writer's open transaction (hub/db/event_store.py)."""
+    drive(emit(SqliteTx(conn), event_type, repository=repository, subject=subject, data=data))
+
 
 @functools.lru_cache(maxsize=256)
 def _compiled(pattern: str) -> re.Pattern[str]:

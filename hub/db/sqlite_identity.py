@@ -7,6 +7,9 @@ import sqlite3
 import time
 from collections.abc import Collection, Mapping, Sequence
 
+from ..events import cloudevents as ce
+from .event_store import emit, membership_event, robot_event
+from .gc_store import drive, SqliteTx
 from .identity import (
     TENANT_FIELDS,
     USER_FIELDS,
@@ -191,6 +194,8 @@ class SqliteIdentityMixin(IdentityStore):
             if conn.execute("SELECT 1 FROM repositories WHERE name >= ? AND name < ? LIMIT 1",
                             (low, high)).fetchone():
                 raise TenantNotEmptyError(name)
+            # Its webhook subscriptions go with it: a tenant made again under the name starts without them.
+            conn.execute("DELETE FROM webhook_subscriptions WHERE tenant = ?", (name,))
             return conn.execute("DELETE FROM tenants WHERE name = ?", (name,)).rowcount > 0
 
         return await self._write(run)
@@ -208,6 +213,8 @@ class SqliteIdentityMixin(IdentityStore):
             u = conn.execute("SELECT id FROM users WHERE username = ?", (username,)).fetchone()
             if t is None or u is None:
                 return False
+            before = conn.execute("SELECT role FROM memberships WHERE tenant_id = ? AND user_id = ?",
+                                  (t[0], u[0])).fetchone()
             if role is None:
                 conn.execute("DELETE FROM memberships WHERE tenant_id = ? AND user_id = ?", (t[0], u[0]))
             else:
@@ -215,6 +222,9 @@ class SqliteIdentityMixin(IdentityStore):
                     "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = excluded.role",
                     (t[0], u[0], role, time.time()))
+            event = membership_event(tenant, username, role, before[0] if before else None)
+            if event is not None:
+                _tenant_event(conn, event[0], tenant, username, event[1])
             return True
 
         return await self._write(run)
@@ -230,6 +240,8 @@ class SqliteIdentityMixin(IdentityStore):
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO NOTHING",
                 (t[0], robot.name, robot.secret_hash, json.dumps(list(robot.repositories)),
                  json.dumps(list(robot.actions)), robot.expires_at, int(robot.revoked), robot.created_at))
+            if cur.rowcount > 0:
+                _robot_event(conn, ce.ROBOT_CREATED, robot.tenant, robot.name, robot)
             return cur.rowcount > 0
 
         return await self._write(run)
@@ -246,14 +258,21 @@ class SqliteIdentityMixin(IdentityStore):
         return [_robot(r) for r in rows]
 
     async def revoke_robot(self, tenant: str, name: str) -> bool:
-        return await self._write(lambda conn: conn.execute(
-            "UPDATE robots SET revoked = 1 WHERE name = ? AND tenant_id = (SELECT id FROM tenants WHERE name = ?)",
-            (name, tenant)).rowcount > 0)
+        return await self._robot_change(ce.ROBOT_REVOKED, tenant, name, "UPDATE robots SET revoked = 1 WHERE name = ? "
+                                        "AND tenant_id = (SELECT id FROM tenants WHERE name = ?)")
 
     async def delete_robot(self, tenant: str, name: str) -> bool:
-        return await self._write(lambda conn: conn.execute(
-            "DELETE FROM robots WHERE name = ? AND tenant_id = (SELECT id FROM tenants WHERE name = ?)",
-            (name, tenant)).rowcount > 0)
+        return await self._robot_change(ce.ROBOT_DELETED, tenant, name, "DELETE FROM robots WHERE name = ? "
+                                        "AND tenant_id = (SELECT id FROM tenants WHERE name = ?)")
+
+    async def _robot_change(self, event_type: str, tenant: str, name: str, sql: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            changed = conn.execute(sql, (name, tenant)).rowcount > 0
+            if changed:
+                _robot_event(conn, event_type, tenant, name)
+            return changed
+
+        return await self._write(run)
 
     # Repository visibility -------------------------------------------------------------------
     async def public_repositories(self, names: list[str]) -> set[str]:
@@ -422,3 +441,13 @@ class SqliteIdentityMixin(IdentityStore):
             args += tuple(names)
         rows = await self._scan(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
         return [AuditRecord(*r) for r in rows]
+
+
+def _tenant_event(conn: sqlite3.Connection, event_type: str, tenant: str, subject: str, data: dict) -> None:
+    """A tenant's event (members, robots) in the writer's open transaction."""
+    drive(emit(SqliteTx(conn), event_type, repository=None, subject=subject, data=data, tenant=tenant))
+
+
+def _robot_event(conn: sqlite3.Connection, event_type: str, tenant: str, name: str, robot=None) -> None:
+    data = robot_event(event_type, tenant, name, robot)
+    _tenant_event(conn, event_type, tenant, data["robot"], data)

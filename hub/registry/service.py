@@ -235,7 +235,7 @@ class Registry:
                 size = await self.store.get_blob_size(candidate, digest)
                 if size is not None:
                     try:
-                        await self.store.link_blob(repository, digest, size)
+                        await self.store.link_blob(repository, digest, size, mounted_from=candidate)
                     except QuotaExceededError as exc:
                         raise _quota_denied(exc) from None
                     return True

@@ -35,6 +35,7 @@ def headers(role: str) -> dict[str, str]:
 def make_config(tmp_path, database: dict | None = None, **auth):
     return load_config(environ={}, overrides={
         "data_dir": str(tmp_path), "log": {"access_log": False}, "database": database or {},
+        "webhooks": {"enabled": False},  # no delivery worker: the webhook API's tests see the queue as they left it
         "auth": {"enabled": True, "password_memory_kib": 64, "password_time_cost": 1,
                  "login_failure_limit": 1000, **auth},
     })

@@ -41,18 +41,37 @@ CHANGES = [
     ("delete_retention_policy", "DELETE", "/api/v1/tenants/team/retention-policy", None, "retention.policy.delete"),
     ("put_immutable_tags", "PUT", "/api/v1/tenants/team/immutable-tags", {"rules": []}, "immutable_tags.set"),
     ("delete_immutable_tags", "DELETE", "/api/v1/tenants/team/immutable-tags", None, "immutable_tags.delete"),
+    ("create_tenant_webhook", "POST", "/api/v1/tenants/team/webhooks", {"url": "https://93.184.216.34/t"},
+     "webhook.create"),
+    ("create_platform_webhook", "POST", "/api/v1/webhooks", {"url": "https://93.184.216.34/p"}, "webhook.create"),
+    ("update_webhook", "PATCH", "/api/v1/webhooks/{hook}", {"name": "renamed"}, "webhook.update"),
+    ("rotate_webhook_secret", "POST", "/api/v1/webhooks/{hook}/secret", {"previous_valid_seconds": 60},
+     "webhook.rotate_secret"),
+    ("redeliver_webhook_delivery", "POST", "/api/v1/webhooks/{hook}/deliveries/{delivery}/redeliver", None,
+     "webhook.redeliver"),
+    ("delete_webhook", "DELETE", "/api/v1/webhooks/{hook}", None, "webhook.delete"),
     # With no policy left, the run deletes nothing: its own row is the one.
     ("start_retention_run", "POST", "/api/v1/retention/runs", {"dry_run": False, "tenant": "team"}, "retention.run"),
 ]
 
 
 async def test_every_change_writes_one_audit_row(api):
+    ids: dict[str, int] = {}
+    store = api.server.app[STORE]
     for name, method, path, body, action in CHANGES:
         if name == "revoke_refresh_token":  # one to revoke (set_password above revoked any earlier one)
-            await api.server.app[STORE].add_refresh_token("zoe-token", "zoe", "test", "", time.time(), 2e9)
+            await store.add_refresh_token("zoe-token", "zoe", "test", "", time.time(), 2e9)
+        if name == "redeliver_webhook_delivery":  # a dead delivery of the tenant's subscription
+            await store.record_event("io.daohub.tag.pushed", repository="team/app", subject="team/app:x", data={})
+            claim = next(c for c in await store.webhook_claim("test", lease_seconds=60, limit=100)
+                         if c.subscription_id == ids["hook"])
+            await store.webhook_finish(claim, "test", outcome="dead", status=500, latency_ms=1.0, error="HTTP 500")
+            ids["delivery"] = claim.id
         before = len(await audit_rows(api))
-        status, _, _ = await call(api, method, path, json=body)
-        assert status < 300, (name, status)
+        status, got, _ = await call(api, method, path.format(**ids), json=body)
+        assert status < 300, (name, status, got)
+        if name == "create_tenant_webhook":
+            ids["hook"] = got["id"]
         rows = await audit_rows(api)
         assert len(rows) == before + 1, name
         assert (rows[0].actor, rows[0].action) == ("root", action), name

@@ -22,6 +22,7 @@ from .conftest import ROLES, headers, push_image, token
 
 SetUp = Callable[[object], Awaitable[None]]
 RUN_IDS: dict[int, int] = {}  # id(client) -> the retention run its setup recorded
+HOOK_IDS: dict[int, tuple[int, int]] = {}  # id(client) -> (team's webhook, its dead delivery) of its setup
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,17 @@ async def _upstream(client, name: str) -> None:
 
     app = client.server.app
     await UpstreamAdmin(app[STORE], app[PROXY].router, "test").create({"name": name, "url": "http://127.0.0.1:9"})
+
+
+async def _team_webhook(client) -> None:
+    store = client.server.app[STORE]
+    hook = await store.create_webhook(tenant="team", name="t", url="https://93.184.216.34/hook", event_types=[],
+                                      repositories=[], secret="s" * 16, actor="test")
+    await store.record_event("io.daohub.tag.pushed", repository="team/app", subject="team/app:x", data={})
+    claim = next(c for c in await store.webhook_claim("test", lease_seconds=60, limit=100)
+                 if c.subscription_id == hook.id)
+    await store.webhook_finish(claim, "test", outcome="dead", status=500, latency_ms=1.0, error="HTTP 500")
+    HOOK_IDS[id(client)] = (hook.id, claim.id)
 
 
 def rid(role: str) -> str:
@@ -186,6 +198,26 @@ CASES = [
     # Who may not read a run learns nothing of it (404, as for a run that does not exist).
     Case("get_retention_run", "GET", "/api/v1/retention/runs/{run}", (401, 404, 404, 404, 200, 404, 403, 200),
          setup=lambda c: _retention_run(c, "team")),
+    Case("list_tenant_webhooks", "GET", "/api/v1/tenants/team/webhooks", TEAM_ADMINS),
+    Case("create_tenant_webhook", "POST", "/api/v1/tenants/team/webhooks", only(201, TEAM_ADMINS),
+         {"url": "https://93.184.216.34/{role}"}),
+    Case("list_platform_webhooks", "GET", "/api/v1/webhooks", PLATFORM),
+    Case("create_platform_webhook", "POST", "/api/v1/webhooks", only(201, PLATFORM),
+         {"url": "https://93.184.216.34/{role}", "event_types": ["tag.*"]}),
+    # Who may not manage a subscription learns nothing of it (404, as for one that does not exist).
+    Case("get_webhook", "GET", "/api/v1/webhooks/{hook}", (401, 404, 404, 404, 200, 404, 403, 200),
+         setup=_team_webhook),
+    Case("update_webhook", "PATCH", "/api/v1/webhooks/{hook}", (401, 404, 404, 404, 200, 404, 403, 200),
+         {"name": "by {role}"}, setup=_team_webhook),
+    Case("delete_webhook", "DELETE", "/api/v1/webhooks/{hook}", (401, 404, 404, 404, 204, 404, 403, 404),
+         setup=_team_webhook),
+    Case("rotate_webhook_secret", "POST", "/api/v1/webhooks/{hook}/secret", (401, 404, 404, 404, 200, 404, 403, 200),
+         {"previous_valid_seconds": 60}, setup=_team_webhook),
+    Case("list_webhook_deliveries", "GET", "/api/v1/webhooks/{hook}/deliveries",
+         (401, 404, 404, 404, 200, 404, 403, 200), setup=_team_webhook),
+    # The tenant admin queues it again: for the platform admin, allowed too, it is queued already.
+    Case("redeliver_webhook_delivery", "POST", "/api/v1/webhooks/{hook}/deliveries/{delivery}/redeliver",
+         (401, 404, 404, 404, 204, 404, 403, 409), setup=_team_webhook),
     Case("audit", "GET", "/api/v1/audit", (401, 403, 403, 403, 200, 200, 403, 200)),
     Case("audit_of_team", "GET", "/api/v1/audit?tenant=team", (401, 403, 403, 403, 200, 403, 403, 200)),
 ]
@@ -197,7 +229,9 @@ async def test_permission_matrix(api, case: Case):
         await case.setup(api)
     got = {}
     for role in ROLES:
+        hook, delivery = HOOK_IDS.get(id(api), (0, 0))
         path = case.path.replace("{role}", rid(role)).replace("{run}", str(RUN_IDS.get(id(api), 0)))
+        path = path.replace("{hook}", str(hook)).replace("{delivery}", str(delivery))
         body = json.loads(json.dumps(case.body).replace("{role}", rid(role))) if case.body is not None else None
         r = await api.request(case.method, path, json=body, headers=headers(role))
         got[role] = r.status

@@ -91,3 +91,12 @@ def test_tls_bench_smoke(tmp_path):
     rows = {row["key"]: row for row in report["rows"]}
     assert rows["pull"]["target"] == "ratio >= 0.8"
     assert report["ssl"].startswith("OpenSSL")
+
+
+def test_webhooks_bench_smoke(tmp_path):
+    _, report = run_bench("webhooks_bench.py", tmp_path)
+    cost, latency = report["push_cost"], report["latency"]
+    assert len(cost["pushes_per_s_none"]) == 2 and len(cost["pushes_per_s_three"]) == 1
+    assert all(v > 0 for v in cost["serve_cpu_ms_per_push_none"] + cost["serve_cpu_ms_per_push_three"])
+    assert latency["received"] == latency["events"] == 20  # every event arrived (how fast is not checked)
+    assert latency["p95_seconds"] is not None

@@ -27,7 +27,7 @@ from hub.db import create_store
 from tests.helpers.images import find_busybox, runnable_image
 from tests.helpers.server import DaoHubProcess
 
-from .util import Api, describe, run
+from .util import Api, describe, run, skopeo_push_built
 
 pytestmark = pytest.mark.e2e
 
@@ -72,14 +72,7 @@ def _metadata(server: DaoHubProcess, work):
 
 def _skopeo_push(server: DaoHubProcess, image, tag: str, tmp_path, env) -> None:
     """The image as a `dir:` layout, copied to the registry with skopeo."""
-    layout = tmp_path / f"layout-{tag}"
-    layout.mkdir()
-    (layout / "version").write_text("Directory Transport Version: 1.1\n")
-    (layout / "manifest.json").write_bytes(image.manifest)
-    for digest, data in image.blobs.items():
-        (layout / digest.split(":", 1)[1]).write_bytes(data)
-    run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"dir:{layout}",
-         f"docker://{server.host}/team/app:{tag}"], env=env)
+    skopeo_push_built(image, f"{server.host}/team/app:{tag}", tmp_path, env)
 
 
 def _tags(api: Api) -> set[str]:

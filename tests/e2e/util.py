@@ -66,6 +66,19 @@ def run(cmd: list[str], *, env: dict | None = None, timeout: float = 180, check:
     return result
 
 
+def skopeo_push_built(image, ref: str, workdir: Path, env: dict, *, creds: str | None = None) -> None:
+    """A built image (tests.helpers.images: .manifest and .blobs) written as a `dir:` layout under
+    `workdir` and copied with skopeo to `ref` (`HOST:PORT/name:tag`, plain HTTP)."""
+    layout = workdir / f"layout-{hashlib.sha256(image.manifest).hexdigest()[:16]}"
+    layout.mkdir(parents=True, exist_ok=True)
+    (layout / "version").write_text("Directory Transport Version: 1.1\n")
+    (layout / "manifest.json").write_bytes(image.manifest)
+    for digest, data in image.blobs.items():
+        (layout / digest.split(":", 1)[1]).write_bytes(data)
+    run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", *(["--dest-creds", creds] if creds else []),
+         f"dir:{layout}", f"docker://{ref}"], env=env)
+
+
 def _text(data) -> str:
     if data is None:
         return ""

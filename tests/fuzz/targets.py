@@ -592,3 +592,40 @@ def retention_documents(data: bytes) -> None:
             assert verdict.action == PROTECT, verdict
     if not any(rule_set.rules for rule_set in (policy.default, *(o.rules for o in policy.overrides))) and not immutable:
         assert all(v.action != DELETE for v in plan.tags), plan
+
+
+# --------------------------------------------------------------------------- webhook subscriptions
+
+from hub.db.event_store import matches  # noqa: E402
+from hub.events import cloudevents  # noqa: E402
+from hub.events.netguard import ForbiddenDestination, address_allowed, check_literal, literal, parse_url  # noqa: E402
+from hub.events.service import check_event_types  # noqa: E402
+from hub.handlers.admin.schemas import validate as validate_body  # noqa: E402
+from hub.problems import ValidationFailed  # noqa: E402
+
+_WEBHOOK_REPOSITORIES = (None, "team/app", "team/a/b", "other/x", "")
+
+
+@target("webhook", (ValidationFailed, ValueError, ForbiddenDestination))
+def webhook_subscriptions(data: bytes) -> None:
+    """A webhook subscription as a tenant admin sends it (POST .../webhooks): the schema, the URL's
+    form and literal address (hub.events.netguard; no DNS here), the event-type globs, then the
+    filters over every event type and a few repositories. An accepted URL is http(s) with a host
+    and no credentials; an accepted IP literal is a global address; matching never raises."""
+    try:
+        body = safejson.loads(data)
+    except ValueError:
+        return
+    validate_body(body, "WebhookCreate")
+    url = parse_url(body["url"])
+    assert url.scheme in ("http", "https") and url.host and url.user is None and url.password is None, url
+    check_literal(url, ())
+    ip = literal(url.host)
+    assert ip is None or address_allowed(ip, ()), ip
+    types, repos = body.get("event_types", []), body.get("repositories", [])
+    check_event_types(types)
+    for event_type in cloudevents.EVENT_TYPES:
+        for repository in _WEBHOOK_REPOSITORIES:
+            assert matches(event_type, repository, types, repos) in (True, False)
+    if not types and not repos:
+        assert all(matches(t, "team/app", (), ()) for t in cloudevents.EVENT_TYPES)

@@ -38,11 +38,14 @@ LAYER_NAMES = {0: "L0 foundation", 1: "L1 metadata", 2: "L2 domain", 3: "L3 HTTP
 LAYERS: dict[str, int] = {
     "storage_backends": 0, "hub.errors": 0, "hub.problems": 0, "hub.safejson": 0, "hub.metrics": 0,
     "hub.logs": 0, "hub.secret": 0, "hub.background": 0,
+    "hub.actor": 0,                                       # who the request acts as (a context variable)
+    "hub.events.cloudevents": 0, "hub.events.signing": 0, "hub.events.netguard": 0,  # formats, no store
     "hub.proxy.settings": 0, "hub.proxy.names": 0,       # plain values that hub.config builds and checks
     "hub.registry.names": 0,                              # the OCI name grammar (config checks names)
     "hub.db": 1,                                          # engine, registry, identity, cache, apps, state
     "auth": 2, "hub.registry": 2, "hub.tenancy": 2, "hub.proxy": 2, "appstore": 2,
-    "hub.retention": 2,                                   # retention rules and immutable tags: pure, no store
+    "hub.retention": 2,
+    "hub.events": 2,                                      # webhooks: subscriptions and delivery                                   # retention rules and immutable tags: pure, no store
     "hub.handlers": 3, "hub.web": 3, "hub.middlewares": 3, "hub.authz": 3, "hub.routes": 3, "hub.keys": 3,
     "hub.clientaddr": 3, "hub.relay": 3, "hub.config": 3,
     "hub.app": 4, "hub.cli": 4, "hub.tls": 4, "hub.transfer": 4, "hub.seed_catalog": 4, "hub.__main__": 4,

@@ -17,6 +17,7 @@ from auth.tokens import InvalidToken
 
 from ... import safejson
 from ...clientaddr import client_address
+from ...actor import set_actor
 from ...errors import Unauthorized
 from ...keys import ADMINISTRATION, AUTH
 from ...problems import AuthenticationRequired, Forbidden, MalformedRequest, TooManyRequests, ValidationFailed
@@ -71,6 +72,7 @@ async def caller(request: web.Request) -> Principal:
     if not principal.is_authenticated(now()):
         raise AuthenticationRequired("account unknown, disabled, revoked or expired")
     request[_PRINCIPAL] = principal
+    set_actor(principal.name)  # the actor of the events this request writes
     return principal
 
 

@@ -36,6 +36,8 @@ _PARAMETERS = {  # name: (description, example)
     "app": ("The app's repository name, slashes included.", "team/apps/wordpress"),
     "version": ("The version's tag: the version with '+' replaced by '_'.", "1.0.0"),
     "run_id": ("A retention run's id.", "42"),
+    "webhook_id": ("A webhook subscription's id.", "7"),
+    "delivery_id": ("A delivery's id, as the delivery log shows it.", "1234"),
 }
 # The app store's git endpoints (hub.handlers.appstore.git) speak git's smart HTTP protocol, not
 # JSON: route name -> (request media type or None, success media type, its description, more errors).
@@ -132,9 +134,10 @@ def build_document(routes) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "DaoHub admin API", "version": "1.0.0",
                  "description": "Tenants, users, members, robot accounts, repositories, tags, quotas, "
-                                "pull-through cache upstreams and the audit log. Errors are RFC 9457 problem "
-                                "details (application/problem+json). Lists are paginated with ?limit= and "
-                                "?cursor=."},
+                                "pull-through cache upstreams, webhooks and the audit log. Webhook deliveries "
+                                "POST the schema `CloudEvent` (docs/events.md: headers and signature "
+                                "verification). Errors are RFC 9457 problem details (application/problem+json). "
+                                "Lists are paginated with ?limit= and ?cursor=."},
         "servers": [{"url": "/"}],
         "security": [{"basic": []}, {"bearer": []}],
         "tags": [{"name": t} for t in dict.fromkeys(r.tag for r in routes)],

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ...events import cloudevents
+from ...events import service as webhooks
 from ...problems import ValidationFailed
 from ...proxy import upstreams
 from ...registry.names import COMPONENT_PATTERN, MAX_NAME_LENGTH
@@ -60,6 +62,58 @@ _UPSTREAM_SETTINGS = {
                  "nullable": True, "description": "Images not pulled for this many days are evicted. null: kept "
                                                   "while they fit."},
 }
+
+
+_FILTERS = {"type": "array", "maxItems": webhooks.MAX_FILTERS, "uniqueItems": True,
+            "items": {"type": "string", "minLength": 1, "maxLength": webhooks.MAX_FILTER_LENGTH}}
+_WEBHOOK_SETTINGS = {
+    "name": {"type": "string", "minLength": 1, "maxLength": webhooks.MAX_NAME_LENGTH},
+    "url": {"type": "string", "minLength": 1, "maxLength": 2048,
+            "description": "http(s) URL the events are POSTed to. Its host must resolve to public addresses "
+                           "(or ones `webhooks.allowed_networks` lists); redirects are not followed."},
+    "event_types": {**_FILTERS, "description": "Globs over the event type, with or without the `io.daohub.` "
+                                               "prefix (`tag.*`); empty or absent: every type."},
+    "repositories": {**_FILTERS, "description": "Globs over the repository name (`*` spans `/` too); empty or "
+                                                "absent: every repository (of the tenant, for a tenant's)."},
+    "enabled": {"type": "boolean", "description": "A disabled subscription queues nothing."},
+}
+
+
+def _cloudevent_schema() -> dict[str, Any]:
+    data = {"actor": {"type": "string", "description": "Who made the change: a user, a robot account "
+                                                       "(robot$tenant+name), `anonymous`, or a job (`gc`, "
+                                                       "`retention`, `daohub` for pulls)."},
+            "repository": {"type": "string"}, "digest": {"type": "string"}, "tag": {"type": "string"},
+            "previous_digest": {"type": "string", "description": "tag.moved: where the tag pointed before."},
+            "media_type": {"type": "string"}, "size": {"type": "integer"},
+            "artifact_type": {"type": "string", "nullable": True}, "subject": {"type": "string", "nullable": True},
+            "tags": {"type": "array", "items": {"type": "string"}, "description": "manifest.pushed: the tags "
+                                                                                 "the same PUT set."},
+            "reason": {"type": "string", "description": "Deletes: `deleted` (a client), `retention`, or GC's "
+                                                        "reason."},
+            "from": {"type": "string", "nullable": True, "description": "blob.mounted: the source repository."},
+            "count": {"type": "integer"}, "first_at": TIMESTAMP, "last_at": TIMESTAMP,
+            "manifest_count": {"type": "integer"}, "tag_count": {"type": "integer"},
+            "tenant": {"type": "string"}, "user": {"type": "string"},
+            "role": {"type": "string"}, "previous_role": {"type": "string", "nullable": True},
+            "robot": {"type": "string", "description": "robot$<tenant>+<name>"},
+            "repositories": {"type": "array", "items": {"type": "string"}},
+            "actions": {"type": "array", "items": {"type": "string"}}, "expires_at": NULLABLE_TIMESTAMP}
+    types = "; ".join(f"`{t}`: {what} data: {', '.join(keys)}" for t, (what, keys) in cloudevents.EVENT_TYPES.items())
+    return obj({"specversion": {"type": "string", "enum": [cloudevents.SPECVERSION]},
+                "id": {"type": "string", "description": "A UUID; unique per event: the idempotency key."},
+                "source": {"type": "string", "description": "`/daohub/<repository>`, or "
+                                                            "`/daohub/tenants/<tenant>` (members, robots)."},
+                "type": {"type": "string", "enum": list(cloudevents.EVENT_TYPES)},
+                "time": TIMESTAMP,
+                "subject": {"type": "string", "description": "`<repository>:<tag>`, `<repository>@<digest>`, "
+                                                             "a user or a robot account."},
+                "datacontenttype": {"type": "string", "enum": ["application/json"]},
+                "data": {**obj(data, ("actor",)), "additionalProperties": True,
+                         "description": "Keys by type (new keys may be added; none removed)."}},
+               ("specversion", "id", "source", "type", "time", "datacontenttype", "data"),
+               description="A DaoHub event in CloudEvents 1.0 structured mode (Content-Type "
+                           "application/cloudevents+json). Types: " + types)
 
 
 def obj(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
@@ -116,6 +170,22 @@ REQUESTS: dict[str, dict[str, Any]] = {
                                    "manifest_revalidate_seconds": 300, "max_size_bytes": 50_000_000_000,
                                    "ttl_days": 30}),
     "UpstreamUpdate": obj(_UPSTREAM_SETTINGS, minProperties=1, example={"max_size_bytes": 100_000_000_000}),
+    "WebhookCreate": obj({**_WEBHOOK_SETTINGS,
+                          "secret": {"type": "string", "minLength": webhooks.MIN_SECRET_LENGTH,
+                                     "maxLength": webhooks.MAX_SECRET_LENGTH, "writeOnly": True,
+                                     "description": "The signing secret; omitted: a random one (in the response, "
+                                                    "this once)."}}, ("url",),
+                         example={"name": "ci", "url": "https://ci.example.com/hooks/daohub",
+                                  "event_types": ["io.daohub.manifest.pushed", "tag.*"],
+                                  "repositories": ["team/app*"]}),
+    "WebhookUpdate": obj(_WEBHOOK_SETTINGS, minProperties=1, example={"enabled": False}),
+    "WebhookSecretRotation": obj({
+        "secret": {"type": "string", "minLength": webhooks.MIN_SECRET_LENGTH, "maxLength": webhooks.MAX_SECRET_LENGTH,
+                   "writeOnly": True, "description": "The new secret; omitted: a random one."},
+        "previous_valid_seconds": {"type": "integer", "minimum": 0, "maximum": webhooks.MAX_OVERLAP_SECONDS,
+                                   "description": "How long the current secret keeps signing too (default "
+                                                  f"{webhooks.DEFAULT_OVERLAP_SECONDS})."}},
+        example={"previous_valid_seconds": 3600}),
     "GcRunRequest": obj({"dry_run": {"type": "boolean", "description": "Only report what would go."},
                          "tenant": {**COMPONENT, "nullable": True,
                                     "description": "Review only this tenant's repositories."}},
@@ -242,6 +312,37 @@ RESOURCES: dict[str, dict[str, Any]] = {
                                                     "age_seconds": {"type": "number"}})}},
                         ("id", "started_at", "finished_at", "dry_run", "tenant", "trigger", "counts", "errors",
                          "verdicts")),
+    "Webhook": obj({"id": {"type": "integer"}, "tenant": {"type": "string", "nullable": True,
+                                                   "description": "null: platform-wide."},
+                    "name": {"type": "string"}, "url": {"type": "string"},
+                    "event_types": {"type": "array", "items": {"type": "string"}},
+                    "repositories": {"type": "array", "items": {"type": "string"}},
+                    "enabled": {"type": "boolean"}, "created_at": TIMESTAMP, "created_by": {"type": "string"},
+                    "updated_at": TIMESTAMP,
+                    "previous_secret_valid_until": {**NULLABLE_TIMESTAMP, "description": "While the previous "
+                                                    "secret signs too (after a rotation)."},
+                    "secret": {"type": "string", "description": "Only in the answer to a creation or a "
+                                                               "rotation."}},
+                   ("id", "tenant", "name", "url", "event_types", "repositories", "enabled", "created_at",
+                    "created_by", "updated_at", "previous_secret_valid_until")),
+    "WebhookDelivery": obj({
+        "id": {"type": "integer"}, "event_id": {"type": "string"}, "event_type": {"type": "string"},
+        "repository": {"type": "string", "nullable": True},
+        "state": {"type": "string", "enum": ["pending", "delivered", "dead"],
+                  "description": "pending: queued or being retried; dead: out of attempts (or a forbidden "
+                                 "destination): redeliver it to try again."},
+        "attempts": {"type": "integer"}, "created_at": TIMESTAMP, "next_attempt_at": NULLABLE_TIMESTAMP,
+        "finished_at": NULLABLE_TIMESTAMP, "last_status": {"type": "integer", "nullable": True},
+        "last_error": {"type": "string", "nullable": True}, "last_latency_ms": {"type": "number", "nullable": True},
+        "log": {"type": "array", "items": obj({"attempt": {"type": "integer"}, "at": TIMESTAMP,
+                                               "worker": {"type": "string"},
+                                               "status": {"type": "integer", "nullable": True},
+                                               "latency_ms": {"type": "number", "nullable": True},
+                                               "error": {"type": "string", "nullable": True}},
+                                              ("attempt", "at", "worker", "status", "latency_ms", "error"))}},
+        ("id", "event_id", "event_type", "repository", "state", "attempts", "created_at", "next_attempt_at",
+         "finished_at", "last_status", "last_error", "last_latency_ms", "log")),
+    "CloudEvent": _cloudevent_schema(),
     "AuditEntry": obj({"id": {"type": "integer"}, "at": TIMESTAMP, "actor": {"type": "string"},
                        "action": {"type": "string"}, "target": {"type": "string"},
                        "tenant": {"type": "string", "nullable": True},

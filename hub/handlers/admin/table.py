@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import audit, gc, members, repositories, retention, robots, tenants, upstreams, users
+from . import audit, gc, members, repositories, retention, robots, tenants, upstreams, users, webhooks
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/api/v1"
@@ -182,6 +182,37 @@ API_ROUTES: tuple[Route, ...] = (
       paginated=True, query=(("tenant", "Only the runs of this tenant (tenant admins: one they administer)."),)),
     R("GET", "/retention/runs/{run_id}", retention.get_retention_run, "One retention run with every verdict",
       "retention", response="RetentionRun"),
+    # Webhooks (docs/events.md)
+    R("GET", "/tenants/{tenant}/webhooks", webhooks.list_tenant_webhooks, "List a tenant's webhook subscriptions "
+      "(tenant admin)", "webhooks", response="Webhook", paginated=True),
+    R("POST", "/tenants/{tenant}/webhooks", webhooks.create_tenant_webhook, "Subscribe to a tenant's events "
+      "(tenant admin)", "webhooks", 201, request="WebhookCreate", response="Webhook",
+      description="The response holds the signing secret: it is shown this once. The URL must be http(s) and "
+                  "resolve to public addresses only (unless `webhooks.allowed_networks` allows more): checked "
+                  "now and again on every delivery. Each event is POSTed as a CloudEvent (schema `CloudEvent`)."),
+    R("GET", "/webhooks", webhooks.list_platform_webhooks, "List platform-wide webhook subscriptions (platform "
+      "admin)", "webhooks", response="Webhook", paginated=True),
+    R("POST", "/webhooks", webhooks.create_platform_webhook, "Subscribe to every tenant's events (platform admin)",
+      "webhooks", 201, request="WebhookCreate", response="Webhook",
+      description="As a tenant's subscription, for the events of every tenant."),
+    R("GET", "/webhooks/{webhook_id}", webhooks.get_webhook, "Read a webhook subscription (who manages it)",
+      "webhooks", response="Webhook"),
+    R("PATCH", "/webhooks/{webhook_id}", webhooks.update_webhook, "Change a webhook subscription (who manages it)",
+      "webhooks", request="WebhookUpdate", response="Webhook"),
+    R("DELETE", "/webhooks/{webhook_id}", webhooks.delete_webhook, "Delete a webhook subscription and its delivery "
+      "log (who manages it)", "webhooks", 204),
+    R("POST", "/webhooks/{webhook_id}/secret", webhooks.rotate_webhook_secret, "Rotate the signing secret: the "
+      "previous one keeps signing for a while (who manages it)", "webhooks", request="WebhookSecretRotation",
+      response="Webhook",
+      description="Deliveries carry a signature by each secret in force: the new one, and the previous one "
+                  "until `previous_valid_seconds` have passed. The new secret is in the response, this once."),
+    R("GET", "/webhooks/{webhook_id}/deliveries", webhooks.list_webhook_deliveries, "The delivery log, newest "
+      "first: each delivery's state and every attempt's status, latency and error (who manages it)", "webhooks",
+      response="WebhookDelivery", paginated=True,
+      query=(("state", "Only deliveries in this state: pending, delivered or dead."),)),
+    R("POST", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", webhooks.redeliver_webhook_delivery,
+      "Send a delivered or dead delivery again, with a new retry budget (who manages it)", "webhooks", 204,
+      conflicts=True, description="409 while the delivery is queued already."),
     # Audit
     R("GET", "/audit", audit.list_audit, "Read the audit log, newest first (platform admin; tenant admins: "
       "their tenants' rows)", "audit", response="AuditEntry", paginated=True,
