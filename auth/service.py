@@ -21,12 +21,23 @@ from .keys import KeyRing, SigningKey
 from .passwords import DEFAULT_PARAMS, Argon2Params, hash_password, verify_password, verify_secret
 from .policy import (
     CacheAccess,
+    Role,
     Principal,
     RepositoryInfo,
     RobotGrant,
     grant,
     requested_repository_names,
     tenant_of,
+)
+from .provider_settings import NAME_RE
+from .providers import (
+    Directory,
+    DirectoryAccount,
+    ProviderUnavailable,
+    mapped_roles,
+    merge_memberships,
+    provider_hash,
+    provider_of,
 )
 from .scopes import ResourceScope, parse_scopes
 from .tokens import InvalidToken, IssuedToken, TokenIssuer, TokenVerifier, VerifiedToken
@@ -92,9 +103,11 @@ class AuthSettings:
 
 
 class AuthService:
-    def __init__(self, store, settings: AuthSettings):
+    def __init__(self, store, settings: AuthSettings, directory: Directory | None = None):
         self.store = store
         self.settings = settings
+        # Directory providers (LDAP), asked for accounts that are not local (docs/sign-in.md).
+        self.directory = directory or Directory()
         self._ring: KeyRing | None = None
         self._ring_loaded = 0.0
         self.issuer = TokenIssuer(self._current_ring, settings.issuer, settings.service)
@@ -194,8 +207,17 @@ class AuthService:
         user = await self.store.get_user(subject)
         if user is None or user.disabled:
             return Principal.anonymous(), 0.0
+        since = max(user.created_at, user.password_changed_at)
+        provider = provider_of(user.password_hash)
+        if provider is not None:
+            # Asked again (within the cache): a user who left the directory, or a provider taken
+            # out of the config, stands for no one.
+            account = await self.directory.account(provider, subject)
+            if account is None:
+                return Principal.anonymous(), 0.0
+            return await self._directory_principal(account, user.is_admin), since
         principal = Principal.user(subject, await self.store.memberships(subject), is_platform_admin=user.is_admin)
-        return principal, max(user.created_at, user.password_changed_at)
+        return principal, since
 
     async def authenticate(self, account: str, secret: str, remote: str) -> Principal:
         """Check Basic credentials of a user or robot from client address `remote`.
@@ -218,7 +240,13 @@ class AuthService:
                  (per_address, self.settings.login_address_failure_limit)], self.settings.login_failure_window)
             if retry_after is not None:
                 raise LoginThrottled(retry_after)
-            principal = await self._check_credentials(account, secret)
+            try:
+                principal = await self._check_credentials(account, secret)
+            except ProviderUnavailable:
+                # Nobody could say whether the password was right: take the attempt back (the
+                # key "" never holds failures, so none are forgotten).
+                await self.store.release_login_attempt("", [pair, per_address])
+                raise
             if principal is not None:
                 await self.store.release_login_attempt(pair, [per_address])
         if principal is None:
@@ -236,6 +264,13 @@ class AuthService:
             principal = Principal.for_robot(account, _robot_grant(record))
             return principal if principal.is_active(now) else None
         user = await self.store.get_user(account)
+        provider = provider_of(user.password_hash) if user is not None else None
+        if user is None and self.directory and NAME_RE.fullmatch(account) and len(account) <= 64:
+            return await self._first_directory_sign_in(account, secret)
+        if provider is not None:
+            assert user is not None
+            found = await self.directory.check_password(provider, account, secret) if not user.disabled else None
+            return await self._directory_principal(found, user.is_admin) if found is not None else None
         if user is None:
             # Spend the same time as a real check, so timing does not reveal which users exist.
             await self._kdf(verify_password, _DUMMY_HASH.get(self.settings.password_params), secret,
@@ -245,6 +280,36 @@ class AuthService:
         if user.disabled or not ok:
             return None
         return Principal.user(account, await self.store.memberships(account), is_platform_admin=user.is_admin)
+
+    async def _first_directory_sign_in(self, account: str, secret: str) -> Principal | None:
+        """A name without a row: the directory providers in order; the first that takes the password
+        gets the account a row (just-in-time provisioning), which binds the name to it from then on."""
+        found = await self.directory.sign_in(account, secret)
+        if found is None:
+            return None
+        if await self.store.create_user(account, provider_hash(found.provider)):
+            log.info("provisioned user %r from identity provider %s", account, found.provider)
+            await self.store.audit(account, "user.provision", account, json.dumps(
+                {"provider": found.provider, "display_name": found.display_name[:200], "email": found.email[:200]}))
+        user = await self.store.get_user(account)
+        # A row made at the same moment by another request for another provider (or a local user
+        # created meanwhile) wins: this sign-in vouches for nothing then.
+        if user is None or user.disabled or provider_of(user.password_hash) != found.provider:
+            return None
+        return await self._directory_principal(found, user.is_admin)
+
+    async def _directory_principal(self, account: DirectoryAccount, is_admin: bool) -> Principal:
+        """The user's memberships given in DaoHub and those their groups map to (the higher role of
+        the two in each tenant; mapped tenants that do not exist are left out), and platform admin
+        if the row or a rule says so."""
+        provider = self.directory.providers[account.provider]
+        mapped, platform_admin = mapped_roles(provider.mappings, account.groups, provider.normalise_group)
+        existing: dict[str, Role] = {}
+        for tenant, role in mapped.items():
+            if await self.store.get_tenant(tenant) is not None:
+                existing[tenant] = role
+        memberships = merge_memberships(await self.store.memberships(account.username), existing)
+        return Principal.user(account.username, memberships, is_platform_admin=is_admin or platform_admin)
 
     # Tokens ---------------------------------------------------------------------------------------
     async def grant(self, principal: Principal, raw_scopes: list[str]) -> list[ResourceScope]:

@@ -149,8 +149,10 @@ RESOURCES: dict[str, dict[str, Any]] = {
                    "quota_bytes": {"type": "integer", "nullable": True}, "created_at": TIMESTAMP},
                   ("name", "display_name", "quota_bytes", "created_at")),
     "User": obj({"username": {"type": "string"}, "is_admin": {"type": "boolean"}, "disabled": {"type": "boolean"},
-                 "created_at": TIMESTAMP, "password_changed_at": TIMESTAMP},
-                ("username", "is_admin", "disabled", "created_at", "password_changed_at")),
+                 "created_at": TIMESTAMP, "password_changed_at": TIMESTAMP,
+                 "provider": {"type": "string", "description": "local, or the identity provider (auth.providers) "
+                                                              "that signs the user in and provisioned the account"}},
+                ("username", "is_admin", "disabled", "created_at", "password_changed_at", "provider")),
     "Member": obj({"username": {"type": "string"}, "role": ROLE}, ("username", "role")),
     "RefreshToken": obj({"id": {"type": "string", "description": "The token's jti: revoke it by this id."},
                          "client_id": {"type": "string"}, "user_agent": {"type": "string"},
