@@ -51,8 +51,7 @@ class LdapProvider(IdentityProvider):
             hostname = host.rsplit(":", 1)[0].strip("[]") if not host.endswith("]") else host.strip("[]")
             tls = Tls(validate=ssl.CERT_REQUIRED if settings.verify_tls else ssl.CERT_NONE,
                       ca_certs_file=settings.ca_file or None, sni=hostname)
-        self._server = Server(settings.url, use_ssl=ldaps, tls=tls, get_info=NONE,
-                              connect_timeout=settings.timeout_seconds)
+        self._tls, self._ldaps = tls, ldaps
         self._slots = asyncio.Semaphore(CONCURRENT_EXCHANGES)
 
     def __repr__(self) -> str:
@@ -147,7 +146,11 @@ class LdapProvider(IdentityProvider):
         return [entry["dn"] for entry in _entries(conn)]
 
     def _connection(self, user: str | None, password: str | None) -> Connection:
-        return Connection(self._server, user=user, password=password,
+        # A Server of its own each time: ldap3 keeps an address that once failed out of use for
+        # five seconds, so a shared one would refuse sign-ins for that long after an outage ends.
+        server = Server(self._s.url, use_ssl=self._ldaps, tls=self._tls, get_info=NONE,
+                        connect_timeout=self._s.timeout_seconds)
+        return Connection(server, user=user, password=password,
                           authentication=SIMPLE if user else ANONYMOUS, auto_bind=False, read_only=True,
                           raise_exceptions=False, auto_referrals=False,
                           receive_timeout=max(1, math.ceil(self._s.timeout_seconds)))  # ldap3 packs an int
