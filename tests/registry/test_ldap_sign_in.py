@@ -194,3 +194,28 @@ async def test_directory_down_local_admin_signs_in_ldap_users_get_503(hub, direc
     finally:
         directory.start()
     assert (await token_response(hub, "alice", PEOPLE["alice"])).status == 200
+
+
+async def test_web_sign_in_with_an_ldap_account_and_while_the_directory_is_down(hub, directory):
+    from tests.web.test_pages import csrf_of, get_page, origin
+
+    async def sign_in(password: str):
+        token = csrf_of(await get_page(hub, "/apps/login"))
+        return await hub.post("/apps/login", data={"csrf": token, "username": "alice", "password": password,
+                                                    "next": "/apps/"}, headers=origin(hub), allow_redirects=False)
+
+    assert (await sign_in("wrong-password")).status == 401
+    assert (await sign_in(PEOPLE["alice"])).status == 303
+    assert "Signed in as <strong>alice</strong>" in await get_page(hub, "/apps/")
+    directory.stop()
+    try:
+        hub.server.app[AUTH].directory.forget()
+        # Browsing goes on (with a visitor's rights: nothing the directory would have to vouch
+        # for), and the session is not ended...
+        await get_page(hub, "/apps/")
+        r = await sign_in(PEOPLE["alice"])
+        assert r.status == 503 and "directory corp is unavailable" in await r.text()
+    finally:
+        directory.start()
+    # ...so once the directory answers again, the same cookie is alice's again.
+    assert "Signed in as <strong>alice</strong>" in await get_page(hub, "/apps/")
