@@ -205,3 +205,16 @@ def test_providers_from_the_environment_and_names_unique():
     assert cfg.auth.providers[0].ldap.bind_password == "pw" and "pw" not in repr(cfg.auth.providers)
     with pytest.raises(ValueError, match="another provider"):
         check_providers([cfg.auth.providers[0], cfg.auth.providers[0]])
+
+
+def test_the_documented_example_loads():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "sign-in.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    cfg = load_config(environ={}, overrides=yaml.safe_load(block))
+    (corp,) = cfg.auth.providers
+    assert corp.ldap.bind_password_file == "/run/secrets/ldap" and len(corp.group_mappings) == 3
