@@ -50,6 +50,7 @@ log = logging.getLogger("daohub.auth")
 UNKNOWN_KID_RELOAD_INTERVAL = 5.0
 
 ROBOT_PREFIX = "robot$"
+DIRECTORY_LOGIN_SLOTS = 8  # directory sign-ins checked at once per process
 MAX_USER_AGENT = 300  # characters of a client's User-Agent kept with its refresh token
 
 
@@ -120,6 +121,10 @@ class AuthService:
         self._kdf_slots = asyncio.Semaphore(2)
         # Logins are checked two at a time per process, reservation to outcome (see authenticate).
         self._login_slots = asyncio.Semaphore(2)
+        # Directory sign-ins wait on the directory, not on the CPU: slots of their own, so a
+        # directory that stalls (every exchange running into its timeout) never holds up local
+        # sign-ins, the platform admin's break-glass login among them.
+        self._directory_slots = asyncio.Semaphore(DIRECTORY_LOGIN_SLOTS)
         # Set by the pull-through cache: name -> the CacheAccess of the namespace it reaches
         # (without a containerd ?ns=, which the token endpoint never sees), or None.
         self.cache_access: Callable[[str], Awaitable[CacheAccess | None]] | None = None
@@ -231,10 +236,10 @@ class AuthService:
         An attempt being checked counts as a failure until it succeeds, so only two per
         process are checked at once (the password hash allows no more anyway): parallel
         logins with the right password, such as a compose file's pulls, are never refused for
-        the ones still in flight."""
+        the ones still in flight. Directory sign-ins have DIRECTORY_LOGIN_SLOTS of their own."""
         address = limiter_address(remote)
         pair, per_address = f"user:{account[:256]}|ip:{address}", f"ip:{address}"
-        async with self._login_slots:
+        async with await self._slots_for(account):
             retry_after = await self.store.reserve_login_attempt(
                 [(pair, self.settings.login_failure_limit),
                  (per_address, self.settings.login_address_failure_limit)], self.settings.login_failure_window)
@@ -254,6 +259,21 @@ class AuthService:
             raise AuthenticationFailed("invalid username or password")
         return principal
 
+    async def _slots_for(self, account: str) -> asyncio.Semaphore:
+        """The directory's slots for an account a directory checks (or may: no row yet), else the KDF's."""
+        if not self.directory or account.startswith(ROBOT_PREFIX):
+            return self._login_slots
+        user = await self.store.get_user(account)
+        if user is None and self._directory_name(account):
+            return self._directory_slots
+        if user is not None and provider_of(user.password_hash) is not None:
+            return self._directory_slots
+        return self._login_slots
+
+    def _directory_name(self, account: str) -> bool:
+        """Whether a name without a row may be tried on the directories (a DaoHub user name)."""
+        return bool(self.directory) and len(account) <= 64 and NAME_RE.fullmatch(account) is not None
+
     async def _check_credentials(self, account: str, secret: str) -> Principal | None:
         robot = parse_robot_account(account)
         now = datetime.now(UTC)
@@ -265,7 +285,7 @@ class AuthService:
             return principal if principal.is_active(now) else None
         user = await self.store.get_user(account)
         provider = provider_of(user.password_hash) if user is not None else None
-        if user is None and self.directory and NAME_RE.fullmatch(account) and len(account) <= 64:
+        if user is None and self._directory_name(account):
             return await self._first_directory_sign_in(account, secret)
         if provider is not None:
             assert user is not None

@@ -113,7 +113,10 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
 
     store, upstreams = app[keys.STORE], config.proxy.upstreams
     app[keys.ADMINISTRATION] = lambda actor: Administration(store, service, actor, upstreams=upstreams)
-    yield
+    try:
+        yield
+    finally:
+        await service.directory.aclose()
 
 
 async def _upload_purger(app: web.Application) -> AsyncIterator[None]:

@@ -4,12 +4,15 @@ A password check is: connect (ldaps://, or ldap:// and StartTLS when asked), bin
 account (or anonymously), find exactly one user with the filter (the login name escaped as RFC
 4515 says), read their groups (memberOf, or a group search), then bind as that user's DN with
 the password on a second connection. Certificates are verified unless `verify_tls: false`.
-ldap3 is synchronous: every exchange runs on a worker thread, a few at a time.
+ldap3 is synchronous: every exchange runs on one of the provider's own worker threads (not the
+event loop's default executor, which the password hash and other work share: a stalled directory
+must not hold those up).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import math
 import ssl
@@ -52,7 +55,8 @@ class LdapProvider(IdentityProvider):
             tls = Tls(validate=ssl.CERT_REQUIRED if settings.verify_tls else ssl.CERT_NONE,
                       ca_certs_file=settings.ca_file or None, sni=hostname)
         self._tls, self._ldaps = tls, ldaps
-        self._slots = asyncio.Semaphore(CONCURRENT_EXCHANGES)
+        self._threads = concurrent.futures.ThreadPoolExecutor(CONCURRENT_EXCHANGES,
+                                                              thread_name_prefix=f"ldap-{spec.name}")
 
     def __repr__(self) -> str:
         return f"LdapProvider({self.name!r}, {self._s.url!r})"
@@ -61,13 +65,15 @@ class LdapProvider(IdentityProvider):
     async def check_password(self, username: str, password: str) -> DirectoryAccount | None:
         if not password:  # an empty password would be an unauthenticated bind: never
             return None
-        async with self._slots:
-            return await asyncio.to_thread(self._check_password, username, password)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._check_password, username,
+                                                                password)
 
     async def lookup(self, username: str) -> DirectoryAccount | None:
-        async with self._slots:
-            found = await asyncio.to_thread(self._find, username)
+        found = await asyncio.get_running_loop().run_in_executor(self._threads, self._find, username)
         return found[1] if found else None
+
+    async def aclose(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def normalise_group(self, group: str) -> str:
         return normalise_dn(group)

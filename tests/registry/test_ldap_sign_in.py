@@ -219,3 +219,31 @@ async def test_web_sign_in_with_an_ldap_account_and_while_the_directory_is_down(
         directory.start()
     # ...so once the directory answers again, the same cookie is alice's again.
     assert "Signed in as <strong>alice</strong>" in await get_page(hub, "/apps/")
+
+
+async def test_a_stalled_directory_holds_up_no_local_sign_in(aiohttp_client, tmp_path):
+    """A directory that accepts connections and never answers: every exchange runs into its
+    timeout, and local sign-ins still go through at once (they do not queue behind them)."""
+    import socket
+
+    with socket.socket() as stalled:
+        stalled.bind(("127.0.0.1", 0))
+        stalled.listen(64)  # the kernel completes connections; nothing ever reads them
+        cfg = load_config(environ={}, overrides={
+            "data_dir": str(tmp_path), "log": {"access_log": False},
+            "auth": {"enabled": True, "password_memory_kib": 64, "password_time_cost": 1, "providers": [{
+                "name": "stalled", "type": "ldap", "ldap": {
+                    "url": f"ldap://127.0.0.1:{stalled.getsockname()[1]}", "user_search_base": BASE,
+                    "timeout_seconds": 2}}]}})
+        client = await aiohttp_client(create_app(cfg))
+        app = client.server.app
+        await app[STORE].create_user("root", await app[AUTH].hash_password(ROOT_PW), is_admin=True)
+        waiting = [asyncio.create_task(token_response(client, f"user{i}", "user-password-1")) for i in range(6)]
+        await asyncio.sleep(0.3)  # let them reach the directory first
+        r = await token_response(client, "root", ROOT_PW, "repository:team-a/app:pull,push")
+        assert r.status == 200
+        done = [await t.result().text() for t in waiting if t.done()]
+        assert not done, done
+        for response in await asyncio.gather(*waiting):
+            assert response.status == 503
+            assert "directory stalled is unavailable" in (await response.json())["errors"][0]["message"]
