@@ -318,16 +318,32 @@ class AuthService:
             return None
         return await self._directory_principal(found, user.is_admin)
 
-    async def _directory_principal(self, account: DirectoryAccount, is_admin: bool) -> Principal:
-        """The user's memberships given in DaoHub and those their groups map to (the higher role of
-        the two in each tenant; mapped tenants that do not exist are left out), and platform admin
-        if the row or a rule says so."""
+    async def directory_preview(self, provider: str, username: str
+                                ) -> tuple[DirectoryAccount, dict[str, Role], bool] | None:
+        """What `provider` says of `username` right now (its cache bypassed), the roles its
+        group mappings give them in existing tenants and whether they make them platform admin;
+        None if the provider does not know them. Raises ProviderUnavailable, KeyError for an
+        unknown provider."""
+        account = await self.directory.providers[provider].lookup(username)
+        if account is None:
+            return None
+        return account, *await self._mapped(account)
+
+    async def _mapped(self, account: DirectoryAccount) -> tuple[dict[str, Role], bool]:
+        """The roles the group mappings give `account` in tenants that exist, and platform admin."""
         provider = self.directory.providers[account.provider]
         mapped, platform_admin = mapped_roles(provider.mappings, account.groups, provider.normalise_group)
         existing: dict[str, Role] = {}
         for tenant, role in mapped.items():
             if await self.store.get_tenant(tenant) is not None:
                 existing[tenant] = role
+        return existing, platform_admin
+
+    async def _directory_principal(self, account: DirectoryAccount, is_admin: bool) -> Principal:
+        """The user's memberships given in DaoHub and those their groups map to (the higher role of
+        the two in each tenant; mapped tenants that do not exist are left out), and platform admin
+        if the row or a rule says so."""
+        existing, platform_admin = await self._mapped(account)
         memberships = merge_memberships(await self.store.memberships(account.username), existing)
         return Principal.user(account.username, memberships, is_platform_admin=is_admin or platform_admin)
 

@@ -14,7 +14,7 @@ from hub.config import load_config
 from hub.keys import AUTH, STORE
 from tests.helpers.slapd import ROOT_DN, ROOT_PASSWORD, SUFFIX, people_ldif
 
-from .conftest import basic, bearer, claims, push_image
+from .conftest import DATABASE_SETUP, METADATA_STORES, basic, claims, push_image
 
 OU = "http"
 BASE = f"ou={OU},{SUFFIX}"
@@ -35,10 +35,11 @@ def directory(slapd):
     return slapd
 
 
-@pytest.fixture
-async def hub(directory, aiohttp_client, tmp_path):
+@pytest.fixture(params=METADATA_STORES)
+async def hub(request, directory, aiohttp_client, tmp_path):
     cfg = load_config(environ={}, overrides={
         "data_dir": str(tmp_path), "log": {"access_log": False},
+        "database": DATABASE_SETUP[request.param](request, tmp_path),
         "auth": {"enabled": True, "password_memory_kib": 64, "password_time_cost": 1, "login_failure_limit": 3,
                  "providers": [{
                      "name": "corp", "type": "ldap", "cache_seconds": CACHE_SECONDS,
@@ -247,3 +248,37 @@ async def test_a_stalled_directory_holds_up_no_local_sign_in(aiohttp_client, tmp
         for response in await asyncio.gather(*waiting):
             assert response.status == 503
             assert "directory stalled is unavailable" in (await response.json())["errors"][0]["message"]
+
+
+async def test_admin_api_shows_providers_without_secrets_and_looks_users_up(hub, directory):
+    admin = basic("root", ROOT_PW)
+    r = await hub.get("/api/v1/identity-providers", headers=admin)
+    assert r.status == 200
+    text = await r.text()
+    assert ROOT_PASSWORD not in text
+    (corp,) = (await r.json())["items"]
+    assert (corp["name"], corp["source"], corp["read_only"], corp["ldap"]["bind_password_set"]) == (
+        "corp", "config", True, True)
+    assert corp["ldap"]["bind_dn"] == ROOT_DN and "bind_password" not in corp["ldap"]
+    assert corp["group_mappings"][3] == {"group": group("platform"), "tenant": None, "role": None,
+                                         "platform_admin": True}
+    assert (await hub.get("/api/v1/identity-providers/corp", headers=admin)).status == 200
+    assert (await hub.get("/api/v1/identity-providers/nope", headers=admin)).status == 404
+    r = await hub.post("/api/v1/identity-providers/corp/lookup", headers=admin, json={"username": "alice"})
+    body = await r.json()
+    assert body["available"] and body["account"]["memberships"] == [
+        {"tenant": "team-a", "role": "developer"}, {"tenant": "team-b", "role": "guest"}]
+    assert body["account"]["groups"] == sorted([group("devs").lower(), group("readers").lower()])
+    assert await hub.server.app[STORE].get_user("alice") is None  # a lookup provisions nothing
+    r = await hub.post("/api/v1/identity-providers/corp/lookup", headers=admin, json={"username": "nobody"})
+    assert (await r.json())["account"] is None
+    # Only the platform admin; a directory user who is not one gets 403.
+    r = await hub.get("/api/v1/identity-providers", headers=basic("alice", PEOPLE["alice"]))
+    assert r.status == 403
+    directory.stop()
+    try:
+        r = await hub.post("/api/v1/identity-providers/corp/lookup", headers=admin, json={"username": "alice"})
+        assert (await r.json()) == {"provider": "corp", "available": False, "account": None,
+                                    "error": "directory corp is unavailable"}
+    finally:
+        directory.start()
