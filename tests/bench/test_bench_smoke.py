@@ -91,3 +91,12 @@ def test_tls_bench_smoke(tmp_path):
     rows = {row["key"]: row for row in report["rows"]}
     assert rows["pull"]["target"] == "ratio >= 0.8"
     assert report["ssl"].startswith("OpenSSL")
+
+
+def test_signin_bench_smoke(tmp_path):
+    need_tool("slapd")
+    need_tool("ldapadd")
+    out, report = run_bench("signin_bench.py", tmp_path)
+    check_report(out, report, {"warm", "cold"})
+    assert all(run["requests"] >= 1 for row in report["rows"] for side in ("daohub", "other")
+               for run in row["runs"][side])

@@ -46,6 +46,8 @@ class Slapd:
     """One slapd in its own directory: `.start()`, `.stop()`, `.url`, `.ldaps_url`, `.add()`, `.ldapmodify()`."""
 
     def __init__(self, base_dir: str | os.PathLike | None = None, *, pki=None):
+        """`base_dir` (default: a new directory under /tmp) must be reachable by the openldap user
+        when we are root: slapd runs as that user."""
         self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="dh-ldap-", dir="/tmp"))
         self._own_base = base_dir is None
         self.host = "127.0.0.1"
