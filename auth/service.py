@@ -21,10 +21,10 @@ from .keys import KeyRing, SigningKey
 from .passwords import DEFAULT_PARAMS, Argon2Params, hash_password, verify_password, verify_secret
 from .policy import (
     CacheAccess,
-    Role,
     Principal,
     RepositoryInfo,
     RobotGrant,
+    Role,
     grant,
     requested_repository_names,
     tenant_of,
@@ -284,13 +284,12 @@ class AuthService:
             principal = Principal.for_robot(account, _robot_grant(record))
             return principal if principal.is_active(now) else None
         user = await self.store.get_user(account)
-        provider = provider_of(user.password_hash) if user is not None else None
         if user is None and self._directory_name(account):
             return await self._first_directory_sign_in(account, secret)
-        if provider is not None:
-            assert user is not None
-            found = await self.directory.check_password(provider, account, secret) if not user.disabled else None
-            return await self._directory_principal(found, user.is_admin) if found is not None else None
+        provider = provider_of(user.password_hash) if user is not None else None
+        if user is not None and provider is not None:
+            found = None if user.disabled else await self.directory.check_password(provider, account, secret)
+            return None if found is None else await self._directory_principal(found, user.is_admin)
         if user is None:
             # Spend the same time as a real check, so timing does not reveal which users exist.
             await self._kdf(verify_password, _DUMMY_HASH.get(self.settings.password_params), secret,

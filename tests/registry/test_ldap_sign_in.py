@@ -169,6 +169,18 @@ async def test_a_directory_account_gets_no_local_password(hub):
     assert r.status == 409
 
 
+async def test_a_disabled_directory_account_stays_out_and_a_deleted_one_comes_back(hub):
+    assert (await token_response(hub, "alice", PEOPLE["alice"])).status == 200
+    admin = basic("root", ROOT_PW)
+    r = await hub.patch("/api/v1/users/alice", headers=admin, json={"disabled": True})
+    assert r.status == 200 and (await r.json())["provider"] == "corp"
+    assert (await token_response(hub, "alice", PEOPLE["alice"])).status == 401
+    # Deleting the row is no ban: the next sign-in provisions the account again (docs/sign-in.md).
+    assert (await hub.delete("/api/v1/users/alice", headers=admin)).status == 204
+    assert (await token_response(hub, "alice", PEOPLE["alice"])).status == 200
+    assert not (await hub.server.app[STORE].get_user("alice")).disabled
+
+
 async def test_directory_down_local_admin_signs_in_ldap_users_get_503(hub, directory):
     assert (await token_response(hub, "alice", PEOPLE["alice"])).status == 200
     directory.stop()
