@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from auth.policy import Role
 from auth.provider_settings import GroupMapping, LdapSettings, ProviderSpec, check_providers
@@ -218,3 +220,16 @@ def test_the_documented_example_loads():
     cfg = load_config(environ={}, overrides=yaml.safe_load(block))
     (corp,) = cfg.auth.providers
     assert corp.ldap.bind_password_file == "/run/secrets/ldap" and len(corp.group_mappings) == 3
+
+
+# Names made of filter syntax, name fragments of the directory's people and a few other characters.
+_FILTER_SYNTAX = st.sampled_from(["*", "(", ")", "\\", "\\2a", "|", "&", "!", "=", "uid=", "\x00", "al", "alice",
+                                  "bob", " ", "é"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.lists(_FILTER_SYNTAX, min_size=1, max_size=6).map("".join))
+async def test_a_lookup_finds_exactly_the_named_user_or_no_one(directory, name):
+    account = await LdapProvider(spec(directory)).lookup(name)
+    assert account is None or account.username == name.lower(), (name, account)
+    assert (account is not None) == (name.lower() in PEOPLE), name
