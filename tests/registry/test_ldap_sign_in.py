@@ -120,6 +120,14 @@ async def test_wrong_empty_and_injected_credentials_are_refused(hub, username, p
     assert await hub.server.app[STORE].get_user(username) is None
 
 
+async def test_wrong_directory_passwords_meet_the_same_login_limiter(hub):
+    for _ in range(3):  # auth.login_failure_limit here
+        assert (await token_response(hub, "carol", "wrong-password")).status == 401
+    r = await token_response(hub, "carol", PEOPLE["carol"])
+    assert r.status == 429 and int(r.headers["Retry-After"]) > 0
+    assert (await token_response(hub, "alice", PEOPLE["alice"])).status == 200  # another account, same address
+
+
 async def test_a_local_account_of_the_same_name_wins(hub):
     # "root" is a local platform admin and a directory entry: the directory's password is refused.
     assert (await token_response(hub, "root", PEOPLE["root"])).status == 401
