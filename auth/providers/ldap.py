@@ -17,6 +17,7 @@ import logging
 import math
 import ssl
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ldap3 import ANONYMOUS, NONE, SIMPLE, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException
@@ -50,10 +51,9 @@ class LdapProvider(IdentityProvider):
         ldaps = settings.url.startswith("ldaps://")
         tls = None
         if ldaps or settings.start_tls:
-            host = settings.url.partition("://")[2].rsplit("@", 1)[-1].split("/", 1)[0]
-            hostname = host.rsplit(":", 1)[0].strip("[]") if not host.endswith("]") else host.strip("[]")
+            # ldap3 checks the certificate against the URL's host (and sends it as SNI).
             tls = Tls(validate=ssl.CERT_REQUIRED if settings.verify_tls else ssl.CERT_NONE,
-                      ca_certs_file=settings.ca_file or None, sni=hostname)
+                      ca_certs_file=settings.ca_file or None, sni=urlsplit(settings.url).hostname)
         self._tls, self._ldaps = tls, ldaps
         self._threads = concurrent.futures.ThreadPoolExecutor(CONCURRENT_EXCHANGES,
                                                               thread_name_prefix=f"ldap-{spec.name}")

@@ -233,3 +233,23 @@ async def test_a_lookup_finds_exactly_the_named_user_or_no_one(directory, name):
     account = await LdapProvider(spec(directory)).lookup(name)
     assert account is None or account.username == name.lower(), (name, account)
     assert (account is not None) == (name.lower() in PEOPLE), name
+
+
+async def test_a_certificate_for_another_host_is_refused(directory, tmp_path):
+    """The CA is trusted, but the certificate names other.test, not 127.0.0.1: refused (host name check)."""
+    import types
+
+    from tests.helpers.slapd import Slapd
+
+    cert, key = directory.pki.issue_server_pair(tmp_path, "other.test", names=("other.test",))
+    other = Slapd(pki=types.SimpleNamespace(ca_file=directory.pki.ca_file, cert_file=cert, key_file=key))
+    with other:
+        ca = str(directory.pki.ca_file)
+        for extra in ({"url": other.ldaps_url}, {"url": other.url, "start_tls": True}):
+            with pytest.raises(ProviderUnavailable):
+                await LdapProvider(spec(directory, ca_file=ca, bind_dn="", bind_password=Secret(""),
+                                        **extra)).lookup("alice")
+            # The same server without the checks answers (its database is empty: nobody is found).
+            unchecked = LdapProvider(spec(directory, ca_file=ca, bind_dn="", bind_password=Secret(""),
+                                          verify_tls=False, **extra))
+            assert await unchecked.lookup("alice") is None
