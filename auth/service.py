@@ -24,9 +24,20 @@ from .policy import (
     Principal,
     RepositoryInfo,
     RobotGrant,
+    Role,
     grant,
     requested_repository_names,
     tenant_of,
+)
+from .provider_settings import NAME_RE
+from .providers import (
+    Directory,
+    DirectoryAccount,
+    ProviderUnavailable,
+    mapped_roles,
+    merge_memberships,
+    provider_hash,
+    provider_of,
 )
 from .scopes import ResourceScope, parse_scopes
 from .tokens import InvalidToken, IssuedToken, TokenIssuer, TokenVerifier, VerifiedToken
@@ -39,6 +50,7 @@ log = logging.getLogger("daohub.auth")
 UNKNOWN_KID_RELOAD_INTERVAL = 5.0
 
 ROBOT_PREFIX = "robot$"
+DIRECTORY_LOGIN_SLOTS = 8  # directory sign-ins checked at once per process
 MAX_USER_AGENT = 300  # characters of a client's User-Agent kept with its refresh token
 
 
@@ -92,9 +104,11 @@ class AuthSettings:
 
 
 class AuthService:
-    def __init__(self, store, settings: AuthSettings):
+    def __init__(self, store, settings: AuthSettings, directory: Directory | None = None):
         self.store = store
         self.settings = settings
+        # Directory providers (LDAP), asked for accounts that are not local (docs/sign-in.md).
+        self.directory = directory or Directory()
         self._ring: KeyRing | None = None
         self._ring_loaded = 0.0
         self.issuer = TokenIssuer(self._current_ring, settings.issuer, settings.service)
@@ -107,6 +121,10 @@ class AuthService:
         self._kdf_slots = asyncio.Semaphore(2)
         # Logins are checked two at a time per process, reservation to outcome (see authenticate).
         self._login_slots = asyncio.Semaphore(2)
+        # Directory sign-ins wait on the directory, not on the CPU: slots of their own, so a
+        # directory that stalls (every exchange running into its timeout) never holds up local
+        # sign-ins, the platform admin's break-glass login among them.
+        self._directory_slots = asyncio.Semaphore(DIRECTORY_LOGIN_SLOTS)
         # Set by the pull-through cache: name -> the CacheAccess of the namespace it reaches
         # (without a containerd ?ns=, which the token endpoint never sees), or None.
         self.cache_access: Callable[[str], Awaitable[CacheAccess | None]] | None = None
@@ -194,8 +212,17 @@ class AuthService:
         user = await self.store.get_user(subject)
         if user is None or user.disabled:
             return Principal.anonymous(), 0.0
+        since = max(user.created_at, user.password_changed_at)
+        provider = provider_of(user.password_hash)
+        if provider is not None:
+            # Asked again (within the cache): a user who left the directory, or a provider taken
+            # out of the config, stands for no one.
+            account = await self.directory.account(provider, subject)
+            if account is None:
+                return Principal.anonymous(), 0.0
+            return await self._directory_principal(account, user.is_admin), since
         principal = Principal.user(subject, await self.store.memberships(subject), is_platform_admin=user.is_admin)
-        return principal, max(user.created_at, user.password_changed_at)
+        return principal, since
 
     async def authenticate(self, account: str, secret: str, remote: str) -> Principal:
         """Check Basic credentials of a user or robot from client address `remote`.
@@ -209,22 +236,43 @@ class AuthService:
         An attempt being checked counts as a failure until it succeeds, so only two per
         process are checked at once (the password hash allows no more anyway): parallel
         logins with the right password, such as a compose file's pulls, are never refused for
-        the ones still in flight."""
+        the ones still in flight. Directory sign-ins have DIRECTORY_LOGIN_SLOTS of their own."""
         address = limiter_address(remote)
         pair, per_address = f"user:{account[:256]}|ip:{address}", f"ip:{address}"
-        async with self._login_slots:
+        async with await self._slots_for(account):
             retry_after = await self.store.reserve_login_attempt(
                 [(pair, self.settings.login_failure_limit),
                  (per_address, self.settings.login_address_failure_limit)], self.settings.login_failure_window)
             if retry_after is not None:
                 raise LoginThrottled(retry_after)
-            principal = await self._check_credentials(account, secret)
+            try:
+                principal = await self._check_credentials(account, secret)
+            except ProviderUnavailable:
+                # Nobody could say whether the password was right: take the attempt back (the
+                # key "" never holds failures, so none are forgotten).
+                await self.store.release_login_attempt("", [pair, per_address])
+                raise
             if principal is not None:
                 await self.store.release_login_attempt(pair, [per_address])
         if principal is None:
             log.info("failed login for %r from %s", account[:100], remote)
             raise AuthenticationFailed("invalid username or password")
         return principal
+
+    async def _slots_for(self, account: str) -> asyncio.Semaphore:
+        """The directory's slots for an account a directory checks (or may: no row yet), else the KDF's."""
+        if not self.directory or account.startswith(ROBOT_PREFIX):
+            return self._login_slots
+        user = await self.store.get_user(account)
+        if user is None and self._directory_name(account):
+            return self._directory_slots
+        if user is not None and provider_of(user.password_hash) is not None:
+            return self._directory_slots
+        return self._login_slots
+
+    def _directory_name(self, account: str) -> bool:
+        """Whether a name without a row may be tried on the directories (a DaoHub user name)."""
+        return bool(self.directory) and len(account) <= 64 and NAME_RE.fullmatch(account) is not None
 
     async def _check_credentials(self, account: str, secret: str) -> Principal | None:
         robot = parse_robot_account(account)
@@ -236,6 +284,12 @@ class AuthService:
             principal = Principal.for_robot(account, _robot_grant(record))
             return principal if principal.is_active(now) else None
         user = await self.store.get_user(account)
+        if user is None and self._directory_name(account):
+            return await self._first_directory_sign_in(account, secret)
+        provider = provider_of(user.password_hash) if user is not None else None
+        if user is not None and provider is not None:
+            found = None if user.disabled else await self.directory.check_password(provider, account, secret)
+            return None if found is None else await self._directory_principal(found, user.is_admin)
         if user is None:
             # Spend the same time as a real check, so timing does not reveal which users exist.
             await self._kdf(verify_password, _DUMMY_HASH.get(self.settings.password_params), secret,
@@ -245,6 +299,52 @@ class AuthService:
         if user.disabled or not ok:
             return None
         return Principal.user(account, await self.store.memberships(account), is_platform_admin=user.is_admin)
+
+    async def _first_directory_sign_in(self, account: str, secret: str) -> Principal | None:
+        """A name without a row: the directory providers in order; the first that takes the password
+        gets the account a row (just-in-time provisioning), which binds the name to it from then on."""
+        found = await self.directory.sign_in(account, secret)
+        if found is None:
+            return None
+        if await self.store.create_user(account, provider_hash(found.provider)):
+            log.info("provisioned user %r from identity provider %s", account, found.provider)
+            await self.store.audit(account, "user.provision", account, json.dumps(
+                {"provider": found.provider, "display_name": found.display_name[:200], "email": found.email[:200]}))
+        user = await self.store.get_user(account)
+        # A row made at the same moment by another request for another provider (or a local user
+        # created meanwhile) wins: this sign-in vouches for nothing then.
+        if user is None or user.disabled or provider_of(user.password_hash) != found.provider:
+            return None
+        return await self._directory_principal(found, user.is_admin)
+
+    async def directory_preview(self, provider: str, username: str
+                                ) -> tuple[DirectoryAccount, dict[str, Role], bool] | None:
+        """What `provider` says of `username` right now (its cache bypassed), the roles its
+        group mappings give them in existing tenants and whether they make them platform admin;
+        None if the provider does not know them. Raises ProviderUnavailable, KeyError for an
+        unknown provider."""
+        account = await self.directory.providers[provider].lookup(username)
+        if account is None:
+            return None
+        return account, *await self._mapped(account)
+
+    async def _mapped(self, account: DirectoryAccount) -> tuple[dict[str, Role], bool]:
+        """The roles the group mappings give `account` in tenants that exist, and platform admin."""
+        provider = self.directory.providers[account.provider]
+        mapped, platform_admin = mapped_roles(provider.mappings, account.groups, provider.normalise_group)
+        existing: dict[str, Role] = {}
+        for tenant, role in mapped.items():
+            if await self.store.get_tenant(tenant) is not None:
+                existing[tenant] = role
+        return existing, platform_admin
+
+    async def _directory_principal(self, account: DirectoryAccount, is_admin: bool) -> Principal:
+        """The user's memberships given in DaoHub and those their groups map to (the higher role of
+        the two in each tenant; mapped tenants that do not exist are left out), and platform admin
+        if the row or a rule says so."""
+        existing, platform_admin = await self._mapped(account)
+        memberships = merge_memberships(await self.store.memberships(account.username), existing)
+        return Principal.user(account.username, memberships, is_platform_admin=is_admin or platform_admin)
 
     # Tokens ---------------------------------------------------------------------------------------
     async def grant(self, principal: Principal, raw_scopes: list[str]) -> list[ResourceScope]:

@@ -71,6 +71,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 def auth_service(config: Config, store):
     """The AuthService for this config (no I/O until load_keys)."""
     from auth.passwords import Argon2Params
+    from auth.providers import Directory, build_providers
     from auth.service import AuthService, AuthSettings
 
     settings = AuthSettings(
@@ -85,7 +86,7 @@ def auth_service(config: Config, store):
         password_params=Argon2Params(time_cost=config.auth.password_time_cost,
                                      memory_cost=config.auth.password_memory_kib),
     )
-    return AuthService(store, settings)
+    return AuthService(store, settings, Directory(build_providers(config.auth.providers)))
 
 
 def cli_administration(config: Config, registry: Registry):
@@ -113,7 +114,10 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
 
     store, upstreams = app[keys.STORE], config.proxy.upstreams
     app[keys.ADMINISTRATION] = lambda actor: Administration(store, service, actor, upstreams=upstreams)
-    yield
+    try:
+        yield
+    finally:
+        await service.directory.aclose()
 
 
 async def _upload_purger(app: web.Application) -> AsyncIterator[None]:

@@ -20,6 +20,8 @@ import yaml
 
 import storage_backends
 
+from auth.provider_settings import ProviderSpec, check_providers
+
 from .proxy.names import HOST_PORT
 from .proxy.settings import ProxySettings, UpstreamSpec
 from .secret import Secret  # re-exported: `from hub.config import Secret` keeps working
@@ -232,6 +234,10 @@ class AuthConfig:
     login_failure_window_seconds: int = 300
     # Serving with auth off on a non-loopback address must be asked for by name.
     allow_open_non_loopback: bool = False
+    # Directory sign-in (docs/sign-in.md): LDAP/Active Directory servers, asked in this order for
+    # accounts that are not local. YAML only (from the environment: DAOHUB_AUTH_PROVIDERS as a
+    # YAML/JSON list). Local accounts always work, whatever a provider's state.
+    providers: list[ProviderSpec] = dataclasses.field(default_factory=list)
 
 
 # One `proxy.upstreams` item: the proxy's own type (hub/proxy/settings.py), under its old name too.
@@ -558,6 +564,10 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"server.trusted_proxies: {cidr!r} is not an IP address or CIDR") from None
     if cfg.auth.login_failure_limit < 1 or cfg.auth.login_address_failure_limit < 1:
         raise ConfigError("auth.login_failure_limit and auth.login_address_failure_limit must be positive")
+    try:
+        check_providers(cfg.auth.providers)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     _validate_proxy(cfg.proxy)
     _validate_storage(cfg)
     _validate_tls(cfg.server.tls)

@@ -13,12 +13,13 @@ from aiohttp import web
 from aiohttp.web_log import AccessLogger
 from aiohttp.web_protocol import RequestPayloadError
 
+from auth.providers import ProviderUnavailable
 from storage_backends import StorageError
 
 from . import problems
 from .actor import acting_as
 from .errors import (BlobUploadInvalid, Denied, EndpointUnknown, InvalidParameters, ManifestInvalid, OciError,
-                     PayloadTooLarge, TooManyRequests, Unauthorized, Unsupported, with_status)
+                     PayloadTooLarge, TooManyRequests, Unauthorized, Unavailable, Unsupported, with_status)
 from .keys import METRICS, REQUEST_ID, ROUTE, UPSTREAM
 from .logs import client_error, describe_client_error
 
@@ -123,6 +124,10 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         except asyncio.CancelledError:
             status = 499
             raise
+        except ProviderUnavailable as exc:
+            # A directory (LDAP) that vouches for the caller is down: local accounts still work.
+            log.warning("%s on %s %s request_id=%s", exc, request.method, request.path, request_id)
+            response = _error_response(Unavailable(str(exc), headers={"Retry-After": "30"}), request)
         except StorageError as exc:
             # An outage of the storage backend fails every request at once; one line each keeps
             # the log readable, and the stack (the same every time) is there at debug level.

@@ -34,13 +34,15 @@ log() { printf '==> %s\n' "$*" >&2; }
 # libatomic1: the node binary inside Playwright's Python wheel links libatomic.so.1, which a fresh
 #   Debian 12 lacks (without it every browser test errors in setup)
 # git: the git CLI of the app store's git-endpoint tests (tests/appstore/test_git.py)
+# slapd, ldap-utils: a throwaway OpenLDAP server per test session for LDAP sign-in (tests/helpers/slapd.py
+#   starts it itself on a loopback port; ldapadd/ldapmodify load and change its entries)
 # iproute2: `ip netns` and veth pairs for test hosts of the tests' own (tests/helpers/netns.py;
 #   dockerd checks a registry's certificate only off loopback)
 DEBIAN_PACKAGES=(
   skopeo podman buildah docker.io docker-registry busybox-static
   curl ca-certificates git iproute2
   postgresql nginx-light nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-dev
-  chromium libatomic1
+  chromium libatomic1 slapd ldap-utils
 )
 
 installed() { [[ "$(dpkg -s "$1" 2>/dev/null)" == *"Status: install ok installed"* ]]; }

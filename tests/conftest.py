@@ -1,4 +1,4 @@
-"""Session-wide fixtures: one throwaway PostgreSQL cluster, started when a test first needs it.
+"""Session-wide fixtures: one throwaway PostgreSQL cluster and one slapd, started when a test first needs them.
 
 Each test that asks for `postgres_url` gets a database of its own, copied from a template that
 is migrated once per session (~50 ms a test). Under CI=true a cluster that does not start is a
@@ -16,6 +16,7 @@ import subprocess
 import pytest
 
 from tests.helpers.postgres import PostgresCluster, PostgresError
+from tests.helpers.slapd import Slapd, SlapdError
 
 pytest_plugins = ["tests.helpers.fixtures_nfs"]
 IN_CI = os.environ.get("CI") == "true"
@@ -33,16 +34,21 @@ async def _migrate(url: str) -> None:
         await store.close()
 
 
+def _start_or_skip(server, what: str, errors: tuple[type[Exception], ...]) -> None:
+    """Start a test service; if it cannot start, fail under CI=true, else skip the tests that need it."""
+    try:
+        server.start()
+    except (*errors, OSError, subprocess.SubprocessError) as exc:
+        server.destroy()
+        if IN_CI:
+            pytest.fail(f"{what} did not start: {exc}")
+        pytest.skip(f"{what} is not available here: {exc}")
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster():
     cluster = PostgresCluster()
-    try:
-        cluster.start()
-    except (PostgresError, OSError, subprocess.SubprocessError) as exc:
-        cluster.destroy()
-        if IN_CI:
-            pytest.fail(f"PostgreSQL did not start: {exc}")
-        pytest.skip(f"PostgreSQL is not available here: {exc}")
+    _start_or_skip(cluster, "PostgreSQL", (PostgresError,))
     try:
         cluster.create_database(name=TEMPLATE_DB)
         # On a thread of its own: this may be set up from inside a running test's event loop.
@@ -61,6 +67,23 @@ def postgres_url(postgres_cluster):
     yield url
     if postgres_cluster.running:
         postgres_cluster.drop_database(url.rsplit("/", 1)[1], wait=False)
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory):
+    """One OpenLDAP server for the session (tests/helpers/slapd.py), with StartTLS and an ldaps://
+    port whose certificate comes from `slapd.pki` (a private CA). Each module adds its own ou
+    (`people_ldif`), so modules do not see each other's people. A test that stops it starts it
+    again before it ends."""
+    from tests.helpers.tls import make_pki
+
+    pki = make_pki(tmp_path_factory.mktemp("ldap-pki"))
+    server = Slapd(pki=pki)
+    _start_or_skip(server, "slapd", (SlapdError,))
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 @pytest.fixture

@@ -6,12 +6,13 @@ import base64
 
 from aiohttp import web
 
+from auth.providers import ProviderUnavailable
 from auth.service import AuthenticationFailed, LoginThrottled
 from auth.scopes import REPOSITORY
 from auth.tokens import InvalidToken
 
 from ..clientaddr import client_address
-from ..errors import InvalidParameters, TooManyRequests, Unauthorized
+from ..errors import InvalidParameters, TooManyRequests, Unauthorized, Unavailable
 from ..keys import AUTH, CONFIG, ROUTE
 from ..tenancy.service import is_repository_name
 
@@ -81,6 +82,10 @@ async def _login(request: web.Request, account: str, secret: str):
         raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     except AuthenticationFailed as exc:
         raise Unauthorized(str(exc), headers={"WWW-Authenticate": 'Basic realm="daohub"'}) from None
+    except ProviderUnavailable as exc:
+        # Not "wrong password": the directory that knows this account could not be asked.
+        raise Unavailable(f"{exc}; sign-in with this account is not possible right now, try again later",
+                          headers={"Retry-After": "30"}) from None
 
 
 def _token_response(issued, refresh: str | None) -> web.Response:

@@ -18,6 +18,7 @@ from typing import Any
 
 from auth.passwords import generate_secret, hash_secret
 from auth.policy import Role, tenant_of
+from auth.providers import provider_of
 from auth.scopes import DELETE, PULL, PUSH
 from auth.service import robot_account
 
@@ -212,6 +213,11 @@ class Administration:
 
     async def set_password(self, username: str, password: str) -> None:
         check_password("password", password)
+        provider = provider_of((await self.account(username)).password_hash)
+        if provider is not None:
+            # A local password would detach the account from the directory that can take it away.
+            raise Conflict(f"user {username!r} signs in through identity provider {provider!r}: its password is "
+                           "changed there")
         if not await self.identity.set_password(username, await self.auth.hash_password(password)):
             raise NotFound(f"no user {username!r}")
         await self.audit("user.password", username)

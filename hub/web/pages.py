@@ -23,6 +23,7 @@ from appstore import artifact
 from appstore.markdown import plain_text, render_markdown
 from appstore.service import AppStore, Upload
 from auth.policy import Principal
+from auth.providers import ProviderUnavailable
 from auth.service import AuthenticationFailed, LoginThrottled
 
 from .. import safejson
@@ -80,12 +81,18 @@ async def _resolve(request: web.Request) -> tuple[Principal, sessions.Session]:
     auth = request.app.get(AUTH)
     principal = Principal.anonymous() if auth is not None else _OPEN
     if session is not None and session.signed_in and auth is not None:
-        if await auth.web_session_live(session.sid_hash, session.subject):
-            principal = await auth.principal_for_subject(session.subject)
-        if not principal.is_authenticated(_now()):
-            # Signed out, password changed, disabled or deleted since signing in: the cookie
-            # no longer stands for anyone.
-            principal, session = Principal.anonymous(), None
+        try:
+            if await auth.web_session_live(session.sid_hash, session.subject):
+                principal = await auth.principal_for_subject(session.subject)
+        except ProviderUnavailable:
+            # The directory that vouches for this account is down: a visitor until it is back, and
+            # the session is not ended.
+            pass
+        else:
+            if not principal.is_authenticated(_now()):
+                # Signed out, password changed, disabled or deleted since signing in: the cookie
+                # no longer stands for anyone.
+                principal, session = Principal.anonymous(), None
     if session is None:
         session = sessions.new_session(keys)
         request[_NEW_SESSION] = True
@@ -320,6 +327,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     except AuthenticationFailed:
         return page(request, "login.html", 401, next=target, error="Wrong username or password.",
                     username=username, title="Sign in")
+    except ProviderUnavailable as exc:
+        return page(request, "login.html", 503, next=target, username=username, title="Sign in",
+                    error=f"Sign-in is not possible right now: {exc}. Try again later.")
     if not principal.is_authenticated(_now()) or principal.robot is not None:
         return page(request, "login.html", 401, next=target, error="This account cannot sign in here.",
                     username=username, title="Sign in")

@@ -164,6 +164,11 @@ CASES = [
     Case("revoke_refresh_token", "DELETE", "/api/v1/users/alice/refresh-tokens/t-{role}", only(204, SELF),
          setup=per_role(lambda c, r: _refresh_token(c, "alice", f"t-{rid(r)}"))),
     Case("revoke_refresh_tokens", "DELETE", "/api/v1/users/alice/refresh-tokens", only(204, SELF)),
+    Case("list_identity_providers", "GET", "/api/v1/identity-providers", PLATFORM),
+    # No provider is configured here (tests/registry/test_ldap_sign_in.py has one): 404 once allowed.
+    Case("get_identity_provider", "GET", "/api/v1/identity-providers/corp", only(404, PLATFORM)),
+    Case("lookup_identity_provider_user", "POST", "/api/v1/identity-providers/corp/lookup", only(404, PLATFORM),
+         {"username": "alice"}),
     Case("list_upstreams", "GET", "/api/v1/upstreams", PLATFORM),
     Case("create_upstream", "POST", "/api/v1/upstreams", only(201, PLATFORM),
          {"name": "up-{role}", "url": "https://up-{role}.example"}),

@@ -19,7 +19,8 @@ async def login_status(client, user: str, password: str) -> int:
 async def test_create_user_and_log_in(bare):
     status, body, r = await call(bare, "POST", "/api/v1/users", json={"username": "newbie", "password": PW})
     assert status == 201 and r.headers["Location"] == "/api/v1/users/newbie"
-    assert set(body) == {"username", "is_admin", "disabled", "created_at", "password_changed_at"}
+    assert set(body) == {"username", "is_admin", "disabled", "created_at", "password_changed_at", "provider"}
+    assert body["provider"] == "local"
     assert (body["username"], body["is_admin"], body["disabled"]) == ("newbie", False, False)
     assert PW not in await r.text() and "argon2" not in await r.text()
     assert await login_status(bare, "newbie", PW) == 200

@@ -100,3 +100,12 @@ def test_webhooks_bench_smoke(tmp_path):
     assert all(v > 0 for v in cost["serve_cpu_ms_per_push_none"] + cost["serve_cpu_ms_per_push_three"])
     assert latency["received"] == latency["events"] == 20  # every event arrived (how fast is not checked)
     assert latency["p95_seconds"] is not None
+
+
+def test_signin_bench_smoke(tmp_path):
+    need_tool("slapd")
+    need_tool("ldapadd")
+    out, report = run_bench("signin_bench.py", tmp_path)
+    check_report(out, report, {"warm", "cold"})
+    assert all(run["requests"] >= 1 for row in report["rows"] for side in ("daohub", "other")
+               for run in row["runs"][side])

@@ -21,7 +21,8 @@ SCRIPT = REPO_ROOT / "scripts" / "test.sh"
 # fixtures start by path. Optional tools that skip even under CI (kubectl, systemd-analyze) are not here.
 TOOLS = ("buildah", "podman", "skopeo", "docker", "dockerd", "containerd", "ctr", "docker-registry", "curl",
          "git", "ip", "nginx", "ganesha.nfsd", "rpcbind", "busybox", "chromium",
-         "/usr/lib/postgresql/15/bin/initdb", "/usr/lib/postgresql/15/bin/pg_ctl")
+         "/usr/lib/postgresql/15/bin/initdb", "/usr/lib/postgresql/15/bin/pg_ctl", "/usr/sbin/slapd", "ldapadd",
+         "ldapmodify")
 
 
 def _unavailable(reason: str):

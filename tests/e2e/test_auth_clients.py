@@ -10,7 +10,8 @@ import pytest
 
 from tests.helpers.server import REPO_ROOT, DaoHubProcess
 
-from .util import Layout, run
+from .util import (Layout, docker_login_push_pull_refused, insecure_registry_env, podman_login, podman_login_push_pull,
+                   skopeo)
 
 pytestmark = pytest.mark.e2e
 
@@ -46,21 +47,7 @@ def secured(e2e_root):
 @pytest.fixture(scope="module")
 def secured_env(containers_env, secured, e2e_root):
     """containers_env, plus the secured registry marked insecure (plain HTTP) and its own auth file."""
-    env = dict(containers_env)
-    conf = e2e_root / "secured-registries.conf"
-    from pathlib import Path
-
-    conf.write_text(Path(env["CONTAINERS_REGISTRIES_CONF"]).read_text()
-                    + f'[[registry]]\nlocation = "{secured.host}"\ninsecure = true\n')
-    env["CONTAINERS_REGISTRIES_CONF"] = str(conf)
-    auth_file = e2e_root / "secured-auth.json"
-    auth_file.write_text('{"auths": {}}\n')
-    env["REGISTRY_AUTH_FILE"] = str(auth_file)
-    return env
-
-
-def skopeo(env, *args: str, check: bool = True):
-    return run(["skopeo", *args], env=env, check=check)
+    return insecure_registry_env(containers_env, secured.host, e2e_root, "secured")
 
 
 def test_skopeo_creds_push_and_pull(secured, secured_env, image, workdir):
@@ -82,41 +69,17 @@ def test_skopeo_creds_push_and_pull(secured, secured_env, image, workdir):
 
 
 def test_podman_login_push_pull(secured, secured_env, image):
-    run(["podman", "login", "--tls-verify=false", "-u", "alice", "--password-stdin", secured.host],
-        env=secured_env, input=PASSWORDS["alice"].encode())
-    ref = f"{secured.host}/team/podman:1"
-    run(["podman", "push", "--tls-verify=false", image.storage_ref.split(":", 1)[1], ref], env=secured_env)
-    run(["podman", "rmi", "--ignore", ref], env=secured_env, check=False)
-    run(["podman", "pull", "--tls-verify=false", ref], env=secured_env)
-    run(["podman", "logout", secured.host], env=secured_env)
-    failed = run(["podman", "login", "--tls-verify=false", "-u", "alice", "--password-stdin", secured.host],
-                 env=secured_env, input=b"wrong-password", check=False)
+    podman_login_push_pull(secured_env, secured.host, "alice", PASSWORDS["alice"], image.storage_ref.split(":", 1)[1],
+                           f"{secured.host}/team/podman:1")
+    failed = podman_login(secured_env, secured.host, "alice", "wrong-password", check=False)
     assert failed.returncode != 0
 
 
 def test_docker_login_push_pull_and_refused_cross_tenant_push(secured, secured_env, image, dockerd):
-    ref = f"{secured.host}/team/docker:1"
-    skopeo(secured_env, "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
-           f"alice:{PASSWORDS['alice']}", image.storage_ref, f"docker://{ref}")
-    login = run([dockerd.docker, "-H", f"unix://{dockerd.sock}", "login", "-u", "alice", "--password-stdin",
-                 secured.host], env=dockerd.env, input=PASSWORDS["alice"].encode())
-    assert "Login Succeeded" in login.stdout
-    tags = [ref, f"{secured.host}/team/docker:2", f"{secured.host}/other/stolen:1"]
-    try:
-        dockerd("pull", ref)
-        dockerd("tag", ref, f"{secured.host}/team/docker:2")
-        dockerd("push", f"{secured.host}/team/docker:2")
-        # alice is no member of tenant "other": docker's own error message says so.
-        dockerd("tag", ref, f"{secured.host}/other/stolen:1")
-        refused = dockerd("push", f"{secured.host}/other/stolen:1", check=False)
-        assert refused.returncode != 0
-        message = (refused.stdout + refused.stderr).lower()
-        assert "denied" in message or "unauthorized" in message, message
-        print(f"\ndocker's message for the refused push: {(refused.stdout + refused.stderr).strip()[-300:]}")
-        dockerd("logout", secured.host)
-    finally:
-        # The daemon is shared with the other e2e tests: leave no images behind.
-        dockerd("rmi", "--force", *tags, check=False)
+    # alice is no member of tenant "other": docker's own error message says so.
+    message = docker_login_push_pull_refused(dockerd, secured_env, secured.host, "alice", PASSWORDS["alice"], image,
+                                             "team/docker", f"{secured.host}/other/stolen:1")
+    print(f"\ndocker's message for the refused push: {message[-300:]}")
 
 
 def test_robot_account_with_skopeo(secured, secured_env, image):

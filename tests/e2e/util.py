@@ -232,3 +232,64 @@ def describe(r: requests.Response) -> str:
                                 "docker-upload-uuid", "oci-subject", "oci-filters-applied", "x-request-id")}
     return (f"{req.method} {req.url} -> {r.status_code} {r.reason}\n"
             f"response headers: {headers}\nresponse body: {r.text[:2000]}")
+
+
+def insecure_registry_env(base_env: dict[str, str], host: str, scratch: Path, name: str) -> dict[str, str]:
+    """`base_env` (an isolated podman/skopeo environment) plus `host` marked insecure (plain HTTP)
+    in a registries.conf of its own and an empty auth file of its own, both written to `scratch`
+    as `<name>-registries.conf` and `<name>-auth.json`."""
+    env = dict(base_env)
+    conf = scratch / f"{name}-registries.conf"
+    conf.write_text(Path(env["CONTAINERS_REGISTRIES_CONF"]).read_text()
+                    + f'[[registry]]\nlocation = "{host}"\ninsecure = true\n')
+    env["CONTAINERS_REGISTRIES_CONF"] = str(conf)
+    auth_file = scratch / f"{name}-auth.json"
+    auth_file.write_text('{"auths": {}}\n')
+    env["REGISTRY_AUTH_FILE"] = str(auth_file)
+    return env
+
+
+def skopeo(env, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(["skopeo", *args], env=env, check=check)
+
+
+def podman_login(env, host: str, user: str, password: str, *, check: bool = True) -> subprocess.CompletedProcess:
+    return run(["podman", "login", "--tls-verify=false", "-u", user, "--password-stdin", host], env=env,
+               input=password.encode(), check=check)
+
+
+def podman_login_push_pull(env, host: str, user: str, password: str, local_image: str, ref: str) -> None:
+    """podman logs in to `host`, pushes `local_image` (a containers-storage name) as `ref`, removes
+    its local copy of `ref`, pulls it back, and logs out."""
+    podman_login(env, host, user, password)
+    run(["podman", "push", "--tls-verify=false", local_image, ref], env=env)
+    run(["podman", "rmi", "--ignore", ref], env=env, check=False)
+    run(["podman", "pull", "--tls-verify=false", ref], env=env)
+    run(["podman", "logout", host], env=env)
+
+
+def docker_login_push_pull_refused(dockerd, env, host: str, user: str, password: str, image, repo: str,
+                                   refused_ref: str) -> str:
+    """skopeo puts `image` at `<host>/<repo>:1` as `user`; docker logs in as `user`, pulls it, pushes
+    it again as `<repo>:2`, is refused a push of it as `refused_ref`, and logs out. Returns docker's
+    message for the refusal. The images are removed from the (shared) daemon afterwards."""
+    ref = f"{host}/{repo}:1"
+    skopeo(env, "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", f"{user}:{password}",
+           image.storage_ref, f"docker://{ref}")
+    login = run([dockerd.docker, "-H", f"unix://{dockerd.sock}", "login", "-u", user, "--password-stdin", host],
+                env=dockerd.env, input=password.encode())
+    assert "Login Succeeded" in login.stdout
+    tags = [ref, f"{host}/{repo}:2", refused_ref]
+    try:
+        dockerd("pull", ref)
+        dockerd("tag", ref, tags[1])
+        dockerd("push", tags[1])
+        dockerd("tag", ref, refused_ref)
+        refused = dockerd("push", refused_ref, check=False)
+        assert refused.returncode != 0
+        message = (refused.stdout + refused.stderr).lower()
+        assert "denied" in message or "unauthorized" in message, message
+        dockerd("logout", host)
+        return (refused.stdout + refused.stderr).strip()
+    finally:
+        dockerd("rmi", "--force", *tags, check=False)

@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "hub.events.cloudevents": 0, "hub.events.signing": 0, "hub.events.netguard": 0,  # formats, no store
     "hub.proxy.settings": 0, "hub.proxy.names": 0,       # plain values that hub.config builds and checks
     "hub.registry.names": 0,                              # the OCI name grammar (config checks names)
+    "auth.provider_settings": 0,                          # identity provider settings that hub.config checks
     "hub.db": 1,                                          # engine, registry, identity, cache, apps, state
     "auth": 2, "hub.registry": 2, "hub.tenancy": 2, "hub.proxy": 2, "appstore": 2,
     "hub.retention": 2,

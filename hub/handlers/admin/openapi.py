@@ -32,6 +32,7 @@ _PARAMETERS = {  # name: (description, example)
     "repository": ("Repository name, slashes included.", "team/app"),
     "tag": ("Tag name.", "v1"),
     "upstream": ("Upstream name.", "docker.io"),
+    "provider": ("Identity provider name (auth.providers).", "corp"),
     "token_id": ("A refresh token's id (its jti), as the list of them shows it.", "W3pCg0m1vyrSx7Qn1Hk0dQ"),
     "app": ("The app's repository name, slashes included.", "team/apps/wordpress"),
     "version": ("The version's tag: the version with '+' replaced by '_'.", "1.0.0"),
@@ -134,10 +135,10 @@ def build_document(routes) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "DaoHub admin API", "version": "1.0.0",
                  "description": "Tenants, users, members, robot accounts, repositories, tags, quotas, "
-                                "pull-through cache upstreams, webhooks and the audit log. Webhook deliveries "
-                                "POST the schema `CloudEvent` (docs/events.md: headers and signature "
-                                "verification). Errors are RFC 9457 problem details (application/problem+json). "
-                                "Lists are paginated with ?limit= and ?cursor=."},
+                                "pull-through cache upstreams, webhooks, identity providers and the audit log. "
+                                "Webhook deliveries POST the schema `CloudEvent` (docs/events.md: headers and "
+                                "signature verification). Errors are RFC 9457 problem details "
+                                "(application/problem+json). Lists are paginated with ?limit= and ?cursor=."},
         "servers": [{"url": "/"}],
         "security": [{"basic": []}, {"bearer": []}],
         "tags": [{"name": t} for t in dict.fromkeys(r.tag for r in routes)],

@@ -140,6 +140,7 @@ _ROBOT = {
 
 # Request bodies ----------------------------------------------------------------------------------
 REQUESTS: dict[str, dict[str, Any]] = {
+    "ProviderLookup": obj({"username": COMPONENT}, ("username",), example={"username": "alice"}),
     "TenantCreate": obj({"name": COMPONENT,
                          "display_name": {"type": "string", "maxLength": admin.MAX_DISPLAY_NAME_LENGTH},
                          "quota_bytes": QUOTA}, ("name",),
@@ -219,8 +220,10 @@ RESOURCES: dict[str, dict[str, Any]] = {
                    "quota_bytes": {"type": "integer", "nullable": True}, "created_at": TIMESTAMP},
                   ("name", "display_name", "quota_bytes", "created_at")),
     "User": obj({"username": {"type": "string"}, "is_admin": {"type": "boolean"}, "disabled": {"type": "boolean"},
-                 "created_at": TIMESTAMP, "password_changed_at": TIMESTAMP},
-                ("username", "is_admin", "disabled", "created_at", "password_changed_at")),
+                 "created_at": TIMESTAMP, "password_changed_at": TIMESTAMP,
+                 "provider": {"type": "string", "description": "local, or the identity provider (auth.providers) "
+                                                              "that signs the user in and provisioned the account"}},
+                ("username", "is_admin", "disabled", "created_at", "password_changed_at", "provider")),
     "Member": obj({"username": {"type": "string"}, "role": ROLE}, ("username", "role")),
     "RefreshToken": obj({"id": {"type": "string", "description": "The token's jti: revoke it by this id."},
                          "client_id": {"type": "string"}, "user_agent": {"type": "string"},
@@ -348,6 +351,33 @@ RESOURCES: dict[str, dict[str, Any]] = {
                        "tenant": {"type": "string", "nullable": True},
                        "detail": {"type": "object", "nullable": True, "additionalProperties": True}},
                       ("id", "at", "actor", "action", "target", "tenant", "detail")),
+    "IdentityProvider": obj({
+        "name": {"type": "string"}, "type": {"type": "string", "enum": ["ldap"]},
+        "cache_seconds": {"type": "number"}, "source": {"type": "string", "enum": ["config"]},
+        "read_only": {"type": "boolean"},
+        "ldap": obj({**{key: {"type": "string"} for key in (
+            "url", "ca_file", "bind_dn", "user_search_base", "user_filter", "username_attribute",
+            "display_name_attribute", "email_attribute", "group_source", "member_of_attribute",
+            "group_search_base", "group_filter")},
+            "start_tls": {"type": "boolean"}, "verify_tls": {"type": "boolean"},
+            "timeout_seconds": {"type": "number"},
+            "bind_password_set": {"type": "boolean", "description": "The password itself is never shown."}}),
+        "group_mappings": {"type": "array", "items": obj({
+            "group": {"type": "string"}, "tenant": {"type": "string", "nullable": True},
+            "role": {**ROLE, "nullable": True}, "platform_admin": {"type": "boolean"}},
+            ("group", "tenant", "role", "platform_admin"))}},
+        ("name", "type", "cache_seconds", "source", "read_only", "ldap", "group_mappings")),
+    "ProviderLookupResult": obj({
+        "provider": {"type": "string"}, "available": {"type": "boolean"},
+        "error": {"type": "string", "nullable": True},
+        "account": {**obj({"username": {"type": "string"}, "display_name": {"type": "string"},
+                           "email": {"type": "string"}, "groups": {"type": "array", "items": {"type": "string"}},
+                           "platform_admin": {"type": "boolean"},
+                           "memberships": {"type": "array", "items": obj({"tenant": {"type": "string"}, "role": ROLE},
+                                                                         ("tenant", "role"))}},
+                          ("username", "display_name", "email", "groups", "platform_admin", "memberships")),
+                    "nullable": True}},
+        ("provider", "available", "error", "account")),
     "Me": obj({"kind": {"type": "string", "enum": ["user", "robot"]}, "name": {"type": "string"},
                "is_admin": {"type": "boolean"},
                "memberships": {"type": "array", "items": obj({"tenant": {"type": "string"}, "role": ROLE},

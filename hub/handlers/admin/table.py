@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import audit, gc, members, repositories, retention, robots, tenants, upstreams, users, webhooks
+from . import audit, gc, members, providers, repositories, retention, robots, tenants, upstreams, users, webhooks
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/api/v1"
@@ -129,6 +129,18 @@ API_ROUTES: tuple[Route, ...] = (
       description="Access tokens already issued stay valid until they expire (`auth.token_ttl_seconds`)."),
     R("DELETE", "/users/{username}/refresh-tokens/{token_id}", users.revoke_refresh_token,
       "Revoke one refresh token of a user (yourself, or anyone as platform admin)", "users", 204),
+    # Identity providers (docs/sign-in.md)
+    R("GET", "/identity-providers", providers.list_identity_providers, "List identity providers: LDAP "
+      "directories of the config file (platform admin)", "identity-providers", response="IdentityProvider",
+      paginated=True, description="Read-only: providers are set in the config file (`auth.providers`). "
+                                  "Bind passwords are never shown; `bind_password_set` says whether there is one."),
+    R("GET", "/identity-providers/{provider}", providers.get_identity_provider, "Read an identity provider "
+      "(platform admin)", "identity-providers", response="IdentityProvider"),
+    R("POST", "/identity-providers/{provider}/lookup", providers.lookup_identity_provider_user,
+      "Ask an identity provider about a user now: found or not, groups, and the roles its mappings give "
+      "(platform admin)", "identity-providers", request="ProviderLookup", response="ProviderLookupResult",
+      description="Bypasses the cache. A provider that cannot be reached answers `available: false` with the "
+                  "reason; nothing is provisioned."),
     # Upstreams of the pull-through cache
     R("GET", "/upstreams", upstreams.list_upstreams, "List upstreams, from the config file and the API "
       "(platform admin)", "upstreams", response="Upstream", paginated=True),

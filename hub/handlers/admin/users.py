@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from auth import policy
+from auth.providers import provider_of
 from auth.service import AuthenticationFailed, LoginThrottled
 
 from ...clientaddr import client_address
@@ -28,7 +29,8 @@ from .common import (
 
 def user_json(record: UserRecord) -> dict:
     return {"username": record.username, "is_admin": record.is_admin, "disabled": record.disabled,
-            "created_at": rfc3339(record.created_at), "password_changed_at": rfc3339(record.password_changed_at)}
+            "created_at": rfc3339(record.created_at), "password_changed_at": rfc3339(record.password_changed_at),
+            "provider": provider_of(record.password_hash) or "local"}
 
 
 def refresh_token_json(record: RefreshTokenRecord) -> dict:
