@@ -9,7 +9,7 @@ want the event (the platform's and the event's tenant's), matches their filters,
 delivery row per match: a subscription sees every event committed after it was created, and an
 event that rolls back was never queued anywhere.
 
-The SQL is written once over GcStore's transaction object (`$n` placeholders; `drive`n on
+The SQL is written once over GcStore's transaction object (`$n` placeholders; driven on
 SQLite's writer thread, one asyncpg transaction on PostgreSQL), as RetentionStore's is.
 
 Deliveries are claimed (`webhook_claim`) by one worker each: on PostgreSQL the due rows are
