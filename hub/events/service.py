@@ -60,7 +60,7 @@ class Webhooks:
         url = await self._check_url(body["url"])
         types = list(body.get("event_types", []))
         check_event_types(types)
-        if len(await self.metadata.webhooks(tenant, limit=MAX_SUBSCRIPTIONS)) >= MAX_SUBSCRIPTIONS:
+        if len(await self.store.webhooks(tenant, limit=MAX_SUBSCRIPTIONS)) >= MAX_SUBSCRIPTIONS:
             raise Conflict(f"{'tenant ' + tenant if tenant else 'the platform'} has {MAX_SUBSCRIPTIONS} webhook "
                            "subscriptions already: delete one first")
         secret = body.get("secret") or new_secret()
