@@ -225,8 +225,8 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     async def link_blob(self, repository: str, digest: str, size: int, *, mounted_from: str | None = None) -> None:
         """Link a blob into a repository; raises QuotaExceededError if the tenant has no room.
-        `mounted_from` (a cross-repository mount: the source, '' when any) writes a blob.mounted
-        event if the link is new."""
+        `mounted_from` (a cross-repository mount: the repository it came from) writes a
+        blob.mounted event when the link is new."""
 
     @abc.abstractmethod
     async def tenant_usage(self, tenant: str) -> int:

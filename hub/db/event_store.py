@@ -9,7 +9,7 @@ want the event (the platform's and the event's tenant's), matches their filters,
 delivery row per match: a subscription sees every event committed after it was created, and an
 event that rolls back was never queued anywhere.
 
-The SQL is written once over GcStore's transaction object (`$n` placeholders; `drive`n on
+The SQL is written once over GcStore's transaction object (`$n` placeholders; driven on
 SQLite's writer thread, one asyncpg transaction on PostgreSQL), as RetentionStore's is.
 
 Deliveries are claimed (`webhook_claim`) by one worker each: on PostgreSQL the due rows are
@@ -279,7 +279,9 @@ class EventStore:
         return await self._gc_tx(run) if rows else 0
 
     async def events_after(self, seq: int = 0, limit: int = 1000) -> list[EventRecord]:
-        """Events in commit-order-ish sequence after `seq` (tests, and the audit export later)."""
+        """Events after `seq`, in sequence order (tests; on PostgreSQL a sequence number can commit
+        after a higher one, so a reader that pages by `seq`, such as an audit export, must allow
+        for late commits)."""
         rows = await self._gc_tx(lambda tx: tx.fetch(
             "SELECT seq, id, type, tenant, repository, actor, at, body FROM events WHERE seq > $1 "
             "ORDER BY seq LIMIT $2", seq, limit), rollback=True)

@@ -24,6 +24,8 @@ MAX_SECRET_LENGTH = 256
 MAX_NAME_LENGTH = 100
 MAX_OVERLAP_SECONDS = 30 * 86400
 DEFAULT_OVERLAP_SECONDS = 86400
+# Subscriptions per tenant (and platform-wide): every matching one costs each push a delivery.
+MAX_SUBSCRIPTIONS = 25
 
 
 def new_secret() -> str:
@@ -58,6 +60,9 @@ class Webhooks:
         url = await self._check_url(body["url"])
         types = list(body.get("event_types", []))
         check_event_types(types)
+        if len(await self.store.webhooks(tenant, limit=MAX_SUBSCRIPTIONS)) >= MAX_SUBSCRIPTIONS:
+            raise Conflict(f"{'tenant ' + tenant if tenant else 'the platform'} has {MAX_SUBSCRIPTIONS} webhook "
+                           "subscriptions already: delete one first")
         secret = body.get("secret") or new_secret()
         record = await self.store.create_webhook(tenant=tenant, name=body.get("name") or url[:MAX_NAME_LENGTH],
                                                  url=url, event_types=types,

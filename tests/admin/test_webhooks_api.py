@@ -96,3 +96,15 @@ async def test_the_delivery_log_pages_and_a_dead_delivery_is_redelivered(bare):
     assert (await call(bare, "GET", f"/api/v1/webhooks/{hook}/deliveries?state=bogus", "tenant_admin"))[0] == 422
     (row,) = await audit_rows(bare, "webhook.redeliver")
     assert row.actor == "ada"
+
+
+async def test_a_tenant_has_at_most_25_subscriptions(bare):
+    for i in range(25):
+        status, _, _ = await call(bare, "POST", "/api/v1/tenants/team/webhooks", "tenant_admin",
+                                  json={"url": f"{PUBLIC}/{i}"})
+        assert status == 201
+    status, problem, _ = await call(bare, "POST", "/api/v1/tenants/team/webhooks", "tenant_admin",
+                                    json={"url": PUBLIC})
+    assert status == 409 and "25 webhook subscriptions" in problem["detail"]
+    # Another tenant's and the platform's count on their own.
+    assert (await call(bare, "POST", "/api/v1/webhooks", json={"url": PUBLIC}))[0] == 201

@@ -179,6 +179,22 @@ def test_events_queue_while_the_receiver_is_in_trouble_and_arrive_once_after(ser
     assert errors == {"fail": {"HTTP 500"}, "hang": {"timed out"}, "down": {"connection failed"}}[trouble]
 
 
+def test_events_queued_while_the_receiver_is_down_survive_a_restart_of_serve(served, fresh):
+    """distribution keeps notifications in memory and loses them on a restart (distribution#324):
+    here they are rows, so a serve restarted while they wait still delivers each once."""
+    server, hook, client = served
+    fresh.stop()
+    image = client.push("team/restart:1")
+    fresh.wait_for(lambda _: all(len(d["log"]) >= 1 for d in _log(server, hook) if d["repository"] == "team/restart")
+                   and len([d for d in _log(server, hook) if d["repository"] == "team/restart"]) == 2)
+    server.restart()
+    fresh.start()
+    fresh.wait_for(lambda r: len(r.accepted()) == 2)
+    _once_each(fresh)
+    assert _events(fresh) == sorted([("manifest.pushed", f"team/restart@{image.digest}"),
+                                     ("tag.pushed", "team/restart:1")])
+
+
 def test_a_destination_forbidden_at_delivery_time_is_dead_and_redelivered_once_allowed(served, fresh):
     server, hook, client = served
     # The platform admin narrows the allowed networks: loopback is no longer a destination.

@@ -198,14 +198,15 @@ API_ROUTES: tuple[Route, ...] = (
     R("GET", "/tenants/{tenant}/webhooks", webhooks.list_tenant_webhooks, "List a tenant's webhook subscriptions "
       "(tenant admin)", "webhooks", response="Webhook", paginated=True),
     R("POST", "/tenants/{tenant}/webhooks", webhooks.create_tenant_webhook, "Subscribe to a tenant's events "
-      "(tenant admin)", "webhooks", 201, request="WebhookCreate", response="Webhook",
-      description="The response holds the signing secret: it is shown this once. The URL must be http(s) and "
+      "(tenant admin)", "webhooks", 201, request="WebhookCreate", response="Webhook", conflicts=True,
+      description="The response holds the signing secret: it is shown this once. 409 when the tenant has 25 "
+                  "subscriptions already. The URL must be http(s) and "
                   "resolve to public addresses only (unless `webhooks.allowed_networks` allows more): checked "
                   "now and again on every delivery. Each event is POSTed as a CloudEvent (schema `CloudEvent`)."),
     R("GET", "/webhooks", webhooks.list_platform_webhooks, "List platform-wide webhook subscriptions (platform "
       "admin)", "webhooks", response="Webhook", paginated=True),
     R("POST", "/webhooks", webhooks.create_platform_webhook, "Subscribe to every tenant's events (platform admin)",
-      "webhooks", 201, request="WebhookCreate", response="Webhook",
+      "webhooks", 201, request="WebhookCreate", response="Webhook", conflicts=True,
       description="As a tenant's subscription, for the events of every tenant."),
     R("GET", "/webhooks/{webhook_id}", webhooks.get_webhook, "Read a webhook subscription (who manages it)",
       "webhooks", response="Webhook"),

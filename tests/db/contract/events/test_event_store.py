@@ -302,3 +302,23 @@ async def test_a_pull_batch_reaches_the_subscriptions_of_each_events_tenant(even
     got = sorted((c.subscription_id, json.loads(c.body)["subject"])
                  for c in await events.webhook_claim("w", lease_seconds=60, limit=100))
     assert got == sorted([(platform.id, "acme/app:1"), (platform.id, "zed/app:1"), (acme.id, "acme/app:1")])
+
+
+async def test_changes_refused_for_an_immutable_tag_write_no_event_and_its_first_push_is_one(events):
+    from hub.db.immutable_store import TagImmutableError
+    from hub.retention.immutable import guard
+
+    events.tag_guard = guard
+    await events.set_immutable_rules("acme", {"rules": [{"repositories": "acme/**", "tags": {"glob": "v*"}}]},
+                                     "alice")
+    first = await _push(events, "acme/app", ["v1"], salt="1")  # created as immutable (create_frozen_tags)
+    start = await _last_seq(events)
+    with pytest.raises(TagImmutableError):
+        await events.put_manifest("acme/app", manifest(salt="2"), ["v1"])  # a move: refused
+    with pytest.raises(TagImmutableError):
+        await events.delete_tag("acme/app", "v1")
+    with pytest.raises(TagImmutableError):
+        await events.delete_manifest("acme/app", first)
+    assert await _events(events, start) == []
+    assert [(t, s) for t, s, _ in await _events(events)] == [("manifest.pushed", f"acme/app@{first}"),
+                                                              ("tag.pushed", "acme/app:v1")]
