@@ -191,11 +191,11 @@ async def test_a_mount_from_an_image_being_evicted_keeps_its_layer(proxy_hub, di
     linking, proceed = asyncio.Event(), asyncio.Event()
     link_blob = store.link_blob
 
-    async def paused_link(repository: str, linked: str, size: int) -> None:
+    async def paused_link(repository: str, linked: str, size: int, **options) -> None:
         if repository == "team/mounted":
             linking.set()
             await proceed.wait()
-        await link_blob(repository, linked, size)
+        await link_blob(repository, linked, size, **options)
 
     monkeypatch.setattr(store, "link_blob", paused_link)
     mount = asyncio.ensure_future(client.post(f"/v2/team/mounted/blobs/uploads/?mount={digest}"
