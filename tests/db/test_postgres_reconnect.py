@@ -28,14 +28,17 @@ async def test_connections_the_server_closed_are_replaced_without_failing_a_requ
             pass  # the dedicated lock connection is open too
         # Each step right after the server ended every session of the store (pool and lock
         # connections): a statement may find its connection closed under it.
+        # After the first, at least the connection the last step used is live again (asyncpg
+        # restores the pool's minimum in the background, when its own timing says: counting on
+        # both failed this test on a quiet machine).
         assert await _drop_pool_connections(postgres_url) >= 3
         assert await store.get_blob_size("team/app", digest("a")) == 1
-        assert await _drop_pool_connections(postgres_url) >= 2
+        assert await _drop_pool_connections(postgres_url) >= 1
         await store.link_blob("team/app", digest("b"), 2)
-        assert await _drop_pool_connections(postgres_url) >= 2
+        assert await _drop_pool_connections(postgres_url) >= 1
         async with store.lock("blob:x") as held:
             assert held
-        assert await _drop_pool_connections(postgres_url) >= 2
+        assert await _drop_pool_connections(postgres_url) >= 1
         await store.ping()
         assert await store.get_blob_size("team/app", digest("b")) == 2
     finally:
