@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import cloudevents
-from .event_store import REPOSITORY_COUNTS, emit, emit_all, manifest_deleted_events
+from .event_store import REPOSITORY_COUNTS, audit, emit, emit_all, manifest_deleted_events
 
 # (the tenant's rule document as stored or None, repository, tag, the app version the tag
 # publishes now: it is that version's own tag in the app store's index, else None) -> the
@@ -58,16 +58,8 @@ class StoredImmutableRules:
     updated_by: str
 
 
-_AUDIT = "INSERT INTO audit_log (at, actor, action, target, detail, tenant) VALUES ($1, $2, $3, $4, $5, $6)"
-
-
 def tenant_of(repository: str) -> str:
     return repository.split("/", 1)[0]
-
-
-async def audit(tx: Any, actor: str, action: str, target: str, detail: dict | None, tenant: str) -> None:
-    await tx.execute(_AUDIT, time.time(), actor, action, target,
-                     None if detail is None else json.dumps(detail, sort_keys=True), tenant)
 
 
 async def put_tenant_document(tx: Any, table: str, tenant: str, text: str, now: float, actor: str) -> None:

@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..events import cloudevents
-from .event_store import emit
-from .immutable_store import TagGuard, audit, put_tenant_document, refuse_frozen
+from .event_store import audit, emit
+from .immutable_store import TagGuard, put_tenant_document, refuse_frozen
 
 RUNS_KEPT = 1000
 VERDICT_BATCH = 1000
