@@ -373,6 +373,15 @@ class Administration:
             raise NotFound(f"no repository {repository!r}")
         return tags
 
+    async def repository_overview(self, tenant: str, limit: int = 500) -> list[tuple[RepositorySummary, float | None]]:
+        """The tenant's first `limit` repositories with the time a tag was last set (None: no tags),
+        for the web console's repository list."""
+        out = []
+        for summary in await self.repository_summaries(tenant, limit, None):
+            tags = await self.metadata.list_tag_records(summary.name, 1000, None) or []
+            out.append((summary, max((t.updated_at for t in tags), default=None)))
+        return out
+
     async def set_repository_public(self, name: str, public: bool, *, must_exist: bool = True) -> None:
         """Make a repository public (anonymous pull) or private; the CLI may do so before its first push."""
         if must_exist:

@@ -1,4 +1,4 @@
-"""The web catalog at /apps/: server-rendered pages (jinja2, autoescaped) over appstore.service.
+"""The web catalog at /apps/ and the console at /console/ (hub.web.console): server-rendered pages (jinja2, autoescaped) over appstore.service.
 
 Pages: browse and search, an app with its parameters form and rendered compose file, sign in
 and out, and a tenant's publish and manage pages. Sessions are signed cookies, each signed-in
@@ -13,6 +13,8 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
+    from . import console
     from .pages import add_routes
 
     add_routes(app)
+    console.add_routes(app)

@@ -102,7 +102,7 @@ async def _resolve(request: web.Request) -> tuple[Principal, sessions.Session]:
 
 
 def _set_cookie(request: web.Request, response: web.StreamResponse, session: sessions.Session) -> None:
-    response.set_cookie(sessions.COOKIE, sessions.encode(session_keys(request), session), path="/apps",
+    response.set_cookie(sessions.COOKIE, sessions.encode(session_keys(request), session), path="/",
                         max_age=max(0, session.expires - int(_now().timestamp())), httponly=True,
                         samesite="Lax", secure=_https(request))
 
@@ -295,7 +295,7 @@ def _next(value: object) -> str:
     the Location header (aiohttp then sends no reply at all), and `//` or a backslash after the
     prefix would let a browser read the rest as another host.
     """
-    if isinstance(value, str) and value.startswith("/apps/") and len(value) < 1000 \
+    if isinstance(value, str) and value.startswith(("/apps/", "/console/")) and len(value) < 1000 \
             and all("!" <= c <= "~" for c in value) and "\\" not in value \
             and "//" not in value.partition("?")[0]:
         return value
@@ -518,3 +518,13 @@ def add_routes(app: web.Application) -> None:
 
 async def not_found(request: web.Request) -> web.StreamResponse:
     raise NotFound("there is no such page in the app catalog")
+
+
+# For the console (hub.web.console), which shares the sessions, the CSRF check and the error pages.
+read_form = _form
+check_post = _check_post
+require_sign_in = _require_sign_in
+
+
+def principal_of(request: web.Request) -> Principal:
+    return request[_PRINCIPAL]
