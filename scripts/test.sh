@@ -33,6 +33,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 # chromium: the headless browser of the web catalog's tests (driven by Playwright; never `playwright install`)
 # libatomic1: the node binary inside Playwright's Python wheel links libatomic.so.1, which a fresh
 #   Debian 12 lacks (without it every browser test errors in setup)
+# npm: installs axe-core (the console's accessibility check) into .cache/node
 # git: the git CLI of the app store's git-endpoint tests (tests/appstore/test_git.py)
 # slapd, ldap-utils: a throwaway OpenLDAP server per test session for LDAP sign-in (tests/helpers/slapd.py
 #   starts it itself on a loopback port; ldapadd/ldapmodify load and change its entries)
@@ -42,7 +43,7 @@ DEBIAN_PACKAGES=(
   skopeo podman buildah docker.io docker-registry busybox-static
   curl ca-certificates git iproute2
   postgresql nginx-light nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-dev
-  chromium libatomic1 slapd ldap-utils
+  chromium libatomic1 slapd ldap-utils npm
 )
 
 installed() { [[ "$(dpkg -s "$1" 2>/dev/null)" == *"Status: install ok installed"* ]]; }
@@ -88,6 +89,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 log "installing the project with its test extras into .venv"
 .venv/bin/python -m pip install --quiet -e '.[test,fast]'
+# axe-core: the accessibility checker the console's browser tests run in the page
+# (tests/web/test_console.py); project-local and git-ignored, pinned to one major version.
+if [ ! -f .cache/node/node_modules/axe-core/axe.min.js ]; then
+  log "installing axe-core into .cache/node"
+  npm install --silent --no-audit --no-fund --prefix .cache/node 'axe-core@4'
+fi
 
 # --- Tests ----------------------------------------------------------------------------------
 log "running pytest $*"

@@ -79,7 +79,7 @@ async def test_browse_headers_and_cookie(hub):
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["Referrer-Policy"] == "same-origin"
     cookie = r.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/apps" in cookie and "Max-Age=" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/;" in cookie and "Max-Age=" in cookie
     assert "Secure" not in cookie  # plain http here; https requests get Secure (request.secure)
     assert 'name="viewport"' in html and '<main id="main"' in html
     assert "Web server" in html and "Private thing" not in html and "team/private" not in html
