@@ -373,14 +373,21 @@ class Administration:
             raise NotFound(f"no repository {repository!r}")
         return tags
 
-    async def repository_overview(self, tenant: str, limit: int = 500) -> list[tuple[RepositorySummary, float | None]]:
-        """The tenant's first `limit` repositories with the time a tag was last set (None: no tags),
-        for the web console's repository list."""
-        out = []
-        for summary in await self.repository_summaries(tenant, limit, None):
-            tags = await self.metadata.list_tag_records(summary.name, 1000, None) or []
-            out.append((summary, max((t.updated_at for t in tags), default=None)))
-        return out
+    async def tag_times(self, tenant: str) -> dict[tuple[str, str], tuple[float, float | None]]:
+        """(repository, tag) -> (last push, last pull or None) of every tag of the tenant."""
+        tags, _ = await self.metadata.retention_inventory(tenant)
+        return {(t.repository, t.tag): (t.pushed_at, t.pulled_at) for t in tags}
+
+    async def repository_overview(self, tenant: str, limit: int = 500) -> list[
+            tuple[RepositorySummary, float | None, float | None]]:
+        """The tenant's first `limit` repositories with the time a tag was last set and last pulled
+        (None: never), for the web console's repository list."""
+        last: dict[str, tuple[float | None, float | None]] = {}
+        for (repository, _), (pushed, pulled) in (await self.tag_times(tenant)).items():
+            was_pushed, was_pulled = last.get(repository, (None, None))
+            last[repository] = (max(pushed, was_pushed or 0),
+                                max(pulled or 0, was_pulled or 0) or None)
+        return [(s, *last.get(s.name, (None, None))) for s in await self.repository_summaries(tenant, limit, None)]
 
     async def set_repository_public(self, name: str, public: bool, *, must_exist: bool = True) -> None:
         """Make a repository public (anonymous pull) or private; the CLI may do so before its first push."""

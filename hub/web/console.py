@@ -20,7 +20,7 @@ from auth.policy import Manage, RepositoryInfo, tenant_of
 from auth.service import robot_account
 
 from ..errors import OciError
-from ..keys import ADMINISTRATION, AUTH, CONFIG, PROXY, REGISTRY
+from ..keys import ADMINISTRATION, AUTH, CONFIG, PROXY, REGISTRY, WEBHOOKS
 from ..problems import Forbidden, NotFound, Problem, ValidationFailed
 from ..retention import RetentionError, parse_immutable_rules
 from ..retention.immutable import protects
@@ -30,7 +30,7 @@ from .pages import ENV, check_post, page, principal_of, read_form, require_sign_
 
 MAX_TAGS = 200
 MAX_CONFIG_BYTES = 1 << 20
-SORTS = {"name": "Name", "size": "Size", "tags": "Tags", "pushed": "Last push"}
+SORTS = {"name": "Name", "size": "Size", "tags": "Tags", "pushed": "Last push", "pulled": "Last pull"}
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
 REVISION, SOURCE = "org.opencontainers.image.revision", "org.opencontainers.image.source"
@@ -124,13 +124,14 @@ async def tenant_repositories(request: web.Request) -> web.StreamResponse:
     sort = request.query.get("sort", "name")
     sort = sort if sort in SORTS else "name"
     at = _now()
-    rows = [(r, pushed) for r, pushed in await admin.repository_overview(tenant)
+    rows = [(r, pushed, pulled) for r, pushed, pulled in await admin.repository_overview(tenant)
             if policy.can_read(principal, RepositoryInfo(r.name, tenant, r.public), at)]
     if not rows and not policy.can_view_tenant(principal, tenant) and AUTH in request.app:
         raise NotFound(f"no tenant {tenant!r}")  # an outsider learns nothing of a tenant with nothing public
     rows = [row for row in rows if not q or q in row[0].name.lower()]
     keys = {"name": lambda row: row[0].name, "size": lambda row: -row[0].size_bytes,
-            "tags": lambda row: -row[0].tag_count, "pushed": lambda row: -(row[1] or 0)}
+            "tags": lambda row: -row[0].tag_count, "pushed": lambda row: -(row[1] or 0),
+            "pulled": lambda row: -(row[2] or 0)}
     rows.sort(key=keys[sort])
     return page(request, "console/repositories.html", rows=rows, q=q, sort=sort, sorts=SORTS,
                 title=f"Repositories of {tenant}", **_nav(request, tenant))
@@ -243,11 +244,13 @@ async def repository(request: web.Request) -> web.StreamResponse:
     admin = _admin(request)
     summary = await admin.repository(name)
     rules = await _immutable_rules(admin, info.tenant)
+    times = await admin.tag_times(info.tenant)
     tags = []
     for tag in await admin.tag_page(name, MAX_TAGS, None):
         described = await _describe(request, name, tag.digest, deep=False)
         rule = protects(rules, name, tag.name)
-        tags.append({"name": tag.name, "digest": tag.digest, "pushed": tag.updated_at, "size": described["size"],
+        tags.append({"name": tag.name, "digest": tag.digest, "pushed": tag.updated_at,
+                     "pulled": times.get((name, tag.name), (None, None))[1], "size": described["size"],
                      "platforms": described["platforms"], "immutable": rule.describe() if rule else ""})
     tags.sort(key=lambda t: -t["pushed"])
     can_delete = policy.can_delete(principal_of(request), info, _now())
@@ -370,8 +373,14 @@ async def tenant_admin(request: web.Request) -> web.StreamResponse:
     except NotFound:
         pass
     gc_runs = await admin.gc_runs(10, tenant)
+    webhooks = []
+    service = request.app.get(WEBHOOKS)
+    if service is not None:
+        for hook in await service.list(tenant, 25, 0):
+            webhooks.append((hook, await service.deliveries(hook.id, 10, None, None)))
     return page(request, "console/tenant.html", record=record, usage=usage, biggest=repos, members=members,
-                retention=retention, immutable=immutable, gc_runs=gc_runs, title=f"Tenant {tenant}",
+                retention=retention, immutable=immutable, gc_runs=gc_runs, webhooks=webhooks,
+                title=f"Tenant {tenant}",
                 **_nav(request, tenant))
 
 
