@@ -62,6 +62,8 @@ def _now() -> datetime:
 
 
 def _admin(request: web.Request) -> Administration:
+    if ADMINISTRATION not in request.app:
+        raise NotFound("the console needs accounts: it is there when auth.enabled is true")
     principal = principal_of(request)
     return request.app[ADMINISTRATION](principal.name or "anonymous")
 
@@ -433,7 +435,9 @@ async def platform(request: web.Request) -> web.StreamResponse:
     proxy = request.app.get(PROXY)
     if proxy is not None:
         await proxy.router.refresh()
-        upstreams = [{"name": name, "url": getattr(up, "url", ""), "anonymous": up.access.anonymous}
+        hits = _cache_counts(proxy)
+        upstreams = [{"name": name, "url": getattr(up, "url", ""), "anonymous": up.access.anonymous,
+                      "max_size": up.max_size_bytes or None, **hits.get(name, {"hits": 0, "lookups": 0})}
                      for name, up in sorted(proxy.router.upstreams.items())]
     keys = []
     auth = request.app.get(AUTH)
@@ -443,6 +447,20 @@ async def platform(request: web.Request) -> web.StreamResponse:
                 for i, k in enumerate(ring.keys)]
     return page(request, "console/platform.html", tenants=tenants, users=users, upstreams=upstreams, keys=keys,
                 public_url=request.app[CONFIG].server.public_url, title="Platform", **_nav(request))
+
+
+def _cache_counts(proxy) -> dict[str, dict[str, int]]:
+    """This replica's cache lookups per upstream since it started (daohub_proxy_cache_requests)."""
+    counts: dict[str, dict[str, int]] = {}
+    for metric in proxy.metrics.cache.collect():
+        for sample in metric.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            entry = counts.setdefault(sample.labels.get("upstream", ""), {"hits": 0, "lookups": 0})
+            entry["lookups"] += int(sample.value)
+            if sample.labels.get("result") == "hit":
+                entry["hits"] += int(sample.value)
+    return counts
 
 
 async def not_found(request: web.Request) -> web.StreamResponse:
