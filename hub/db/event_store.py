@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..events import cloudevents
+from .audit_export_store import AuditExportStore
 from .base import MetadataStore
 
 DELIVERY_STATES = ("pending", "delivered", "dead")
@@ -248,8 +249,9 @@ def _webhook_audit(record: WebhookRecord) -> dict:
             "repositories": list(record.repositories), "enabled": record.enabled}
 
 
-class EventStore:
-    """Mixed into SqliteStore and PostgresStore (after GcStore, whose `_gc_tx` it uses)."""
+class EventStore(AuditExportStore):
+    """Mixed into SqliteStore and PostgresStore (after GcStore, whose `_gc_tx` it uses); the audit
+    export's cursors come with it (hub/db/audit_export_store.py)."""
 
     _gc_tx: Any
 
