@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 
@@ -139,7 +140,6 @@ async def test_syslog_lines_reach_rsyslog_with_every_rfc5424_field(tmp_path, rsy
         got = rsyslog.wait_for(lambda m: len(m) >= before + len(want))[before:]
         assert len(got) == len(want)
         assert {g["inputname"] for g in got} == {"imudp" if protocol == "udp" else "imtcp"}
-        import os
         for g, w in zip(got, want, strict=True):
             # rsyslog's own RFC 5424 parse
             assert (g["pri"], g["syslogfacility"], g["syslogseverity"]) == (str(13 * 8 + 6), "13", "6")
