@@ -576,13 +576,15 @@ class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, P
                     repo_id, manifest.digest, [d for d, _ in kids], [k for _, k in kids])
             unique_tags = list(dict.fromkeys(tags))  # one upsert may touch a row only once
             tx = PostgresTx(conn)
-            frozen = await guard_tag_writes(tx, self.tag_guard, repo_id, repository, manifest.digest, unique_tags)
             previous: dict[str, str] = {}
             if unique_tags:
-                # Locked, so two replicas moving one tag each report what they moved it from.
+                # Locked, so two replicas moving one tag each report what they moved it from (and
+                # the immutable-tag guard judges what the tags hold at commit). Read once, for both.
                 previous = {r[0]: r[1] for r in await conn.fetch(
                     "SELECT name, digest FROM tags WHERE repository_id = $1 AND name = ANY($2::text[]) "
                     "ORDER BY name FOR UPDATE", repo_id, unique_tags)}
+            frozen = await guard_tag_writes(tx, self.tag_guard, repo_id, repository, manifest.digest, unique_tags,
+                                            previous)
             upserted = [t for t in unique_tags if t not in frozen]  # new immutable ones: create_frozen_tags
             if upserted:
                 await conn.execute(

@@ -506,7 +506,8 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
             refs += [(repo_id, manifest.digest, d, "manifest") for d in set(manifest.manifest_refs)]
             conn.executemany("INSERT OR IGNORE INTO manifest_references VALUES (?, ?, ?, ?)", refs)
             tx = SqliteTx(conn)
-            frozen = drive(guard_tag_writes(tx, self.tag_guard, repo_id, repository, manifest.digest, tags))
+            frozen = drive(guard_tag_writes(tx, self.tag_guard, repo_id, repository, manifest.digest, tags,
+                                            previous))  # the tags' rows, read once
             for tag in tags:
                 if tag in frozen:
                     continue
