@@ -234,6 +234,16 @@ def robot_event(event_type: str, tenant: str, name: str, robot: Any = None) -> d
     return data
 
 
+async def quota_warning(tx: Any, tenant: str, used: int, adding: int, limit: int) -> None:
+    """A quota.warning in the link's own transaction when `adding` bytes take the tenant's usage
+    from below QUOTA_WARNING_FRACTION of `limit` to at or above it: once per upward crossing."""
+    line = limit * cloudevents.QUOTA_WARNING_FRACTION
+    if adding > 0 and used < line <= used + adding:
+        await emit(tx, cloudevents.QUOTA_WARNING, repository=None, subject=tenant, tenant=tenant, data={
+            "tenant": tenant, "used_bytes": used + adding, "limit_bytes": limit,
+            "percent": round(100 * (used + adding) / limit, 1) if limit else 100.0})
+
+
 async def emit_all(tx: Any, repository: str, events: list[tuple[str, str, dict]], actor: str | None = None) -> None:
     for event_type, subject, data in events:
         await emit(tx, event_type, repository=repository, subject=subject, data=data, actor=actor)

@@ -56,7 +56,7 @@ from .base import (
     app_version_record,
 )
 from ..events import cloudevents as ce
-from .event_store import EventStore, emit, emit_all, manifest_events
+from .event_store import EventStore, emit, emit_all, manifest_events, quota_warning
 from .gc_store import PostgresGcMixin, PostgresTx
 from .locks import KeyedLocks
 from .immutable_store import ImmutableStore, create_frozen_tags, guard_tag_writes
@@ -393,6 +393,8 @@ class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, P
         used = await cls._usage(conn, tenant)
         if used + size > quota:
             raise QuotaExceededError(tenant, used, quota, size, kind=kind)
+        if lock:  # in the link's transaction (the unlocked pre-check changes nothing)
+            await quota_warning(PostgresTx(conn), tenant, used, size, quota)
 
     @staticmethod
     async def _link(conn: asyncpg.Connection, repo_id: int, digest: str, size: int) -> None:

@@ -38,7 +38,7 @@ from .base import (
     app_version_record,
 )
 from ..events import cloudevents as ce
-from .event_store import EventStore, emit, manifest_events
+from .event_store import EventStore, emit, manifest_events, quota_warning
 from .gc_store import SqliteGcMixin, SqliteTx, drive
 from .locks import FileLocks, KeyedLocks
 from .immutable_store import ImmutableStore, create_frozen_tags, guard_tag_writes
@@ -258,7 +258,7 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
 
     @classmethod
     def _check_quota(cls, conn: sqlite3.Connection, repository: str, digest: str, size: int,
-                     kind: str = "blob") -> None:
+                     kind: str = "blob", warn: bool = True) -> None:
         """Inside the write transaction: refuse a blob link or a manifest (`kind`) that takes the
         tenant past its quota."""
         tenant = repository.split("/", 1)[0]
@@ -268,6 +268,8 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
         used = cls._usage(conn, tenant)
         if used + size > row[0]:
             raise QuotaExceededError(tenant, used, row[0], size, kind=kind)
+        if warn:  # in the link's write transaction (not the pre-check on a reader)
+            drive(quota_warning(SqliteTx(conn), tenant, used, size, row[0]))
 
     @staticmethod
     def _link(conn: sqlite3.Connection, repo_id: int, digest: str, size: int) -> None:
@@ -358,7 +360,7 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
             return  # the common case costs one indexed read
         conn = self._scan_reader
         await asyncio.get_running_loop().run_in_executor(
-            self._read_executor, self._check_quota, conn, repository, digest, size)
+            self._read_executor, self._check_quota, conn, repository, digest, size, "blob", False)
 
     async def quota_room(self, repository: str, *, upload_id: str | None = None,
                          digest: str | None = None) -> QuotaRoom | None:

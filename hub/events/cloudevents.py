@@ -28,6 +28,10 @@ MEMBER_REMOVED = TYPE_PREFIX + "member.removed"
 ROBOT_CREATED = TYPE_PREFIX + "robot.created"
 ROBOT_REVOKED = TYPE_PREFIX + "robot.revoked"
 ROBOT_DELETED = TYPE_PREFIX + "robot.deleted"
+QUOTA_WARNING = TYPE_PREFIX + "quota.warning"
+QUOTA_EXCEEDED = TYPE_PREFIX + "quota.exceeded"
+# A tenant's usage crossing this share of its quota (upwards) is a quota.warning, once per crossing.
+QUOTA_WARNING_FRACTION = 0.8
 
 # type -> (what it means, the keys of its data beyond `actor`, which every event has)
 EVENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -55,6 +59,12 @@ EVENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
                                                                         "actions", "expires_at")),
     ROBOT_REVOKED: ("A robot account was revoked.", ("tenant", "robot")),
     ROBOT_DELETED: ("A robot account was deleted.", ("tenant", "robot")),
+    QUOTA_WARNING: ("A blob link or manifest took the tenant's usage past 80% of its quota (once per crossing: "
+                    "usage must fall below 80% again for the next).", ("tenant", "used_bytes", "limit_bytes",
+                                                                       "percent")),
+    QUOTA_EXCEEDED: ("A push was refused because it would take the tenant past its quota (one event per "
+                     "refused request; nothing was stored).", ("tenant", "repository", "used_bytes", "limit_bytes",
+                                                              "requested_bytes", "kind")),
 }
 
 

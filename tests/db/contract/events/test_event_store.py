@@ -322,3 +322,28 @@ async def test_changes_refused_for_an_immutable_tag_write_no_event_and_its_first
     assert await _events(events, start) == []
     assert [(t, s) for t, s, _ in await _events(events)] == [("manifest.pushed", f"acme/app@{first}"),
                                                               ("tag.pushed", "acme/app:v1")]
+
+
+async def test_crossing_80_percent_of_a_quota_is_one_warning_per_crossing(events):
+    first = manifest(salt="q1")
+    size = len(first.content)
+    await events.create_tenant("q", "Q", int(size * 2.2))  # 2 manifests: 91 %; 1: 45 %
+    assert await events.put_manifest("q/app", first, ["1"]) == []
+    assert [t for t, _, _ in await _events(events)] == ["manifest.pushed", "tag.pushed"]
+    after = await _last_seq(events)
+    second = manifest(salt="q2")
+    assert len(second.content) == size
+    assert await events.put_manifest("q/app", second, ["2"]) == []
+    got = [(t, s, d) for t, s, d in await _events(events, after) if t == "quota.warning"]
+    assert [(t, s) for t, s, _ in got] == [("quota.warning", "q")]
+    assert got[0][2]["used_bytes"] == 2 * size and got[0][2]["limit_bytes"] == int(size * 2.2)
+    after = await _last_seq(events)
+    with pytest.raises(QuotaExceededError):  # refused: rolled back, no event of the store's
+        await events.put_manifest("q/app", manifest(salt="q3"), ["3"])
+    assert await _events(events, after) == []
+    assert await events.delete_manifest("q/app", second.digest)  # below the line again...
+    after = await _last_seq(events)
+    assert await events.put_manifest("q/app", manifest(salt="q4"), ["4"]) == []  # ...and over it: again
+    assert [t for t, _, _ in await _events(events, after)].count("quota.warning") == 1
+    event = next(e for e in await events.events_after(after) if e.type.endswith("quota.warning")).cloudevent()
+    assert event["source"] == "/daohub/tenants/q"
