@@ -34,7 +34,6 @@ from .base import (
     QuotaRoom,
     ReferrerRecord,
     UploadRecord,
-    app_categories_text,
     app_version_record,
 )
 from ..events import cloudevents as ce
@@ -574,24 +573,6 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
     _APP_JOIN = ("FROM app_versions a JOIN repositories r ON r.id = a.repository_id "
                  "JOIN tags t ON t.repository_id = a.repository_id AND t.name = a.tag AND t.digest = a.digest")
 
-    async def index_app_version(self, repository: str, tag: str, digest: str, entry: AppIndexEntry) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            return conn.execute(
-                "INSERT INTO app_versions (repository_id, tag, digest, app_key, title, summary, categories, "
-                "version, document, icon_digest, icon_media_type, indexed_at) "
-                "SELECT t.repository_id, t.name, t.digest, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM tags t "
-                "JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.name = ? AND t.digest = ? "
-                "ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, "
-                "app_key = excluded.app_key, title = excluded.title, summary = excluded.summary, "
-                "categories = excluded.categories, version = excluded.version, document = excluded.document, "
-                "icon_digest = excluded.icon_digest, icon_media_type = excluded.icon_media_type, "
-                "indexed_at = excluded.indexed_at",
-                (entry.app_key, entry.title, entry.summary, app_categories_text(entry.categories), entry.version,
-                 entry.document, entry.icon_digest, entry.icon_media_type, time.time(), repository, tag, digest),
-            ).rowcount > 0
-
-        return await self._write(run)
-
     async def unindex_app_versions(self, repository: str, tags: list[str]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             repo_id = self._repo_id(conn, repository, False)
@@ -628,11 +609,6 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
                         (repository, tag))
         return app_version_record(row) if row else None
 
-    async def set_app_version_deprecated(self, repository: str, tag: str, deprecated: bool) -> bool:
-        return await self._write(lambda conn: conn.execute(
-            "UPDATE app_versions SET deprecated = ? WHERE tag = ? "
-            "AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
-            (int(deprecated), tag, repository)).rowcount > 0)
 
 def _event(conn: sqlite3.Connection, event_type: str, repository: str, subject: str, data: dict) -> None:
     """An event in the writer's open transaction (hub/db/event_store.py)."""

@@ -28,6 +28,8 @@ MEMBER_REMOVED = TYPE_PREFIX + "member.removed"
 ROBOT_CREATED = TYPE_PREFIX + "robot.created"
 ROBOT_REVOKED = TYPE_PREFIX + "robot.revoked"
 ROBOT_DELETED = TYPE_PREFIX + "robot.deleted"
+APP_VERSION_PUBLISHED = TYPE_PREFIX + "app.version.published"
+APP_VERSION_DEPRECATED = TYPE_PREFIX + "app.version.deprecated"
 QUOTA_WARNING = TYPE_PREFIX + "quota.warning"
 QUOTA_EXCEEDED = TYPE_PREFIX + "quota.exceeded"
 # A tenant's usage crossing this share of its quota (upwards) is a quota.warning, once per crossing.
@@ -59,6 +61,12 @@ EVENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
                                                                         "actions", "expires_at")),
     ROBOT_REVOKED: ("A robot account was revoked.", ("tenant", "robot")),
     ROBOT_DELETED: ("A robot account was deleted.", ("tenant", "robot")),
+    APP_VERSION_PUBLISHED: ("A tag was indexed as an app store version (a new version, or its tag moved to other "
+                            "content; indexing the same manifest again is no event).", ("repository", "tag",
+                                                                                        "version", "app",
+                                                                                        "digest")),
+    APP_VERSION_DEPRECATED: ("An app version was marked deprecated (or, `deprecated` false, no longer).",
+                             ("repository", "tag", "version", "app", "deprecated")),
     QUOTA_WARNING: ("A blob link or manifest took the tenant's usage past 80% of its quota (once per crossing: "
                     "usage must fall below 80% again for the next).", ("tenant", "used_bytes", "limit_bytes",
                                                                        "percent")),

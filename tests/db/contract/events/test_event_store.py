@@ -347,3 +347,31 @@ async def test_crossing_80_percent_of_a_quota_is_one_warning_per_crossing(events
     assert [t for t, _, _ in await _events(events, after)].count("quota.warning") == 1
     event = next(e for e in await events.events_after(after) if e.type.endswith("quota.warning")).cloudevent()
     assert event["source"] == "/daohub/tenants/q"
+
+
+async def test_app_versions_published_and_deprecated_are_events_of_their_transaction(events):
+    from hub.db.base import AppIndexEntry
+
+    entry = AppIndexEntry("voting", "Voting", "Vote", ("demo",), "1.0.0", "{}", None, None)
+    one = await _push(events, "acme/voting", ["1.0.0"], salt="a1")
+    after = await _last_seq(events)
+    with MetadataStore.acting_as("ada"):
+        assert await events.index_app_version("acme/voting", "1.0.0", one, entry)
+        assert await events.index_app_version("acme/voting", "1.0.0", one, entry)  # the same again: no event
+        assert not await events.index_app_version("acme/voting", "1.0.0", "sha256:" + "0" * 64, entry)  # not the tag's
+        assert await events.set_app_version_deprecated("acme/voting", "1.0.0", True)
+        assert await events.set_app_version_deprecated("acme/voting", "1.0.0", True)  # no change: no event
+        assert not await events.set_app_version_deprecated("acme/voting", "9.9.9", True)
+        assert await events.set_app_version_deprecated("acme/voting", "1.0.0", False)
+    got = await _events(events, after)
+    assert got == [
+        ("app.version.published", "acme/voting:1.0.0", {"repository": "acme/voting", "tag": "1.0.0",
+                                                         "version": "1.0.0", "app": "voting", "digest": one,
+                                                         "actor": "ada"}),
+        ("app.version.deprecated", "acme/voting:1.0.0", {"repository": "acme/voting", "tag": "1.0.0",
+                                                          "version": "1.0.0", "app": "voting", "deprecated": True,
+                                                          "actor": "ada"}),
+        ("app.version.deprecated", "acme/voting:1.0.0", {"repository": "acme/voting", "tag": "1.0.0",
+                                                          "version": "1.0.0", "app": "voting", "deprecated": False,
+                                                          "actor": "ada"})]
+    assert (await events.get_app_version("acme/voting", "1.0.0")).deprecated is False
