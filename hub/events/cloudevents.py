@@ -21,6 +21,7 @@ TAG_PUSHED = TYPE_PREFIX + "tag.pushed"
 TAG_MOVED = TYPE_PREFIX + "tag.moved"
 TAG_DELETED = TYPE_PREFIX + "tag.deleted"
 BLOB_MOUNTED = TYPE_PREFIX + "blob.mounted"
+BLOB_DELETED = TYPE_PREFIX + "blob.deleted"
 PULLED = TYPE_PREFIX + "pull"
 REPOSITORY_DELETED = TYPE_PREFIX + "repository.deleted"
 MEMBER_SET = TYPE_PREFIX + "member.set"
@@ -49,6 +50,9 @@ EVENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
                                                                                      "reason")),
     BLOB_MOUNTED: ("A blob was linked into a repository by a cross-repository mount.", ("repository", "digest",
                                                                                         "size", "from")),
+    BLOB_DELETED: ("GC deleted a blob no repository links any more (`actor` `gc`; its bytes go after the "
+                   "commit). Platform-wide subscriptions only: a blob belongs to no tenant.", ("digest", "size",
+                                                                                              "reason")),
     PULLED: ("Pulls of one tag or digest, aggregated per flush of the pull buffer (about one second): `count` "
              "manifest GETs and HEADs between `first_at` and `last_at`.", ("repository", "tag", "digest", "count",
                                                                           "first_at", "last_at")),

@@ -101,6 +101,22 @@ async def test_retention_and_gc_deletes_write_events_with_their_actor(events):
         ("manifest.deleted", f"acme/app@{one}", "gc", "untagged and unreferenced")]
 
 
+
+async def test_gc_deleting_a_blob_is_a_blob_deleted_event_of_gc(events):
+    m = manifest(salt="only", blobs=[BLOB])
+    await events.link_blob("acme/app", BLOB, 7)
+    assert await events.put_manifest("acme/app", m, []) == []
+    assert await events.delete_manifest("acme/app", m.digest)
+    start = await _last_seq(events)
+    for kind in ("link", "blob"):
+        for review in await events.gc_claim(kind, 2 ** 40):
+            await events.gc_verdict(review, 2 ** 40)
+    got = [(t, s, d) for t, s, d in await _events(events, start)]
+    assert got == [("blob.deleted", BLOB, {"digest": BLOB, "size": 7, "reason": "no manifest references it",
+                                           "actor": "gc"})]
+    assert (await events.events_after(start))[0].cloudevent()["source"] == "/daohub"
+
+
 @pytest.mark.parametrize(("types", "repos", "event_type", "repository", "expected"), [
     ((), (), "io.daohub.tag.moved", "a/b", True),
     (("io.daohub.tag.*",), (), "io.daohub.tag.moved", "a/b", True),
