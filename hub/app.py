@@ -258,6 +258,23 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
             await deliverer.close()
 
 
+async def _audit_export(app: web.Application) -> AsyncIterator[None]:
+    """The audit export's sink tasks (audit_export.sinks; hub/events/audit_export.py)."""
+    config = app[keys.CONFIG]
+    if not config.audit_export.sinks:
+        yield
+        return
+    from .events.audit_export import Exporter
+
+    exporter = Exporter(app[keys.STORE], config.audit_export, config.webhooks.allowed_networks,
+                        resolver=app.get(keys.WEBHOOK_RESOLVER))
+    exporter.start()
+    try:
+        yield
+    finally:
+        await exporter.stop()  # the batch in flight is sent and its cursor moved; the leases given up
+
+
 def create_app(config: Config) -> web.Application:
     # client_max_size bounds only bodies read whole by aiohttp itself; blob bodies stream.
     app = web.Application(middlewares=[request_context], client_max_size=config.registry.max_manifest_bytes)
@@ -270,6 +287,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_gc)
     app.cleanup_ctx.append(_retention)
     app.cleanup_ctx.append(_events)
+    app.cleanup_ctx.append(_audit_export)
     app.router.add_route("*", "/v2/{tail:.*}", v2.dispatch)
     app.router.add_route("*", "/v2", _redirect_v2)
     if config.auth.enabled:

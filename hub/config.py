@@ -361,6 +361,48 @@ class WebhooksConfig:
     concurrency: int = 8
 
 
+AUDIT_SINK_TYPES = ("file", "stdout", "syslog", "http")
+
+
+@dataclasses.dataclass
+class AuditSinkConfig:
+    """One audit export sink (hub/events/audit_export.py, docs/events.md "Audit export")."""
+
+    # Unique, [A-Za-z0-9._-]+: the key of the sink's durable cursor (renaming a sink starts it
+    # again at the beginning of the audit log).
+    name: str = ""
+    # file (JSON lines appended to `path`), stdout (JSON lines), syslog (RFC 5424 to `address`
+    # over `protocol`), http (POST of JSON arrays to `url`).
+    type: str = ""
+    path: str = ""
+    address: str = ""           # syslog: HOST:PORT
+    protocol: str = "udp"       # syslog: udp, or tcp (RFC 6587 octet-counting framing)
+    facility: int = 13          # syslog: 0..23 (13: log audit)
+    app_name: str = "daohub"    # syslog: APP-NAME
+    hostname: str = ""          # syslog: HOSTNAME (empty: this machine's name)
+    url: str = ""               # http: http(s) URL; its address must pass webhooks' rules
+
+
+@dataclasses.dataclass
+class AuditExportConfig:
+    """Streaming the audit log to sinks (hub/events/audit_export.py, docs/events.md)."""
+
+    # YAML (from the environment: DAOHUB_AUDIT_EXPORT_SINKS as a YAML/JSON list).
+    sinks: list[AuditSinkConfig] = dataclasses.field(default_factory=list)
+    # Rows per batch (one syslog message each; one POST per batch to an http sink).
+    batch_size: int = 200
+    # An idle sink looks for new rows this often.
+    poll_interval_seconds: float = 1.0
+    # One process of all replicas exports a sink; its lease lasts this long unrenewed (a killed
+    # process's sinks are taken over after it). Must exceed timeout_seconds.
+    lease_seconds: float = 30.0
+    # A send (connect and answer) must finish within this.
+    timeout_seconds: float = 10.0
+    # A failing sink retries after min(backoff_max, backoff_base * 2**(n-1)) seconds, with jitter.
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+
+
 @dataclasses.dataclass
 class Config:
     data_dir: str = "./data"
@@ -376,6 +418,7 @@ class Config:
     retention: RetentionConfig = dataclasses.field(default_factory=RetentionConfig)
     events: EventsConfig = dataclasses.field(default_factory=EventsConfig)
     webhooks: WebhooksConfig = dataclasses.field(default_factory=WebhooksConfig)
+    audit_export: AuditExportConfig = dataclasses.field(default_factory=AuditExportConfig)
 
     # Derived values -----------------------------------------------------------------
     @property
@@ -590,6 +633,48 @@ def _validate_events(cfg: Config) -> None:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             raise ConfigError(f"webhooks.allowed_networks: {cidr!r} is not an IP address or CIDR") from None
+    _validate_audit_export(cfg.audit_export)
+
+
+def _validate_audit_export(export: AuditExportConfig) -> None:
+    if export.batch_size < 1 or export.poll_interval_seconds <= 0 or export.timeout_seconds <= 0 \
+            or export.backoff_base_seconds < 0 or export.backoff_max_seconds < export.backoff_base_seconds:
+        raise ConfigError("audit_export: batch_size at least 1, poll_interval_seconds and timeout_seconds positive, "
+                          "0 <= backoff_base_seconds <= backoff_max_seconds")
+    if export.lease_seconds <= export.timeout_seconds:
+        raise ConfigError("audit_export.lease_seconds must exceed audit_export.timeout_seconds")
+    names: set[str] = set()
+    for i, sink in enumerate(export.sinks):
+        where = f"audit_export.sinks[{i}]"
+        if not sink.name or not all(c.isascii() and (c.isalnum() or c in "._-") for c in sink.name):
+            raise ConfigError(f"{where}.name: required, letters, digits, '.', '_' and '-' only, got {sink.name!r}")
+        if sink.name in names:
+            raise ConfigError(f"{where}.name: {sink.name!r} is used twice")
+        names.add(sink.name)
+        if sink.type not in AUDIT_SINK_TYPES:
+            raise ConfigError(f"{where}.type: one of {', '.join(AUDIT_SINK_TYPES)}, got {sink.type!r}")
+        given = {key for key in ("path", "address", "url") if getattr(sink, key)}
+        needed = {"file": {"path"}, "stdout": set(), "syslog": {"address"}, "http": {"url"}}[sink.type]
+        if given != needed:
+            wanted = ", ".join(sorted(needed)) or "none of path, address, url"
+            raise ConfigError(f"{where}: a {sink.type} sink takes {wanted}; got {', '.join(sorted(given)) or 'none'}")
+        if sink.type == "file" and not os.path.isdir(os.path.dirname(os.path.abspath(sink.path))):
+            raise ConfigError(f"{where}.path: the directory of {sink.path} does not exist")
+        if sink.type == "syslog":
+            try:
+                parse_addr(sink.address)
+            except ConfigError:
+                raise ConfigError(f"{where}.address must be HOST:PORT, got {sink.address!r}") from None
+            if sink.protocol not in ("udp", "tcp"):
+                raise ConfigError(f"{where}.protocol: udp or tcp, got {sink.protocol!r}")
+            if not 0 <= sink.facility <= 23:
+                raise ConfigError(f"{where}.facility: 0..23, got {sink.facility}")
+            for key, limit in (("app_name", 48), ("hostname", 255)):
+                value = getattr(sink, key)
+                if len(value) > limit or any(not 33 <= ord(c) <= 126 for c in value) or (key == "app_name" and not value):
+                    raise ConfigError(f"{where}.{key}: printable ASCII without spaces, at most {limit} characters")
+        if sink.type == "http" and not sink.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.url: an http:// or https:// URL, got {sink.url!r}")
 
 
 def _validate_tls(tls: TlsConfig) -> None:

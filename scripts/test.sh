@@ -39,11 +39,13 @@ log() { printf '==> %s\n' "$*" >&2; }
 #   starts it itself on a loopback port; ldapadd/ldapmodify load and change its entries)
 # iproute2: `ip netns` and veth pairs for test hosts of the tests' own (tests/helpers/netns.py;
 #   dockerd checks a registry's certificate only off loopback)
+# rsyslog: the real syslog listener of the audit export's syslog sink tests (tests/events/test_audit_export.py
+#   starts rsyslogd unprivileged on loopback UDP and TCP ports with a config of its own)
 DEBIAN_PACKAGES=(
   skopeo podman buildah docker.io docker-registry busybox-static
   curl ca-certificates git iproute2
   postgresql nginx-light nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-dev
-  chromium libatomic1 slapd ldap-utils npm
+  chromium libatomic1 slapd ldap-utils npm rsyslog
 )
 
 installed() { [[ "$(dpkg -s "$1" 2>/dev/null)" == *"Status: install ok installed"* ]]; }

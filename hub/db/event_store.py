@@ -28,7 +28,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..events import cloudevents
-from .base import MetadataStore
+from .audit_export_store import AuditExportStore
+from .base import MetadataStore, app_categories_text
 
 DELIVERY_STATES = ("pending", "delivered", "dead")
 # What a repository held, by name ($1): (manifests, tags), for its repository.deleted event.
@@ -233,6 +234,16 @@ def robot_event(event_type: str, tenant: str, name: str, robot: Any = None) -> d
     return data
 
 
+async def quota_warning(tx: Any, tenant: str, used: int, adding: int, limit: int) -> None:
+    """A quota.warning in the link's own transaction when `adding` bytes take the tenant's usage
+    from below QUOTA_WARNING_FRACTION of `limit` to at or above it: once per upward crossing."""
+    line = limit * cloudevents.QUOTA_WARNING_FRACTION
+    if adding > 0 and used < line <= used + adding:
+        await emit(tx, cloudevents.QUOTA_WARNING, repository=None, subject=tenant, tenant=tenant, data={
+            "tenant": tenant, "used_bytes": used + adding, "limit_bytes": limit,
+            "percent": round(100 * (used + adding) / limit, 1) if limit else 100.0})
+
+
 async def emit_all(tx: Any, repository: str, events: list[tuple[str, str, dict]], actor: str | None = None) -> None:
     for event_type, subject, data in events:
         await emit(tx, event_type, repository=repository, subject=subject, data=data, actor=actor)
@@ -248,10 +259,59 @@ def _webhook_audit(record: WebhookRecord) -> dict:
             "repositories": list(record.repositories), "enabled": record.enabled}
 
 
-class EventStore:
-    """Mixed into SqliteStore and PostgresStore (after GcStore, whose `_gc_tx` it uses)."""
+class EventStore(AuditExportStore):
+    """Mixed into SqliteStore and PostgresStore (after GcStore, whose `_gc_tx` it uses); the audit
+    export's cursors come with it (hub/db/audit_export_store.py)."""
 
     _gc_tx: Any
+
+    # App store versions (here for their events: the SQL is the same for both stores) ---------------
+    async def index_app_version(self, repository: str, tag: str, digest: str, entry: Any) -> bool:
+        """MetadataStore.index_app_version, with an app.version.published event in the same
+        transaction when the version is new or its tag now holds other content."""
+        async def run(tx: Any) -> bool:
+            before = await tx.fetchval(
+                "SELECT a.digest FROM app_versions a JOIN repositories r ON r.id = a.repository_id "
+                "WHERE r.name = $1 AND a.tag = $2", repository, tag)
+            written = await tx.execute(
+                "INSERT INTO app_versions (repository_id, tag, digest, app_key, title, summary, categories, "
+                "version, document, icon_digest, icon_media_type, indexed_at) "
+                "SELECT t.repository_id, t.name, t.digest, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM tags t "
+                "JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.name = $2 AND t.digest = $3 "
+                "ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, "
+                "app_key = excluded.app_key, title = excluded.title, summary = excluded.summary, "
+                "categories = excluded.categories, version = excluded.version, document = excluded.document, "
+                "icon_digest = excluded.icon_digest, icon_media_type = excluded.icon_media_type, "
+                "indexed_at = excluded.indexed_at",
+                repository, tag, digest, entry.app_key, entry.title, entry.summary,
+                app_categories_text(entry.categories), entry.version, entry.document, entry.icon_digest,
+                entry.icon_media_type, time.time())
+            if written and before != digest:
+                await emit(tx, cloudevents.APP_VERSION_PUBLISHED, repository=repository, subject=f"{repository}:{tag}",
+                           data={"repository": repository, "tag": tag, "version": entry.version,
+                                 "app": entry.app_key, "digest": digest})
+            return written > 0
+
+        return await self._gc_tx(run)
+
+    async def set_app_version_deprecated(self, repository: str, tag: str, deprecated: bool) -> bool:
+        """Mark a version (un)deprecated, with an app.version.deprecated event when that changes it."""
+        async def run(tx: Any) -> bool:
+            row = await tx.fetchrow(
+                "SELECT a.repository_id, a.deprecated, a.version, a.app_key FROM app_versions a "
+                "JOIN repositories r ON r.id = a.repository_id WHERE r.name = $1 AND a.tag = $2", repository, tag)
+            if row is None:
+                return False
+            await tx.execute("UPDATE app_versions SET deprecated = $3 WHERE repository_id = $1 AND tag = $2",
+                             row[0], tag, int(deprecated))
+            if bool(row[1]) != deprecated:
+                await emit(tx, cloudevents.APP_VERSION_DEPRECATED, repository=repository,
+                           subject=f"{repository}:{tag}", data={"repository": repository, "tag": tag,
+                                                                "version": row[2], "app": row[3],
+                                                                "deprecated": deprecated})
+            return True
+
+        return await self._gc_tx(run)
 
     # Events -------------------------------------------------------------------------------------
     async def record_event(self, event_type: str, *, repository: str | None, subject: str | None, data: dict,

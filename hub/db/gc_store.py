@@ -282,6 +282,7 @@ async def _link_verdict(tx: _Tx, review: GcReview, cutoff: float, dry_run: bool,
                          repo, digest)
         if verdict.blob_deleted:
             await tx.execute("DELETE FROM blobs WHERE digest = $1", digest)
+            await _blob_deleted(tx, digest, verdict)
         await tx.execute(_DELETE_REVIEW, "blob", 0, digest)  # queued by the link's trigger: decided here
     return verdict
 
@@ -300,7 +301,15 @@ async def _blob_verdict(tx: _Tx, review: GcReview, cutoff: float, dry_run: bool,
         await tx.execute(_DELETE_REVIEW, *key)
         if verdict.action == "deleted":
             await tx.execute("DELETE FROM blobs WHERE digest = $1", review.digest)
+            await _blob_deleted(tx, review.digest, verdict)
     return verdict
+
+
+async def _blob_deleted(tx: _Tx, digest: str, verdict: GcVerdict) -> None:
+    """The blob row went (its bytes follow after the commit): a platform event, actor `gc`. A blob
+    belongs to no repository or tenant, so only platform-wide subscriptions get it."""
+    await emit(tx, cloudevents.BLOB_DELETED, repository=None, subject=digest, actor="gc",
+               data={"digest": digest, "size": verdict.size, "reason": verdict.reason})
 
 
 _VERDICTS = {"manifest": _manifest_verdict, "link": _link_verdict, "blob": _blob_verdict}

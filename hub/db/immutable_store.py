@@ -88,30 +88,31 @@ async def refuse_frozen(tx: Any, guard: TagGuard | None, repository: str, tags: 
 
 
 async def guard_tag_writes(tx: Any, guard: TagGuard | None, repo_id: int, repository: str, digest: str,
-                           tags: list[str]) -> dict[str, str]:
+                           tags: list[str], current: dict[str, str]) -> dict[str, str]:
     """Before `tags` are pointed at `digest`: raise if one of them points at other content and may
-    not move (a tenant rule, or it publishes an app version). Returns the tags a
-    rule makes immutable that do not exist yet (tag -> refusal): the caller creates them with
-    `create_frozen_tags`, not with its upsert. One statement reads the rules and the tags."""
+    not move (a tenant rule, or it publishes an app version). `current` is what the tags point at
+    now (tag -> digest), as the caller read them for its events' `previous`: the push reads the
+    tags' rows once. Returns the tags a rule makes immutable that do not exist yet (tag ->
+    refusal): the caller creates them with `create_frozen_tags`, not with its upsert. One
+    statement reads the rules and the app versions the tags publish."""
     if guard is None or not tags:
         return {}
     unique = sorted(set(tags))
     rows = await tx.fetch(
-        "SELECT d.document, t.name, t.digest, av.version FROM (SELECT 1 AS one) o "
+        "SELECT d.document, av.tag, av.version FROM (SELECT 1 AS one) o "
         "LEFT JOIN immutable_tag_rules d ON d.tenant = $3 "
         # One tag (nearly every push): an equality, cheaper than unpacking a JSON list.
-        f"LEFT JOIN tags t ON t.repository_id = $1 AND t.name {'= $2' if len(unique) == 1 else 'IN {json:2}'} "
-        "LEFT JOIN app_versions av ON av.repository_id = t.repository_id AND av.tag = t.name "
-        "AND replace(av.version, '+', '_') = t.name",  # appstore.catalog.version_tag
+        f"LEFT JOIN app_versions av ON av.repository_id = $1 AND av.tag {'= $2' if len(unique) == 1 else 'IN {json:2}'} "
+        "AND replace(av.version, '+', '_') = av.tag",  # appstore.catalog.version_tag
         repo_id, unique[0] if len(unique) == 1 else json.dumps(unique), tenant_of(repository))
     document = rows[0][0] if rows else None
-    current = {r[1]: (r[2], r[3]) for r in rows if r[1] is not None}
+    versions = {r[1]: r[2] for r in rows if r[1] is not None}
     frozen = {}
     for tag in tags:
         now = current.get(tag)
-        if now is not None and now[0] == digest:
+        if now == digest:
             continue  # the same content again: nothing moves
-        refusal = guard(document, repository, tag, None if now is None else now[1])
+        refusal = guard(document, repository, tag, None if now is None else versions.get(tag))
         if refusal is None:
             continue
         if now is not None:

@@ -52,11 +52,10 @@ from .base import (
     QuotaRoom,
     ReferrerRecord,
     UploadRecord,
-    app_categories_text,
     app_version_record,
 )
 from ..events import cloudevents as ce
-from .event_store import EventStore, emit, emit_all, manifest_events
+from .event_store import EventStore, emit, emit_all, manifest_events, quota_warning
 from .gc_store import PostgresGcMixin, PostgresTx
 from .locks import KeyedLocks
 from .immutable_store import ImmutableStore, create_frozen_tags, guard_tag_writes
@@ -393,6 +392,8 @@ class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, P
         used = await cls._usage(conn, tenant)
         if used + size > quota:
             raise QuotaExceededError(tenant, used, quota, size, kind=kind)
+        if lock:  # in the link's transaction (the unlocked pre-check changes nothing)
+            await quota_warning(PostgresTx(conn), tenant, used, size, quota)
 
     @staticmethod
     async def _link(conn: asyncpg.Connection, repo_id: int, digest: str, size: int) -> None:
@@ -576,13 +577,15 @@ class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, P
                     repo_id, manifest.digest, [d for d, _ in kids], [k for _, k in kids])
             unique_tags = list(dict.fromkeys(tags))  # one upsert may touch a row only once
             tx = PostgresTx(conn)
-            frozen = await guard_tag_writes(tx, self.tag_guard, repo_id, repository, manifest.digest, unique_tags)
             previous: dict[str, str] = {}
             if unique_tags:
-                # Locked, so two replicas moving one tag each report what they moved it from.
+                # Locked, so two replicas moving one tag each report what they moved it from (and
+                # the immutable-tag guard judges what the tags hold at commit). Read once, for both.
                 previous = {r[0]: r[1] for r in await conn.fetch(
                     "SELECT name, digest FROM tags WHERE repository_id = $1 AND name = ANY($2::text[]) "
                     "ORDER BY name FOR UPDATE", repo_id, unique_tags)}
+            frozen = await guard_tag_writes(tx, self.tag_guard, repo_id, repository, manifest.digest, unique_tags,
+                                            previous)
             upserted = [t for t in unique_tags if t not in frozen]  # new immutable ones: create_frozen_tags
             if upserted:
                 await conn.execute(
@@ -649,22 +652,6 @@ class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, P
     _APP_JOIN = ("FROM app_versions a JOIN repositories r ON r.id = a.repository_id "
                  "JOIN tags t ON t.repository_id = a.repository_id AND t.name = a.tag AND t.digest = a.digest")
 
-    async def index_app_version(self, repository: str, tag: str, digest: str, entry: AppIndexEntry) -> bool:
-        status = await self.pool.execute(
-            "INSERT INTO app_versions (repository_id, tag, digest, app_key, title, summary, categories, "
-            "version, document, icon_digest, icon_media_type, indexed_at) "
-            "SELECT t.repository_id, t.name, t.digest, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM tags t "
-            "JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.name = $2 AND t.digest = $3 "
-            "ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, "
-            "app_key = excluded.app_key, title = excluded.title, summary = excluded.summary, "
-            "categories = excluded.categories, version = excluded.version, document = excluded.document, "
-            "icon_digest = excluded.icon_digest, icon_media_type = excluded.icon_media_type, "
-            "indexed_at = excluded.indexed_at",
-            repository, tag, digest, entry.app_key, entry.title, entry.summary,
-            app_categories_text(entry.categories), entry.version, entry.document, entry.icon_digest,
-            entry.icon_media_type, time.time())
-        return rows_affected(status) > 0
-
     async def unindex_app_versions(self, repository: str, tags: list[str]) -> None:
         if tags:
             await self.pool.execute(
@@ -700,10 +687,5 @@ class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, P
             repository, tag)
         return app_version_record(row) if row else None
 
-    async def set_app_version_deprecated(self, repository: str, tag: str, deprecated: bool) -> bool:
-        status = await self.pool.execute(
-            "UPDATE app_versions SET deprecated = $3 WHERE tag = $2 "
-            "AND repository_id = (SELECT id FROM repositories WHERE name = $1)", repository, tag, int(deprecated))
-        return rows_affected(status) > 0
 
 __all__ = ["PostgresStore", "is_postgres_url"]

@@ -34,11 +34,10 @@ from .base import (
     QuotaRoom,
     ReferrerRecord,
     UploadRecord,
-    app_categories_text,
     app_version_record,
 )
 from ..events import cloudevents as ce
-from .event_store import EventStore, emit, manifest_events
+from .event_store import EventStore, emit, manifest_events, quota_warning
 from .gc_store import SqliteGcMixin, SqliteTx, drive
 from .locks import FileLocks, KeyedLocks
 from .immutable_store import ImmutableStore, create_frozen_tags, guard_tag_writes
@@ -258,7 +257,7 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
 
     @classmethod
     def _check_quota(cls, conn: sqlite3.Connection, repository: str, digest: str, size: int,
-                     kind: str = "blob") -> None:
+                     kind: str = "blob", warn: bool = True) -> None:
         """Inside the write transaction: refuse a blob link or a manifest (`kind`) that takes the
         tenant past its quota."""
         tenant = repository.split("/", 1)[0]
@@ -268,6 +267,8 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
         used = cls._usage(conn, tenant)
         if used + size > row[0]:
             raise QuotaExceededError(tenant, used, row[0], size, kind=kind)
+        if warn:  # in the link's write transaction (not the pre-check on a reader)
+            drive(quota_warning(SqliteTx(conn), tenant, used, size, row[0]))
 
     @staticmethod
     def _link(conn: sqlite3.Connection, repo_id: int, digest: str, size: int) -> None:
@@ -358,7 +359,7 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
             return  # the common case costs one indexed read
         conn = self._scan_reader
         await asyncio.get_running_loop().run_in_executor(
-            self._read_executor, self._check_quota, conn, repository, digest, size)
+            self._read_executor, self._check_quota, conn, repository, digest, size, "blob", False)
 
     async def quota_room(self, repository: str, *, upload_id: str | None = None,
                          digest: str | None = None) -> QuotaRoom | None:
@@ -506,7 +507,8 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
             refs += [(repo_id, manifest.digest, d, "manifest") for d in set(manifest.manifest_refs)]
             conn.executemany("INSERT OR IGNORE INTO manifest_references VALUES (?, ?, ?, ?)", refs)
             tx = SqliteTx(conn)
-            frozen = drive(guard_tag_writes(tx, self.tag_guard, repo_id, repository, manifest.digest, tags))
+            frozen = drive(guard_tag_writes(tx, self.tag_guard, repo_id, repository, manifest.digest, tags,
+                                            previous))  # the tags' rows, read once
             for tag in tags:
                 if tag in frozen:
                     continue
@@ -571,24 +573,6 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
     _APP_JOIN = ("FROM app_versions a JOIN repositories r ON r.id = a.repository_id "
                  "JOIN tags t ON t.repository_id = a.repository_id AND t.name = a.tag AND t.digest = a.digest")
 
-    async def index_app_version(self, repository: str, tag: str, digest: str, entry: AppIndexEntry) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            return conn.execute(
-                "INSERT INTO app_versions (repository_id, tag, digest, app_key, title, summary, categories, "
-                "version, document, icon_digest, icon_media_type, indexed_at) "
-                "SELECT t.repository_id, t.name, t.digest, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM tags t "
-                "JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.name = ? AND t.digest = ? "
-                "ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, "
-                "app_key = excluded.app_key, title = excluded.title, summary = excluded.summary, "
-                "categories = excluded.categories, version = excluded.version, document = excluded.document, "
-                "icon_digest = excluded.icon_digest, icon_media_type = excluded.icon_media_type, "
-                "indexed_at = excluded.indexed_at",
-                (entry.app_key, entry.title, entry.summary, app_categories_text(entry.categories), entry.version,
-                 entry.document, entry.icon_digest, entry.icon_media_type, time.time(), repository, tag, digest),
-            ).rowcount > 0
-
-        return await self._write(run)
-
     async def unindex_app_versions(self, repository: str, tags: list[str]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             repo_id = self._repo_id(conn, repository, False)
@@ -625,11 +609,6 @@ class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteS
                         (repository, tag))
         return app_version_record(row) if row else None
 
-    async def set_app_version_deprecated(self, repository: str, tag: str, deprecated: bool) -> bool:
-        return await self._write(lambda conn: conn.execute(
-            "UPDATE app_versions SET deprecated = ? WHERE tag = ? "
-            "AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
-            (int(deprecated), tag, repository)).rowcount > 0)
 
 def _event(conn: sqlite3.Connection, event_type: str, repository: str, subject: str, data: dict) -> None:
     """An event in the writer's open transaction (hub/db/event_store.py)."""

@@ -21,6 +21,7 @@ TAG_PUSHED = TYPE_PREFIX + "tag.pushed"
 TAG_MOVED = TYPE_PREFIX + "tag.moved"
 TAG_DELETED = TYPE_PREFIX + "tag.deleted"
 BLOB_MOUNTED = TYPE_PREFIX + "blob.mounted"
+BLOB_DELETED = TYPE_PREFIX + "blob.deleted"
 PULLED = TYPE_PREFIX + "pull"
 REPOSITORY_DELETED = TYPE_PREFIX + "repository.deleted"
 MEMBER_SET = TYPE_PREFIX + "member.set"
@@ -28,6 +29,12 @@ MEMBER_REMOVED = TYPE_PREFIX + "member.removed"
 ROBOT_CREATED = TYPE_PREFIX + "robot.created"
 ROBOT_REVOKED = TYPE_PREFIX + "robot.revoked"
 ROBOT_DELETED = TYPE_PREFIX + "robot.deleted"
+APP_VERSION_PUBLISHED = TYPE_PREFIX + "app.version.published"
+APP_VERSION_DEPRECATED = TYPE_PREFIX + "app.version.deprecated"
+QUOTA_WARNING = TYPE_PREFIX + "quota.warning"
+QUOTA_EXCEEDED = TYPE_PREFIX + "quota.exceeded"
+# A tenant's usage crossing this share of its quota (upwards) is a quota.warning, once per crossing.
+QUOTA_WARNING_FRACTION = 0.8
 
 # type -> (what it means, the keys of its data beyond `actor`, which every event has)
 EVENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -43,6 +50,9 @@ EVENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
                                                                                      "reason")),
     BLOB_MOUNTED: ("A blob was linked into a repository by a cross-repository mount.", ("repository", "digest",
                                                                                         "size", "from")),
+    BLOB_DELETED: ("GC deleted a blob no repository links any more (`actor` `gc`; its bytes go after the "
+                   "commit). Platform-wide subscriptions only: a blob belongs to no tenant.", ("digest", "size",
+                                                                                              "reason")),
     PULLED: ("Pulls of one tag or digest, aggregated per flush of the pull buffer (about one second): `count` "
              "manifest GETs and HEADs between `first_at` and `last_at`.", ("repository", "tag", "digest", "count",
                                                                           "first_at", "last_at")),
@@ -55,6 +65,18 @@ EVENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
                                                                         "actions", "expires_at")),
     ROBOT_REVOKED: ("A robot account was revoked.", ("tenant", "robot")),
     ROBOT_DELETED: ("A robot account was deleted.", ("tenant", "robot")),
+    APP_VERSION_PUBLISHED: ("A tag was indexed as an app store version (a new version, or its tag moved to other "
+                            "content; indexing the same manifest again is no event).", ("repository", "tag",
+                                                                                        "version", "app",
+                                                                                        "digest")),
+    APP_VERSION_DEPRECATED: ("An app version was marked deprecated (or, `deprecated` false, no longer).",
+                             ("repository", "tag", "version", "app", "deprecated")),
+    QUOTA_WARNING: ("A blob link or manifest took the tenant's usage past 80% of its quota (once per crossing: "
+                    "usage must fall below 80% again for the next).", ("tenant", "used_bytes", "limit_bytes",
+                                                                       "percent")),
+    QUOTA_EXCEEDED: ("A push was refused because it would take the tenant past its quota (one event per "
+                     "refused request; nothing was stored).", ("tenant", "repository", "used_bytes", "limit_bytes",
+                                                              "requested_bytes", "kind")),
 }
 
 

@@ -33,6 +33,7 @@ from storage_backends import PathNotFoundError, StorageDriver, StorageError
 from ..db import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord
 from ..db.base import QuotaExceededError, QuotaRoom
 from ..db.immutable_store import TagImmutableError
+from ..events import cloudevents
 from ..errors import (
     BlobUnknown,
     BlobUploadUnknown,
@@ -183,6 +184,24 @@ class Registry:
         store.tag_guard = tag_guard(immutable_app_versions)
 
     # Blobs ---------------------------------------------------------------------------
+    async def _quota_refused(self, exc: QuotaExceededError, repository: str) -> Denied:
+        """The 403 for a push the quota refused, with its quota.exceeded event."""
+        denied = _quota_denied(exc)
+        await self._quota_exceeded_event(repository, denied.detail)
+        return denied
+
+    async def _quota_exceeded_event(self, repository: str, detail: dict) -> None:
+        """A refused push's quota.exceeded event, in a transaction of its own (the refused change
+        rolled back, or never started); a failure to write it is logged, the refusal stands."""
+        try:
+            await self.store.record_event(cloudevents.QUOTA_EXCEEDED, repository=None, subject=detail["tenant"],
+                                          tenant=detail["tenant"], data={
+                                              "tenant": detail["tenant"], "repository": repository,
+                                              "used_bytes": detail["used_bytes"], "limit_bytes": detail["limit_bytes"],
+                                              "requested_bytes": detail["requested_bytes"], "kind": detail["kind"]})
+        except Exception:
+            log.exception("writing the quota.exceeded event of %s failed", repository)
+
     async def stat_blob(self, repository: str, digest_str: str) -> BlobLocation:
         digest = parse_digest(digest_str)
         size = await self.store.get_blob_size(repository, str(digest))
@@ -237,7 +256,7 @@ class Registry:
                     try:
                         await self.store.link_blob(repository, digest, size, mounted_from=candidate)
                     except QuotaExceededError as exc:
-                        raise _quota_denied(exc) from None
+                        raise await self._quota_refused(exc, repository) from None
                     return True
         return False
 
@@ -426,7 +445,9 @@ class Registry:
             return None
         allowance = _Allowance(room, held, "blob" if upload_id is None else "upload")
         if length is not None and length > allowance.free:
-            raise allowance.refusal(length)
+            refused = allowance.refusal(length)
+            await self._quota_exceeded_event(repository, refused.detail)
+            raise refused
         return allowance
 
     async def _receive(self, repository: str, upload_id: str, writer, hasher, algorithm: str,
@@ -442,8 +463,9 @@ class Registry:
             raise
         try:
             await self._pump(chunks, writer, hasher, self._size_limit(start), allowance=allowance)
-        except _OverQuota:
+        except _OverQuota as refused:
             await self._discard_since(upload_id, writer, start, algorithm, hasher)
+            await self._quota_exceeded_event(repository, refused.detail)
             raise
         except BaseException:
             await self._pause(upload_id, writer, algorithm, None)  # how far the hash got is unknown; rebuilt at commit
@@ -500,7 +522,7 @@ class Registry:
             except QuotaExceededError as exc:
                 # Lost a race with another push into the tenant: nothing was linked or counted.
                 await self._drop_upload(upload_id)
-                raise _quota_denied(exc) from None
+                raise await self._quota_refused(exc, repository) from None
             self._hashes.pop(upload_id, None)
             await self._delete_quietly(f"uploads/{upload_id}")
         return digest
@@ -530,15 +552,17 @@ class Registry:
                 watch.hashed()
             await writer.commit()
             await self._verify(repository, path, digest, size, hasher, on_failure=None)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 await writer.cancel()
             await self._delete_quietly(f"uploads/{upload_id}")
+            if isinstance(exc, _OverQuota):  # crossed the quota mid-body (unannounced length)
+                await self._quota_exceeded_event(repository, exc.detail)
             raise
         try:
             await self._place(path, digest, lambda: self.store.link_blob(repository, str(digest), size))
         except QuotaExceededError as exc:
-            raise _quota_denied(exc) from None
+            raise await self._quota_refused(exc, repository) from None
         finally:
             await self._delete_quietly(f"uploads/{upload_id}")
         return digest
@@ -561,7 +585,7 @@ class Registry:
         except QuotaExceededError as exc:
             if on_failure is not None:
                 await on_failure()
-            raise _quota_denied(exc) from None
+            raise await self._quota_refused(exc, repository) from None
 
     async def _place(self, path: str, digest: Digest, link: Callable[[], Awaitable[None]]) -> None:
         """Move verified data at `path` to its content address unless the bytes are there, and
@@ -687,7 +711,7 @@ class Registry:
         try:
             missing = await self.store.put_manifest(repository, record, tags, **options)
         except QuotaExceededError as exc:
-            raise _quota_denied(exc) from None
+            raise await self._quota_refused(exc, repository) from None
         except TagImmutableError as exc:
             raise _immutable_denied(exc) from None
         if missing:

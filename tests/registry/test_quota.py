@@ -271,3 +271,27 @@ async def test_monolithic_push_of_a_blob_the_tenant_holds_needs_no_room(client, 
     assert (await push(client, "team/one", os.urandom(5 * KB))).status == 201
     assert (await push(client, "team/two", shared)).status == 201  # 9 KB used, 4 KB more announced
     assert await store.tenant_usage("team") == 9 * KB
+
+
+async def test_quota_warning_at_80_percent_and_quota_exceeded_for_a_refused_push_are_events(client, store):
+    """Issue 17: quota.warning when usage crosses 80 % (in the link's transaction), quota.exceeded for
+    each refused push (its own transaction: the push rolled back)."""
+    def quota_events(events):
+        return [(e.type.removeprefix("io.daohub."), e.cloudevent()["data"]) for e in events
+                if e.type.startswith("io.daohub.quota.")]
+
+    assert (await push(client, "team/one", os.urandom(7 * KB))).status == 201  # 70 %: nothing
+    assert quota_events(await store.events_after(0)) == []
+    assert (await push(client, "team/one", os.urandom(1 * KB))).status == 201  # 80 %: the crossing
+    assert (await push(client, "team/one", os.urandom(1 * KB))).status == 201  # 90 %: no second warning
+    refused = os.urandom(2 * KB)
+    r = await push(client, "team/one", refused)
+    assert r.status == 403
+    got = quota_events(await store.events_after(0))
+    assert [t for t, _ in got] == ["quota.warning", "quota.exceeded"]
+    assert {k: got[0][1][k] for k in ("tenant", "used_bytes", "limit_bytes", "percent")} == {
+        "tenant": "team", "used_bytes": 8 * KB, "limit_bytes": 10 * KB, "percent": 80.0}
+    assert {k: v for k, v in got[1][1].items() if k != "actor"} == {
+        "tenant": "team", "repository": "team/one", "used_bytes": 9 * KB, "limit_bytes": 10 * KB,
+        "requested_bytes": 2 * KB, "kind": "blob"}
+    assert await store.tenant_usage("team") == 9 * KB

@@ -101,6 +101,22 @@ async def test_retention_and_gc_deletes_write_events_with_their_actor(events):
         ("manifest.deleted", f"acme/app@{one}", "gc", "untagged and unreferenced")]
 
 
+
+async def test_gc_deleting_a_blob_is_a_blob_deleted_event_of_gc(events):
+    m = manifest(salt="only", blobs=[BLOB])
+    await events.link_blob("acme/app", BLOB, 7)
+    assert await events.put_manifest("acme/app", m, []) == []
+    assert await events.delete_manifest("acme/app", m.digest)
+    start = await _last_seq(events)
+    for kind in ("link", "blob"):
+        for review in await events.gc_claim(kind, 2 ** 40):
+            await events.gc_verdict(review, 2 ** 40)
+    got = [(t, s, d) for t, s, d in await _events(events, start)]
+    assert got == [("blob.deleted", BLOB, {"digest": BLOB, "size": 7, "reason": "no manifest references it",
+                                           "actor": "gc"})]
+    assert (await events.events_after(start))[0].cloudevent()["source"] == "/daohub"
+
+
 @pytest.mark.parametrize(("types", "repos", "event_type", "repository", "expected"), [
     ((), (), "io.daohub.tag.moved", "a/b", True),
     (("io.daohub.tag.*",), (), "io.daohub.tag.moved", "a/b", True),
@@ -322,3 +338,56 @@ async def test_changes_refused_for_an_immutable_tag_write_no_event_and_its_first
     assert await _events(events, start) == []
     assert [(t, s) for t, s, _ in await _events(events)] == [("manifest.pushed", f"acme/app@{first}"),
                                                               ("tag.pushed", "acme/app:v1")]
+
+
+async def test_crossing_80_percent_of_a_quota_is_one_warning_per_crossing(events):
+    first = manifest(salt="q1")
+    size = len(first.content)
+    await events.create_tenant("q", "Q", int(size * 2.2))  # 2 manifests: 91 %; 1: 45 %
+    assert await events.put_manifest("q/app", first, ["1"]) == []
+    assert [t for t, _, _ in await _events(events)] == ["manifest.pushed", "tag.pushed"]
+    after = await _last_seq(events)
+    second = manifest(salt="q2")
+    assert len(second.content) == size
+    assert await events.put_manifest("q/app", second, ["2"]) == []
+    got = [(t, s, d) for t, s, d in await _events(events, after) if t == "quota.warning"]
+    assert [(t, s) for t, s, _ in got] == [("quota.warning", "q")]
+    assert got[0][2]["used_bytes"] == 2 * size and got[0][2]["limit_bytes"] == int(size * 2.2)
+    after = await _last_seq(events)
+    with pytest.raises(QuotaExceededError):  # refused: rolled back, no event of the store's
+        await events.put_manifest("q/app", manifest(salt="q3"), ["3"])
+    assert await _events(events, after) == []
+    assert await events.delete_manifest("q/app", second.digest)  # below the line again...
+    after = await _last_seq(events)
+    assert await events.put_manifest("q/app", manifest(salt="q4"), ["4"]) == []  # ...and over it: again
+    assert [t for t, _, _ in await _events(events, after)].count("quota.warning") == 1
+    event = next(e for e in await events.events_after(after) if e.type.endswith("quota.warning")).cloudevent()
+    assert event["source"] == "/daohub/tenants/q"
+
+
+async def test_app_versions_published_and_deprecated_are_events_of_their_transaction(events):
+    from hub.db.base import AppIndexEntry
+
+    entry = AppIndexEntry("voting", "Voting", "Vote", ("demo",), "1.0.0", "{}", None, None)
+    one = await _push(events, "acme/voting", ["1.0.0"], salt="a1")
+    after = await _last_seq(events)
+    with MetadataStore.acting_as("ada"):
+        assert await events.index_app_version("acme/voting", "1.0.0", one, entry)
+        assert await events.index_app_version("acme/voting", "1.0.0", one, entry)  # the same again: no event
+        assert not await events.index_app_version("acme/voting", "1.0.0", "sha256:" + "0" * 64, entry)  # not the tag's
+        assert await events.set_app_version_deprecated("acme/voting", "1.0.0", True)
+        assert await events.set_app_version_deprecated("acme/voting", "1.0.0", True)  # no change: no event
+        assert not await events.set_app_version_deprecated("acme/voting", "9.9.9", True)
+        assert await events.set_app_version_deprecated("acme/voting", "1.0.0", False)
+    got = await _events(events, after)
+    assert got == [
+        ("app.version.published", "acme/voting:1.0.0", {"repository": "acme/voting", "tag": "1.0.0",
+                                                         "version": "1.0.0", "app": "voting", "digest": one,
+                                                         "actor": "ada"}),
+        ("app.version.deprecated", "acme/voting:1.0.0", {"repository": "acme/voting", "tag": "1.0.0",
+                                                          "version": "1.0.0", "app": "voting", "deprecated": True,
+                                                          "actor": "ada"}),
+        ("app.version.deprecated", "acme/voting:1.0.0", {"repository": "acme/voting", "tag": "1.0.0",
+                                                          "version": "1.0.0", "app": "voting", "deprecated": False,
+                                                          "actor": "ada"})]
+    assert (await events.get_app_version("acme/voting", "1.0.0")).deprecated is False
