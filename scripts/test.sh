@@ -33,7 +33,9 @@ log() { printf '==> %s\n' "$*" >&2; }
 # chromium: the headless browser of the web catalog's tests (driven by Playwright; never `playwright install`)
 # libatomic1: the node binary inside Playwright's Python wheel links libatomic.so.1, which a fresh
 #   Debian 12 lacks (without it every browser test errors in setup)
-# npm: installs axe-core (the console's accessibility check) into .cache/node
+# npm: installs axe-core (the console's accessibility check) into .cache/node; asked of apt only when
+#   no npm is on PATH (a machine with NodeSource's nodejs has npm already, and Debian's npm package
+#   conflicts with that nodejs: apt refuses with 'held broken packages')
 # git: the git CLI of the app store's git-endpoint tests (tests/appstore/test_git.py)
 # slapd, ldap-utils: a throwaway OpenLDAP server per test session for LDAP sign-in (tests/helpers/slapd.py
 #   starts it itself on a loopback port; ldapadd/ldapmodify load and change its entries)
@@ -45,8 +47,9 @@ DEBIAN_PACKAGES=(
   skopeo podman buildah docker.io docker-registry busybox-static
   curl ca-certificates git iproute2
   postgresql nginx-light nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-dev
-  chromium libatomic1 slapd ldap-utils npm rsyslog
+  chromium libatomic1 slapd ldap-utils rsyslog
 )
+command -v npm >/dev/null 2>&1 || DEBIAN_PACKAGES+=(npm)
 
 installed() { [[ "$(dpkg -s "$1" 2>/dev/null)" == *"Status: install ok installed"* ]]; }
 

@@ -5,7 +5,8 @@ two-platform image with that robot; the admin finds it in the repository list, o
 (layers, platforms, config, source revision, pull commands) and deletes a tag. A guest sees no
 Delete button and a direct POST is refused; an admin of another tenant sees none of team's
 private repositories or audit rows on any page, by search or by URL (404). axe-core runs on the
-main pages; screenshots of them go to docs/screenshots/.
+main pages; screenshots of them go to test-artifacts/console/ (docs/screenshots/ with
+DAOHUB_UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from tests.helpers.server import REPO_ROOT
 from .conftest import ADMIN_PASSWORD, IN_CI, OUTSIDER, USERS, api
 
 TENANT_ADMIN = ("tess", "tess-pw-123")
-SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+# The committed screenshots are rewritten only when asked (DAOHUB_UPDATE_SCREENSHOTS=1); otherwise a run
+# writes them under test-artifacts/, so a test run leaves the work tree clean.
+SCREENSHOTS = (
+    REPO_ROOT / "docs" / "screenshots"
+    if os.environ.get("DAOHUB_UPDATE_SCREENSHOTS") == "1"
+    else REPO_ROOT / "test-artifacts" / "console"
+)
 AXE = REPO_ROOT / ".cache" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 SOURCE = "https://git.example/team/web"
