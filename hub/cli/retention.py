@@ -89,8 +89,10 @@ async def run(config, args) -> int:
                 setter = admin.set_immutable_tag_rules if rules else admin.set_retention_policy
                 stored = await setter(args.tenant, document)
                 print(json.dumps(stored.document, indent=2, sort_keys=True))
+                print(f"daohub: replaced the {what} of tenant {args.tenant} (above)", file=sys.stderr)
             else:
                 await (admin.delete_immutable_tag_rules if rules else admin.delete_retention_policy)(args.tenant)
+                print(f"deleted the {what} of tenant {args.tenant}")
         except Problem as problem:
             details = [f"  {e.get('pointer', '').removeprefix('#')}: {e['detail']}" for e in problem.errors or ()]
             return _fail("\n".join([problem.detail if not details else f"invalid {what}:", *details]))
