@@ -88,6 +88,8 @@ class RetentionReport:
     counts: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     verdicts: list[RetentionVerdict] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
+    # Who watches the run (grow(n), advance(n)); not a field, so never in as_dict().
+    progress = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -115,10 +117,12 @@ class Retention:
         self.owner = uuid.uuid4().hex  # this process, as a run's lease holder
 
     async def run(self, *, dry_run: bool = False, tenant: str | None = None, trigger: str = "cli",
-                  actor: str = "cli", slot: int | None = None) -> RetentionReport:
+                  actor: str = "cli", slot: int | None = None, progress=None) -> RetentionReport:
         """One run over every tenant with a policy (or only `tenant`). `slot`: a scheduled run's
-        interval; another replica may have it (then `ran` is False)."""
+        interval; another replica may have it (then `ran` is False). `progress` (grow/advance, as
+        hub/cli/progress.Meter) counts the verdicts carried out, tenant by tenant."""
         report = RetentionReport(dry_run, tenant, trigger, started_at=time.time())
+        report.progress = progress
         if not dry_run:
             report.run_id = await self.store.retention_claim_run(
                 owner=self.owner, lease_seconds=self.lease_seconds, tenant=tenant, trigger=trigger, actor=actor,
@@ -206,7 +210,11 @@ class Retention:
         pause = os.environ.get(PAUSE_ENV)
         if pause and not report.dry_run:
             await asyncio.sleep(float(pause))
+        if report.progress is not None:
+            report.progress.grow(len(verdicts))
         for v in verdicts:
+            if report.progress is not None:
+                report.progress.advance(1)
             if v.action != DELETE:
                 if v.tag is not None:
                     c["protected" if v.action == PROTECT else "kept"] += 1
