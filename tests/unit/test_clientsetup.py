@@ -167,3 +167,15 @@ def test_plan_refuses_a_server_that_mirrors_nothing_and_docker_without_a_default
 def test_a_server_that_is_not_a_registry_url_is_refused(server):
     with pytest.raises(SetupError, match="is not a registry URL"):
         client.fetch_setup(server)
+
+
+def test_without_server_the_config_names_this_registry(tmp_path):
+    from hub.config import load_config
+
+    def config(**server):
+        return load_config(environ={}, overrides={"data_dir": str(tmp_path), "server": server})
+
+    assert client.default_server(config(public_url="https://registry.acme.test")) == "https://registry.acme.test"
+    assert client.default_server(config(addr="10.0.0.7:5000")) == "http://10.0.0.7:5000"
+    with pytest.raises(SetupError, match="name this server with --server URL"):
+        client.default_server(config(addr="0.0.0.0:5000"))
