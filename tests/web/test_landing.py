@@ -155,3 +155,9 @@ async def test_without_a_default_mirror_the_page_says_docker_cannot_use_it(aioht
     page = await landing(client, Host="hub.example:5000")
     assert "registry-mirrors" in page and '"registry-mirrors"' not in page and "none is set" in page
     assert "/etc/containerd/certs.d/ghcr.io/hosts.toml" in page
+
+
+async def test_with_nothing_mirrored_the_page_offers_no_client_setup_command(hub):
+    page = await landing(hub, Host="hub.example:5000")
+    assert "No upstream registry is cached here" in page and "daohub client setup" not in page
+    assert '"registry-mirrors": ["http://hub.example:5000"]' in page   # what Docker Hub would need
