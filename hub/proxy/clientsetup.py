@@ -216,5 +216,16 @@ def merge_registries_conf(existing: str, setup: Setup) -> str:
         for m in [ours, *mirrors]:
             table.append(m)
         entry["mirror"] = table
-    text = tomlkit.dumps(document)
-    return text if text.endswith("\n") else text + "\n"
+    return _spaced(tomlkit.dumps(document))
+
+
+def _spaced(text: str) -> str:
+    """A blank line before each [[registry]] or [[registry.mirror]] that follows a key line directly
+    (tomlkit appends tables without one); comments stay next to the table they describe."""
+    out: list[str] = []
+    for line in text.rstrip("\n").split("\n"):
+        if line in ("[[registry]]", "[[registry.mirror]]") and out and out[-1].strip() \
+                and not out[-1].lstrip().startswith("#"):
+            out.append("")
+        out.append(line)
+    return "\n".join(out) + "\n"
