@@ -27,20 +27,30 @@ from dataclasses import dataclass, field
 import tomlkit
 import tomlkit.exceptions
 
+from ..registry.names import COMPONENT_RE
+
 # Docker Hub's registry goes by these names; its API lives at registry-1.docker.io.
 DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 DOCKER_HUB_SERVER = "https://registry-1.docker.io"
 _LOOPBACK = re.compile(r"(?:127(?:\.[0-9]{1,3}){3}|localhost|\[::1\])(?::[0-9]+)?")
-# What a client takes as a registry host rather than a repository's first component (docker's rule).
-_HOST_LIKE = re.compile(r"[^/\s]*[.:][^/\s]*|localhost")
+# A registry address: a DNS name, an IPv4 address or a bracketed IPv6 address, with an optional port.
+# Nothing else may become a file name under certs.d/ or a value in the TOML and JSON written.
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+                   r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 
 
 class SetupError(ValueError):
     """An existing file cannot be merged into, or the server offers nothing for this client."""
 
 
+def is_host(name: str) -> bool:
+    return len(name) <= 260 and bool(_HOST.fullmatch(name))
+
+
 def host_like(name: str) -> bool:
-    return bool(_HOST_LIKE.fullmatch(name))
+    """A registry host as clients tell one from a repository's first component (docker's rule: a
+    dot, a port or `localhost`)."""
+    return is_host(name) and ("." in name or ":" in name or name == "localhost")
 
 
 @dataclass(frozen=True)
@@ -96,11 +106,13 @@ class Setup:
         try:
             assert isinstance(data, dict)
             scheme, host = data["scheme"], data["host"]
-            assert scheme in ("http", "https") and isinstance(host, str) and host and "/" not in host
+            assert scheme in ("http", "https") and isinstance(host, str) and is_host(host)
             mirrors = []
             for m in data.get("mirrors", []):
                 names = tuple(m["namespaces"])
-                assert isinstance(m["name"], str) and all(isinstance(n, str) and host_like(n) for n in names)
+                # The name becomes a path prefix (registries.conf); the namespaces directory names.
+                assert isinstance(m["name"], str) and COMPONENT_RE.fullmatch(m["name"])
+                assert all(isinstance(n, str) and host_like(n) for n in names)
                 mirrors.append(Mirror(m["name"], names, bool(m.get("default"))))
         except (AssertionError, KeyError, TypeError) as exc:
             raise SetupError(f"the server's client set-up is not understood ({type(exc).__name__})") from None

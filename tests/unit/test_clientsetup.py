@@ -110,8 +110,16 @@ def test_a_registries_conf_that_cannot_be_merged_is_refused(existing, message):
         clientsetup.merge_registries_conf(existing, HUB)
 
 
-@pytest.mark.parametrize("data", [None, [], {"scheme": "ftp", "host": "h"}, {"scheme": "http", "host": "a/b"},
-                                  {"scheme": "http", "host": "h", "mirrors": [{"name": "x", "namespaces": ["a b"]}]}])
+def _answer(name="x", namespaces=("x.io",), host="h:1") -> dict:
+    return {"scheme": "http", "host": host, "mirrors": [{"name": name, "namespaces": list(namespaces)}]}
+
+
+@pytest.mark.parametrize("data", [
+    None, [], {"scheme": "ftp", "host": "h"}, {"scheme": "http", "host": "a/b"}, _answer(namespaces=["a b"]),
+    # A hostile server: nothing it says may name a file outside certs.d/ or break out of a TOML string.
+    _answer(namespaces=[".."]), _answer(namespaces=["../etc"]), _answer(namespaces=["x.io/../../etc"]),
+    _answer(namespaces=['x.io" evil = "1']), _answer(name="../x"), _answer(name='x"'), _answer(host='h"]\n[x'),
+    _answer(host="h:1/path")])
 def test_a_server_answer_that_is_not_a_set_up_is_refused(data):
     with pytest.raises(SetupError, match="not understood"):
         Setup.from_dict(data)
