@@ -213,41 +213,43 @@ class Retention:
         if report.progress is not None:
             report.progress.grow(len(verdicts))
         for v in verdicts:
-            if report.progress is not None:
-                report.progress.advance(1)
-            if v.action != DELETE:
-                if v.tag is not None:
-                    c["protected" if v.action == PROTECT else "kept"] += 1
-                continue
-            if report.dry_run:
-                v.outcome = "would delete"
-                c["deleted" if v.tag is not None else "untagged_deleted"] += 1
-                continue
-            deletes += 1
-            if deletes % RENEW_EVERY == 0 and not await self.store.retention_renew(
-                    report.run_id, self.owner, self.lease_seconds):
-                raise RuntimeError("another replica took this run over (its lease ran out)")
-            detail = {"by": "retention", "run": report.run_id, "rules": list(v.rules), "reason": v.reason,
-                      "digest": v.digest}
             try:
-                if v.tag is not None:
-                    done = await self.registry.delete_tag(v.repository, v.tag, digest=v.digest,
-                                                          actor="retention", detail=detail)
-                    if done:
-                        v.outcome = "deleted"
+                if v.action != DELETE:
+                    if v.tag is not None:
+                        c["protected" if v.action == PROTECT else "kept"] += 1
+                    continue
+                if report.dry_run:
+                    v.outcome = "would delete"
+                    c["deleted" if v.tag is not None else "untagged_deleted"] += 1
+                    continue
+                deletes += 1
+                if deletes % RENEW_EVERY == 0 and not await self.store.retention_renew(
+                        report.run_id, self.owner, self.lease_seconds):
+                    raise RuntimeError("another replica took this run over (its lease ran out)")
+                detail = {"by": "retention", "run": report.run_id, "rules": list(v.rules), "reason": v.reason,
+                          "digest": v.digest}
+                try:
+                    if v.tag is not None:
+                        done = await self.registry.delete_tag(v.repository, v.tag, digest=v.digest,
+                                                              actor="retention", detail=detail)
+                        if done:
+                            v.outcome = "deleted"
+                        else:
+                            v.outcome = await self._why_not(v)
                     else:
-                        v.outcome = await self._why_not(v)
-                else:
-                    done = await self.registry.delete_untagged_manifest(v.repository, v.digest, actor="retention",
-                                                                         detail=detail)
-                    v.outcome = "deleted" if done else "moved"
-            except Exception as exc:  # one refusal (an immutable tag, say) must not stop the run
-                v.outcome = "failed"
-                report.errors.append(f"{v.repository}:{v.tag or v.digest}: {type(exc).__name__}: {exc}")
-            if v.outcome == "deleted":
-                c["deleted" if v.tag is not None else "untagged_deleted"] += 1
-            elif v.outcome in ("moved", "gone", "failed"):
-                c[v.outcome] += 1
+                        done = await self.registry.delete_untagged_manifest(v.repository, v.digest, actor="retention",
+                                                                             detail=detail)
+                        v.outcome = "deleted" if done else "moved"
+                except Exception as exc:  # one refusal (an immutable tag, say) must not stop the run
+                    v.outcome = "failed"
+                    report.errors.append(f"{v.repository}:{v.tag or v.digest}: {type(exc).__name__}: {exc}")
+                if v.outcome == "deleted":
+                    c["deleted" if v.tag is not None else "untagged_deleted"] += 1
+                elif v.outcome in ("moved", "gone", "failed"):
+                    c[v.outcome] += 1
+            finally:  # a verdict is done once carried out (or refused, or failed)
+                if report.progress is not None:
+                    report.progress.advance(1)
 
     async def _why_not(self, v: RetentionVerdict) -> str:
         """A conditional tag delete found nothing: pushed again elsewhere ("moved") or deleted ("gone")."""
