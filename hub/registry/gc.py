@@ -74,6 +74,9 @@ class GcReport:
     blobs: list[dict] = dataclasses.field(default_factory=list)
     orphans: list[dict] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
+    # Who watches the run (hub/cli/progress.Meter: grow(n), advance(n, nbytes=)); not a field, so
+    # never in as_dict() or the stored report.
+    progress = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -83,6 +86,9 @@ class GcReport:
             listing.append(entry)
 
     def count(self, review: GcReview, verdict: GcVerdict) -> None:
+        if self.progress is not None:
+            self.progress.advance(1, nbytes=verdict.size if verdict.action == "deleted" and verdict.blob_deleted
+                                  else 0)
         prefix = "manifests" if review.kind == "manifest" else "blobs"
         self.counts[f"{prefix}_reviewed"] += 1
         if verdict.action in ("kept", "deferred"):
@@ -123,16 +129,19 @@ class Collector:
         self.cache_namespaces = cache_namespaces
 
     async def run(self, *, dry_run: bool = False, tenant: str | None = None, sweep: bool = False,
-                  grace_seconds: float | None = None, wait: bool = True) -> GcReport:
+                  grace_seconds: float | None = None, wait: bool = True, progress=None) -> GcReport:
         """One pass: the due reviews (and with `sweep`, the storage sweep). A dry run changes nothing.
-        Its writes are the store's background ones: on SQLite pushes and pulls go first."""
+        Its writes are the store's background ones: on SQLite pushes and pulls go first.
+        `progress` (grow/advance, as hub/cli/progress.Meter) counts the reviews as they are done,
+        against the reviews due when the pass starts (the total grows as deletes queue more)."""
         with self.store.background():
-            return await self._run(dry_run, tenant, sweep, grace_seconds, wait)
+            return await self._run(dry_run, tenant, sweep, grace_seconds, wait, progress)
 
     async def _run(self, dry_run: bool, tenant: str | None, sweep: bool, grace_seconds: float | None,
-                   wait: bool) -> GcReport:
+                   wait: bool, progress=None) -> GcReport:
         grace = self.grace_seconds if grace_seconds is None else grace_seconds
         report = GcReport(dry_run, tenant, grace, sweep=sweep, started_at=time.time())
+        report.progress = progress
         single = self.store.dialect == "sqlite"
         async with self.store.lock(PASS_LOCK, wait=wait) if single else _held() as held:
             if not held:
@@ -142,6 +151,10 @@ class Collector:
                 report.run_id = await self.store.gc_start_run(dry_run=False, tenant=tenant, sweep=sweep,
                                                               grace_seconds=grace)
             cutoff = report.started_at - grace
+            if progress is not None:
+                backlog = await self.store.gc_backlog(cutoff)
+                progress.grow(sum(backlog[f"{kind}_due"] for kind in ("manifest", "link", "blob")
+                                  if not (kind == "blob" and tenant is not None)))
             names = await self.cache_namespaces() if self.cache_namespaces else []
             namespaces = tuple(f"{n}/" for n in names)
             try:
