@@ -40,6 +40,10 @@ def build_providers(specs: Sequence[ProviderSpec]) -> list[IdentityProvider]:
             from .ldap import LdapProvider
 
             providers.append(LdapProvider(spec))
+        elif spec.type == "oidc":
+            from .oidc import OidcProvider
+
+            providers.append(OidcProvider(spec))
         else:  # config validation lets no other type through
             raise ValueError(f"unknown identity provider type {spec.type!r}")
     return providers

@@ -154,8 +154,11 @@ class SignInStoreMixin:
         return _account(row) if row else None
 
     # CLI secrets ------------------------------------------------------------------------------------
-    async def create_cli_secret(self, record: CliSecretRecord, actor: str) -> bool:
+    async def create_cli_secret(self, secret_id: str, username: str, name: str, secret_hash: str,
+                                created_at: float, expires_at: float | None, actor: str) -> bool:
         """Store a new secret (by its hash) with its audit row; False past MAX_CLI_SECRETS."""
+        record = CliSecretRecord(secret_id, username, name, secret_hash, created_at, expires_at, None)
+
         async def run(tx) -> bool:
             count = await tx.fetchval("SELECT count(*) FROM cli_secrets WHERE username = $1", record.username)
             if count >= MAX_CLI_SECRETS:
@@ -194,7 +197,10 @@ class SignInStoreMixin:
             "(last_used_at IS NULL OR last_used_at < $3)", secret_id, at, at - 60))
 
     # Browser sign-ins in flight -------------------------------------------------------------------------
-    async def add_login_state(self, record: LoginStateRecord) -> None:
+    async def add_login_state(self, state_hash: str, provider: str, nonce: str, code_verifier: str, binding: str,
+                              next_path: str, expires_at: float) -> None:
+        record = LoginStateRecord(state_hash, provider, nonce, code_verifier, binding, next_path, expires_at)
+
         async def run(tx) -> None:
             # Sign-ins abandoned past their expiry go, a few at a time.
             await tx.execute("DELETE FROM oidc_login_states WHERE state_hash IN (SELECT state_hash FROM "

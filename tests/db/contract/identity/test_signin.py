@@ -3,6 +3,7 @@ identity providers of the admin API, each change with its audit row, the same on
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from hub.db.signin_store import MAX_CLI_SECRETS, CliSecretRecord, LoginStateRecord, SignInOutcome
@@ -50,7 +51,7 @@ async def test_cli_secrets_are_stored_by_hash_listed_and_deleted_with_audit_rows
     await store.create_user("bob", HASH)
     now = time.time()
     rec = CliSecretRecord("s1", "bob", "laptop", "sha256:ab", now, None, None)
-    assert await store.create_cli_secret(rec, "bob")
+    assert await store.create_cli_secret("s1", "bob", "laptop", "sha256:ab", now, None, "bob")
     assert await store.get_cli_secret("s1") == rec
     assert [s.id for s in await store.cli_secrets("bob")] == ["s1"]
     await store.touch_cli_secret("s1", now + 100)
@@ -62,9 +63,8 @@ async def test_cli_secrets_are_stored_by_hash_listed_and_deleted_with_audit_rows
     assert [a for a in await _actions(store)] == [("root", "user.cli_secret.delete", "bob"),
                                                   ("bob", "user.cli_secret.create", "bob")]
     for i in range(MAX_CLI_SECRETS):
-        assert await store.create_cli_secret(CliSecretRecord(f"n{i:02}", "bob", "n", "sha256:cd", now, None, None),
-                                             "bob")
-    assert not await store.create_cli_secret(CliSecretRecord("over", "bob", "n", "sha256:cd", now, None, None), "bob")
+        assert await store.create_cli_secret(f"n{i:02}", "bob", "n", "sha256:cd", now, None, "bob")
+    assert not await store.create_cli_secret("over", "bob", "n", "sha256:cd", now, None, "bob")
     await store.delete_user("bob")
     assert await store.cli_secrets("bob") == []
 
@@ -72,8 +72,8 @@ async def test_cli_secrets_are_stored_by_hash_listed_and_deleted_with_audit_rows
 async def test_a_login_state_is_taken_once_and_not_after_expiry(metadata):
     store = metadata
     live = LoginStateRecord("h1", "corp", "n", "v", "b", "/apps/", time.time() + 60)
-    await store.add_login_state(live)
-    await store.add_login_state(LoginStateRecord("h2", "corp", "n", "v", "b", "/apps/", time.time() - 1))
+    await store.add_login_state(*dataclasses.astuple(live))
+    await store.add_login_state("h2", "corp", "n", "v", "b", "/apps/", time.time() - 1)
     assert await store.take_login_state("h1") == live
     assert await store.take_login_state("h1") is None
     assert await store.take_login_state("h2") is None
