@@ -389,6 +389,15 @@ class AuthService:
         return await self.store.delete_cli_secret(username, secret_id, actor)
 
     # Browser sign-in with an OpenID Connect provider ----------------------------------------------------
+    async def provider_label(self, username: str) -> str:
+        """How the account signs in, for people: "DaoHub" (a local account) or its provider's label."""
+        user = await self.store.get_user(username)
+        name = provider_of(user.password_hash) if user is not None else None
+        if name is None:
+            return "DaoHub"
+        p = self.directory.providers.get(name)
+        return (p.display_name or p.name) if p is not None else name
+
     def browser_providers(self) -> list[tuple[str, str]]:
         """(name, label) of the providers that sign in through the browser, in config order."""
         return [(p.name, p.display_name or p.name) for p in self.directory.order if p.interactive]

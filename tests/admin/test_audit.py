@@ -30,6 +30,8 @@ CHANGES = [
     ("revoke_refresh_token", "DELETE", "/api/v1/users/zoe/refresh-tokens/zoe-token", None,
      "user.refresh_tokens.revoke"),
     ("revoke_refresh_tokens", "DELETE", "/api/v1/users/zoe/refresh-tokens", None, "user.refresh_tokens.revoke"),
+    ("create_cli_secret", "POST", "/api/v1/users/root/cli-secrets", {"name": "laptop"}, "user.cli_secret.create"),
+    ("delete_cli_secret", "DELETE", "/api/v1/users/root/cli-secrets/{secret}", None, "user.cli_secret.delete"),
     ("delete_user", "DELETE", "/api/v1/users/zoe", None, "user.delete"),
     ("delete_tenant", "DELETE", "/api/v1/tenants/acme", None, "tenant.delete"),
     ("create_upstream", "POST", "/api/v1/upstreams", {"name": "quay.io", "url": "https://quay.io"},
@@ -72,6 +74,9 @@ async def test_every_change_writes_one_audit_row(api):
         assert status < 300, (name, status, got)
         if name == "create_tenant_webhook":
             ids["hook"] = got["id"]
+        if name == "create_cli_secret":
+            assert got["secret"].startswith("dhcli_")
+            ids["secret"] = got["id"]
         rows = await audit_rows(api)
         assert len(rows) == before + 1, name
         assert (rows[0].actor, rows[0].action) == ("root", action), name

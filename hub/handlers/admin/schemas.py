@@ -139,7 +139,13 @@ _ROBOT = {
 }
 
 # Request bodies ----------------------------------------------------------------------------------
+CLI_SECRET_NAME = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[\x20-\x7e]+$"}
+
 REQUESTS: dict[str, dict[str, Any]] = {
+    "CliSecretCreate": obj({"name": {**CLI_SECRET_NAME, "description": "What the secret is for (shown in listings)."},
+                            "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 3650,
+                                                "description": "Omitted: it never expires (revoke it then)."}},
+                           ("name",), example={"name": "laptop docker", "expires_in_days": 90}),
     "ProviderLookup": obj({"username": COMPONENT}, ("username",), example={"username": "alice"}),
     "TenantCreate": obj({"name": COMPONENT,
                          "display_name": {"type": "string", "maxLength": admin.MAX_DISPLAY_NAME_LENGTH},
@@ -216,6 +222,12 @@ REQUESTS: dict[str, dict[str, Any]] = {
 
 # Resources ---------------------------------------------------------------------------------------
 RESOURCES: dict[str, dict[str, Any]] = {
+    "CliSecret": obj({"id": {"type": "string", "description": "Delete the secret by this id."},
+                      "name": {"type": "string"}, "created_at": TIMESTAMP, "expires_at": NULLABLE_TIMESTAMP,
+                      "last_used_at": NULLABLE_TIMESTAMP,
+                      "secret": {"type": "string", "description": "Only in the answer that creates it: the "
+                                 "password for `docker login -u <you>`. Never shown again."}},
+                     ("id", "name", "created_at", "expires_at", "last_used_at")),
     "Tenant": obj({"name": {"type": "string"}, "display_name": {"type": "string"},
                    "quota_bytes": {"type": "integer", "nullable": True}, "created_at": TIMESTAMP},
                   ("name", "display_name", "quota_bytes", "created_at")),

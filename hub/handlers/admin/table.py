@@ -129,6 +129,19 @@ API_ROUTES: tuple[Route, ...] = (
       description="Access tokens already issued stay valid until they expire (`auth.token_ttl_seconds`)."),
     R("DELETE", "/users/{username}/refresh-tokens/{token_id}", users.revoke_refresh_token,
       "Revoke one refresh token of a user (yourself, or anyone as platform admin)", "users", 204),
+    R("GET", "/users/{username}/cli-secrets", users.list_cli_secrets,
+      "List the personal CLI secrets of a user (yourself, or anyone as platform admin)", "users",
+      response="CliSecret", paginated=True, description="The secrets themselves are never shown again."),
+    R("POST", "/users/{username}/cli-secrets", users.create_cli_secret,
+      "Create a personal CLI secret (yourself only): the password for docker login", "users", 201,
+      request="CliSecretCreate", response="CliSecret", conflicts=True,
+      description="The answer holds the secret, once; only its hash is kept. Accounts of an OpenID Connect "
+                  "provider have no password: this is how they use docker, podman and skopeo. Refused with "
+                  "409 past 20 secrets."),
+    R("DELETE", "/users/{username}/cli-secrets/{secret_id}", users.delete_cli_secret,
+      "Revoke a personal CLI secret (yourself, or anyone as platform admin)", "users", 204,
+      description="The next token request with it is refused; tokens issued before keep their grant until "
+                  "they expire (`auth.token_ttl_seconds`)."),
     # Identity providers (docs/sign-in.md)
     R("GET", "/identity-providers", providers.list_identity_providers, "List identity providers: LDAP "
       "directories of the config file (platform admin)", "identity-providers", response="IdentityProvider",
