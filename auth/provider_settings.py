@@ -241,3 +241,40 @@ def _check_filter(template: str, at: str, placeholders: tuple[str, ...]) -> None
         rest = rest.replace(p, "")
     if "{" in rest or "}" in rest:
         raise ValueError(f"{at}: the only placeholders are {', '.join(placeholders)}: {template!r}")
+
+
+# Providers kept in the metadata store (the admin API's): as JSON, their secret apart -------------------
+SECRET_FIELDS = {"ldap": "bind_password", "oidc": "client_secret"}
+FILE_FIELDS = {"ldap": "bind_password_file", "oidc": "client_secret_file"}
+
+
+def spec_to_json(spec: ProviderSpec) -> dict:
+    """The provider as the store keeps it (and the API shows it): every setting but its secret, and
+    only its own type's section."""
+    section = getattr(spec, spec.type)
+    settings = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)
+                if f.name != SECRET_FIELDS[spec.type]}
+    return {"cache_seconds": spec.cache_seconds, spec.type: settings,
+            "group_mappings": [dataclasses.asdict(m) for m in spec.group_mappings]}
+
+
+def spec_from_json(name: str, type_: str, doc: dict, secret: str = "") -> ProviderSpec:
+    """A ProviderSpec from `spec_to_json`'s form (or the admin API's body of that shape) and its secret.
+    Raises ValueError for a key that is not a setting; check_providers checks the values."""
+    if type_ not in PROVIDER_TYPES:
+        raise ValueError(f"type: must be one of {', '.join(PROVIDER_TYPES)}, got {type_!r}")
+    unknown = set(doc) - {"cache_seconds", "group_mappings", type_}
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}")
+    section_type = {"ldap": LdapSettings, "oidc": OidcSettings}[type_]
+    values = dict(doc.get(type_) or {})
+    fields = {f.name for f in dataclasses.fields(section_type)}
+    if set(values) - fields:
+        raise ValueError(f"{type_}: unknown settings {sorted(set(values) - fields)}")
+    values.pop(SECRET_FIELDS[type_], None)
+    section = section_type(**values, **{SECRET_FIELDS[type_]: Secret(secret)})
+    mappings = [GroupMapping(**m) for m in doc.get("group_mappings") or []]
+    spec = ProviderSpec(name=name, type=type_, group_mappings=mappings, **{type_: section})
+    if "cache_seconds" in doc:
+        spec.cache_seconds = float(doc["cache_seconds"])
+    return spec

@@ -38,9 +38,11 @@ from .policy import (
     requested_repository_names,
     tenant_of,
 )
-from .provider_settings import NAME_RE
+from .provider_settings import NAME_RE, check_providers, spec_from_json
 from .providers import (
     Directory,
+    IdentityProvider,
+    build_providers,
     DirectoryAccount,
     ProviderUnavailable,
     mapped_roles,
@@ -61,6 +63,7 @@ UNKNOWN_KID_RELOAD_INTERVAL = 5.0
 ROBOT_PREFIX = "robot$"
 CLI_SECRET_PREFIX = "dhcli_"  # dhcli_<id>_<secret>: the id finds the row, the whole string is hashed
 OIDC_SIGN_IN_SECONDS = 600  # from the redirect to the provider to its callback
+PROVIDER_REFRESH_SECONDS = 2.0  # how often a replica asks whether the admin API changed the providers
 DIRECTORY_LOGIN_SLOTS = 8  # directory sign-ins checked at once per process
 MAX_USER_AGENT = 300  # characters of a client's User-Agent kept with its refresh token
 
@@ -140,6 +143,12 @@ class AuthService:
         self.settings = settings
         # Directory providers (LDAP), asked for accounts that are not local (docs/sign-in.md).
         self.directory = directory or Directory()
+        # Those of the config file, always first; the admin API's follow (refresh_providers).
+        self.config_providers: tuple[IdentityProvider, ...] = self.directory.order
+        self._stored: dict[str, tuple[float, IdentityProvider]] = {}  # name -> (updated_at, provider)
+        self._stored_version = 0
+        self._stored_checked = float("-inf")
+        self._stored_lock = asyncio.Lock()
         self._ring: KeyRing | None = None
         self._ring_loaded = 0.0
         self.issuer = TokenIssuer(self._current_ring, settings.issuer, settings.service)
@@ -209,6 +218,46 @@ class AuthService:
             await self.load_keys()
             return True
 
+    # Identity providers of the admin API ------------------------------------------------------------
+    async def refresh_providers(self, *, force: bool = False) -> None:
+        """Pick up providers the admin API made, changed or deleted (on any replica): the store's
+        version is read at most every PROVIDER_REFRESH_SECONDS, the providers rebuilt when it moved."""
+        now = time.monotonic()
+        if not force and now - self._stored_checked < PROVIDER_REFRESH_SECONDS:
+            return
+        self._stored_checked = now
+        version = await self.store.identity_providers_version()
+        if version == self._stored_version and not force:
+            return
+        async with self._stored_lock:
+            records = await self.store.stored_identity_providers()
+            configured = {p.name for p in self.config_providers}
+            fresh: dict[str, tuple[float, IdentityProvider]] = {}
+            for record in records:
+                if record.name in configured:
+                    continue  # the config file's provider of that name wins (the API refuses to make one)
+                old = self._stored.get(record.name)
+                if old is not None and old[0] == record.updated_at:
+                    fresh[record.name] = old
+                    continue
+                try:
+                    spec = spec_from_json(record.name, record.type, record.settings, record.secret)
+                    check_providers([spec], where=f"identity provider {record.name}")
+                    (provider,) = build_providers([spec])
+                except (ValueError, TypeError, OSError) as exc:
+                    log.warning("identity provider %s of the admin API is left out: %s", record.name, exc)
+                    continue
+                fresh[record.name] = (record.updated_at, provider)
+            gone = [p for name, (_, p) in self._stored.items() if fresh.get(name, (0, None))[1] is not p]
+            self._stored = fresh
+            self.directory.replace([*self.config_providers, *(p for _, p in fresh.values())])
+            self._stored_version = version
+        for provider in gone:
+            await provider.aclose()
+
+    def stored_provider_names(self) -> set[str]:
+        return set(self._stored)
+
     # Bootstrap ---------------------------------------------------------------------------------
     async def ensure_admin(self, password: str | None) -> str | None:
         """Create the platform admin `admin` if there are no users; return a generated password."""
@@ -226,6 +275,7 @@ class AuthService:
     # Principals ----------------------------------------------------------------------------------
     async def principal_for_subject(self, subject: str) -> Principal:
         """Rebuild the principal a token was issued to (for catalog filtering and refresh)."""
+        await self.refresh_providers()
         return (await self._principal_since(subject))[0]
 
     async def _principal_since(self, subject: str) -> tuple[Principal, float]:
@@ -289,6 +339,7 @@ class AuthService:
         process are checked at once (the password hash allows no more anyway): parallel
         logins with the right password, such as a compose file's pulls, are never refused for
         the ones still in flight. Directory sign-ins have DIRECTORY_LOGIN_SLOTS of their own."""
+        await self.refresh_providers()
         address = limiter_address(remote)
         pair, per_address = f"user:{account[:256]}|ip:{address}", f"ip:{address}"
         async with await self._slots_for(account):
@@ -412,6 +463,7 @@ class AuthService:
         """The URL of the provider's authorization endpoint for a new sign-in, whose state, nonce and
         PKCE verifier are kept here (by the state's hash), bound to the browser (`binding`, a value only
         the browser's session cookie gives). Raises SignInRefused, ProviderUnavailable."""
+        await self.refresh_providers()
         p = self._browser_provider(provider)
         state, nonce, verifier = p.new_request_secrets()
         url = await p.authorization_url(redirect_uri, state, nonce, verifier)
@@ -425,6 +477,7 @@ class AuthService:
         redeemed and the ID token checked; the account is provisioned or updated with the groups it
         names. (principal, where to go). Raises SignInRefused, ProviderUnavailable."""
         from auth.providers.oidc import SignInRefused as TokenRefused
+        await self.refresh_providers()
         p = self._browser_provider(provider)
         pending = await self.store.take_login_state(_sha256(state)) if state and len(state) <= 200 else None
         if pending is None or pending.provider != p.name or not secrets.compare_digest(pending.binding,
@@ -475,6 +528,7 @@ class AuthService:
         group mappings give them in existing tenants and whether they make them platform admin;
         None if the provider does not know them. Raises ProviderUnavailable, KeyError for an
         unknown provider."""
+        await self.refresh_providers()
         p = self.directory.providers[provider]
         account = await (self._provider_account(provider, username) if p.interactive else p.lookup(username))
         if account is None:

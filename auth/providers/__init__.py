@@ -61,6 +61,18 @@ class Directory:
     def __bool__(self) -> bool:
         return bool(self.order)
 
+    def replace(self, providers: Sequence[IdentityProvider]) -> None:
+        """Serve these providers from now on (the admin API changed some); answers cached for a
+        provider that is gone or was rebuilt are dropped."""
+        kept = {p.name: p for p in providers}
+        for name, old in self.providers.items():
+            if kept.get(name) is not old:
+                for cache in (self._accounts, self._binds):
+                    for key in [k for k in cache if k[0] == name]:
+                        del cache[key]
+        self.order = tuple(providers)
+        self.providers = kept
+
     async def sign_in(self, username: str, password: str) -> DirectoryAccount | None:
         """A first sign-in (no row yet): the first provider that takes the password. Raises
         ProviderUnavailable when none took it and one of them could not answer."""

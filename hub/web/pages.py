@@ -312,6 +312,7 @@ def _login_page(request: web.Request, status: int = 200, *, next: str, error: st
 async def login_form(request: web.Request) -> web.StreamResponse:
     if AUTH not in request.app:
         return see_other(request, "/apps/")
+    await request.app[AUTH].refresh_providers()
     return _login_page(request, next=_next(request.query.get("next")))
 
 
