@@ -25,6 +25,7 @@ from .provider_settings import (
     spec_from_json,
     spec_to_json,
 )
+from .providers import build_providers
 
 KEEP = object()  # update(): leave the secret as it is
 
@@ -63,7 +64,7 @@ class ProviderAdmin:
         if name in self.config:
             raise Conflict(f"identity provider {name!r} is in the config file")
         secret = _secret_in(body, type_) or ""
-        spec = _checked(name, type_, _settings_in(body), secret)
+        spec = await _checked(name, type_, _settings_in(body), secret)
         if not await self.store.create_identity_provider(name, type_, spec_to_json(spec), secret, self.actor,
                                                          _audit(type_, body)):
             raise Conflict(f"identity provider {name!r} exists already")
@@ -81,7 +82,7 @@ class ProviderAdmin:
                 settings[key] = value
         secret = _secret_in(body, record.type, default=KEEP)
         secret = record.secret if secret is KEEP else (secret or "")
-        spec = _checked(name, record.type, settings, secret)
+        spec = await _checked(name, record.type, settings, secret)
         if not await self.store.update_identity_provider(name, spec_to_json(spec), secret, self.actor,
                                                          _audit(record.type, body)):
             raise NotFound(f"no identity provider {name!r}")
@@ -139,12 +140,15 @@ def _settings_in(body: Mapping[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def _checked(name: str, type_: str, settings: dict[str, Any], secret: str) -> ProviderSpec:
+async def _checked(name: str, type_: str, settings: dict[str, Any], secret: str) -> ProviderSpec:
+    """The spec, checked as the config file's are and built once (a CA file that cannot be read, say)."""
     try:
         spec = spec_from_json(name, type_, settings, secret)
         check_providers([spec], where="provider")
-    except (ValueError, TypeError) as exc:
-        raise ValidationFailed(f"the provider is not valid: {exc}") from None
+        (provider,) = build_providers([spec])
+    except Exception as exc:  # noqa: BLE001 (whatever the provider's library objects to is the caller's error)
+        raise ValidationFailed(f"the provider is not valid: {str(exc)[:300]}") from None
+    await provider.aclose()
     return spec
 
 

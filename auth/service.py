@@ -244,7 +244,7 @@ class AuthService:
                     spec = spec_from_json(record.name, record.type, record.settings, record.secret)
                     check_providers([spec], where=f"identity provider {record.name}")
                     (provider,) = build_providers([spec])
-                except (ValueError, TypeError, OSError) as exc:
+                except Exception as exc:  # noqa: BLE001 (one bad row must not stop the others)
                     log.warning("identity provider %s of the admin API is left out: %s", record.name, exc)
                     continue
                 fresh[record.name] = (record.updated_at, provider)

@@ -5,8 +5,8 @@ nonce, another issuer, an unknown key, a replayed code and a wrong PKCE verifier
 
 from __future__ import annotations
 
-import hashlib
 import base64
+import hashlib
 import re
 from urllib.parse import parse_qs, urlsplit
 

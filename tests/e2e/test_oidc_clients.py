@@ -18,6 +18,7 @@ import pytest
 from tests.helpers.oidc_provider import OidcUser
 from tests.helpers.server import DaoHubProcess
 from tests.web.conftest import browser  # noqa: F401 (the fixture: Debian's chromium through Playwright)
+from tests.web.test_console import axe
 
 from .test_ldap_clients import token_access
 from .util import Layout, docker_login_push_pull_refused, insecure_registry_env, podman_login, run, skopeo
@@ -55,12 +56,15 @@ def oidc_hub(oidc_op, e2e_root, containers_env):
 def signed_in(browser, oidc_hub):  # noqa: F811 (the imported fixture)
     """Chromium: the console sends it to sign in; "Sign in with Corp SSO"; the provider's login form
     and consent page; back in the console, signed in. Then a CLI secret is made on the account page.
-    Returns (the console home's text, the account page's text, the secret)."""
-    context = browser.new_context(base_url=oidc_hub.url, ignore_https_errors=True)  # the provider's private CA
+    Returns (the console home's text, the account page's text, the secret, axe-core's findings on the
+    login and account pages)."""
+    # ignore_https_errors: the provider's certificate is of the tests' private CA; bypass_csp lets axe in.
+    context = browser.new_context(base_url=oidc_hub.url, ignore_https_errors=True, bypass_csp=True)
     try:
         page = context.new_page()
         page.goto("/console/")
         assert "/apps/login" in page.url
+        findings = axe(page)
         page.get_by_role("link", name="Sign in with Corp SSO").click()
         page.wait_for_url(re.compile(r"^https://127\.0\.0\.1:\d+/authorize\?"))
         page.fill("#u", USER)
@@ -68,19 +72,22 @@ def signed_in(browser, oidc_hub):  # noqa: F811 (the imported fixture)
         page.get_by_role("button", name="Log in").click()
         page.get_by_role("button", name="Allow").click()
         page.wait_for_url(f"{oidc_hub.url}/console/")
+        assert page.get_by_text(f"Signed in as {USER}").is_visible()
         home = page.inner_text("main")
         page.goto("/console/account")
         account = page.inner_text("main")
         page.fill("#secret-name", "e2e laptop")
         page.get_by_role("button", name="Create CLI secret").click()
         secret = page.inner_text("#new-secret").strip()
-        return home, account, secret
+        findings += axe(page)
+        return home, account, secret, findings
     finally:
         context.close()
 
 
 def test_chromium_signs_in_through_the_provider_with_roles_from_its_groups(signed_in):
-    home, account, secret = signed_in
+    home, account, secret, findings = signed_in
+    assert findings == []
     assert re.search(r"team-a\s+developer", home) and re.search(r"team-b\s+guest", home), home
     assert USER in account and "Corp SSO" in account, account
     assert re.search(r"team-a\s+developer", account) and re.search(r"team-b\s+guest", account), account
