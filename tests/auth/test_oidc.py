@@ -168,3 +168,28 @@ def test_config_errors_name_the_key(op):
     secret = spec(op)
     assert SECRET not in repr(secret) and SECRET not in repr(OidcProvider(secret))
     check_providers([secret])
+
+
+async def test_the_client_secret_from_a_file(op, tmp_path):
+    secret_file = tmp_path / "oidc-secret"
+    secret_file.write_text(SECRET + "\n")  # a mounted secret's trailing newline is dropped
+    cfg = spec(op)
+    cfg.oidc.client_secret = type(cfg.oidc.client_secret)("")
+    cfg.oidc.client_secret_file = str(secret_file)
+    p = OidcProvider(cfg)
+    try:
+        code, verifier, nonce = await sign_in(p)
+        assert (await p.redeem_code(code, REDIRECT, verifier, nonce)).account.username == "uma"
+    finally:
+        await p.aclose()
+    secret_file.write_text("wrong-secret")
+    p = OidcProvider(cfg)
+    try:
+        code, verifier, nonce = await sign_in(p)
+        with pytest.raises(SignInRefused, match="invalid_client"):
+            await p.redeem_code(code, REDIRECT, verifier, nonce)
+    finally:
+        await p.aclose()
+    secret_file.write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        OidcProvider(cfg)
