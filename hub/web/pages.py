@@ -24,7 +24,7 @@ from appstore.markdown import plain_text, render_markdown
 from appstore.service import AppStore, Upload
 from auth.policy import Principal
 from auth.providers import ProviderUnavailable
-from auth.service import AuthenticationFailed, LoginThrottled
+from auth.service import AuthenticationFailed, LoginThrottled, SignInRefused
 
 from .. import safejson
 from ..clientaddr import client_address
@@ -302,11 +302,73 @@ def _next(value: object) -> str:
     return "/apps/"
 
 
+def _login_page(request: web.Request, status: int = 200, *, next: str, error: str = "", username: str = ""):
+    providers = [(label, f"/apps/login/{quote(name, safe='')}?" + urlencode({"next": next}))
+                 for name, label in request.app[AUTH].browser_providers()]
+    return page(request, "login.html", status, next=next, error=error, username=username, providers=providers,
+                title="Sign in")
+
+
 async def login_form(request: web.Request) -> web.StreamResponse:
     if AUTH not in request.app:
         return see_other(request, "/apps/")
-    return page(request, "login.html", next=_next(request.query.get("next")), error="", username="",
-                title="Sign in")
+    await request.app[AUTH].refresh_providers()
+    return _login_page(request, next=_next(request.query.get("next")))
+
+
+def _callback_url(request: web.Request, provider: str) -> str:
+    """Where the provider sends the browser back: this provider's callback on the public address
+    (server.public_url, else the request's Host; a made-up Host gets a URL the provider refuses)."""
+    scheme, host = address(request)
+    return f"{scheme}://{host}/apps/login/{quote(provider, safe='')}/callback"
+
+
+async def start_provider_sign_in(request: web.Request) -> web.StreamResponse:
+    """"Sign in with <provider>": off to the provider's authorization endpoint, with a state, a nonce
+    and a PKCE challenge kept server-side and bound to this browser's session cookie."""
+    if AUTH not in request.app:
+        raise NotFound("this registry has no accounts")
+    provider = request.match_info["provider"]
+    target = _next(request.query.get("next"))
+    try:
+        url = await request.app[AUTH].start_browser_sign_in(provider, _callback_url(request, provider),
+                                                            request[_SESSION].nonce, target)
+    except SignInRefused as exc:
+        raise NotFound(str(exc)) from None
+    except ProviderUnavailable as exc:
+        return _login_page(request, 503, next=target, error=f"Sign-in is not possible right now: {exc}. "
+                                                            "Try again later.")
+    return finish(request, web.Response(status=302, headers={"Location": url}))
+
+
+async def finish_provider_sign_in(request: web.Request) -> web.StreamResponse:
+    """The provider's redirect back: the state must be one this browser started; the code is
+    redeemed once and the ID token checked, then the browser is signed in."""
+    if AUTH not in request.app:
+        raise NotFound("this registry has no accounts")
+    provider, query = request.match_info["provider"], request.query
+    if query.get("error"):
+        error = str(query.get("error"))[:100]
+        return _login_page(request, 401, next="/apps/", error=f"The identity provider did not sign you in ({error}).")
+    try:
+        principal, target = await request.app[AUTH].finish_browser_sign_in(
+            provider, str(query.get("state", "")), str(query.get("code", "")), _callback_url(request, provider),
+            request[_SESSION].nonce)
+    except SignInRefused as exc:
+        return _login_page(request, 401, next="/apps/", error=f"Sign-in refused: {exc}.")
+    except ProviderUnavailable as exc:
+        return _login_page(request, 503, next="/apps/", error=f"Sign-in is not possible right now: {exc}. "
+                                                              "Try again later.")
+    return await _signed_in(request, principal, _next(target))
+
+
+async def _signed_in(request: web.Request, principal: Principal, target: str) -> web.StreamResponse:
+    # A fresh nonce on signing in: a token seen before no longer works (no session fixation).
+    session = sessions.new_session(session_keys(request), principal.name)
+    await request.app[AUTH].start_web_session(session.sid_hash, principal.name, session.expires)
+    request[_SESSION] = session
+    request[_NEW_SESSION] = True
+    return see_other(request, target)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -317,28 +379,20 @@ async def login(request: web.Request) -> web.StreamResponse:
     username, password = form.get("username"), form.get("password")
     target = _next(form.get("next"))
     if not isinstance(username, str) or not isinstance(password, str) or not username or len(username) > 256:
-        return page(request, "login.html", 400, next=target, error="Enter your username and password.",
-                    username="", title="Sign in")
+        return _login_page(request, 400, next=target, error="Enter your username and password.")
     try:
         principal = await request.app[AUTH].authenticate(username, password, client_address(request))
     except LoginThrottled as exc:
         raise TooManyRequests(f"too many failed sign-ins: try again in {int(exc.retry_after) + 1} seconds",
                               headers={"Retry-After": str(int(exc.retry_after) + 1)}) from None
     except AuthenticationFailed:
-        return page(request, "login.html", 401, next=target, error="Wrong username or password.",
-                    username=username, title="Sign in")
+        return _login_page(request, 401, next=target, error="Wrong username or password.", username=username)
     except ProviderUnavailable as exc:
-        return page(request, "login.html", 503, next=target, username=username, title="Sign in",
-                    error=f"Sign-in is not possible right now: {exc}. Try again later.")
+        return _login_page(request, 503, next=target, username=username,
+                           error=f"Sign-in is not possible right now: {exc}. Try again later.")
     if not principal.is_authenticated(_now()) or principal.robot is not None:
-        return page(request, "login.html", 401, next=target, error="This account cannot sign in here.",
-                    username=username, title="Sign in")
-    # A fresh nonce on signing in: a token seen before no longer works (no session fixation).
-    session = sessions.new_session(session_keys(request), principal.name)
-    await request.app[AUTH].start_web_session(session.sid_hash, principal.name, session.expires)
-    request[_SESSION] = session
-    request[_NEW_SESSION] = True
-    return see_other(request, target)
+        return _login_page(request, 401, next=target, error="This account cannot sign in here.", username=username)
+    return await _signed_in(request, principal, target)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -505,6 +559,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/apps/static/{file}", static)
     app.router.add_get("/apps/login", wrap(login_form))
     app.router.add_post("/apps/login", wrap(login))
+    app.router.add_get("/apps/login/{provider}", wrap(start_provider_sign_in))
+    app.router.add_get("/apps/login/{provider}/callback", wrap(finish_provider_sign_in))
     app.router.add_post("/apps/logout", wrap(logout))
     app.router.add_get("/apps/publish", wrap(publish_form))
     app.router.add_post("/apps/publish", wrap(publish))
