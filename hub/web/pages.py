@@ -28,7 +28,7 @@ from auth.service import AuthenticationFailed, LoginThrottled
 
 from .. import safejson
 from ..clientaddr import client_address
-from ..handlers.appstore.apps import appstore
+from ..handlers.appstore.apps import appstore, icon_response
 from ..keys import AUTH, CONFIG, ROUTE
 from ..problems import Forbidden, MalformedRequest, NotFound, Problem, TooManyRequests, ValidationFailed
 from . import forms
@@ -270,9 +270,7 @@ async def render_app(request: web.Request) -> web.StreamResponse:
 async def icon(request: web.Request) -> web.StreamResponse:
     data, media_type, digest = await _service(request).icon(request[_PRINCIPAL], request.match_info["name"],
                                                             request.query.get("version") or None)
-    response = web.Response(body=data, content_type=media_type, headers={
-        "ETag": f'"{digest}"', "Cache-Control": "private, max-age=3600",
-        "Content-Security-Policy": "default-src 'none'; sandbox", "X-Content-Type-Options": "nosniff"})
+    response = icon_response(request, data, media_type, digest, shared=False)
     if request.get(_NEW_SESSION):
         _set_cookie(request, response, request[_SESSION])
     return response

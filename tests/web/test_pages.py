@@ -113,6 +113,19 @@ async def test_script_injection_is_escaped(hub):
         assert "&lt;script&gt;alert(&#34;t&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html
 
 
+async def test_icons_are_served_as_images_only(hub):
+    r = await hub.get("/apps/icon/team/web")
+    assert r.status == 200 and r.content_type == "image/png" and await r.read() == PNG
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert r.headers["Cache-Control"].startswith("private")
+    again = await hub.get("/apps/icon/team/web", headers={"If-None-Match": r.headers["ETag"]})
+    assert again.status == 304 and await again.read() == b""
+    # The pages that show it keep their own policy: images from this origin only.
+    page = await hub.get("/apps/")
+    assert page.headers["Content-Security-Policy"] == CSP and "img-src 'self'" in CSP
+
+
 async def test_private_app_needs_a_member(hub):
     for path in ("/apps/app/team/private", "/apps/icon/team/private", "/apps/manage/team/private"):
         r = await hub.get(path, allow_redirects=False)
