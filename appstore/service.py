@@ -176,6 +176,28 @@ class AppStore:
         body["versions"] = [version_summary_json(r, records) for r in versions]
         return body
 
+    async def abilities(self, principal: Principal, repository: str) -> dict[str, bool]:
+        """What the caller may do to an app it sees (the rules of publish, set_deprecated and
+        delete_version), so pages offer only those actions: publish, deprecate, delete."""
+        records = await self._versions(principal, repository)
+        info = self._info(records[0])
+        signed_in = principal.is_authenticated(_now())
+        return {"publish": signed_in and PUSH in policy.allowed_actions(principal, info, _now()),
+                "deprecate": signed_in and policy.can_administer_repository(principal, info),
+                "delete": signed_in and policy.can_delete(principal, info, _now())}
+
+    async def changelog(self, principal: Principal, repository: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest `limit` versions of an app, newest first, each with its release notes."""
+        records = await self._versions(principal, repository)
+        out = []
+        for record in _dedupe(records)[:limit]:
+            full = await self.store.get_app_version(repository, record.tag)
+            if full is None:  # deleted in between
+                continue
+            notes = catalog.read_document(full.document, repository, full.tag).version.release_notes
+            out.append({**version_summary_json(record, records), "release_notes": notes})
+        return out
+
     async def version(self, principal: Principal, repository: str, tag: str) -> dict[str, Any]:
         record = await self._record(principal, repository, tag)
         indexed = catalog.read_document(record.document, repository, tag)

@@ -20,7 +20,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from appstore import artifact
-from appstore.markdown import plain_text, render_markdown
+from appstore.markdown import render_markdown
 from appstore.service import AppStore, Upload
 from auth.policy import Principal
 from auth.providers import ProviderUnavailable
@@ -48,7 +48,6 @@ SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "n
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 ENV.filters["q"] = lambda value: quote(str(value), safe="/")
-ENV.filters["plain"] = plain_text  # a Markdown summary as text for cards (then autoescaped)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SESSION = web.RequestKey("web_session", sessions.Session)
@@ -223,11 +222,19 @@ async def _app_context(request: web.Request, name: str, tag: str | None) -> dict
     tag = tag or app["latest_tag"]
     version = await service.version(request[_PRINCIPAL], name, tag)
     scheme, host = address(request)
+    changelog = [{**entry, "notes_html": markdown(entry["release_notes"])}
+                 for entry in await service.changelog(request[_PRINCIPAL], name)]
     return {"app": app, "version": version, "tag": tag, "description": markdown(version["description"]),
             "release_notes": markdown(version.get("release_notes", "")), "title": version["title"],
+            "changelog": changelog, "may": await _may(request, name),
             "icon_url": _icon_url(name, tag) if version.get("icon") else None, "name": name,
             "compose": {"host": host, "reference": f"{host}/{name}:{tag}", "https": scheme == "https",
                         "environment": version["compose_environment"]}}
+
+
+async def _may(request: web.Request, name: str) -> dict[str, bool]:
+    abilities = await _service(request).abilities(request[_PRINCIPAL], name)
+    return {**abilities, "manage": any(abilities.values())}
 
 
 def _icon_url(name: str, tag: str | None = None) -> str:
@@ -362,7 +369,11 @@ async def manage(request: web.Request) -> web.StreamResponse:
         return redirect
     name = request.match_info["name"]
     app = await _service(request).app(request[_PRINCIPAL], name)
-    return page(request, "manage.html", app=app, name=name, title=f"Manage {app['title']}",
+    may = await _may(request, name)
+    if not may["manage"]:
+        raise Forbidden("you may see this app but not change it: publishing needs push, deprecating a "
+                        "maintainer or admin of the tenant, deleting the delete permission")
+    return page(request, "manage.html", app=app, name=name, title=f"Manage {app['title']}", may=may,
                 done=request.query.get("done", "")[:200])
 
 

@@ -323,6 +323,21 @@ async def test_publish_deprecate_delete(hub):
     assert r.status == 422 and "The version was not published" in await r.text()
 
 
+async def test_only_the_actions_a_role_allows_are_shown(hub):
+    # A developer publishes but may neither deprecate nor delete: no such buttons, and a POST is refused.
+    await sign_in(hub, "developer")
+    html = await get_page(hub, "/apps/manage/team/web")
+    assert "Publish a new version" in html and "Manage versions" in await get_page(hub, "/apps/app/team/web")
+    assert "Delete 1.0.0" not in html and "Deprecate 1.0.0" not in html
+    for data in ({"tag": "1.0.0", "action": "deprecate"}, {"tag": "1.0.0", "action": "delete", "confirm": "1.0.0"}):
+        r = await hub.post("/apps/manage/team/web", data={"csrf": csrf_of(html), **data}, headers=origin(hub))
+        assert r.status == 403, data
+    hub.session.cookie_jar.clear()
+    await sign_in(hub, "maintainer")
+    html = await get_page(hub, "/apps/manage/team/web")
+    assert "Delete 1.0.0" in html and "Deprecate 1.0.0" in html
+
+
 @pytest.mark.parametrize("nested", ["[" * 1000 + "]" * 1000, '{"a":' * 5000 + "1" + "}" * 5000, "[" * 100_000])
 async def test_publish_form_refuses_deeply_nested_metadata_with_a_400_page(hub, nested):
     await sign_in(hub, "maintainer")
@@ -339,7 +354,9 @@ async def test_publish_form_refuses_deeply_nested_metadata_with_a_400_page(hub, 
 
 async def test_guest_may_not_change_anything(hub):
     await sign_in(hub, "guest")
-    html = await get_page(hub, "/apps/manage/team/web")
+    assert "Manage versions" not in await get_page(hub, "/apps/app/team/web")
+    await get_page(hub, "/apps/manage/team/web", expect=403)
+    html = await get_page(hub, "/apps/")
     r = await hub.post("/apps/manage/team/web", data={"csrf": csrf_of(html), "tag": "1.0.0", "action": "deprecate"},
                        headers=origin(hub))
     assert r.status == 403
@@ -519,9 +536,9 @@ async def test_publish_form_refuses_metadata_with_an_unpaired_surrogate(hub):
     assert "half of a UTF-16 surrogate pair" in text
 
 
-def _run_command(html: str) -> str:
-    block = re.search(r'<pre id="compose-run"[^>]*><code>(.*?)</code></pre>', html, re.S)
-    assert block, "the app page shows how to run the version with Compose"
+def _run_command(html: str, which: str = "compose-run") -> str:
+    block = re.search(rf'<pre id="{which}"[^>]*><code>(.*?)</code></pre>', html, re.S)
+    assert block, f"the app page shows how to run the version ({which})"
     return unescape(block.group(1))
 
 
@@ -531,9 +548,23 @@ async def test_app_page_shows_the_compose_command_for_its_version(hub):
     # public, every parameter has a default or is optional: nothing to set, no login needed
     assert _run_command(html) == f"docker compose -f oci://{host}/team/web:1.0.0 up -d"
     assert "serve DaoHub with TLS" in html  # the test client speaks plain HTTP, which Compose refuses
+    assert _run_command(html, "run-login") == f"docker login {host}"
+    assert "a public app: only needed if its images are private" in html
+    assert _run_command(html, "run-file") == "docker compose -f compose.yaml up -d"
     await sign_in(hub, "developer")
     html = await get_page(hub, "/apps/app/team/private")
-    assert _run_command(html) == f"docker login {host}\ndocker compose -f oci://{host}/team/private:2.0.0 up -d"
+    assert _run_command(html, "run-login") == f"docker login {host}"
+    assert "a public app" not in html
+    assert _run_command(html) == f"docker compose -f oci://{host}/team/private:2.0.0 up -d"
+
+
+async def test_app_page_shows_the_template_and_the_changelog(hub):
+    html = await get_page(hub, "/apps/app/team/web")
+    template = _run_command(html, "template-1")
+    assert "${HTTP_PORT-8080}:80" in template and "image: nginx:${NGINX_TAG-1.27}" in template
+    changelog = html[html.index('id="changelog-heading"'):]
+    assert changelog.index(">1.1.0</a>") < changelog.index(">1.0.0</a>")  # newest first
+    assert "<p>Release 1.1.0</p>" in changelog and "<p>Release 1.0.0</p>" in changelog
 
 
 async def test_app_page_names_the_variables_compose_needs(hub):
@@ -550,3 +581,16 @@ async def test_app_page_names_the_variables_compose_needs(hub):
     assert _run_command(html).endswith("DB_PASSWORD=… INIT=… docker compose -f oci://"
                                        f"{hub.make_url('').host}:{hub.make_url('').port}/team/db:1.0.0 up -d")
     assert "set <code>DB_PASSWORD</code>, <code>INIT</code> in the environment" in html
+
+
+async def test_cards_show_a_plain_text_summary_and_the_app_page_the_markdown(hub):
+    description = ("Runs **two** services:\n\n- `web`: serves [pages](https://example.org/p)\n- `db`: keeps data\n\n"
+                   "## Details\n\n<b>raw</b> HTML stays text.")
+    await publish(hub, "team/notes", publish_body("notes", "1.0.0", title="Notes", description=description))
+    await hub.server.app[STORE].set_repository_public("team/notes", True)
+    html = await get_page(hub, "/apps/?q=notes")
+    card = re.search(r'<p class="summary">(.*?)</p>', html, re.S).group(1)
+    assert card == "Runs two services: web: serves pages; db: keeps data"
+    page = await get_page(hub, "/apps/app/team/notes")
+    assert "<strong>two</strong>" in page and "<li><code>web</code>: serves <a href=\"https://example.org/p\"" in page
+    assert "<h3>Details</h3>" in page and "&lt;b&gt;raw&lt;/b&gt; HTML stays text." in page
