@@ -19,7 +19,9 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from appstore import artifact
+from appstore import artifact, interpolate, yamlsafe
+from appstore.catalog import default_key
+from appstore.errors import AppStoreError
 from appstore.markdown import render_markdown
 from appstore.service import AppStore, Upload
 from auth.policy import Principal
@@ -408,17 +410,26 @@ async def publish_form(request: web.Request) -> web.StreamResponse:
         return redirect
     repository = request.query.get("repository", "")[:300]
     metadata, compose, icon_name = "", "", None
+    fields = forms.PublishFields()
+    latest = ""
     if repository:
         # Start from the latest version: publishing the next one is then a matter of its number.
         try:
             doc, files, icon_name = await _service(request).draft(request[_PRINCIPAL], repository)
         except NotFound:
-            pass
+            fields.key = repository.rsplit("/", 1)[-1]
         else:
             metadata = json.dumps(doc, indent=2, ensure_ascii=False)
             compose = files[0][1] if len(files) == 1 else ""
-    return page(request, "publish.html", repository=repository, metadata=metadata, compose=compose,
-                icon_name=icon_name, version="", errors=[], title="Publish a version")
+            fields = forms.fields_from_metadata(doc)
+            latest = str(doc.get("version", {}).get("version", ""))
+    return _publish_page(request, 200, repository=repository, metadata=metadata, compose=compose,
+                         icon_name=icon_name, fields=fields, use_json=False, errors=[], latest=latest)
+
+
+def _publish_page(request: web.Request, status: int, *, fields: forms.PublishFields, **context) -> web.Response:
+    return page(request, "publish.html", status, fields=fields.padded(), param_types=forms.PARAM_TYPES,
+                title="Publish a version", **context)
 
 
 async def _file_text(field, what: str) -> str | None:
@@ -442,11 +453,12 @@ def _icon(field) -> artifact.Icon | None:
         raise ValidationFailed.field("icon", exc.message) from None
 
 
-def _problem_lines(problem: ValidationFailed) -> list[str]:
+def _problem_lines(problem: ValidationFailed, parameters: list | None = None) -> list[str]:
+    """A problem's field errors as sentences that name fields the way the form does."""
     if not problem.errors:
         return [problem.detail]
-    return [f"{e['pointer'].removeprefix('#/')}: {e['detail']}" if e.get("pointer") else e.get("detail", "")
-            for e in problem.errors]
+    return [f"{forms.field_label(e['pointer'], parameters)}: {e['detail']}" if e.get("pointer")
+            else e.get("detail", "") for e in problem.errors]
 
 
 async def publish(request: web.Request) -> web.StreamResponse:
@@ -458,23 +470,54 @@ async def publish(request: web.Request) -> web.StreamResponse:
     compose_text = await _file_text(compose_field, "compose") or str(form.get("compose", ""))
     compose_name = compose_field.filename if compose_text and getattr(compose_field, "filename", "") \
         else "compose.yaml"
+    # The fields describe the version unless the JSON document is chosen (or is all that was sent:
+    # a form from before the fields, or a script).
+    use_json = form.get("use_json") == "true" or (bool(metadata_text.strip()) and "title" not in form)
+    fields = forms.fields_from_form(form)
+    version = str(form.get("version", "")).strip()
+    icon_name = str(form.get("icon_name", "")) or None
+    context = {"repository": repository, "metadata": metadata_text, "compose": compose_text,
+               "icon_name": icon_name if form.get("keep_icon") == "true" else None, "use_json": use_json,
+               "latest": str(form.get("latest", ""))}
+    if form.get("action") in ("more_rows", "from_compose"):
+        if form.get("action") == "from_compose":
+            try:
+                names = interpolate.variables(yamlsafe.load(compose_text)) if compose_text.strip() else []
+            except AppStoreError as exc:
+                return _publish_page(request, 422, fields=fields, errors=[f"Compose file: {exc.summary()}"],
+                                     **context)
+            fields = forms.rows_for_variables(fields, names)
+        return _publish_page(request, 200, fields=fields, errors=[], **context)
     errors: list[str] = []
     status = 422
-    try:
-        metadata = (safejson.loads(metadata_text, unpaired_surrogates=False) if metadata_text.strip()
-                    else None)
-    except ValueError as exc:  # JsonTooDeep too: nesting is bounded before parsing
-        metadata, status = None, 400
-        errors.append(f"metadata: not valid JSON ({exc})"
-                      if isinstance(exc, (safejson.JsonTooDeep, safejson.UnpairedSurrogate))
-                      else "metadata: not valid JSON")
-    if metadata is None and not errors:
-        errors.append("metadata: required")
+    metadata = None
+    if use_json:
+        try:
+            metadata = (safejson.loads(metadata_text, unpaired_surrogates=False) if metadata_text.strip()
+                        else None)
+        except ValueError as exc:  # JsonTooDeep too: nesting is bounded before parsing
+            status = 400
+            errors.append(f"metadata: not valid JSON ({exc})"
+                          if isinstance(exc, (safejson.JsonTooDeep, safejson.UnpairedSurrogate))
+                          else "metadata: not valid JSON")
+        if metadata is None and not errors:
+            errors.append("metadata: required")
+        if version and isinstance(metadata, dict) and isinstance(metadata.get("version"), dict):
+            metadata["version"]["version"] = version
+    else:
+        upload = form.get("icon")
+        chosen = upload.filename if getattr(upload, "filename", "") else None
+        if not fields.key and repository:
+            fields.key = default_key(repository)
+        metadata = forms.metadata_from_fields(fields, compose_name, chosen or context["icon_name"])
+        if not fields.title:
+            errors.append("Title: required")
+        if not fields.version:
+            errors.append("Version: required (a semantic version such as 1.2.0)")
     if not compose_text.strip():
-        errors.append("compose: required")
-    version = str(form.get("version", "")).strip()
-    if version and isinstance(metadata, dict) and isinstance(metadata.get("version"), dict):
-        metadata["version"]["version"] = version
+        errors.append("Compose file: required")
+    parameters = (metadata.get("version", {}).get("parameters") if isinstance(metadata, dict)
+                  and isinstance(metadata.get("version"), dict) else None)
     if not errors:
         try:
             name = artifact.check_file_name(compose_name, "compose")
@@ -484,14 +527,13 @@ async def publish(request: web.Request) -> web.StreamResponse:
             created = await _service(request).publish(request[_PRINCIPAL], repository,
                                                       Upload(((name, compose_text),), metadata, icon))
         except artifact.ArtifactInvalid as exc:
-            errors.append(f"compose: {exc.message}")
+            errors.append(f"Compose file: {exc.message}")
         except ValidationFailed as problem:
-            errors.extend(_problem_lines(problem))
+            errors.extend(_problem_lines(problem, parameters if isinstance(parameters, list) else None))
         else:
             return see_other(request, "/apps/manage/" + quote(repository, safe="/") + "?"
                              + urlencode({"done": f"{created['version']}: published"}))
-    return page(request, "publish.html", status, repository=repository, metadata=metadata_text, compose=compose_text,
-                icon_name=None, version=version, errors=errors, title="Publish a version")
+    return _publish_page(request, status, fields=fields, errors=errors, **context)
 
 
 async def _current_icon(request: web.Request, repository: str, metadata) -> artifact.Icon | None:

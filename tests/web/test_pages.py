@@ -594,3 +594,46 @@ async def test_cards_show_a_plain_text_summary_and_the_app_page_the_markdown(hub
     page = await get_page(hub, "/apps/app/team/notes")
     assert "<strong>two</strong>" in page and "<li><code>web</code>: serves <a href=\"https://example.org/p\"" in page
     assert "<h3>Details</h3>" in page and "&lt;b&gt;raw&lt;/b&gt; HTML stays text." in page
+
+
+async def test_the_publish_form_builds_the_metadata_from_its_fields(hub):
+    await sign_in(hub, "developer")
+    html = await get_page(hub, "/apps/publish?repository=team/shop")
+    assert 'name="key" value="shop"' in html  # a new app: its key from the repository
+    compose = "services:\n  shop:\n    image: nginx:1.27\n    ports:\n      - \"${HTTP_PORT}:80\"\n" \
+              "    environment:\n      MODE: ${MODE}\n      CODE: ${CODE}\n"
+    form = {"csrf": csrf_of(html), "repository": "team/shop", "version": "1.0.0", "title": "Shop",
+            "key": "shop", "description": "A **shop**.\n\n- one\n- two", "categories": "web, demo",
+            "release_notes": "First *release*.", "compose": compose, "rows": "3"}
+    r = await hub.post("/apps/publish", data={**form, "action": "from_compose"}, headers=origin(hub))
+    html = await r.text()
+    assert r.status == 200 and "The version was not published" not in html
+    for i, name in enumerate(("HTTP_PORT", "MODE", "CODE")):
+        assert f'name="p{i}_name" value="{name}"' in html
+    rows = {"rows": "3", "p0_name": "HTTP_PORT", "p0_type": "port", "p0_label": "HTTP port", "p0_default": "eighty",
+            "p1_name": "MODE", "p1_type": "enum", "p1_options": "fast, safe", "p1_default": "safe",
+            "p2_name": "CODE", "p2_type": "string", "p2_extra": json.dumps({"pattern": "[A-Z]{3}"}),
+            "p2_default": "abc"}
+    r = await hub.post("/apps/publish", data={**form, **rows, "action": "publish"}, headers=origin(hub))
+    html = unescape(await r.text())
+    assert r.status == 422 and "The version was not published" in html
+    assert "Parameter 1 (HTTP_PORT), default: must be a port number" in html
+    assert "Parameter 3 (CODE), default: must be exactly 3 characters, using only uppercase letters" in html
+    assert "[A-Z]" not in html.split('id="publish-errors"')[1].split("</div>")[0]  # no regex in the messages
+    assert 'name="p0_default" value="eighty"' in html  # what was typed is kept
+    rows.update(p0_default="8080", p2_default="ABC")
+    r = await hub.post("/apps/publish", data={**form, **rows, "action": "publish"}, headers=origin(hub),
+                       allow_redirects=False)
+    assert r.status == 303, await r.text()
+    r = await hub.get("/api/v1/appstore/apps/team/shop/versions/1.0.0", headers=headers("developer"))
+    version = await r.json()
+    assert (version["title"], version["categories"], version["release_notes"]) == ("Shop", ["web", "demo"],
+                                                                                 "First *release*.")
+    params = {p["name"]: p for p in version["parameters"]}
+    assert params["HTTP_PORT"]["type"] == "port" and params["HTTP_PORT"]["default"] == 8080
+    assert [o["value"] for o in params["MODE"]["options"]] == ["fast", "safe"] and params["MODE"]["default"] == "safe"
+    assert params["CODE"]["pattern"] == "[A-Z]{3}"  # a field the form has no control for is kept
+    # The next version starts from this one's fields.
+    html = await get_page(hub, "/apps/publish?repository=team/shop")
+    assert 'name="title" value="Shop"' in html and 'name="p1_options" value="fast, safe"' in html
+    assert "the latest is 1.0.0" in html

@@ -446,9 +446,10 @@ def _errors(value: Any, schema: dict[str, Any], path: tuple[str | int, ...]) -> 
         if "pattern" in schema:
             regex = _PATTERNS.setdefault(schema["pattern"], re.compile(schema["pattern"]))
             if not regex.fullmatch(value):
+                # In words, never the regular expression: x-pattern-words says what it asks for.
                 return bad("must be lowercase letters and digits, optionally separated by '.', '_', '__' "
                            "or dashes" if schema["pattern"] == COMPONENT_PATTERN
-                           else f"must match {schema['pattern']}")
+                           else schema.get("x-pattern-words", "is not in the expected form"))
     elif kind in ("integer", "number"):
         if "minimum" in schema and (value < schema["minimum"]
                                     or (schema.get("exclusiveMinimum") and value == schema["minimum"])):
