@@ -215,7 +215,29 @@ REQUESTS: dict[str, dict[str, Any]] = {
 }
 
 # Resources ---------------------------------------------------------------------------------------
+_IMPORT_ITEM = obj({
+    "index": {"type": "integer", "description": "The template's place in the feed, from 0."},
+    "key": {"type": "string"}, "title": {"type": "string"}, "repository": {"type": "string"},
+    "kind": {"type": "string", "description": "container, swarm stack or compose stack"},
+    "parameters": {"type": "array", "items": {"type": "string"}},
+    "compose": {"type": "string", "description": "The compose template DaoHub publishes for it."},
+    "status": {"type": "string", "enum": ["new", "published", "exists", "skipped", "invalid"]},
+    "errors": {"type": "array", "items": {"type": "string"}}},
+    ("index", "key", "title", "repository", "kind", "parameters", "compose", "status", "errors"))
+REQUESTS["PortainerImport"] = obj({
+    "feed": {"type": "object", "additionalProperties": True,
+             "description": "A Portainer app-template feed: {\"version\": \"2\" or \"3\", \"templates\": [...]}."},
+    "url": {"type": "string", "maxLength": 2000,
+            "description": "Where to fetch the feed: http(s) on a host listed in appstore.import_hosts."},
+    "only": {"type": "array", "items": {"type": "string"}, "maxItems": 1000,
+             "description": "Import only the templates with these keys (as a dry run names them)."},
+    "dry_run": {"type": "boolean", "description": "Answer the preview; publish nothing."}},
+    example={"url": "https://templates.example.org/portainer/v3.json", "dry_run": True})
+
 RESOURCES: dict[str, dict[str, Any]] = {
+    "PortainerImportResult": obj({"tenant": {"type": "string"}, "dry_run": {"type": "boolean"},
+                                  "items": {"type": "array", "items": _IMPORT_ITEM}},
+                                 ("tenant", "dry_run", "items")),
     "Tenant": obj({"name": {"type": "string"}, "display_name": {"type": "string"},
                    "quota_bytes": {"type": "integer", "nullable": True}, "created_at": TIMESTAMP},
                   ("name", "display_name", "quota_bytes", "created_at")),
