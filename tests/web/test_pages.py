@@ -637,3 +637,45 @@ async def test_the_publish_form_builds_the_metadata_from_its_fields(hub):
     html = await get_page(hub, "/apps/publish?repository=team/shop")
     assert 'name="title" value="Shop"' in html and 'name="p1_options" value="fast, safe"' in html
     assert "the latest is 1.0.0" in html
+
+
+async def test_the_import_page_previews_a_feed_then_publishes_the_chosen_apps(hub):
+    import aiohttp
+
+    from tests.appstore.feeds import feed
+
+    await sign_in(hub, "developer")
+    assert ">Import</a>" not in await get_page(hub, "/apps/")  # not a tenant admin: no link
+    hub.session.cookie_jar.clear()
+    await sign_in(hub, "tenant_admin")
+    html = await get_page(hub, "/apps/import")
+    assert ">Import</a>" in html and 'value="team"' in html
+    assert "Importing by URL is off on this server" in html  # appstore.import_hosts is empty
+    form = aiohttp.FormData()
+    form.add_field("csrf", csrf_of(html))
+    form.add_field("tenant", "team")
+    form.add_field("action", "preview")
+    form.add_field("feed_file", json.dumps(feed()).encode(), filename="templates.json",
+                   content_type="application/json")
+    r = await hub.post("/apps/import", data=form, headers=origin(hub))
+    html = await r.text()
+    assert r.status == 200, html
+    assert 'name="only" value="static-site" checked' in html and 'name="only" value="kv-cache" checked' in html
+    assert "git.example/stacks" in html and "title: required" in html  # why the others are not importable
+    assert "image: nginx:1.27-alpine" in unescape(html)  # the compose file it would publish
+    assert (await hub.get("/apps/app/team/static-site")).status == 404  # a preview publishes nothing
+    carried = unescape(re.search(r'name="feed_json" value="([^"]*)"', html).group(1))
+    r = await hub.post("/apps/import", headers=origin(hub), data={
+        "csrf": csrf_of(html), "tenant": "team", "action": "import", "feed_json": carried,
+        "source": "uploaded file templates.json", "only": "static-site"})
+    html = await r.text()
+    assert r.status == 200 and "Imported into team: 1 published." in html
+    assert (await hub.get("/apps/app/team/static-site")).status == 200
+    assert (await hub.get("/apps/app/team/kv-cache")).status == 404  # not chosen
+    # Another tenant's admin may not import into team: 404, as for a tenant that does not exist.
+    hub.session.cookie_jar.clear()
+    await sign_in(hub, "other_admin")
+    html = await get_page(hub, "/apps/import")
+    r = await hub.post("/apps/import", headers=origin(hub), data={
+        "csrf": csrf_of(html), "tenant": "team", "action": "preview", "feed_json": carried})
+    assert r.status == 404
