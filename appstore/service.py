@@ -209,6 +209,15 @@ class AppStore:
         body["compose_environment"] = render.compose_environment(indexed.version)
         return body
 
+    async def indexed_version(self, principal: Principal, repository: str,
+                              tag: str | None = None) -> catalog.IndexedApp:
+        """A published version (default: the latest) as the model has it, to render it
+        (`daohub app render REPO:VERSION`)."""
+        if tag is None:
+            tag = _latest(_dedupe(await self._versions(principal, repository))).tag
+        record = await self._record(principal, repository, tag)
+        return catalog.read_document(record.document, repository, tag)
+
     async def draft(self, principal: Principal, repository: str,
                     tag: str | None = None) -> tuple[dict[str, Any], list[tuple[str, str]], str | None]:
         """A version (default: the latest) as the start of the next one: (its metadata document,

@@ -36,12 +36,16 @@ async def run_import(request: web.Request, principal, tenant: str, feed: Any, so
                      only: list[str] | None, dry_run: bool) -> list[dict[str, Any]]:
     """The import (or its preview) and, when something was published, its audit row."""
     items = await appstore(request).import_portainer(principal, tenant, feed, only=only, dry_run=dry_run)
-    published = [item["repository"] for item in items if item["status"] == "published"]
     if not dry_run:
-        await administration(request, principal).audit(
-            "appstore.import", tenant, {"source": source[:500], "published": published,
-                                        "templates": len(items)}, tenant=tenant)
+        await administration(request, principal).audit("appstore.import", tenant, audit_detail(items, source),
+                                                       tenant=tenant)
     return items
+
+
+def audit_detail(items: list[dict[str, Any]], source: str) -> dict[str, Any]:
+    """The `appstore.import` audit row's detail (the CLI's `app import` writes the same)."""
+    return {"source": source[:500], "published": [i["repository"] for i in items if i["status"] == "published"],
+            "templates": len(items)}
 
 
 async def import_portainer_feed(request: web.Request) -> web.StreamResponse:
