@@ -113,18 +113,15 @@ def run_list(args: argparse.Namespace, config) -> int:
     except Problem as exc:
         _warn(exc.detail)
         return 2
-    if args.json:
-        print(json.dumps(apps, indent=2, ensure_ascii=False))
-        return 0
-    if not apps:
-        print("no apps")
-        return 0
-    rows = [("REPOSITORY", "VERSION", "VISIBILITY", "TITLE")] + [
-        (a["repository"], a["latest_version"] + ("" if a["version_count"] == 1 else f" (+{a['version_count'] - 1})"),
-         "public" if a["public"] else "private", a["title"]) for a in apps]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for row in rows:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+    from .listing import emit
+
+    # --json: the API's summaries as they are; the table adds two columns for people.
+    rows = apps if args.json else [
+        {**a, "visibility": "public" if a["public"] else "private",
+         "versions": a["latest_version"] + (f" (+{a['version_count'] - 1})" if a["version_count"] > 1 else "")}
+        for a in apps]
+    emit(rows, [("REPOSITORY", "repository"), ("VERSION", "versions"), ("VISIBILITY", "visibility"),
+                ("TITLE", "title")], args.json, what="apps")
     return 0
 
 
