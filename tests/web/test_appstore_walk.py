@@ -108,6 +108,20 @@ def test_import_preview_publish_render_download(store_hub, new_page, tmp_path):
     assert web["ports"][0]["target"] == 80 and web["ports"][0]["published"] == "8080"
     assert web["restart"] == "unless-stopped"
 
+    # Enter in a field publishes (the form's default button), rather than adding parameter rows.
+    page.goto("/apps/publish?repository=team/static-site")
+    page.get_by_label("Title").press("Enter")
+    page.locator("#publish-errors").wait_for()
+    assert "Version: required" in page.locator("#publish-errors").inner_text()
+
+    phone = new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    sign_in_to(phone, *APP_ADMIN, "/apps/")
+    for path in ("/apps/app/team/static-site", "/apps/publish?repository=team/static-site", "/apps/import",
+                 "/apps/manage/team/static-site"):
+        phone.goto(path)
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
+
     for path, name in (("/apps/", "appstore-browse"), ("/apps/publish?repository=team/static-site", "appstore-publish"),
                        ("/apps/manage/team/static-site", "appstore-manage")):
         page.goto(path)
