@@ -378,7 +378,8 @@ class AppStore:
         key, title, repository, kind, parameters, compose (the template DaoHub would publish) and
         status: "new" (dry run) or "published"; "exists" (that version is there with the same or
         other content: never replaced); "skipped" (a stack whose compose file lives in a git
-        repository, which DaoHub does not fetch; or left out by `only`); "invalid", with `errors`.
+        repository, which DaoHub does not fetch; or left out by `only`); "invalid", with `errors`;
+        "failed" (refused when published: the tenant's quota).
         """
         self._signed_in(principal, "import apps")
         if not isinstance(tenant, str) or not NAME_RE.match(f"{tenant}/x") or "/" in tenant:
@@ -445,6 +446,8 @@ class AppStore:
             except ValidationFailed as problem:
                 item.update(status="invalid", errors=[e.get("detail", "") for e in problem.errors or []]
                             or [problem.detail])
+            except Forbidden as problem:  # the tenant's storage quota: the others may still fit
+                item.update(status="failed", errors=[problem.detail])
             else:
                 item["status"] = "published"
         return out

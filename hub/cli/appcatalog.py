@@ -194,14 +194,14 @@ def run_import(args: argparse.Namespace, config) -> int:
         print(json.dumps(items, indent=2, ensure_ascii=False))
     else:
         verbs = {"new": "would publish", "published": "published", "exists": "already there:",
-                 "skipped": "skipped", "invalid": "not importable:"}
+                 "skipped": "skipped", "invalid": "not importable:", "failed": "not published:"}
         for item in items:
             name = item["repository"] + ":1.0.0" if item["repository"] else f"template {item['index'] + 1}"
             line = f"{verbs[item['status']]} {name}"
             if item["errors"]:
                 line += " (" + "; ".join(item["errors"]) + ")"
             (print if item["status"] in ("new", "published", "exists") else _warn)(line)
-    return 1 if any(i["status"] == "invalid" for i in items) else 0
+    return 1 if any(i["status"] in ("invalid", "failed") for i in items) else 0
 
 
 async def _import(config, tenant: str, feed, source: str, only: list[str] | None, dry_run: bool) -> list[dict]:

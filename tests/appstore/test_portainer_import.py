@@ -131,3 +131,17 @@ async def test_a_url_is_fetched_only_from_an_allowed_host(aiohttp_client, tmp_pa
     status, body = await post(allowed, {"url": f"http://{host}/big", "dry_run": True})
     assert status == 422 and "larger than" in body["errors"][0]["detail"]
     assert feeds_server.asked == ["/feed.json", "/redirect", "/big"]  # the redirect was not followed
+
+
+async def test_past_the_quota_an_app_fails_and_the_audit_row_lists_what_was_published(aiohttp_client, tmp_path):
+    client = await client_for(aiohttp_client, tmp_path)
+    store = client.server.app[STORE]
+    status, done = await post(client, {"feed": feed(), "only": ["static-site"]})
+    assert [i["status"] for i in done["items"][:2]] == ["published", "skipped"]
+    await store.update_tenant("team", {"quota_bytes": await store.tenant_usage("team")})  # nothing more fits
+    status, done = await post(client, {"feed": feed()})
+    assert status == 200
+    kv = done["items"][1]
+    assert kv["status"] == "failed" and "bytes" in kv["errors"][0]  # the quota's numbers
+    rows = [r for r in await store.audit_entries(100, None) if r.action == "appstore.import"]
+    assert [json.loads(r.detail_json)["published"] for r in rows] == [[], ["team/static-site"]]  # newest first

@@ -221,7 +221,7 @@ _IMPORT_ITEM = obj({
     "kind": {"type": "string", "description": "container, swarm stack or compose stack"},
     "parameters": {"type": "array", "items": {"type": "string"}},
     "compose": {"type": "string", "description": "The compose template DaoHub publishes for it."},
-    "status": {"type": "string", "enum": ["new", "published", "exists", "skipped", "invalid"]},
+    "status": {"type": "string", "enum": ["new", "published", "exists", "skipped", "invalid", "failed"]},
     "errors": {"type": "array", "items": {"type": "string"}}},
     ("index", "key", "title", "repository", "kind", "parameters", "compose", "status", "errors"))
 REQUESTS["PortainerImport"] = obj({
