@@ -679,3 +679,34 @@ async def test_the_import_page_previews_a_feed_then_publishes_the_chosen_apps(hu
     r = await hub.post("/apps/import", headers=origin(hub), data={
         "csrf": csrf_of(html), "tenant": "team", "action": "preview", "feed_json": carried})
     assert r.status == 404
+
+
+async def test_the_import_page_fetches_a_url_only_from_an_allowed_host(aiohttp_client, aiohttp_server, tmp_path):
+    from aiohttp import web as aioweb
+
+    from tests.appstore.feeds import feed
+
+    asked = []
+
+    async def serve(request):
+        asked.append(request.path)
+        return aioweb.json_response(feed())
+
+    feeds = aioweb.Application()
+    feeds.router.add_get("/{tail:.*}", serve)
+    server = await aiohttp_server(feeds)
+    host = f"{server.host}:{server.port}"
+    config = make_config(tmp_path)
+    config.appstore.import_hosts = [host]
+    client = await aiohttp_client(create_app(config))
+    await seed(client, images=False)
+    await sign_in(client, "tenant_admin")
+    html = await get_page(client, "/apps/import")
+    assert f"Only from the hosts an admin allowed: {host}." in html
+    for url, expect in ((f"http://{host}/templates.json", 200), ("http://feeds.example/templates.json", 422)):
+        r = await client.post("/apps/import", data={"csrf": csrf_of(html), "tenant": "team", "action": "preview",
+                                                    "url": url}, headers=origin(client))
+        text = unescape(await r.text())
+        assert r.status == expect, text[:500]
+    assert "URL: feeds.example is not one of the hosts an admin allowed" in text
+    assert asked == ["/templates.json"]
