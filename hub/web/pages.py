@@ -424,7 +424,8 @@ async def publish_form(request: web.Request) -> web.StreamResponse:
             fields = forms.fields_from_metadata(doc)
             latest = str(doc.get("version", {}).get("version", ""))
     return _publish_page(request, 200, repository=repository, metadata=metadata, compose=compose,
-                         icon_name=icon_name, fields=fields, use_json=False, errors=[], latest=latest)
+                         icon_name=icon_name, keep_icon=True, fields=fields, use_json=False, errors=[],
+                         latest=latest)
 
 
 def _publish_page(request: web.Request, status: int, *, fields: forms.PublishFields, **context) -> web.Response:
@@ -476,8 +477,9 @@ async def publish(request: web.Request) -> web.StreamResponse:
     fields = forms.fields_from_form(form)
     version = str(form.get("version", "")).strip()
     icon_name = str(form.get("icon_name", "")) or None
+    keep_icon = form.get("keep_icon") == "true"
     context = {"repository": repository, "metadata": metadata_text, "compose": compose_text,
-               "icon_name": icon_name if form.get("keep_icon") == "true" else None, "use_json": use_json,
+               "icon_name": icon_name, "keep_icon": keep_icon, "use_json": use_json,
                "latest": str(form.get("latest", ""))}
     if form.get("action") in ("more_rows", "from_compose"):
         if form.get("action") == "from_compose":
@@ -509,7 +511,7 @@ async def publish(request: web.Request) -> web.StreamResponse:
         chosen = upload.filename if getattr(upload, "filename", "") else None
         if not fields.key and repository:
             fields.key = default_key(repository)
-        metadata = forms.metadata_from_fields(fields, compose_name, chosen or context["icon_name"])
+        metadata = forms.metadata_from_fields(fields, compose_name, chosen or (icon_name if keep_icon else None))
         if not fields.title:
             errors.append("Title: required")
         if not fields.version:
@@ -522,7 +524,7 @@ async def publish(request: web.Request) -> web.StreamResponse:
         try:
             name = artifact.check_file_name(compose_name, "compose")
             icon = _icon(form.get("icon"))
-            if icon is None and form.get("keep_icon") == "true":
+            if icon is None and keep_icon:
                 icon = await _current_icon(request, repository, metadata)
             created = await _service(request).publish(request[_PRINCIPAL], repository,
                                                       Upload(((name, compose_text),), metadata, icon))

@@ -710,3 +710,22 @@ async def test_the_import_page_fetches_a_url_only_from_an_allowed_host(aiohttp_c
         assert r.status == expect, text[:500]
     assert "URL: feeds.example is not one of the hosts an admin allowed" in text
     assert asked == ["/templates.json"]
+
+
+async def test_the_fields_keep_the_current_icon_when_asked(hub):
+    await sign_in(hub, "developer")
+    html = await get_page(hub, "/apps/publish?repository=team/web")
+    assert 'name="icon_name" value="icon.png"' in html and 'name="keep_icon" value="true" checked' in html
+    fields = {"csrf": csrf_of(html), "repository": "team/web", "title": "Web server", "key": "web", "rows": "3",
+              "p0_name": "NGINX_TAG", "p0_type": "enum", "p0_options": "1.27", "p0_default": "1.27",
+              "p1_name": "HTTP_PORT", "p1_type": "port", "p1_default": "8080", "p2_name": "GREETING",
+              "compose": publish_body()["compose_files"][0]["content"], "icon_name": "icon.png", "action": "publish"}
+    # Unticked, with a mistake: the page still offers the icon, unticked.
+    r = await hub.post("/apps/publish", data={**fields, "version": ""}, headers=origin(hub))
+    html = await r.text()
+    assert r.status == 422 and 'name="keep_icon" value="true">' in html
+    r = await hub.post("/apps/publish", data={**fields, "version": "1.5.0", "keep_icon": "true"}, headers=origin(hub),
+                       allow_redirects=False)
+    assert r.status == 303, await r.text()
+    r = await hub.get("/apps/icon/team/web?version=1.5.0")
+    assert r.status == 200 and await r.read() == PNG
