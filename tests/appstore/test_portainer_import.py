@@ -1,6 +1,7 @@
 """Importing a Portainer feed through the admin API (POST /api/v1/tenants/{tenant}/apps/import):
-preview, publish, the audit row, re-import, who may, and fetching by URL only from the hosts an
-admin listed (a real server on 127.0.0.1 sees every request DaoHub makes)."""
+preview, publish, the audit row and re-import (SQLite and PostgreSQL), who may, the quota, and
+fetching by URL only from the hosts an admin listed (a real server on 127.0.0.1 sees every request
+DaoHub makes)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ from hub.app import create_app
 from hub.config import load_config
 from hub.keys import STORE
 from tests.admin.conftest import headers, seed
+from tests.registry.conftest import DATABASE_SETUP, METADATA_STORES
 
 from .feeds import feed
 
 IMPORT = "/api/v1/tenants/team/apps/import"
 
 
-def config(tmp_path, import_hosts=()):
+def config(tmp_path, import_hosts=(), database=None):
     return load_config(environ={}, overrides={
         "data_dir": str(tmp_path), "log": {"access_log": False}, "webhooks": {"enabled": False},
+        "database": database or {},
         "appstore": {"import_hosts": list(import_hosts)},
         "auth": {"enabled": True, "password_memory_kib": 64, "password_time_cost": 1, "login_failure_limit": 1000}})
 
@@ -48,8 +51,8 @@ async def feeds_server(aiohttp_server):
     return server
 
 
-async def client_for(aiohttp_client, tmp_path, import_hosts=()):
-    client = await aiohttp_client(create_app(config(tmp_path, import_hosts)))
+async def client_for(aiohttp_client, tmp_path, import_hosts=(), database=None):
+    client = await aiohttp_client(create_app(config(tmp_path, import_hosts, database)))
     await seed(client, images=False)
     return client
 
@@ -59,8 +62,9 @@ async def post(client, body, role="tenant_admin", path=IMPORT):
     return r.status, await r.json()
 
 
-async def test_preview_then_import_then_again(aiohttp_client, tmp_path):
-    client = await client_for(aiohttp_client, tmp_path)
+@pytest.mark.parametrize("store", METADATA_STORES)
+async def test_preview_then_import_then_again(aiohttp_client, tmp_path, request, store):
+    client = await client_for(aiohttp_client, tmp_path, database=DATABASE_SETUP[store](request, tmp_path))
     status, preview = await post(client, {"feed": feed(), "dry_run": True})
     assert status == 200, preview
     items = preview["items"]
