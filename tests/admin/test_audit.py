@@ -58,6 +58,8 @@ CHANGES = [
     ("redeliver_webhook_delivery", "POST", "/api/v1/webhooks/{hook}/deliveries/{delivery}/redeliver", None,
      "webhook.redeliver"),
     ("delete_webhook", "DELETE", "/api/v1/webhooks/{hook}", None, "webhook.delete"),
+    ("import_portainer_feed", "POST", "/api/v1/tenants/team/apps/import",
+     {"feed": {"version": "2", "templates": [{"type": 1, "title": "Cache", "image": "redis:7"}]}}, "appstore.import"),
     # With no policy left, the run deletes nothing: its own row is the one.
     ("start_retention_run", "POST", "/api/v1/retention/runs", {"dry_run": False, "tenant": "team"}, "retention.run"),
 ]

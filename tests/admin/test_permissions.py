@@ -245,6 +245,10 @@ CASES = [
     # The tenant admin queues it again: for the platform admin, allowed too, it is queued already.
     Case("redeliver_webhook_delivery", "POST", "/api/v1/webhooks/{hook}/deliveries/{delivery}/redeliver",
          (401, 404, 404, 404, 204, 404, 403, 409), setup=_team_webhook),
+    # An outsider learns nothing of the tenant (404); its members who are not admins are told (403).
+    Case("import_portainer_feed", "POST", "/api/v1/tenants/team/apps/import", (401, 403, 403, 403, 200, 404, 403, 200),
+         {"feed": {"version": "2", "templates": [{"type": 1, "title": "Cache {role}", "image": "redis:7"}]},
+          "dry_run": True}),
     Case("audit", "GET", "/api/v1/audit", (401, 403, 403, 403, 200, 200, 403, 200)),
     Case("audit_of_team", "GET", "/api/v1/audit?tenant=team", (401, 403, 403, 403, 200, 403, 403, 200)),
 ]

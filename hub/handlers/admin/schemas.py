@@ -273,6 +273,25 @@ REQUESTS: dict[str, dict[str, Any]] = {
 }
 
 # Resources ---------------------------------------------------------------------------------------
+_IMPORT_ITEM = obj({
+    "index": {"type": "integer", "description": "The template's place in the feed, from 0."},
+    "key": {"type": "string"}, "title": {"type": "string"}, "repository": {"type": "string"},
+    "kind": {"type": "string", "description": "container, swarm stack or compose stack"},
+    "parameters": {"type": "array", "items": {"type": "string"}},
+    "compose": {"type": "string", "description": "The compose template DaoHub publishes for it."},
+    "status": {"type": "string", "enum": ["new", "published", "exists", "skipped", "invalid", "failed"]},
+    "errors": {"type": "array", "items": {"type": "string"}}},
+    ("index", "key", "title", "repository", "kind", "parameters", "compose", "status", "errors"))
+REQUESTS["PortainerImport"] = obj({
+    "feed": {"type": "object", "additionalProperties": True,
+             "description": "A Portainer app-template feed: {\"version\": \"2\" or \"3\", \"templates\": [...]}."},
+    "url": {"type": "string", "maxLength": 2000,
+            "description": "Where to fetch the feed: http(s) on a host listed in appstore.import_hosts."},
+    "only": {"type": "array", "items": {"type": "string"}, "maxItems": 1000,
+             "description": "Import only the templates with these keys (as a dry run names them)."},
+    "dry_run": {"type": "boolean", "description": "Answer the preview; publish nothing."}},
+    example={"url": "https://templates.example.org/portainer/v3.json", "dry_run": True})
+
 RESOURCES: dict[str, dict[str, Any]] = {
     "CliSecret": obj({"id": {"type": "string", "description": "Delete the secret by this id."},
                       "name": {"type": "string"}, "created_at": TIMESTAMP, "expires_at": NULLABLE_TIMESTAMP,
@@ -280,6 +299,9 @@ RESOURCES: dict[str, dict[str, Any]] = {
                       "secret": {"type": "string", "description": "Only in the answer that creates it: the "
                                  "password for `docker login -u <you>`. Never shown again."}},
                      ("id", "name", "created_at", "expires_at", "last_used_at")),
+    "PortainerImportResult": obj({"tenant": {"type": "string"}, "dry_run": {"type": "boolean"},
+                                  "items": {"type": "array", "items": _IMPORT_ITEM}},
+                                 ("tenant", "dry_run", "items")),
     "Tenant": obj({"name": {"type": "string"}, "display_name": {"type": "string"},
                    "quota_bytes": {"type": "integer", "nullable": True}, "created_at": TIMESTAMP},
                   ("name", "display_name", "quota_bytes", "created_at")),
@@ -507,9 +529,10 @@ def _errors(value: Any, schema: dict[str, Any], path: tuple[str | int, ...]) -> 
         if "pattern" in schema:
             regex = _PATTERNS.setdefault(schema["pattern"], re.compile(schema["pattern"]))
             if not regex.fullmatch(value):
+                # In words, never the regular expression: x-pattern-words says what it asks for.
                 return bad("must be lowercase letters and digits, optionally separated by '.', '_', '__' "
                            "or dashes" if schema["pattern"] == COMPONENT_PATTERN
-                           else f"must match {schema['pattern']}")
+                           else schema.get("x-pattern-words", "is not in the expected form"))
     elif kind in ("integer", "number"):
         if "minimum" in schema and (value < schema["minimum"]
                                     or (schema.get("exclusiveMinimum") and value == schema["minimum"])):

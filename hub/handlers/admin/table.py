@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import audit, gc, members, providers, repositories, retention, robots, tenants, upstreams, users, webhooks
+from . import appimport, audit, gc, members, providers, repositories, retention, robots, tenants, upstreams, users, webhooks
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/api/v1"
@@ -222,6 +222,16 @@ API_ROUTES: tuple[Route, ...] = (
     R("GET", "/retention/runs/{run_id}", retention.get_retention_run, "One retention run with every verdict",
       "retention", response="RetentionRun"),
     # Webhooks (docs/events.md)
+    # The app store
+    R("POST", "/tenants/{tenant}/apps/import", appimport.import_portainer_feed, "Import a Portainer app-template "
+      "feed (v2/v3) into a tenant, or preview it (tenant admin)", "appstore", request="PortainerImport",
+      response="PortainerImportResult",
+      description="Each template becomes the app `<tenant>/<key>`, version 1.0.0: container templates get a "
+                  "compose file built from their image, ports, volumes, labels and env; stack templates are "
+                  "skipped (their compose file lives in a git repository, which DaoHub does not fetch). A "
+                  "version already there is never replaced (`exists`). `url` is fetched only from a host listed "
+                  "in `appstore.import_hosts`, without following redirects. One `appstore.import` audit row "
+                  "lists what was published."),
     R("GET", "/tenants/{tenant}/webhooks", webhooks.list_tenant_webhooks, "List a tenant's webhook subscriptions "
       "(tenant admin)", "webhooks", response="Webhook", paginated=True),
     R("POST", "/tenants/{tenant}/webhooks", webhooks.create_tenant_webhook, "Subscribe to a tenant's events "
