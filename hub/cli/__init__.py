@@ -28,9 +28,10 @@ def _overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
-async def _serve(config, context=None) -> None:
+async def _serve(config, context=None, slot=None) -> None:
     """`context`: the server's SSLContext when server.tls is on (built before anything starts,
-    so a bad certificate is a startup error)."""
+    so a bad certificate is a startup error). `slot`: this worker's WorkerSlot (hub/cli/workers.py)
+    under server.workers above 1."""
     from aiohttp import web
 
     from ..app import create_app
@@ -39,6 +40,11 @@ async def _serve(config, context=None) -> None:
     from .seed import first_start
 
     app = create_app(config)
+    if slot is not None:
+        from ..keys import BACKGROUND_JOBS, WORKER
+
+        app[WORKER] = slot.index
+        app[BACKGROUND_JOBS] = slot.index == 0
     # The first start of an empty registry publishes the seed app catalog (before the ready line).
     app.cleanup_ctx.append(first_start)
     access_logger = logging.getLogger("daohub.access")
@@ -57,6 +63,9 @@ async def _serve(config, context=None) -> None:
         app.middlewares.append(health_only_middleware())
     await runner.setup()
     host, port = config.host_port
+    if slot is not None:
+        port = slot.port  # the parent's reservation (port 0 resolved once for every worker)
+    reuse_port = slot is not None
     shown_host = f"[{host}]" if ":" in host else host
     loop = asyncio.get_running_loop()
     watcher = None
@@ -65,24 +74,27 @@ async def _serve(config, context=None) -> None:
 
         reloader = CertificateReloader(context, tls)
         tls_site = TLSSite(runner, host, port, ssl_context=context, backlog=1024, reuse_address=True,
-                           https_hint=f"https://{shown_host}:{port}/", context_source=lambda: reloader.context)
+                           reuse_port=reuse_port, https_hint=f"https://{shown_host}:{port}/", context_source=lambda: reloader.context)
         reloader.swappable = tls_site.swaps_contexts
         site: web.BaseSite = tls_site
         loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
         watcher = asyncio.create_task(reloader.watch())
     else:
-        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port)
     await site.start()
     if tls.health_addr:
         health_host, health_port = parse_addr(tls.health_addr)
-        await web.TCPSite(runner, health_host, health_port, reuse_address=True).start()
+        await web.TCPSite(runner, health_host, health_port, reuse_address=True, reuse_port=reuse_port).start()
         log.info("plain-HTTP health checks (/healthz, /readyz) on http://%s:%d", health_host, health_port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("daohub %s listening on %s://%s:%d (storage=%s, metadata=%s)", __version__,
+    log.info("daohub %s listening on %s://%s:%d (storage=%s, metadata=%s%s)", __version__,
              "https" if context is not None else "http", shown_host, port,
-             config.storage.driver, config.database_url.split(":", 1)[0])
+             config.storage.driver, config.database_url.split(":", 1)[0],
+             f", worker {slot.index} of {slot.count}" if slot is not None else "")
+    if slot is not None:
+        slot.ready()
     await stop.wait()
     if watcher is not None:
         watcher.cancel()
@@ -282,7 +294,18 @@ def main(argv: list[str] | None = None) -> int:
             except TlsError as exc:
                 print(f"daohub: TLS error: {exc}", file=sys.stderr)
                 return 2
-        _run(_serve(config, context), config.server.event_loop)
+        workers = config.server.worker_count()
+        if workers == 1:
+            _run(_serve(config, context), config.server.event_loop)
+            return 0
+        from .workers import Supervisor
+
+        def serve_worker(slot) -> int:
+            _run(_serve(config, context, slot), config.server.event_loop)
+            return 0
+
+        host, port = config.host_port
+        return Supervisor(workers, host, port, serve_worker).run()
     elif args.command == "migrate":
         applied = asyncio.run(_migrate(config))
         print(f"applied migrations: {applied}" if applied else "schema is up to date")

@@ -7,14 +7,16 @@ import logging
 
 from aiohttp import web
 
-from ..keys import METRICS, STORAGE, STORE
+from ..keys import METRICS, STORAGE, STORE, WORKER
 from ..metrics import CONTENT_TYPE
 
 log = logging.getLogger("daohub.health")
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    return web.json_response({"status": "ok"})
+    worker = request.app.get(WORKER)
+    # Which of server.workers answered (a connection stays with one worker).
+    return web.json_response({"status": "ok"} if worker is None else {"status": "ok", "worker": worker})
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
