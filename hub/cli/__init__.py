@@ -41,10 +41,11 @@ async def _serve(config, context=None, slot=None) -> None:
 
     app = create_app(config)
     if slot is not None:
-        from ..keys import BACKGROUND_JOBS, WORKER
+        from ..keys import BACKGROUND_JOBS, WORKER, WORKER_METRICS
 
         app[WORKER] = slot.index
         app[BACKGROUND_JOBS] = slot.index == 0
+        app[WORKER_METRICS] = [slot.metrics_socket(i) for i in range(slot.count)]
     # The first start of an empty registry publishes the seed app catalog (before the ready line).
     app.cleanup_ctx.append(first_start)
     access_logger = logging.getLogger("daohub.access")
@@ -93,7 +94,9 @@ async def _serve(config, context=None, slot=None) -> None:
              "https" if context is not None else "http", shown_host, port,
              config.storage.driver, config.database_url.split(":", 1)[0],
              f", worker {slot.index} of {slot.count}" if slot is not None else "")
+    metrics_runner = None
     if slot is not None:
+        metrics_runner = await _worker_metrics(app, slot)
         slot.ready()
     await stop.wait()
     if watcher is not None:
@@ -109,8 +112,28 @@ async def _serve(config, context=None, slot=None) -> None:
     # Responses already produced (file downloads) finish inside aiohttp's graceful cleanup,
     # which has its own shutdown_timeout.
     await runner.cleanup()
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
     sink.flush()
     log.info("stopped")
+
+
+async def _worker_metrics(app, slot):
+    """This worker's own metrics on its private socket, for the sibling a scrape reaches."""
+    from aiohttp import web
+
+    from ..keys import METRICS
+    from ..metrics import CONTENT_TYPE
+
+    async def own(request: web.Request) -> web.Response:
+        return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
+
+    private = web.Application()
+    private.router.add_get("/metrics", own)
+    runner = web.AppRunner(private, access_log=None)
+    await runner.setup()
+    await web.UnixSite(runner, slot.metrics_socket(slot.index)).start()
+    return runner
 
 
 async def _migrate(config) -> list[int]:

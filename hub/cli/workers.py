@@ -40,6 +40,12 @@ class WorkerSlot:
     count: int
     port: int
     ready_fd: int
+    parent: int = 0  # the supervisor's pid
+
+    def metrics_socket(self, index: int) -> str:
+        """Worker `index`'s private metrics listener: an abstract Unix socket (no file to leave
+        behind; it shows only what /metrics on the port shows anyway)."""
+        return f"\0daohub-{self.parent}-worker-{index}-metrics"
 
     def ready(self) -> None:
         """Tell the parent this worker listens (once)."""
@@ -215,7 +221,7 @@ class Supervisor:
 
     def _start(self, worker: _Worker) -> None:
         read_fd, write_fd = os.pipe()
-        slot = WorkerSlot(worker.index, self.count, self.port, write_fd)
+        slot = WorkerSlot(worker.index, self.count, self.port, write_fd, parent=os.getpid())
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()

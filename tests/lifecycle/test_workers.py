@@ -240,18 +240,32 @@ def test_a_cold_pull_on_both_workers_at_once_makes_one_upstream_fetch(hub, hub_u
     assert {hub.worker_of(s) for s in sessions} == {0, 1}
 
 
-def gc_runs(hub: Hub, worker: int) -> float:
-    text = hub.pinned(worker).get(hub.process.url + "/metrics", timeout=30).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith('daohub_gc_runs_total{mode="run"}'))
+def samples(hub: Hub, via: int, name: str) -> dict[str, float]:
+    """worker label -> the sum of `name`'s samples, from /metrics as worker `via` answers it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = hub.pinned(via).get(hub.process.url + "/metrics", timeout=30).text
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                sums[sample.labels["worker"]] = sums.get(sample.labels["worker"], 0) + sample.value
+    return sums
+
+
+def test_metrics_from_either_worker_show_both_labelled(hub):
+    for via in (0, 1):
+        counts = samples(hub, via, "daohub_http_requests_total")
+        assert set(counts) == {"0", "1"} and all(v > 0 for v in counts.values()), counts
 
 
 def test_periodic_gc_runs_in_one_worker_only(hub):
     deadline = time.monotonic() + 60
-    while gc_runs(hub, 0) < 3:  # passes every 0.5 s in worker 0
+    while samples(hub, 1, "daohub_gc_runs_total").get("0", 0) < 3:  # passes every 0.5 s in worker 0
         assert time.monotonic() < deadline, "worker 0 ran no GC pass"
         time.sleep(0.2)
-    assert gc_runs(hub, 1) == 0
+    for via in (0, 1):
+        assert samples(hub, via, "daohub_gc_runs_total").get("1", 0) == 0
 
 
 def test_a_killed_worker_is_restarted_and_nothing_is_lost(hub):

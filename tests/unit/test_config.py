@@ -157,3 +157,17 @@ def test_proxy_upstreams_from_environment_as_yaml():
 def test_bad_proxy_config(upstreams, extra, message):
     with pytest.raises(ConfigError, match=message):
         load_config(environ={"DAOHUB_PROXY_UPSTREAMS": upstreams, **extra})
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), ("4", 4), (" 2 ", 2), ("AUTO", None), ("auto", None)])
+def test_server_workers(value, expected):
+    import os
+
+    count = load_config(environ={"DAOHUB_SERVER_WORKERS": value}).server.worker_count()
+    assert count == (expected if expected is not None else len(os.sched_getaffinity(0)))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "257", "many", "1.5"])
+def test_bad_server_workers(value):
+    with pytest.raises(ConfigError, match="server.workers"):
+        load_config(environ={"DAOHUB_SERVER_WORKERS": value})
