@@ -182,12 +182,17 @@ def main() -> int:
         "distribution": DistributionProcess(work / "dist", binary=DISTRIBUTION_BIN),
     }
     runs: list[dict] = []
+    spread_counts: dict = {}
     try:
         seeds = {}
         for name, server in servers.items():
             server.start()
             seeds[name] = seed(server.url)
         wait_for_workers(servers["daohub-2w"].url, 2)
+        spread = [requests.get(servers["daohub-2w"].url + "/healthz", timeout=10).json()["worker"]
+                  for _ in range(320)]
+        spread_counts = {str(w): spread.count(w) for w in (0, 1)}  # fresh connections per worker
+        print(f"320 fresh connections to 2 workers: {spread_counts}", flush=True)
         lua = work / "mixed.lua"
         lua.write_text(MIXED_LUA)
         names = list(servers)
@@ -238,7 +243,7 @@ def main() -> int:
         "machine": machine(), "distribution": tool_version([DISTRIBUTION_BIN, "--version"]),
         "wrk": tool_version(["wrk", "--version"]),
         "load_avg_1m": {"min": min(loads), "median": statistics.median(loads), "max": max(loads)},
-        "summary": summary, "runs": runs,
+        "fresh_connections_per_worker_of_320": spread_counts, "summary": summary, "runs": runs,
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out = args.results_dir / f"workers_bench-{time.strftime('%Y%m%d-%H%M%S')}{'-smoke' if args.smoke else ''}.json"
