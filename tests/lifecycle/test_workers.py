@@ -331,6 +331,17 @@ def test_sigterm_drains_both_workers(tmp_path, database, request):
         hub.process.stop()
 
 
+def test_workers_follow_a_parent_killed_with_sigkill(tmp_path):
+    hub = start_hub(tmp_path, "sqlite", None)
+    pids = children(hub.process.pid)
+    hub.process.kill()  # SIGKILL to the parent alone: no forwarding happens
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+        assert time.monotonic() < deadline, f"workers {pids} outlived their parent"
+        time.sleep(0.1)
+    assert "daohub: stopped" in hub.process.log_text()  # each drained (SIGTERM from the kernel)
+
+
 def test_workers_that_keep_dying_at_start_make_the_parent_exit_non_zero(tmp_path):
     # Nothing listens on port 1: every worker dies opening the metadata store.
     process = DaoHubProcess(tmp_path, env=worker_env({"DAOHUB_DATABASE_URL": "postgresql://127.0.0.1:1/none"}),
