@@ -30,6 +30,7 @@ log = logging.getLogger("daohub.workers")
 
 START_FAILURES = 3  # consecutive deaths before readiness that make the parent give up
 RESTART_DELAY_MAX = 5.0  # seconds between restarts of a worker that keeps dying
+EARLY_DEATH_SECONDS = 10.0  # a worker dying this soon after it was up is restarted after a backoff
 
 
 @dataclass
@@ -63,6 +64,8 @@ class _Worker:
     pipe: int = -1  # the parent's end of the readiness pipe; -1 once read to the end
     ready: bool = False
     failures: int = 0  # deaths before readiness, in a row
+    early_deaths: int = 0  # deaths within EARLY_DEATH_SECONDS of being up, in a row
+    up_at: float = 0.0
     restart_at: float | None = None  # when a dead worker is due to start again
     exited: list[int] = field(default_factory=list)
 
@@ -168,7 +171,7 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 data = os.read(fd, 16)
             if data.startswith(b"R"):
-                worker.ready, worker.failures = True, 0
+                worker.ready, worker.failures, worker.up_at = True, 0, time.monotonic()
                 log.info("worker %d (pid %d) is up", worker.index, worker.pid)
             if not data or data.startswith(b"R"):
                 os.close(fd)
@@ -217,7 +220,14 @@ class Supervisor:
                 self._stop_all(signal.SIGTERM)
                 self._wait_all()
                 return 1
-            worker.restart_at = time.monotonic() + min(RESTART_DELAY_MAX, 0.1 * (2 ** worker.failures) - 0.1)
+            now = time.monotonic()
+            if was_ready and now - worker.up_at < EARLY_DEATH_SECONDS:
+                worker.early_deaths += 1  # up, then dead again at once: a crash loop, slowed down
+            elif was_ready:
+                worker.early_deaths = 0
+            delay = 0.1 * (2 ** worker.failures) - 0.1 + (0.5 * 2 ** (worker.early_deaths - 1) if worker.early_deaths
+                                                          else 0.0)
+            worker.restart_at = now + min(RESTART_DELAY_MAX, delay)
 
     def _start(self, worker: _Worker) -> None:
         read_fd, write_fd = os.pipe()
