@@ -223,6 +223,46 @@ def test_a_token_one_worker_signs_is_good_on_the_other(hub):
     assert r.status_code == 200 and r.json()["tags"] == ["1"], r.text
 
 
+def test_a_key_rotated_by_another_process_is_accepted_by_both_workers(hub):
+    """`daohub keys rotate` (a process of its own, as a third worker would be): a token signed
+    with the new key is good on both workers, each reloading its ring for the unknown kid."""
+    import asyncio
+
+    from auth.keys import KeyRing, SigningKey
+    from auth.scopes import ResourceScope
+    from auth.tokens import TokenIssuer
+    from hub.config import load_config
+    from hub.db import create_store
+
+    kid = json.loads(hub.process.cli("keys", "rotate"))["kid"]
+    env = {k: v for k, v in hub.process.environment().items() if k.startswith("DAOHUB_")}
+    config = load_config(environ=env, overrides={"data_dir": str(hub.process.data_dir)})
+
+    async def newest_key() -> SigningKey:
+        store = create_store(config.database_url)
+        await store.open()
+        try:
+            record = (await store.signing_keys())[0]
+        finally:
+            await store.close()
+        return SigningKey.from_pem(record.private_pem)
+
+    key = asyncio.run(newest_key())
+    assert key.kid == kid
+    issuer = TokenIssuer(KeyRing(key), config.auth.issuer, config.auth.service)
+    token = issuer.issue("admin", [ResourceScope("repository", "team/app", frozenset({"pull"}))]).token
+    for worker in (0, 1):
+        r = hub.pinned(worker).get(f"{hub.process.url}/v2/team/app/tags/list",
+                                   headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert r.status_code == 200 and r.json()["tags"] == ["1"], (worker, r.text)
+    forged = TokenIssuer(KeyRing(SigningKey.generate()), config.auth.issuer, config.auth.service)
+    bad = forged.issue("admin", [ResourceScope("repository", "team/app", frozenset({"pull"}))]).token
+    for worker in (0, 1):  # and a key nobody stored is still refused
+        r = hub.pinned(worker).get(f"{hub.process.url}/v2/team/app/tags/list",
+                                   headers={"Authorization": f"Bearer {bad}"}, timeout=30)
+        assert r.status_code == 401, (worker, r.text)
+
+
 def test_a_cold_pull_on_both_workers_at_once_makes_one_upstream_fetch(hub, hub_up, hub_log, request):  # noqa: F811
     repo = f"up/flight-{request.node.callspec.id}"
     image = hub_up.push_image(repo, "1", (2 << 20, 1 << 20))
