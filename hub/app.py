@@ -124,10 +124,17 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
         await service.directory.aclose()
 
 
+def runs_jobs(app: web.Application) -> bool:
+    """Whether this process runs the periodic background jobs: a single process does, and of
+    server.workers, worker 0 only (docs/design/workers.md); each job keeps its own lock or lease
+    across replicas."""
+    return app.get(keys.BACKGROUND_JOBS, True)
+
+
 async def _upload_purger(app: web.Application) -> AsyncIterator[None]:
     """Purge abandoned uploads periodically (every replica may run it; it is idempotent)."""
     cfg = app[keys.CONFIG].registry
-    if cfg.upload_purge_interval_seconds <= 0:
+    if cfg.upload_purge_interval_seconds <= 0 or not runs_jobs(app):
         yield
         return
 
@@ -155,7 +162,7 @@ async def _proxy(app: web.Application) -> AsyncIterator[None]:
     auth = app.get(keys.AUTH)
     if auth is not None:
         auth.cache_access = proxy.router.access_for
-    tasks = proxy.start_background()
+    tasks = proxy.start_background(evict=runs_jobs(app))
     try:
         yield
     finally:
@@ -192,7 +199,7 @@ async def _gc(app: web.Application) -> AsyncIterator[None]:
     collector = collector_for(config, app[keys.REGISTRY], metrics=GcMetrics(app[keys.METRICS].registry),
                               proxy=app.get(keys.PROXY))
     app[keys.GC] = collector  # the admin API's passes too
-    if not config.gc.enabled or config.gc.interval_seconds <= 0:
+    if not config.gc.enabled or config.gc.interval_seconds <= 0 or not runs_jobs(app):
         yield
         return
     task = asyncio.create_task(run_periodically(collector, config.gc.interval_seconds), name="gc")
@@ -216,7 +223,7 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
         app[keys.TAG_PULLS] = pulls  # the manifest handlers note pulls only when it is there
     app[keys.RETENTION] = retention = Retention(registry, lease_seconds=cfg.lease_seconds)
     tasks = [asyncio.create_task(pulls.run(), name="tag-pulls")]
-    if cfg.enabled and cfg.interval_seconds > 0:
+    if cfg.enabled and cfg.interval_seconds > 0 and runs_jobs(app):
         tasks.append(asyncio.create_task(run_on_schedule(retention, cfg.interval_seconds), name="retention"))
     yield
     for task in tasks:
@@ -240,13 +247,13 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
     app[keys.WEBHOOKS] = Webhooks(store, config.webhooks.allowed_networks, resolver)
     tasks = []
     deliverer = delivering = None
-    if config.webhooks.enabled:
+    if config.webhooks.enabled and runs_jobs(app):
         deliverer = Deliverer(store, config.webhooks, resolver=resolver,
                               metrics=WebhookMetrics(app[keys.METRICS].registry))
         await deliverer.open()
         app[keys.DELIVERER] = deliverer
         delivering = asyncio.create_task(deliverer.run(), name="webhook-delivery")
-    if config.events.prune_interval_seconds > 0:
+    if config.events.prune_interval_seconds > 0 and runs_jobs(app):
         async def prune() -> None:
             while await store.prune_events(time.time() - config.events.keep_seconds):
                 pass
@@ -265,7 +272,7 @@ async def _events(app: web.Application) -> AsyncIterator[None]:
 async def _audit_export(app: web.Application) -> AsyncIterator[None]:
     """The audit export's sink tasks (audit_export.sinks; hub/events/audit_export.py)."""
     config = app[keys.CONFIG]
-    if not config.audit_export.sinks:
+    if not config.audit_export.sinks or not runs_jobs(app):
         yield
         return
     from .events.audit_export import Exporter

@@ -60,6 +60,10 @@ class TlsConfig:
 @dataclasses.dataclass
 class ServerConfig:
     addr: str = "127.0.0.1:5000"
+    # Serving processes on the one port: a number, or "auto" for the CPUs this process may run
+    # on (sched_getaffinity: taskset and cpusets count). Above 1, a supervising parent runs them
+    # (SO_REUSEPORT listeners) and restarts one that dies; see docs/design/workers.md.
+    workers: str = "1"
     # Seconds in-flight requests get to finish on SIGTERM.
     shutdown_timeout: float = 30.0
     # External URL of this registry, if behind a proxy (used in absolute links).
@@ -74,6 +78,21 @@ class ServerConfig:
     trusted_proxies: list[str] = dataclasses.field(default_factory=list)
     tls: TlsConfig = dataclasses.field(default_factory=TlsConfig)
 
+    def worker_count(self) -> int:
+        """server.workers as a number ("auto": the CPUs this process may run on)."""
+        value = self.workers.strip().lower()
+        if value == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        try:
+            count = int(value)
+        except ValueError:
+            raise ConfigError(f"server.workers must be a number or 'auto', got {self.workers!r}") from None
+        if not 1 <= count <= MAX_WORKERS:
+            raise ConfigError(f"server.workers must be in 1..{MAX_WORKERS}, got {count}")
+        return count
+
+
+MAX_WORKERS = 256
 
 # The flat storage keys of the old form (storage.bucket, DAOHUB_STORAGE_BUCKET, ...) and where each
 # goes now: flat key -> (the drivers that have it, its key in storage.<driver>). A flat key is
@@ -586,6 +605,7 @@ def validate(cfg: Config) -> Config:
     if not cfg.auth.enabled and not loopback and not cfg.auth.allow_open_non_loopback:
         raise ConfigError(f"refusing to serve without authentication on {host}: enable auth, or set "
                           "auth.allow_open_non_loopback: true to run an open registry on purpose")
+    cfg.server.worker_count()  # "auto" or 1..MAX_WORKERS
     if cfg.server.event_loop not in ("asyncio", "uvloop"):
         raise ConfigError("server.event_loop must be 'asyncio' or 'uvloop'")
     if cfg.log.format not in ("json", "text"):

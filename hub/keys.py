@@ -42,6 +42,13 @@ WEBHOOKS = web.AppKey("webhooks", object)
 DELIVERER = web.AppKey("deliverer", object)
 # Tests set it before startup: the resolver webhook URL checks and deliveries use (DNS rebinding).
 WEBHOOK_RESOLVER = web.AppKey("webhook_resolver", object)
+# server.workers above 1: this process's worker index (0..N-1); absent in a single process.
+WORKER = web.AppKey("worker", int)
+# ... and every worker's private metrics socket, by index (/metrics merges them).
+WORKER_METRICS = web.AppKey("worker_metrics", list)
+# False in every worker but worker 0: the periodic jobs (GC passes, retention runs, webhook
+# delivery, audit export, cache eviction, upload purge, event prune) run once per machine.
+BACKGROUND_JOBS = web.AppKey("background_jobs", bool)
 
 # Request keys: values the middlewares and handlers leave on one request for each other.
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -89,6 +89,37 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class _Families:
+    """A collector that yields metric families built elsewhere (merge_workers)."""
+
+    def __init__(self, families: list) -> None:
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
+
+
+def merge_workers(expositions: dict[int, str]) -> bytes:
+    """One exposition of every worker's metrics (server.workers), each sample labelled with its
+    worker="N": a scraper that reaches any worker sees them all, and sums across workers with
+    sum without (worker). `expositions`: worker index -> its own /metrics text."""
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.samples import Sample
+
+    merged: dict[str, Metric] = {}
+    for worker, text in sorted(expositions.items()):
+        for family in text_string_to_metric_families(text):
+            into = merged.get(family.name)
+            if into is None:
+                into = merged[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
+            into.samples += [Sample(sample.name, {**sample.labels, "worker": str(worker)}, sample.value,
+                                    sample.timestamp, sample.exemplar) for sample in family.samples]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(list(merged.values())))
+    return generate_latest(registry)
+
+
 class ProxyMetrics:
     """The pull-through cache's counters, on the app's registry (created only when it is configured)."""
 

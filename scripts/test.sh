@@ -48,6 +48,7 @@ DEBIAN_PACKAGES=(
   curl ca-certificates git iproute2
   postgresql nginx-light nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-dev
   chromium libatomic1 slapd ldap-utils rsyslog
+  wrk  # tests/bench's smoke run of bench/workers_bench.py (its load generator)
 )
 command -v npm >/dev/null 2>&1 || DEBIAN_PACKAGES+=(npm)
 

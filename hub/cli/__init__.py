@@ -29,9 +29,10 @@ def _overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
-async def _serve(config, context=None) -> None:
+async def _serve(config, context=None, slot=None) -> None:
     """`context`: the server's SSLContext when server.tls is on (built before anything starts,
-    so a bad certificate is a startup error)."""
+    so a bad certificate is a startup error). `slot`: this worker's WorkerSlot (hub/cli/workers.py)
+    under server.workers above 1."""
     from aiohttp import web
 
     from ..app import create_app
@@ -40,6 +41,12 @@ async def _serve(config, context=None) -> None:
     from .seed import first_start
 
     app = create_app(config)
+    if slot is not None:
+        from ..keys import BACKGROUND_JOBS, WORKER, WORKER_METRICS
+
+        app[WORKER] = slot.index
+        app[BACKGROUND_JOBS] = slot.index == 0
+        app[WORKER_METRICS] = [slot.metrics_socket(i) for i in range(slot.count)]
     # The first start of an empty registry publishes the seed app catalog (before the ready line).
     app.cleanup_ctx.append(first_start)
     access_logger = logging.getLogger("daohub.access")
@@ -58,6 +65,9 @@ async def _serve(config, context=None) -> None:
         app.middlewares.append(health_only_middleware())
     await runner.setup()
     host, port = config.host_port
+    if slot is not None:
+        port = slot.port  # the parent's reservation (port 0 resolved once for every worker)
+    reuse_port = slot is not None
     shown_host = f"[{host}]" if ":" in host else host
     loop = asyncio.get_running_loop()
     watcher = None
@@ -66,24 +76,29 @@ async def _serve(config, context=None) -> None:
 
         reloader = CertificateReloader(context, tls)
         tls_site = TLSSite(runner, host, port, ssl_context=context, backlog=1024, reuse_address=True,
-                           https_hint=f"https://{shown_host}:{port}/", context_source=lambda: reloader.context)
+                           reuse_port=reuse_port, https_hint=f"https://{shown_host}:{port}/", context_source=lambda: reloader.context)
         reloader.swappable = tls_site.swaps_contexts
         site: web.BaseSite = tls_site
         loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
         watcher = asyncio.create_task(reloader.watch())
     else:
-        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port)
     await site.start()
     if tls.health_addr:
         health_host, health_port = parse_addr(tls.health_addr)
-        await web.TCPSite(runner, health_host, health_port, reuse_address=True).start()
+        await web.TCPSite(runner, health_host, health_port, reuse_address=True, reuse_port=reuse_port).start()
         log.info("plain-HTTP health checks (/healthz, /readyz) on http://%s:%d", health_host, health_port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("daohub %s listening on %s://%s:%d (storage=%s, metadata=%s)", __version__,
+    log.info("daohub %s listening on %s://%s:%d (storage=%s, metadata=%s%s)", __version__,
              "https" if context is not None else "http", shown_host, port,
-             config.storage.driver, config.database_url.split(":", 1)[0])
+             config.storage.driver, config.database_url.split(":", 1)[0],
+             f", worker {slot.index} of {slot.count}" if slot is not None else "")
+    metrics_runner = None
+    if slot is not None:
+        metrics_runner = await _worker_metrics(app, slot)
+        slot.ready()
     await stop.wait()
     if watcher is not None:
         watcher.cancel()
@@ -98,8 +113,28 @@ async def _serve(config, context=None) -> None:
     # Responses already produced (file downloads) finish inside aiohttp's graceful cleanup,
     # which has its own shutdown_timeout.
     await runner.cleanup()
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
     sink.flush()
     log.info("stopped")
+
+
+async def _worker_metrics(app, slot):
+    """This worker's own metrics on its private socket, for the sibling a scrape reaches."""
+    from aiohttp import web
+
+    from ..keys import METRICS
+    from ..metrics import CONTENT_TYPE
+
+    async def own(request: web.Request) -> web.Response:
+        return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
+
+    private = web.Application()
+    private.router.add_get("/metrics", own)
+    runner = web.AppRunner(private, access_log=None)
+    await runner.setup()
+    await web.UnixSite(runner, slot.metrics_socket(slot.index)).start()
+    return runner
 
 
 async def _migrate(config) -> list[int]:
@@ -288,7 +323,18 @@ def main(argv: list[str] | None = None) -> int:
             except TlsError as exc:
                 print(f"daohub: TLS error: {exc}", file=sys.stderr)
                 return 2
-        _run(_serve(config, context), config.server.event_loop)
+        workers = config.server.worker_count()
+        if workers == 1:
+            _run(_serve(config, context), config.server.event_loop)
+            return 0
+        from .workers import Supervisor
+
+        def serve_worker(slot) -> int:
+            _run(_serve(config, context, slot), config.server.event_loop)
+            return 0
+
+        host, port = config.host_port
+        return Supervisor(workers, host, port, serve_worker).run()
     elif args.command == "migrate":
         applied = asyncio.run(_migrate(config))
         print(f"applied migrations: {applied}" if applied else "schema is up to date")

@@ -146,11 +146,12 @@ class Proxy:
     def note_pull(self, repository: str, digest: str) -> None:
         self.pulls.note(repository, digest, self.clock())
 
-    def start_background(self) -> list[asyncio.Task]:
+    def start_background(self, *, evict: bool = True) -> list[asyncio.Task]:
         """The serve process's loops: writing noted pulls, and periodic eviction (every replica
-        runs it; the store lock lets one at a time do the work)."""
+        runs it, and of one machine's workers only the one that runs the background jobs; the
+        store lock lets one at a time do the work)."""
         tasks = [asyncio.create_task(self._every(PULL_FLUSH_SECONDS, self._flush_pulls), name="proxy-pulls")]
-        if self.eviction_interval > 0:
+        if evict and self.eviction_interval > 0:
             tasks.append(asyncio.create_task(self._every(self.eviction_interval, self.evict), name="proxy-evict"))
         return tasks
 

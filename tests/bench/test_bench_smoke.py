@@ -109,3 +109,18 @@ def test_signin_bench_smoke(tmp_path):
     check_report(out, report, {"warm", "cold"})
     assert all(run["requests"] >= 1 for row in report["rows"] for side in ("daohub", "other")
                for run in row["runs"][side])
+
+
+def test_workers_bench_smoke(tmp_path):
+    need_tool("docker-registry")
+    need_tool("wrk")
+    out, report = run_bench("workers_bench.py", tmp_path)
+    assert set(report["summary"]) == {"shared/manifest-get", "shared/mixed", "split/manifest-get", "split/mixed"}
+    for key, row in report["summary"].items():
+        for target in ("daohub-1w", "daohub-2w", "distribution"):
+            assert row[target]["rps_median"] > 0, (key, target)
+        assert row["daohub-1w"]["non_2xx"] == row["daohub-2w"]["non_2xx"] == 0
+        assert key in out
+    spread = report["fresh_connections_per_worker_of_320"]
+    assert sum(spread.values()) == 320 and all(spread.values()), spread
+    assert len(report["runs"]) == 12 and all(len(run["load_avg"]) == 3 for run in report["runs"])

@@ -294,3 +294,28 @@ def test_uvloop_serves_tls_too(tmp_path, pki):
                 assert sock.recv(65536) == b""  # closed, not hung
             except ConnectionResetError:
                 pass  # closed with a reset: as good
+
+
+def test_two_workers_serve_https_and_both_reload_on_sighup(tmp_path, pki):
+    """server.workers: 2 over TLS: each worker's listener speaks HTTPS, the parent forwards SIGHUP."""
+    mine = own_copy(pki, tmp_path / "tls")
+    with DaoHubProcess(tmp_path / "hub", tls=mine.server_files(),
+                       env={"DAOHUB_SERVER_TLS_RELOAD_INTERVAL_SECONDS": "0", "DAOHUB_SERVER_WORKERS": "2"}) as hub:
+        context = ssl.create_default_context(cafile=str(pki.ca_file))
+
+        def workers_seen() -> set[int]:
+            seen = set()
+            for _ in range(32):  # a new connection each time: the kernel picks a worker for each
+                with urllib.request.urlopen(f"{hub.url}/healthz", context=context, timeout=10) as r:
+                    seen.add(json.load(r)["worker"])
+            return seen
+
+        wait_for(lambda: workers_seen() == {0, 1}, "both workers over HTTPS")
+        new_cert, new_key = pki.issue_server_pair(tmp_path / "renewed", "daohub-renewed")
+        replace(mine.key_file, new_key)
+        replace(mine.cert_file, new_cert)
+        hub.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: hub.log_text().count("TLS certificate reloaded") == 2, "both workers' reloads")
+        names = {served_common_name("127.0.0.1", hub.port, pki.ca_file) for _ in range(16)}
+        assert names == {"daohub-renewed"}
+        assert workers_seen() == {0, 1} and hub.running

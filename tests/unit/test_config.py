@@ -166,3 +166,17 @@ def test_appstore_import_hosts():
     for bad in ("https://feeds.example.org", "feeds.example.org/path", "user@host", "*.example.org"):
         with pytest.raises(ConfigError, match="appstore.import_hosts"):
             load_config(environ={"DAOHUB_APPSTORE_IMPORT_HOSTS": bad})
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), ("4", 4), (" 2 ", 2), ("AUTO", None), ("auto", None)])
+def test_server_workers(value, expected):
+    import os
+
+    count = load_config(environ={"DAOHUB_SERVER_WORKERS": value}).server.worker_count()
+    assert count == (expected if expected is not None else len(os.sched_getaffinity(0)))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "257", "many", "1.5"])
+def test_bad_server_workers(value):
+    with pytest.raises(ConfigError, match="server.workers"):
+        load_config(environ={"DAOHUB_SERVER_WORKERS": value})
