@@ -344,8 +344,8 @@ class Promotions:
         promotions that moved it and its referrers. 404 when no repository the caller may pull holds it."""
         try:
             digest = str(parse_digest(digest))
-        except OciError as exc:
-            raise ValidationFailed.parameter("digest", exc.message) from None
+        except OciError:
+            raise NotFound(f"no manifest {digest[:100]!r}: not a digest") from None
         holdings = [h for h in await self.store.artifact_holdings(digest) if await can_pull(h.repository)]
         if not holdings:
             raise NotFound(f"no manifest {digest} in a repository you may pull")

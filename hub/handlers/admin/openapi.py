@@ -64,7 +64,7 @@ def _error_statuses(route) -> list[int]:
         statuses += [400, 413]
     if not route.public:
         statuses += [401, 429] + ([] if route.robots else [403])
-    if route.path_parameters:
+    if route.path_parameters or route.missing:
         statuses.append(404)
     if route.conflicts:
         statuses.append(409)

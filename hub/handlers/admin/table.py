@@ -45,6 +45,7 @@ class Route:
     response: str | None = None  # success body schema (schemas.RESOURCES); None: no body
     paginated: bool = False  # ?limit= and ?cursor=, response is a page of `response`
     conflicts: bool = False  # may answer 409
+    missing: bool = False  # may answer 404 though its path has no parameters (what the body names)
     public: bool = False  # no credentials needed
     robots: bool = False  # robots may call it (only GET /me)
     query: tuple[tuple[str, str], ...] = ()  # extra query parameters: (name, description)
@@ -253,7 +254,7 @@ API_ROUTES: tuple[Route, ...] = (
       "Remove a tenant's promotion gates: promotions into it complete at once (tenant admin)", "promotions", 204),
     R("POST", "/promotions", promotions.create_promotion, "Promote a manifest (with its child manifests and "
       "referrers) to another repository (pull on the source, push on the target)", "promotions", 201,
-      request="PromotionCreate", response="Promotion", conflicts=True, also=(202,),
+      request="PromotionCreate", response="Promotion", conflicts=True, also=(202,), missing=True,
       description="201: completed (blob links and manifest rows, no bytes moved). 202: pending, waiting for the "
                   "approval a gate asks for. 422 (`promotion-gates-failed`) lists every gate requirement the "
                   "manifest fails; nothing is recorded. A source you may not pull is 404, as one that does not "
