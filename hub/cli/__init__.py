@@ -1,5 +1,6 @@
 """`daohub serve | migrate | purge-uploads | transfer | tls | version`, and the commands of the modules
-beside it: identity (user, tenant, robot, repo, keys), proxy, gc, retention, app and appstore (app seed)."""
+beside it: identity (user, tenant, robot, repo, keys), proxy, gc, retention, promotion (promote), app and
+appstore (app seed)."""
 
 from __future__ import annotations
 
@@ -230,12 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     transfer.add_argument("--skip-blobs", action="store_true", help="copy metadata only")
     transfer.add_argument("--skip-metadata", action="store_true", help="copy blobs only")
     transfer.add_argument("--jobs", type=int, default=4, help="blobs copied at once (default 4)")
-    from . import app, appstore, gc, identity, proxy, retention
+    from . import app, appstore, gc, identity, promotion, proxy, retention
 
     identity.add_parsers(sub)
     proxy.add_parsers(sub)
     gc.add_parsers(sub)
     retention.add_parsers(sub)
+    promotion.add_parsers(sub)
     appstore.add_parsers(app.add_parsers(sub))
     tls = sub.add_parser("tls", help="TLS helpers").add_subparsers(dest="tls_command", required=True)
     self_signed = tls.add_parser("self-signed", help="write a private CA and a server certificate, "
@@ -296,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(gc.run(config, args))
     elif args.command == "retention":
         return asyncio.run(retention.run(config, args))
+    elif args.command in ("promote", "promotion"):
+        return asyncio.run(promotion.run(config, args))
     elif args.command == "transfer":
         return _transfer(config, args)
     elif args.command == "purge-uploads":
