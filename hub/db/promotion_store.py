@@ -297,6 +297,15 @@ class PromotionStore:
             request.approval_role, int(request.self_approval))
         return await _read(tx, promotion_id)
 
+    async def refuse_promotion(self, request: PromotionRequest) -> None:
+        """The audit row of a request a gate refused (`request.gates` holds the failed requirements too):
+        no promotion row, no event, nothing else written."""
+        detail = {"promotion": None, "source": f"{request.source_repository}@{request.digest}",
+                  "target": f"{request.target_repository}:{request.target_tag}", "digest": request.digest,
+                  "state": "refused", "requested_by": request.requested_by, "gates": list(request.gates)}
+        await self._gc_tx(lambda tx: audit(tx, request.requested_by, "promotion.refuse", detail["target"], detail,
+                                           tenant_of(request.target_repository)))
+
     async def request_promotion(self, request: PromotionRequest) -> PromotionRecord:
         """A promotion that waits for an approval: its row (pending), its promotion.requested event and
         audit row, in one transaction."""

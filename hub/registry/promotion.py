@@ -21,7 +21,8 @@ the target's tenant is at least `role` (or the platform admin) approves it; the 
 all matching gates applies. Self-approval (the requester approving their own promotion) is refused
 unless every matching approval gate allows it, as Harbor and DTR do by default. A request that fails
 any other gate is refused (422, each failed gate listed) and leaves no record; at approval the gates
-are checked again (a referrer may have been deleted meanwhile).
+are checked again (a referrer may have been deleted meanwhile). A refused request leaves an audit
+row (`promotion.refuse`, with the failed requirements) and nothing else.
 """
 
 from __future__ import annotations
@@ -274,9 +275,11 @@ class Promotions:
         if target_repo == source_repo:
             raise ValidationFailed.field("target", "must be another repository than the source")
         evaluation = await self.evaluate(source_repo, record.digest, target_repo)
-        self._refuse(evaluation)
         request = PromotionRequest(source_repo, reference, record.digest, target_repo, tag, actor, evaluation.checks,
                                    evaluation.approval_role, evaluation.self_approval)
+        if evaluation.failed:
+            await self.store.refuse_promotion(request)  # the audit trail shows refused attempts too
+            self._refuse(evaluation)
         if evaluation.approval_role is not None:
             return await self.registry.request_promotion(request)
         return await self._copy(request.source_repository, record.digest, target_repo, request=request)

@@ -48,4 +48,5 @@ async def test_promote_from_the_command_line(aiohttp_client, tmp_path, capsys):
     assert await cli("promotion", "list", "--state", "completed") == 0
     assert capsys.readouterr().out.startswith(f"promotion {promotion}: ")
     assert [(r.actor, r.action) for r in await audit_rows(client) if r.action.startswith("promotion.")] == [
-        ("ada", "promotion.complete"), ("ada", "promotion.approve"), ("cli", "promotion.request")]
+        ("ada", "promotion.complete"), ("ada", "promotion.approve"), ("cli", "promotion.request"),
+        ("cli", "promotion.refuse")]

@@ -94,7 +94,10 @@ async def test_a_gate_refuses_a_manifest_without_the_annotation_and_waits_for_ap
     assert [(e["gate"], e["requirement"]) for e in problem["errors"]] == [
         ("1", f"annotation {REVISION}"), ("1", f"annotation {SOURCE}")]
     assert REVISION in problem["detail"]
-    assert len([r for r in await audit_rows(api) if r.action.startswith("promotion.")]) == before == 0
+    refused = [r for r in await audit_rows(api) if r.action.startswith("promotion.")]
+    assert before == 0 and [(r.actor, r.action, r.target) for r in refused] == [
+        ("alice", "promotion.refuse", "team/prod:1.2")]
+    assert json.loads(refused[0].detail_json)["gates"][0]["passed"] is False
     assert (await call(api, "GET", "/api/v1/promotions"))[1]["items"] == []
     # The revision as an annotation, the source URL as a config label: both count.
     digest = await push(api, "team/app", "1.2", annotations={REVISION: "abc123"},

@@ -13,7 +13,7 @@ CREATE TABLE promotion_gates (
 ) WITHOUT ROWID;
 
 -- Every promotion that was accepted: pending (waiting for an approval), completed or rejected.
--- A request refused by a gate is answered 422 and leaves no row.
+-- A request refused by a gate is answered 422 and leaves no row here (an audit row only).
 CREATE TABLE promotions (
     id                INTEGER PRIMARY KEY AUTOINCREMENT,
     state             TEXT NOT NULL,

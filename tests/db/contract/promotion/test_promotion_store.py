@@ -8,6 +8,7 @@ promotion at once, one winning; the traceability reads."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -173,3 +174,14 @@ async def test_holdings_name_every_repository_and_tag_of_a_digest(promotions):
     held = await promotions.artifact_holdings(plan.root)
     assert [(h.repository, h.tags) for h in held] == [("dev/app", ("1.2",)), ("prod/app", ("1.2", "stable"))]
     assert await promotions.artifact_holdings(digest("nothing")) == []
+
+
+async def test_a_refused_request_is_an_audit_row_and_nothing_else(promotions):
+    plan = await _image(promotions)
+    before = await _last_seq(promotions)
+    failed = dataclasses.replace(_request(plan), gates=({"gate": 1, "requirement": "annotation x", "passed": False},))
+    await promotions.refuse_promotion(failed)
+    assert await _audit(promotions) == [("alice", "promotion.refuse", "prod/app:1.2")]
+    detail = json.loads((await promotions.audit_entries(1, None))[0].detail_json)
+    assert (detail["state"], detail["gates"][0]["passed"], detail["digest"]) == ("refused", False, plan.root)
+    assert await promotions.promotions() == [] and await promotions.events_after(before) == []
