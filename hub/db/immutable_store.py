@@ -74,25 +74,35 @@ async def read_tenant_document(tx: Any, table: str, tenant: str) -> Any:
     return await tx.fetchrow(f"SELECT tenant, document, updated_at, updated_by FROM {table} WHERE tenant = $1", tenant)
 
 
+PLATFORM_DOCUMENT = "*"  # the key of a platform-wide document (no tenant is named so)
+
+
+def _audited_as(tenant: str) -> tuple[str, str | None]:
+    """(audit target, audit tenant) of a document's change: the tenant's, or the platform's."""
+    return ("platform", None) if tenant == PLATFORM_DOCUMENT else (tenant, tenant)
+
+
 async def replace_tenant_document(tx: Any, table: str, tenant: str, document: dict, actor: str, action: str,
                                   key: str) -> tuple[str, float]:
-    """Store a tenant's (validated) document with its audit row (`key`: the document, and `before`);
-    (the text stored, when)."""
+    """Store a tenant's (validated) document (or the platform's: PLATFORM_DOCUMENT) with its audit row
+    (`key`: the document, and `before`); (the text stored, when)."""
     text, now = json.dumps(document, sort_keys=True), time.time()
     before = await tx.fetchval(f"SELECT document FROM {table} WHERE tenant = $1", tenant)
     await put_tenant_document(tx, table, tenant, text, now, actor)
-    await audit(tx, actor, action, tenant, {key: document, "before": None if before is None else json.loads(before)},
-                tenant)
+    target, audit_tenant = _audited_as(tenant)
+    await audit(tx, actor, action, target, {key: document, "before": None if before is None else json.loads(before)},
+                audit_tenant)
     return text, now
 
 
 async def drop_tenant_document(tx: Any, table: str, tenant: str, actor: str, action: str) -> bool:
-    """Delete a tenant's document with its audit row (`before`); False if it had none."""
+    """Delete a tenant's (or the platform's) document with its audit row (`before`); False if it had none."""
     before = await tx.fetchval(f"SELECT document FROM {table} WHERE tenant = $1", tenant)
     if before is None:
         return False
     await tx.execute(f"DELETE FROM {table} WHERE tenant = $1", tenant)
-    await audit(tx, actor, action, tenant, {"before": json.loads(before)}, tenant)
+    target, audit_tenant = _audited_as(tenant)
+    await audit(tx, actor, action, target, {"before": json.loads(before)}, audit_tenant)
     return True
 
 

@@ -270,7 +270,7 @@ class PromotionStore:
     _gc_tx: Any
     tag_guard: Any
 
-    # Gates -----------------------------------------------------------------------------------------
+    # Gates (a tenant's, or with tenant PLATFORM_DOCUMENT the platform's, audited with no tenant) ----------
     async def promotion_gates(self, tenant: str) -> StoredGates | None:
         row = await self._gc_tx(lambda tx: read_tenant_document(tx, "promotion_gates", tenant), rollback=True)
         return None if row is None else StoredGates(row[0], json.loads(row[1]), row[2], row[3])

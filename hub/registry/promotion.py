@@ -13,7 +13,8 @@ Gates are set per tenant, for its target repositories, as one document::
                 "referrer_artifact_types": ["application/vnd.dev.sigstore.bundle.v0.3+json"],
                 "approval": {"role": "maintainer", "allow_self_approval": false}}]}
 
-Every gate whose glob matches the target applies. `annotations`: each key must be set (non-empty)
+Every gate whose glob matches the target applies: the target tenant's, and the platform's (one
+document of the same shape, set by the platform admin, for every tenant). `annotations`: each key must be set (non-empty)
 in the manifest's annotations or in its image config's labels; for an index, on the index or on
 every image it lists. `referrer_artifact_types`: the source must hold a referrer of the manifest of
 each type (a signature, an SBOM). `approval`: the promotion waits (pending) until a user whose role in
@@ -32,6 +33,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..db.immutable_store import PLATFORM_DOCUMENT
 from ..db.promotion_store import PromotionNotPending, PromotionRecord, PromotionRequest, PromotionSourceGone
 from ..errors import OciError
 from ..problems import Conflict, Forbidden, NotFound, Problem, ValidationFailed
@@ -68,6 +70,11 @@ class Gate:
     referrer_artifact_types: tuple[str, ...] = ()
     approval_role: str | None = None
     allow_self_approval: bool = False
+    platform: bool = False  # one of the platform's gates (for every tenant), not the target tenant's
+
+    @property
+    def name(self) -> str:
+        return f"{'platform gate' if self.platform else 'gate'} {self.number} ({self.repositories})"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"repositories": str(self.repositories)}
@@ -88,7 +95,7 @@ def _strings(raw: Any, where: str, errors: dict[str, str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(raw))
 
 
-def parse_gates(doc: Any) -> tuple[Gate, ...]:
+def parse_gates(doc: Any, *, platform: bool = False) -> tuple[Gate, ...]:
     """Validate a gate document (module docstring). ValidationFailed names every bad field."""
     errors: dict[str, str] = {}
     gates: list[Gate] = []
@@ -128,7 +135,7 @@ def parse_gates(doc: Any) -> tuple[Gate, ...]:
         if not (annotations or types or approval is not None) and where + "/annotations" not in errors:
             errors[where] = "a gate needs annotations, referrer_artifact_types or approval"
         if glob is not None:
-            gates.append(Gate(i + 1, glob, annotations, types, role, self_ok))
+            gates.append(Gate(i + 1, glob, annotations, types, role, self_ok, platform))
     if errors:
         raise ValidationFailed("invalid promotion gates: " + "; ".join(f"{k}: {v}" for k, v in errors.items())[:1500],
                                errors=[{"detail": v, "pointer": "#" + k} for k, v in errors.items()][:100])
@@ -178,26 +185,32 @@ class Promotions:
         self.registry = registry
         self.store = registry.store
 
-    # Gates -----------------------------------------------------------------------------------------
-    async def gates(self, tenant: str):
-        stored = await self.store.promotion_gates(tenant)
+    # Gates: a tenant's, or (tenant None) the platform's, which apply to every tenant --------------------
+    async def gates(self, tenant: str | None):
+        stored = await self.store.promotion_gates(tenant or PLATFORM_DOCUMENT)
         if stored is None:
-            raise NotFound(f"tenant {tenant!r} has no promotion gates (every promotion into it completes at once)")
-        return stored
+            raise NotFound(f"{'tenant ' + repr(tenant) if tenant else 'the platform'} has no promotion gates")
+        return dataclasses.replace(stored, tenant=tenant)  # the platform's: tenant None
 
-    async def set_gates(self, tenant: str, document: Any, actor: str):
+    async def set_gates(self, tenant: str | None, document: Any, actor: str):
         gates = parse_gates(document)
-        return await self.store.set_promotion_gates(tenant, {"gates": [g.to_dict() for g in gates]}, actor)
+        stored = await self.store.set_promotion_gates(tenant or PLATFORM_DOCUMENT,
+                                                      {"gates": [g.to_dict() for g in gates]}, actor)
+        return dataclasses.replace(stored, tenant=tenant)
 
-    async def delete_gates(self, tenant: str, actor: str) -> None:
-        if not await self.store.delete_promotion_gates(tenant, actor):
-            raise NotFound(f"tenant {tenant!r} has no promotion gates")
+    async def delete_gates(self, tenant: str | None, actor: str) -> None:
+        if not await self.store.delete_promotion_gates(tenant or PLATFORM_DOCUMENT, actor):
+            raise NotFound(f"{'tenant ' + repr(tenant) if tenant else 'the platform'} has no promotion gates")
 
     async def _applying(self, target: str) -> list[Gate]:
-        stored = await self.store.promotion_gates(_tenant(target))
-        if stored is None:
-            return []
-        return [g for g in parse_gates(stored.document) if g.repositories.matches(target)]
+        """The platform's gates, then the target tenant's, that match `target`."""
+        found: list[Gate] = []
+        for key in (PLATFORM_DOCUMENT, _tenant(target)):
+            stored = await self.store.promotion_gates(key)
+            if stored is not None:
+                found += [g for g in parse_gates(stored.document, platform=key == PLATFORM_DOCUMENT)
+                          if g.repositories.matches(target)]
+        return found
 
     # Evaluation ------------------------------------------------------------------------------------
     async def _keys(self, repository: str, digest: str) -> list[dict[str, str]]:
@@ -226,15 +239,16 @@ class Promotions:
                      if any(g.referrer_artifact_types for g in gates) else set())
         role, self_ok = None, True
         for gate in gates:
-            name = f"gate {gate.number} ({gate.repositories})"
+            name, where = gate.name, ({"scope": "platform"} if gate.platform else {"scope": "tenant"})
             for key in gate.annotations:
                 passed = all(k.get(key) for k in keys)
-                checks.append({"gate": gate.number, "requirement": f"annotation {key}", "passed": passed,
+                checks.append({"gate": gate.number, **where, "requirement": f"annotation {key}", "passed": passed,
                                "detail": f"{name}: annotation or label {key} is "
                                          + ("set" if passed else "missing on the manifest and its config")})
             for artifact_type in gate.referrer_artifact_types:
                 passed = artifact_type in referrers
-                checks.append({"gate": gate.number, "requirement": f"referrer {artifact_type}", "passed": passed,
+                checks.append({"gate": gate.number, **where, "requirement": f"referrer {artifact_type}",
+                               "passed": passed,
                                "detail": f"{name}: a referrer of artifact type {artifact_type} is "
                                          + ("present" if passed else "missing in the source repository")})
             if gate.approval_role is not None:
@@ -242,8 +256,10 @@ class Promotions:
                     role = gate.approval_role
                 self_ok = self_ok and gate.allow_self_approval
         if role is not None:
-            checks.append({"gate": min(g.number for g in gates if g.approval_role), "requirement": f"approval by {role}",
-                           "passed": True, "detail": f"approval by a {role} of tenant {_tenant(target)} or more"
+            first = next(g for g in gates if g.approval_role == role)
+            checks.append({"gate": first.number, "scope": "platform" if first.platform else "tenant",
+                           "requirement": f"approval by {role}", "passed": True,
+                           "detail": f"{first.name}: approval by a {role} of tenant {_tenant(target)} or more"
                            + ("" if self_ok else ", not the requester")})
         return Evaluation(tuple(checks), role, role is not None and self_ok)
 
@@ -254,7 +270,7 @@ class Promotions:
             raise GatesFailed(f"the promotion fails {len(failed)} gate requirement(s): "
                               + "; ".join(c["detail"] for c in failed)[:1500],
                               errors=[{"detail": c["detail"], "pointer": "#/source", "gate": str(c["gate"]),
-                                       "requirement": c["requirement"]} for c in failed])
+                                       "scope": c["scope"], "requirement": c["requirement"]} for c in failed])
 
     # Requests and decisions ------------------------------------------------------------------------
     async def request(self, actor: str, source: str, target: str, *, can_pull: Check, can_push: Check
@@ -272,8 +288,8 @@ class Promotions:
             raise NotFound(f"no manifest {source[:300]} (or you may not pull it)") from None
         if not await can_push(target_repo):
             raise Forbidden(f"you may not push to {target_repo}")
-        if target_repo == source_repo:
-            raise ValidationFailed.field("target", "must be another repository than the source")
+        if target_repo == source_repo and tag == reference:
+            raise ValidationFailed.field("target", "is the source itself")
         evaluation = await self.evaluate(source_repo, record.digest, target_repo)
         request = PromotionRequest(source_repo, reference, record.digest, target_repo, tag, actor, evaluation.checks,
                                    evaluation.approval_role, evaluation.self_approval)

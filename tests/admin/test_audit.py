@@ -36,6 +36,8 @@ CHANGES = [
      "promotion.request"),
     ("reject_promotion", "POST", "/api/v1/promotions/{promotion}/reject", {"reason": "no"}, "promotion.reject"),
     ("delete_promotion_gates", "DELETE", "/api/v1/tenants/team/promotion-gates", None, "promotion_gates.delete"),
+    ("put_platform_promotion_gates", "PUT", "/api/v1/promotion-gates", {"gates": []}, "promotion_gates.set"),
+    ("delete_platform_promotion_gates", "DELETE", "/api/v1/promotion-gates", None, "promotion_gates.delete"),
     ("create_promotion", "POST", "/api/v1/promotions", {"source": "team/app:v2", "target": "team/prod:v4"},
      ("promotion.request", "promotion.complete")),
     ("update_repository", "PATCH", "/api/v1/repositories/team/app", {"public": True}, "repo.visibility"),

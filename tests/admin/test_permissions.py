@@ -106,6 +106,10 @@ async def _gates(client) -> None:
     await client.server.app[STORE].set_promotion_gates("team", {"gates": []}, "test")
 
 
+async def _platform_gates(client) -> None:
+    await client.server.app[STORE].set_promotion_gates("*", {"gates": []}, "test")
+
+
 def _pending(role: str):
     """A promotion of team/app:v1 to team/prod:v1 by root, waiting for a `role` of team."""
     async def setup(client) -> None:
@@ -241,6 +245,10 @@ CASES = [
     # The tenant admin queues it again: for the platform admin, allowed too, it is queued already.
     Case("redeliver_webhook_delivery", "POST", "/api/v1/webhooks/{hook}/deliveries/{delivery}/redeliver",
          (401, 404, 404, 404, 204, 404, 403, 409), setup=_team_webhook),
+    Case("get_platform_promotion_gates", "GET", "/api/v1/promotion-gates", PLATFORM, setup=_platform_gates),
+    Case("put_platform_promotion_gates", "PUT", "/api/v1/promotion-gates", PLATFORM, {"gates": []}),
+    Case("delete_platform_promotion_gates", "DELETE", "/api/v1/promotion-gates", only(204, PLATFORM),
+         setup=_platform_gates),
     Case("get_promotion_gates", "GET", "/api/v1/tenants/team/promotion-gates", TEAM_ADMINS, setup=_gates),
     Case("put_promotion_gates", "PUT", "/api/v1/tenants/team/promotion-gates", TEAM_ADMINS,
          {"gates": [{"repositories": "team/{role}", "approval": {"role": "admin"}}]}),

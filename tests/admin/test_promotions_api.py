@@ -243,3 +243,50 @@ async def test_an_artifact_is_traced_to_its_revision_repositories_promotions_and
     assert (await call(api, "GET", "/api/v1/artifacts/nonsense", "guest"))[0] == 404
     events = [e.type for e in await api.server.app[STORE].events_after(0, 10_000)]
     assert events.count("io.daohub.promotion.completed") == 1
+
+
+async def test_the_platforms_gates_apply_to_every_tenant_with_the_tenants(api):
+    status, body, _ = await call(api, "PUT", "/api/v1/promotion-gates", json={"gates": [
+        {"repositories": "**/prod", "annotations": [SOURCE]}]})
+    assert status == 200 and body["tenant"] is None, body
+    assert (await call(api, "PUT", "/api/v1/promotion-gates", "tenant_admin", json={"gates": []}))[0] == 403
+    await gates(api, {"gates": [{"repositories": "team/prod", "annotations": [REVISION]}]})
+    await push(api, "team/app", "1.2", annotations={REVISION: "abc"})
+    status, problem = await promote(api, "team/app:1.2", "team/prod:1.2")
+    assert status == 422
+    assert [(e["scope"], e["gate"], e["requirement"]) for e in problem["errors"]] == [
+        ("platform", "1", f"annotation {SOURCE}")]
+    assert "platform gate 1 (**/prod)" in problem["detail"]
+    await push(api, "team/app", "1.2", annotations={REVISION: "abc", SOURCE: "https://git.example/app"})
+    status, done = await promote(api, "team/app:1.2", "team/prod:1.2")
+    assert status == 201 and [(c["scope"], c["passed"]) for c in done["gates"]] == [("platform", True),
+                                                                                  ("tenant", True)]
+    assert (await promote(api, "team/app:1.2", "team/stage:1.2"))[0] == 201  # no gate matches
+    assert (await call(api, "DELETE", "/api/v1/promotion-gates"))[0] == 204
+    assert (await call(api, "GET", "/api/v1/promotion-gates"))[0] == 404
+    rows = [(r.action, r.target, r.tenant) for r in await audit_rows(api) if r.action.startswith("promotion_gates")]
+    assert rows[0] == ("promotion_gates.delete", "platform", None) and rows[-1] == ("promotion_gates.set", "platform",
+                                                                                    None)
+
+
+async def test_an_index_is_promoted_with_its_images_and_a_retag_in_one_repository(api):
+    children = [await push(api, "team/app", None) for _ in range(2)]
+    sizes = [(await manifest_size(api, "team/app", d))[1] for d in children]
+    tok = await token(api, "repository:team/app:pull,push", user="root", password="root-pw-123")
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d,
+                                       "size": n, "platform": {"architecture": arch, "os": "linux"}}
+                                      for d, n, arch in zip(children, sizes, ("amd64", "arm64"), strict=True)],
+                        "annotations": {REVISION: "abc"}}).encode()
+    r = await api.put("/v2/team/app/manifests/multi", data=index, headers={
+        **bearer(tok), "Content-Type": "application/vnd.oci.image.index.v1+json"})
+    assert r.status == 201, await r.text()
+    await gates(api, {"gates": [{"repositories": "team/**", "annotations": [REVISION]}]})
+    status, done = await promote(api, "team/app:multi", "team/prod:multi")
+    assert status == 201, done
+    assert done["copied"]["manifests"] == 3 and done["copied"]["blobs"] == 4
+    for d in children:
+        assert (await manifest_of(api, "team/prod", d))[0] == 200
+    status, retag = await promote(api, "team/app:multi", "team/app:stable")
+    assert status == 201 and retag["copied"]["manifests_new"] == 0
+    assert (await promote(api, "team/app:multi", "team/app:multi"))[0] == 422

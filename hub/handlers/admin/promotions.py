@@ -124,6 +124,26 @@ async def delete_promotion_gates(request: web.Request) -> web.StreamResponse:
     return no_content()
 
 
+async def get_platform_promotion_gates(request: web.Request) -> web.StreamResponse:
+    principal = await user(request)
+    ensure(policy.can_manage_platform(principal), "only the platform admin reads the platform's promotion gates")
+    return json_response(gates_json(await request.app[PROMOTIONS].gates(None)))
+
+
+async def put_platform_promotion_gates(request: web.Request) -> web.StreamResponse:
+    principal = await user(request)
+    ensure(policy.can_manage_platform(principal), "only the platform admin sets the platform's promotion gates")
+    body = await json_body(request, "PromotionGatesDocument")
+    return json_response(gates_json(await request.app[PROMOTIONS].set_gates(None, body, principal.name)))
+
+
+async def delete_platform_promotion_gates(request: web.Request) -> web.StreamResponse:
+    principal = await user(request)
+    ensure(policy.can_manage_platform(principal), "only the platform admin deletes the platform's promotion gates")
+    await request.app[PROMOTIONS].delete_gates(None, principal.name)
+    return no_content()
+
+
 # Promotions ---------------------------------------------------------------------------------------
 async def create_promotion(request: web.Request) -> web.StreamResponse:
     principal = await user(request)

@@ -399,6 +399,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
                                "pointer": {"type": "string", "description": "JSON Pointer into the body"},
                                "parameter": {"type": "string", "description": "query parameter"},
                                "gate": {"type": "string", "description": "a failed promotion gate's number"},
+                               "scope": {"type": "string", "description": "whose gate: platform or tenant"},
                                "requirement": {"type": "string", "description": "what that gate requires"}}}},
         },
         "required": ["type", "title", "status", "detail"],
@@ -409,6 +410,8 @@ RESOURCES: dict[str, dict[str, Any]] = {
 _REFERENCE = {"type": "string", "minLength": 3, "maxLength": 512}
 _REASON = {"type": "string", "maxLength": 1000, "description": "Why: kept with the step, in its event and audit row."}
 _CHECK = obj({"gate": {"type": "integer", "description": "The gate's number in its document, from 1."},
+              "scope": {"type": "string", "enum": ["platform", "tenant"],
+                        "description": "Whose document the gate is in: the platform's or the target tenant's."},
               "requirement": {"type": "string", "description": "`annotation KEY`, `referrer ARTIFACT_TYPE` or "
                                                                 "`approval by ROLE`."},
               "passed": {"type": "boolean"}, "detail": {"type": "string"}}, ("gate", "requirement", "passed"))
@@ -445,7 +448,7 @@ RESOURCES |= {
         "copied": {"type": "object", "nullable": True, "additionalProperties": True,
                    "description": "manifests, manifests_new, blobs, bytes: what the copy linked (no bytes moved)."},
     }, ("id", "state", "source", "digest", "target", "requested_by", "requested_at", "gates")),
-    "PromotionGates": obj({"tenant": {"type": "string"},
+    "PromotionGates": obj({"tenant": {"type": "string", "nullable": True, "description": "null: the platform's"},
                            "gates": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
                            "updated_at": TIMESTAMP, "updated_by": {"type": "string"}},
                           ("tenant", "gates", "updated_at", "updated_by")),
