@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from ..events import cloudevents
-from .base import QUOTA_COUNTED_SQL, QUOTA_USAGE_SQL, NewManifest, QuotaExceededError
+from .base import QUOTA_USAGE_SQL, NewManifest, QuotaExceededError
 from .event_store import audit, emit, emit_all, manifest_events, quota_warning
 from .immutable_store import (
     create_frozen_tags,
@@ -188,12 +188,12 @@ async def _check_quota(tx: Any, tenant: str, plan: CopyPlan) -> None:
         return
     low, high = tenant + "/", tenant + "0"
     adding = 0
-    for kind, items in (("blob", plan.blobs), ("manifest", [(m.digest, len(m.content)) for m in plan.manifests])):
-        for digest, size in items:
-            counted = await tx.fetchval(QUOTA_COUNTED_SQL[kind].format(digest="$1", low="$2", high="$3"), digest,
-                                        low, high)
-            if counted is None:
-                adding += size
+    for table, items in (("repository_blobs", dict(plan.blobs)),
+                         ("manifests", {m.digest: len(m.content) for m in plan.manifests})):
+        counted = {r[0] for r in await tx.fetch(
+            f"SELECT DISTINCT x.digest FROM {table} x JOIN repositories r ON r.id = x.repository_id "
+            "WHERE x.digest IN {json:1} AND r.name >= $2 AND r.name < $3", json.dumps(sorted(items)), low, high)}
+        adding += sum(size for digest, size in items.items() if digest not in counted)
     if not adding:
         return
     used = int(await tx.fetchval("SELECT " + QUOTA_USAGE_SQL.format(low="$1", high="$2"), low, high))
@@ -208,16 +208,13 @@ async def _source_missing(tx: Any, repository: str, plan: CopyPlan) -> list[str]
     repo = await tx.fetchval("SELECT id FROM repositories WHERE name = $1" + lock, repository)
     if repo is None:
         return [plan.root]
-    missing = []
-    for digest, _ in plan.blobs:
-        if await tx.fetchval("SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2" + lock,
-                             repo, digest) is None:
-            missing.append(digest)
-    for m in plan.manifests:
-        if await tx.fetchval("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2" + lock,
-                             repo, m.digest) is None:
-            missing.append(m.digest)
-    return missing
+    wanted = [d for d, _ in plan.blobs]
+    held = {r[0] for r in await tx.fetch("SELECT digest FROM repository_blobs WHERE repository_id = $1 "
+                                         "AND digest IN {json:2} ORDER BY digest" + lock, repo, json.dumps(wanted))}
+    manifests = [m.digest for m in plan.manifests]
+    held |= {r[0] for r in await tx.fetch("SELECT digest FROM manifests WHERE repository_id = $1 "
+                                          "AND digest IN {json:2} ORDER BY digest" + lock, repo, json.dumps(manifests))}
+    return [d for d in wanted + manifests if d not in held]
 
 
 async def _copy(tx: Any, source: str, target: str, tag: str, plan: CopyPlan, guard: Any) -> dict:
@@ -241,10 +238,14 @@ async def _copy(tx: Any, source: str, target: str, tag: str, plan: CopyPlan, gua
             "annotations, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
             "ON CONFLICT (repository_id, digest) DO NOTHING", repo, m.digest, m.media_type, len(m.content),
             m.content, m.subject, m.artifact_type, m.annotations_json, now) > 0
-        for child, kind in [(d, "blob") for d in dict.fromkeys(m.blob_refs)] + [
-                (d, "manifest") for d in dict.fromkeys(m.manifest_refs)]:
-            await tx.execute("INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, "
-                             "child_kind) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", repo, m.digest, child, kind)
+        # Children are in the target by now: blobs linked above, child manifests inserted before.
+        for kind, table, refs in (("blob", "blobs", m.blob_refs), ("manifest", "manifests", m.manifest_refs)):
+            if refs:
+                await tx.execute(
+                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind) "
+                    f"SELECT $1, $2, x.digest, $4 FROM {table} x WHERE x.digest IN {{json:3}}"
+                    + (" AND x.repository_id = $1" if table == "manifests" else "") + " ON CONFLICT DO NOTHING",
+                    repo, m.digest, json.dumps(sorted(set(refs))), kind)
         stored += new
         tags = [tag] if m.digest == plan.root else []
         previous: dict[str, str] = {}
@@ -383,6 +384,14 @@ class PromotionStore:
                                   "ORDER BY id DESC LIMIT $2", *args)
 
         return [_record(r) for r in await self._gc_tx(run, rollback=True)]
+
+    async def linked_blob_sizes(self, repository: str, digests: list[str]) -> dict[str, int]:
+        """The sizes of those of `digests` that `repository` links (one read for a promotion's plan)."""
+        rows = await self._gc_tx(lambda tx: tx.fetch(
+            "SELECT b.digest, b.size FROM repositories r JOIN repository_blobs rb ON rb.repository_id = r.id "
+            "JOIN blobs b ON b.digest = rb.digest WHERE r.name = $1 AND rb.digest IN {json:2}", repository,
+            json.dumps(sorted(set(digests)))), rollback=True) if digests else []
+        return {r[0]: r[1] for r in rows}
 
     # Traceability ----------------------------------------------------------------------------------
     async def artifact_holdings(self, digest: str, limit: int = 1000) -> list[ArtifactHolding]:

@@ -849,12 +849,12 @@ class Registry:
             parsed = parse_manifest(record.content, record.media_type)
             for child in parsed.manifest_refs:
                 await visit(child)
-            for blob in parsed.blob_refs:
-                if blob not in blobs:
-                    size = await self.store.get_blob_size(repository, blob)
-                    if size is None:
-                        raise ManifestBlobUnknown(detail={"missing": [blob]})
-                    blobs[blob] = size
+            wanted = [b for b in parsed.blob_refs if b not in blobs]
+            sizes = await self.store.linked_blob_sizes(repository, wanted)
+            missing = [b for b in wanted if b not in sizes]
+            if missing:
+                raise ManifestBlobUnknown(detail={"missing": missing[:50]})
+            blobs.update(sizes)
             order.append(NewManifest(
                 digest=d, media_type=parsed.media_type, content=record.content, subject=parsed.subject,
                 artifact_type=parsed.artifact_type,

@@ -290,3 +290,26 @@ async def test_an_index_is_promoted_with_its_images_and_a_retag_in_one_repositor
     status, retag = await promote(api, "team/app:multi", "team/app:stable")
     assert status == 201 and retag["copied"]["manifests_new"] == 0
     assert (await promote(api, "team/app:multi", "team/app:multi"))[0] == 422
+
+
+async def test_gc_keeps_what_a_promotion_linked_after_the_source_is_gone(api):
+    from hub.keys import GC
+
+    digest = await push(api, "team/app", "1.2", annotations={REVISION: "abc"})
+    _, size = await manifest_size(api, "team/app", digest)
+    signature = await push(api, "team/app", None, subject=(digest, size), artifact_type=SIG)
+    assert (await promote(api, "team/app:1.2", "team/prod:1.2"))[0] == 201
+    assert (await call(api, "DELETE", "/api/v1/repositories/team/app", "maintainer"))[0] == 204
+    report = await api.server.app[GC].run(grace_seconds=0)
+    assert not report.errors and report.counts["blobs_deleted"] >= 2, report.as_dict()  # the seed's images went
+    tok = await token(api, "repository:team/prod:pull", user="root", password="root-pw-123")
+    r = await api.get(f"/v2/team/prod/manifests/{digest}", headers={
+        **bearer(tok), "Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status == 200
+    body = json.loads(await r.read())
+    blobs = [d["digest"] for d in [body["config"], *body["layers"]]]
+    assert not {b["digest"] for b in report.blobs} & set(blobs)
+    for blob in blobs:
+        got = await api.get(f"/v2/team/prod/blobs/{blob}", headers=bearer(tok))
+        assert got.status == 200 and sha256(await got.read()) == blob
+    assert (await manifest_of(api, "team/prod", signature))[0] == 200  # the referrer stays with its subject

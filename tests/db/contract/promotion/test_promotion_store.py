@@ -185,3 +185,22 @@ async def test_a_refused_request_is_an_audit_row_and_nothing_else(promotions):
     detail = json.loads((await promotions.audit_entries(1, None))[0].detail_json)
     assert (detail["state"], detail["gates"][0]["passed"], detail["digest"]) == ("refused", False, plan.root)
     assert await promotions.promotions() == [] and await promotions.events_after(before) == []
+
+
+async def _references(store, repository: str) -> set[tuple[str, str, str]]:
+    rows = await store._gc_tx(lambda tx: tx.fetch(
+        "SELECT x.manifest_digest, x.child_digest, x.child_kind FROM manifest_references x JOIN repositories r "
+        "ON r.id = x.repository_id WHERE r.name = $1", repository), rollback=True)
+    return {tuple(r) for r in rows}
+
+
+async def test_the_copy_records_the_references_gc_follows(promotions):
+    plan = await _image(promotions)
+    child = manifest(blobs=(LAYER,), salt="child")
+    assert await promotions.put_manifest("dev/app", child, []) == []
+    index = manifest(children=(plan.root, child.digest), salt="index")
+    assert await promotions.put_manifest("dev/app", index, ["multi"]) == []
+    whole = CopyPlan(index.digest, (plan.manifests[0], child, index, plan.manifests[1]), plan.blobs)
+    await promotions.complete_promotion(whole, request=dataclasses.replace(_request(whole), source_reference="multi"))
+    assert await _references(promotions, "prod/app") == await _references(promotions, "dev/app")
+    assert await promotions.linked_blob_sizes("prod/app", [LAYER, CONFIG, digest("none")]) == {LAYER: 1000, CONFIG: 10}
