@@ -231,7 +231,14 @@ class Promotions:
         return children or [own]
 
     async def evaluate(self, source: str, digest: str, target: str) -> Evaluation:
-        """Every gate of `target` against manifest `digest` of `source`."""
+        """Every gate of `target` against manifest `digest` of `source`; 409 when the source cannot be
+        read whole (a child manifest or config missing: a pull-through cache's partial copy)."""
+        try:
+            return await self._evaluate(source, digest, target)
+        except OciError as exc:
+            raise Conflict(f"{source}@{digest} cannot be judged by its gates: {exc.message}") from None
+
+    async def _evaluate(self, source: str, digest: str, target: str) -> Evaluation:
         gates = await self._applying(target)
         checks: list[dict] = []
         keys = await self._keys(source, digest) if any(g.annotations for g in gates) else []
@@ -369,7 +376,10 @@ class Promotions:
         if not holdings:
             raise NotFound(f"no manifest {digest} in a repository you may pull")
         first = holdings[0]
-        keys = await self._keys(first.repository, digest)
+        try:
+            keys = await self._keys(first.repository, digest)
+        except OciError:  # a pull-through cache's partial copy: no child or config to read
+            keys = []
         merged = {k: v for m in reversed(keys) for k, v in m.items()}
         revision = next((merged[k] for k in REVISION_KEYS if merged.get(k)), None)
         source_url = next((merged[k] for k in SOURCE_KEYS if merged.get(k)), None)

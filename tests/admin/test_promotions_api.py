@@ -313,3 +313,11 @@ async def test_gc_keeps_what_a_promotion_linked_after_the_source_is_gone(api):
         got = await api.get(f"/v2/team/prod/blobs/{blob}", headers=bearer(tok))
         assert got.status == 200 and sha256(await got.read()) == blob
     assert (await manifest_of(api, "team/prod", signature))[0] == 200  # the referrer stays with its subject
+
+
+async def test_a_pull_through_cache_namespace_is_no_target_even_for_the_platform_admin(api):
+    await push(api, "team/app", "1.2")
+    status, body, _ = await call(api, "POST", "/api/v1/upstreams", json={"name": "quay.io", "url": "https://quay.io"})
+    assert status == 201, body
+    status, problem = await promote(api, "team/app:1.2", "quay.io/team/app:1.2", role="platform_admin")
+    assert status == 403 and "quay.io/team/app" in problem["detail"], problem

@@ -17,10 +17,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from auth import policy
-from auth.policy import Manage, RepositoryInfo, tenant_of
-from auth.scopes import PUSH
+from auth.policy import Manage, tenant_of
+from auth.scopes import PULL, PUSH
 
-from ...keys import PROMOTIONS
+from ...keys import AUTH, PROMOTIONS
 from ...problems import NotFound, ValidationFailed
 from ...registry.promotion import ROLE_ORDER
 from .common import (
@@ -30,7 +30,6 @@ from .common import (
     json_body,
     json_response,
     no_content,
-    now,
     page,
     page_params,
     positive_int_key,
@@ -69,17 +68,19 @@ def _sees(principal):
 
 
 def _checks(request: web.Request, principal):
-    admin = administration(request, principal)
-    at = now()
+    """(can_pull, can_push, has_role) of the caller: pull and push exactly as a registry token for the
+    caller would grant them (roles, public repositories, pull-through cache namespaces)."""
+    auth = request.app[AUTH]
 
-    async def info(name: str) -> RepositoryInfo:
-        return RepositoryInfo(name, tenant_of(name), await admin.repository_visibility(name))
+    async def actions(name: str) -> frozenset[str]:
+        granted = await auth.grant(principal, [f"repository:{name}:pull,push"])
+        return frozenset().union(*(s.actions for s in granted if s.name == name))
 
     async def can_pull(name: str) -> bool:
-        return policy.can_read(principal, await info(name), at)
+        return PULL in await actions(name)
 
     async def can_push(name: str) -> bool:
-        return PUSH in policy.allowed_actions(principal, await info(name), at)
+        return PUSH in await actions(name)
 
     def has_role(tenant: str, role: str) -> bool:
         held = principal.memberships.get(tenant)
