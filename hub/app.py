@@ -306,9 +306,10 @@ def create_app(config: Config) -> web.Application:
     from . import web as web_catalog
 
     web_catalog.setup(app)
-    from .web.landing import landing
+    from .web.landing import client_setup_json, landing
 
     app.router.add_route("*", "/", landing)  # a page for browsers; JSON 404 for everyone else
+    app.router.add_get("/client-setup", client_setup_json)  # what `daohub client setup` writes
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

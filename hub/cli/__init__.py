@@ -1,6 +1,6 @@
 """`daohub serve | migrate | purge-uploads | transfer | tls | version`, and the commands of the modules
-beside it: identity (user, tenant, robot, repo, keys), proxy, gc, retention, promotion (promote), app and
-appstore (app seed)."""
+beside it: identity (user, tenant, robot, repo, keys), client (setup), proxy, gc, retention, promotion
+(promote), app and appstore (app seed)."""
 
 from __future__ import annotations
 
@@ -231,9 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     transfer.add_argument("--skip-blobs", action="store_true", help="copy metadata only")
     transfer.add_argument("--skip-metadata", action="store_true", help="copy blobs only")
     transfer.add_argument("--jobs", type=int, default=4, help="blobs copied at once (default 4)")
-    from . import app, appstore, gc, identity, promotion, proxy, retention
+    from . import app, appstore, client, gc, identity, promotion, proxy, retention
 
     identity.add_parsers(sub)
+    client.add_parsers(sub)
     proxy.add_parsers(sub)
     gc.add_parsers(sub)
     retention.add_parsers(sub)
@@ -263,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "app" and not app.needs_config(args):
         return app.run(args)
+    if args.command == "client" and not client.needs_config(args):
+        return client.run(args)
     try:
         config = load_config(getattr(args, "sub_config", None) or args.config, overrides=_overrides(args))
     except ConfigError as exc:
@@ -292,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(identity.run(config, args))
     elif args.command == "app":
         return app.run(args, config)
+    elif args.command == "client":
+        return client.run(args, config)
     elif args.command == "proxy":
         return asyncio.run(proxy.run(config, args))
     elif args.command == "gc":

@@ -45,6 +45,7 @@ def _summary(report) -> str:
 
 async def run(config, args) -> int:
     from ..app import collector_for, open_registry
+    from .progress import Meter
     from .proxy import routed_upstreams
 
     if args.grace_seconds is not None and args.grace_seconds < 0:
@@ -58,7 +59,8 @@ async def run(config, args) -> int:
             return namespaces
 
         collector.cache_namespaces = cache_namespaces
-        report = await collector.run(dry_run=args.dry_run, tenant=args.tenant, sweep=args.sweep,
-                                     grace_seconds=args.grace_seconds)
+        with Meter("gc dry run" if args.dry_run else "gc", unit="items", items="reviews", freed=True) as meter:
+            report = await collector.run(dry_run=args.dry_run, tenant=args.tenant, sweep=args.sweep,
+                                         grace_seconds=args.grace_seconds, progress=meter)
     print(json.dumps(report.as_dict()) if args.json else _summary(report))
     return 1 if report.errors else 0

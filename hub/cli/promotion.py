@@ -13,18 +13,19 @@ import sys
 
 def add_parsers(sub) -> None:
     promote = sub.add_parser("promote", help="promote an image: SRC (repo:tag or repo@digest) to DST (repo:tag)")
-    promote.add_argument("source", metavar="SRC")
-    promote.add_argument("target", metavar="DST")
+    promote.add_argument("source", metavar="SRC", help="what to promote: tenant/repo:tag or tenant/repo@digest")
+    promote.add_argument("target", metavar="DST", help="where to: tenant/repo:tag")
     promotion = sub.add_parser("promotion", help="promotions: list, show, approve, reject").add_subparsers(
         dest="verb", required=True)
     listing = promotion.add_parser("list", help="promotions, newest first")
     listing.add_argument("--state", choices=("pending", "completed", "rejected"))
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=int, default=50, help="at most this many, newest first (default 50)")
+    listing.add_argument("--json", action="store_true", help="print a JSON array (the admin API's items), for scripts")
     show = promotion.add_parser("show", help="one promotion (JSON)")
     approve = promotion.add_parser("approve", help="approve a pending promotion and complete it")
     reject = promotion.add_parser("reject", help="reject a pending promotion")
     for p in (show, approve, reject):
-        p.add_argument("id", type=int)
+        p.add_argument("id", type=int, help="the promotion's id (promotion list shows them)")
     for p in (approve, reject):
         p.add_argument("--reason")
     for p in (promote, listing, show, approve, reject):
@@ -59,9 +60,14 @@ async def run(config, args) -> int:
                                                   can_push=anything)
                 print(_line(record))
             elif args.verb == "list":
-                for record in await promotions.list(tenants=None, state=args.state, digest=None,
-                                                    limit=max(1, min(args.limit, 500)), before=None):
-                    print(_line(record))
+                from .listing import emit
+
+                found = await promotions.list(tenants=None, state=args.state, digest=None,
+                                              limit=max(1, min(args.limit, 500)), before=None)
+                emit([_json(r) for r in found], [("ID", "id"), ("STATE", "state"), ("SOURCE", "source"),
+                                                 ("TARGET", "target"), ("REQUESTED BY", "requested_by"),
+                                                 ("DECIDED BY", "decided_by")],
+                     args.json, what="promotions" + (f" {args.state}" if args.state else ""))
             else:
                 record = await promotions.find(args.id, lambda _: True)
                 if args.verb == "show":

@@ -61,6 +61,7 @@ async def run(config, args) -> int:
     from ..app import cli_administration, open_registry
     from ..problems import Problem
     from ..registry.retention import Retention
+    from .progress import Meter
 
     async with open_registry(config) as registry:
         admin = cli_administration(config, registry)
@@ -71,7 +72,10 @@ async def run(config, args) -> int:
                 except Problem as problem:
                     return _fail(problem.detail)
             retention = Retention(registry, lease_seconds=config.retention.lease_seconds)
-            report = await retention.run(dry_run=args.dry_run, tenant=args.tenant, trigger="cli", actor="cli")
+            with Meter("retention dry run" if args.dry_run else "retention", unit="items",
+                       items="verdicts") as meter:
+                report = await retention.run(dry_run=args.dry_run, tenant=args.tenant, trigger="cli", actor="cli",
+                                             progress=meter)
             print(json.dumps(report.as_dict()) if args.json else _summary(report))
             return 1 if report.errors else 0
         rules = args.verb == "immutable"
@@ -89,8 +93,10 @@ async def run(config, args) -> int:
                 setter = admin.set_immutable_tag_rules if rules else admin.set_retention_policy
                 stored = await setter(args.tenant, document)
                 print(json.dumps(stored.document, indent=2, sort_keys=True))
+                print(f"daohub: replaced the {what} of tenant {args.tenant} (above)", file=sys.stderr)
             else:
                 await (admin.delete_immutable_tag_rules if rules else admin.delete_retention_policy)(args.tenant)
+                print(f"deleted the {what} of tenant {args.tenant}")
         except Problem as problem:
             details = [f"  {e.get('pointer', '').removeprefix('#')}: {e['detail']}" for e in problem.errors or ()]
             return _fail("\n".join([problem.detail if not details else f"invalid {what}:", *details]))

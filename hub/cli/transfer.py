@@ -63,9 +63,20 @@ class MetadataReport:
     left_behind: dict[str, int] = field(default_factory=dict)
 
 
+async def count_blobs(source: StorageDriver) -> tuple[int, int]:
+    """(objects, bytes) under blobs/: the total a progress bar measures the copy against."""
+    count = total = 0
+    async for info in source.walk(BLOB_PREFIX):
+        count += 1
+        total += info.size
+    return count, total
+
+
 async def copy_blobs(source: StorageDriver, target: StorageDriver, *, jobs: int = DEFAULT_JOBS,
-                     progress: Callable[[str, int], None] | None = None) -> BlobReport:
+                     progress: Callable[[str, int], None] | None = None, meter=None) -> BlobReport:
     """Stream every object under blobs/ from `source` to `target`, `jobs` at a time; idempotent.
+    `meter` (hub/cli/progress.Meter) advances by every byte copied, and by the size of every object
+    skipped because the target has it.
 
     Object stores answer each request after a round trip of their own, so a few copies in
     flight at once move many small blobs several times faster than one after another.
@@ -81,13 +92,15 @@ async def copy_blobs(source: StorageDriver, target: StorageDriver, *, jobs: int 
 
     async def work() -> None:
         while (info := await queue.get()) is not None:
-            if await _copy_object(source, target, info.path, info.size):
+            if await _copy_object(source, target, info.path, info.size, meter):
                 report.copied += 1
                 report.bytes_copied += info.size
                 if progress is not None:
                     progress(info.path, info.size)
             else:
                 report.skipped += 1
+                if meter is not None:
+                    meter.advance(info.size)
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -100,7 +113,7 @@ async def copy_blobs(source: StorageDriver, target: StorageDriver, *, jobs: int 
     return report
 
 
-async def _copy_object(source: StorageDriver, target: StorageDriver, path: str, size: int) -> bool:
+async def _copy_object(source: StorageDriver, target: StorageDriver, path: str, size: int, meter=None) -> bool:
     """Copy one object unless the target has it at the same size; True if it was copied."""
     try:
         existing = await target.stat(path)
@@ -112,6 +125,8 @@ async def _copy_object(source: StorageDriver, target: StorageDriver, path: str, 
     try:
         async for chunk in await source.reader(path):
             await writer.write(chunk)
+            if meter is not None:
+                meter.advance(len(chunk))
         if writer.size != size:
             raise TransferError(f"{path}: read {writer.size} bytes, expected {size}")
         await writer.commit()
@@ -287,6 +302,7 @@ async def run(source_config, target_config, *, blobs: bool = True, metadata: boo
 
     from ..db import create_store
     from ..db.sqlite import path_from_url
+    from .progress import Meter
 
     source_url, target_url = source_config.database_url, target_config.database_url
     snapshot = None
@@ -312,7 +328,9 @@ async def run(source_config, target_config, *, blobs: bool = True, metadata: boo
             if blobs:
                 source = storage_backends.create(source_config.storage.driver, source_config.storage_params())
                 try:
-                    report = await copy_blobs(source, target, jobs=jobs, progress=_progress_log())
+                    _, total = await count_blobs(source)
+                    with Meter("blobs", unit="bytes", total=total) as meter:
+                        report = await copy_blobs(source, target, jobs=jobs, meter=meter)
                 finally:
                     await source.aclose()
                 out(f"blobs: {report.copied} copied ({report.bytes_copied} bytes), "
@@ -331,15 +349,3 @@ async def run(source_config, target_config, *, blobs: bool = True, metadata: boo
         if snapshot is not None:
             snapshot.close()
 
-
-def _progress_log(every: int = 1000) -> Callable[[str, int], None]:
-    """A progress callback that logs every `every` copied blobs, so a long copy shows it is alive."""
-    done = [0, 0]
-
-    def progress(path: str, size: int) -> None:
-        done[0] += 1
-        done[1] += size
-        if done[0] % every == 0:
-            log.info("blobs: %d copied so far (%d bytes)", done[0], done[1])
-
-    return progress

@@ -10,6 +10,7 @@ import abc
 import contextlib
 import contextvars
 import dataclasses
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
 from .. import actor
@@ -200,6 +201,19 @@ class MetadataStore(abc.ABC):
 
         It yields True once held; with wait=False it yields False at once if `key` is taken.
         Locks are not reentrant: do not take a key inside a block that holds it."""
+
+    @contextlib.asynccontextmanager
+    async def try_locks(self, keys: Iterable[str]) -> AsyncIterator[set[str]]:
+        """`async with store.try_locks(keys) as held:` holds those of `keys` that are free now (none
+        is waited for) until the block ends; `held` is the set of them. For a batch of work on
+        many keys that leaves the taken ones for later. This takes them one by one; a store may
+        take them all in one round trip."""
+        async with contextlib.AsyncExitStack() as stack:
+            held: set[str] = set()
+            for key in dict.fromkeys(keys):
+                if await stack.enter_async_context(self.lock(key, wait=False)):
+                    held.add(key)
+            yield held
 
     # Repositories -----------------------------------------------------------------
     @abc.abstractmethod

@@ -314,6 +314,14 @@ async def _blob_deleted(tx: _Tx, digest: str, verdict: GcVerdict) -> None:
 
 _VERDICTS = {"manifest": _manifest_verdict, "link": _link_verdict, "blob": _blob_verdict}
 
+
+async def _judge(tx: _Tx, review: GcReview, cutoff: float, dry_run: bool, gone: list[str], check_queue: bool,
+                 keep: str | None) -> GcVerdict:
+    if keep is not None:
+        await tx.execute(_DELETE_REVIEW, review.kind, review.repository_id, review.digest)
+        return GcVerdict("kept", keep, tenant=_tenant_of(review.repository))
+    return await _VERDICTS[review.kind](tx, review, cutoff, dry_run, gone, check_queue)
+
 # Data from before the queue existed (or left by a crash of an older version): every unreferenced
 # link and every untagged, unreferenced manifest, queued as of its own creation time.
 _BACKFILL = (
@@ -400,15 +408,21 @@ class GcStore:
         counts as deleted. check_queue=False: the review follows from this pass's own delete.
         `keep`: the caller keeps it for this reason (the review is done)."""
         gone_list = sorted(gone)
-        fn = _VERDICTS[review.kind]
-        if keep is not None:
-            async def kept(tx: _Tx) -> GcVerdict:
-                await tx.execute(_DELETE_REVIEW, review.kind, review.repository_id, review.digest)
-                return GcVerdict("kept", keep, tenant=_tenant_of(review.repository))
-
-            return await self._gc_tx(kept, rollback=dry_run)
-        return await self._gc_tx(lambda tx: fn(tx, review, cutoff, dry_run, gone_list, check_queue),
+        return await self._gc_tx(lambda tx: _judge(tx, review, cutoff, dry_run, gone_list, check_queue, keep),
                                  rollback=dry_run)
+
+    async def gc_verdicts(self, reviews: list[GcReview], cutoff: float, *,
+                          keeps: list[str | None] | None = None) -> list[GcVerdict]:
+        """gc_verdict of each review, in order, all in one transaction (one commit for the batch;
+        a failure of any leaves all of them undone). A verdict sees the ones before it: two
+        links of one digest in a batch delete the blob row with the second."""
+        keeps = keeps if keeps is not None else [None] * len(reviews)
+
+        async def run(tx: _Tx) -> list[GcVerdict]:
+            return [await _judge(tx, review, cutoff, False, [], True, keep)
+                    for review, keep in zip(reviews, keeps, strict=True)]
+
+        return await self._gc_tx(run)
 
     async def gc_release(self, review: GcReview) -> None:
         """Give a claimed review back (its verdict failed): due again for the next pass."""

@@ -33,7 +33,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
@@ -117,6 +117,9 @@ class _AdvisoryLocks:
 
     _TRY = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
     _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
+    _TRY_MANY = "SELECT k FROM unnest($1::text[]) AS k WHERE pg_try_advisory_lock(hashtextextended(k, 0))"
+    _UNLOCK_MANY = ("SELECT count(*) FILTER (WHERE pg_advisory_unlock(hashtextextended(k, 0))) "
+                    "FROM unnest($1::text[]) AS k")
 
     def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]]):
         self._connect = connect
@@ -125,28 +128,76 @@ class _AdvisoryLocks:
         self._held: set[str] = set()
         self._background: set[asyncio.Task] = set()
 
+    async def _run(self, statement: Callable[[asyncpg.Connection], Awaitable[Any]]
+                   ) -> tuple[asyncpg.Connection, Any]:
+        """`statement` on the lock connection (made again once if it was lost); its answer.
+        The caller holds _io."""
+        for attempt in (1, 2):
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                if self._held:
+                    log.warning("lock connection lost while holding %d locks (released by the server)",
+                                len(self._held))
+                    self._held.clear()
+                conn = self._conn = await self._connect()
+            try:
+                return conn, await statement(conn)
+            except _CONNECTION_LOST:
+                conn.terminate()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     async def _try_lock(self, key: str) -> asyncpg.Connection | None:
         async with self._io:
-            for attempt in (1, 2):
-                conn = self._conn
-                if conn is None or conn.is_closed():
-                    if self._held:
-                        log.warning("lock connection lost while holding %d locks (released by the server)",
-                                    len(self._held))
-                        self._held.clear()
-                    conn = self._conn = await self._connect()
-                try:
-                    got = await conn.fetchval(self._TRY, key, timeout=COMMAND_TIMEOUT)
-                except _CONNECTION_LOST:
-                    conn.terminate()
-                    if attempt == 2:
-                        raise
-                    continue
-                if got:
-                    self._held.add(key)
-                    return conn
-                return None
-        return None
+            conn, got = await self._run(lambda c: c.fetchval(self._TRY, key, timeout=COMMAND_TIMEOUT))
+            if got:
+                self._held.add(key)
+                return conn
+            return None
+
+    async def _try_many(self, keys: list[str]) -> tuple[asyncpg.Connection, list[str]]:
+        async with self._io:
+            conn, rows = await self._run(lambda c: c.fetch(self._TRY_MANY, keys, timeout=COMMAND_TIMEOUT))
+            got = [r[0] for r in rows]
+            self._held.update(got)
+            return conn, got
+
+    async def try_many(self, keys: list[str]) -> tuple[asyncpg.Connection | None, list[str]]:
+        """Those of `keys` free now, taken in one statement (none waited for), and the connection
+        holding them."""
+        if not keys:
+            return None, []
+        attempt = self._in_background(self._try_many(keys))
+        try:
+            return await asyncio.shield(attempt)  # as in acquire(): a cancel gives back what was won
+        except asyncio.CancelledError:
+            attempt.add_done_callback(lambda t: self._give_back_many(t))
+            raise
+
+    def _give_back_many(self, attempt: asyncio.Task) -> None:
+        if not attempt.cancelled() and attempt.exception() is None:
+            conn, got = attempt.result()
+            self._in_background(self._unlock_many(got, conn))
+
+    async def _unlock_many(self, keys: list[str], conn: asyncpg.Connection) -> None:
+        async with self._io:
+            if not keys or conn is not self._conn or conn.is_closed():
+                return
+            self._held.difference_update(keys)
+            try:
+                released = await conn.fetchval(self._UNLOCK_MANY, keys, timeout=COMMAND_TIMEOUT)
+                if released != len(keys):
+                    log.warning("%d of %d advisory locks were not held at release", len(keys) - released,
+                                len(keys))
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                log.warning("could not release %d advisory locks (%s); resetting the lock connection",
+                            len(keys), type(exc).__name__)
+                conn.terminate()
+
+    async def release_many(self, keys: list[str], conn: asyncpg.Connection | None) -> None:
+        if conn is not None:
+            await asyncio.shield(self._in_background(self._unlock_many(keys, conn)))
 
     async def _unlock(self, key: str, conn: asyncpg.Connection) -> None:
         async with self._io:
@@ -320,6 +371,21 @@ class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, P
                 yield True
             finally:
                 await self._advisory.release(key, conn)
+
+    @contextlib.asynccontextmanager
+    async def try_locks(self, keys: Iterable[str]) -> AsyncIterator[set[str]]:
+        # This process's holds first (each at once or not at all), then the free ones' advisory
+        # locks in one statement, released in one at the end.
+        async with contextlib.AsyncExitStack() as stack:
+            local = []
+            for key in dict.fromkeys(keys):
+                if await stack.enter_async_context(self._local_locks.hold(key, wait=False)):
+                    local.append(key)
+            conn, got = await self._advisory.try_many(local)
+            try:
+                yield set(got)
+            finally:
+                await self._advisory.release_many(got, conn)
 
     # Migrations -----------------------------------------------------------------------------
     async def migrate(self) -> list[int]:

@@ -14,9 +14,10 @@ A pass takes the reviews queued before now - grace (`GcStore.gc_claim`: FOR UPDA
 and a lease on PostgreSQL, so workers on every replica share the queue and never take one twice),
 manifests first (their deletes queue their children, due at once), then links, then blobs.
 
-Each verdict is one transaction that re-checks every reference (`GcStore.gc_verdict`); link and
-blob verdicts run under the digest's lock (Registry.blob_lock), held through the delete of the
-bytes after the commit. A push of the same digest takes that lock from "are the bytes there?" to
+Each verdict re-checks every reference (`GcStore.gc_verdict`), in batches of verdicts that commit
+as one transaction (`GcStore.gc_verdicts`); link and blob verdicts run under the digest's lock
+(Registry.blob_lock; a batch takes its digests' free locks in one round trip), held through the
+delete of the bytes after the commit. A push of the same digest takes that lock from "are the bytes there?" to
 its link's commit (Registry._place), a mount from the source's link to its own: so it either
 links first (and the verdict keeps the blob) or finds the row gone and moves its own bytes in.
 A crash between the commit and the delete of the bytes leaves only an object no row names: the
@@ -73,6 +74,9 @@ class GcReport:
     blobs: list[dict] = dataclasses.field(default_factory=list)
     orphans: list[dict] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
+    # Who watches the run (hub/cli/progress.Meter: grow(n), advance(n, nbytes=)); not a field, so
+    # never in as_dict() or the stored report.
+    progress = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -82,6 +86,9 @@ class GcReport:
             listing.append(entry)
 
     def count(self, review: GcReview, verdict: GcVerdict) -> None:
+        if self.progress is not None:
+            self.progress.advance(1, nbytes=verdict.size if verdict.action == "deleted" and verdict.blob_deleted
+                                  else 0)
         prefix = "manifests" if review.kind == "manifest" else "blobs"
         self.counts[f"{prefix}_reviewed"] += 1
         if verdict.action in ("kept", "deferred"):
@@ -109,7 +116,7 @@ class Collector:
     """Runs GC passes over a Registry's store and storage."""
 
     def __init__(self, registry, *, grace_seconds: float = 86400.0, batch_size: int = 500,
-                 lease_seconds: float = 300.0, concurrency: int = 8, metrics=None,
+                 lease_seconds: float = 300.0, concurrency: int = 8, verdict_batch: int = 32, metrics=None,
                  cache_namespaces: Callable[[], Awaitable[list[str]]] | None = None):
         self.registry = registry
         self.store = registry.store
@@ -117,20 +124,24 @@ class Collector:
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.concurrency = concurrency
+        self.verdict_batch = max(1, verdict_batch)
         self.metrics = metrics
         self.cache_namespaces = cache_namespaces
 
     async def run(self, *, dry_run: bool = False, tenant: str | None = None, sweep: bool = False,
-                  grace_seconds: float | None = None, wait: bool = True) -> GcReport:
+                  grace_seconds: float | None = None, wait: bool = True, progress=None) -> GcReport:
         """One pass: the due reviews (and with `sweep`, the storage sweep). A dry run changes nothing.
-        Its writes are the store's background ones: on SQLite pushes and pulls go first."""
+        Its writes are the store's background ones: on SQLite pushes and pulls go first.
+        `progress` (grow/advance, as hub/cli/progress.Meter) counts the reviews as they are done,
+        against the reviews due when the pass starts (the total grows as deletes queue more)."""
         with self.store.background():
-            return await self._run(dry_run, tenant, sweep, grace_seconds, wait)
+            return await self._run(dry_run, tenant, sweep, grace_seconds, wait, progress)
 
     async def _run(self, dry_run: bool, tenant: str | None, sweep: bool, grace_seconds: float | None,
-                   wait: bool) -> GcReport:
+                   wait: bool, progress=None) -> GcReport:
         grace = self.grace_seconds if grace_seconds is None else grace_seconds
         report = GcReport(dry_run, tenant, grace, sweep=sweep, started_at=time.time())
+        report.progress = progress
         single = self.store.dialect == "sqlite"
         async with self.store.lock(PASS_LOCK, wait=wait) if single else _held() as held:
             if not held:
@@ -140,6 +151,10 @@ class Collector:
                 report.run_id = await self.store.gc_start_run(dry_run=False, tenant=tenant, sweep=sweep,
                                                               grace_seconds=grace)
             cutoff = report.started_at - grace
+            if progress is not None:
+                backlog = await self.store.gc_backlog(cutoff)
+                progress.grow(sum(backlog[f"{kind}_due"] for kind in ("manifest", "link", "blob")
+                                  if not (kind == "blob" and tenant is not None)))
             names = await self.cache_namespaces() if self.cache_namespaces else []
             namespaces = tuple(f"{n}/" for n in names)
             try:
@@ -177,18 +192,72 @@ class Collector:
                                                     claimed_before=claim_cutoff)
                 if not reviews:
                     break
-                # Verdicts on different digests are independent: a few at once hide round trips.
-                # A digest's reviews (its links in several repositories) go one after the other
-                # in one task: a task waiting for its batch delete holds the digest's lock.
-                by_digest: dict[str, list[GcReview]] = {}
-                for review in reviews:
-                    by_digest.setdefault(review.digest, []).append(review)
-                gate = asyncio.Semaphore(self.concurrency)
-                deletes = _BatchDeletes(self.registry.storage, len(by_digest))
-                done = await asyncio.gather(*(self._try_reviews(gate, deletes, report, group, cutoff, namespaces)
-                                              for group in by_digest.values()))
-                if not any(done):
+                if not await self._decide(report, kind, reviews, cutoff, namespaces):
                     break  # nothing moves: leave the rest (claimed for their lease) to a later pass
+
+    async def _decide(self, report: GcReport, kind: str, reviews: list[GcReview], cutoff: float,
+                      namespaces: tuple[str, ...]) -> bool:
+        """The verdicts of one claim; True if any was done.
+
+        In batches of about `verdict_batch` reviews, each one transaction (one commit, not one per
+        review), a few batches at once to hide round trips. A digest's reviews (its links in
+        several repositories) stay in one batch. Link and blob batches take their digests' locks
+        without waiting, in one round trip (store.try_locks), and hold them through the delete of
+        the bytes; a digest whose lock another holder has (a push of it, say), and a batch that
+        failed, get one verdict each after, as before batching (waiting for the lock)."""
+        by_digest: dict[str, list[GcReview]] = {}
+        for review in reviews:
+            by_digest.setdefault(review.digest, []).append(review)
+        batches: list[list[list[GcReview]]] = [[]]
+        for group in by_digest.values():
+            if batches[-1] and sum(map(len, batches[-1])) + len(group) > self.verdict_batch:
+                batches.append([])
+            batches[-1].append(group)
+        gate = asyncio.Semaphore(self.concurrency)
+        batches = [batch for batch in batches if batch]
+        deletes = _BatchDeletes(self.registry.storage, len(batches))
+        results = await asyncio.gather(*(self._batch(gate, deletes, report, kind, batch, cutoff, namespaces)
+                                         for batch in batches))
+        done = any(ok for ok, _ in results)
+        left = [group for _, groups in results for group in groups]
+        if left:
+            deletes = _BatchDeletes(self.registry.storage, len(left))
+            singles = await asyncio.gather(*(self._try_reviews(gate, deletes, report, group, cutoff, namespaces)
+                                             for group in left))
+            done = done or any(singles)
+        return done
+
+    async def _batch(self, gate: asyncio.Semaphore, deletes: _BatchDeletes, report: GcReport, kind: str,
+                     groups: list[list[GcReview]], cutoff: float, namespaces: tuple[str, ...]
+                     ) -> tuple[bool, list[list[GcReview]]]:
+        """One batch's verdicts in one transaction: (whether done, the groups left to single verdicts).
+        The bytes go with the other batches' of the claim, in one storage batch (_BatchDeletes)."""
+        keys = {blob_lock_key(group[0].digest): group for group in groups}
+        try:
+            async with self.store.try_locks(keys) if kind != "manifest" else _all_held(keys) as held:
+                mine = [group for key, group in keys.items() if key in held]
+                left = [group for key, group in keys.items() if key not in held]
+                batch = [review for group in mine for review in group]
+                if not batch:
+                    return False, left
+                try:
+                    async with gate:
+                        verdicts = await self.store.gc_verdicts(
+                            batch, cutoff, keeps=[self._keep(r, namespaces) for r in batch])
+                except Exception as exc:  # a database error: each review is tried again on its own
+                    log.warning("GC batch of %d %s reviews failed: %s", len(batch), kind, exc)
+                    return False, left + mine
+                # After the commit, still under the locks. A failure (or a crash) here leaves
+                # objects no row names: the sweep's.
+                paths = [parse_digest(r.digest).blob_path for r, v in zip(batch, verdicts) if v.blob_deleted]
+                failures = await deletes.delete_all(paths) if paths else {}
+        finally:
+            deletes.finished()
+        for review, verdict in zip(batch, verdicts):
+            report.count(review, verdict)
+        for path, error in failures.items():
+            report.errors.append(f"delete of {path}: {type(error).__name__}: {error}")
+        return True, left
 
     async def _try_reviews(self, gate: asyncio.Semaphore, deletes: _BatchDeletes, report: GcReport,
                            reviews: list[GcReview], cutoff: float, namespaces: tuple[str, ...]) -> bool:
@@ -349,8 +418,8 @@ class Collector:
 
 class _BatchDeletes:
     """The deletes of bytes a claim's concurrent verdicts ask for, sent as storage batches
-    (StorageDriver.delete_many). Each asking task waits, holding its digest's lock, until its
-    batch is done: a batch goes when every task still running waits, or 1,000 do. A task waiting
+    (StorageDriver.delete_many). Each asking task waits, holding its digests' locks, until its
+    paths are done: a batch goes when every task still running waits, or 1,000 paths do. A task waiting
     for a digest's lock someone holds is not running: it may be a task of another replica that
     waits for its own batch, itself held up by a task waiting for a lock this batch holds."""
 
@@ -358,15 +427,26 @@ class _BatchDeletes:
         self.storage = storage
         self.running = tasks
         self.limit = limit
-        self.waiting: list[tuple[str, asyncio.Future]] = []
+        self.waiting: list[tuple[str, asyncio.Future]] = []  # paths not yet sent
+        self.waiters = 0  # tasks waiting for their paths
         self._flushes: set[asyncio.Task] = set()
 
     async def delete(self, path: str) -> StorageError | None:
         """Delete `path` with the others; the error if it could not be deleted."""
-        future = asyncio.get_running_loop().create_future()
-        self.waiting.append((path, future))
+        return (await self.delete_all([path])).get(path)
+
+    async def delete_all(self, paths: list[str]) -> dict[str, StorageError]:
+        """Delete `paths` with the others; the errors of those that could not be deleted."""
+        loop = asyncio.get_running_loop()
+        futures = [(path, loop.create_future()) for path in paths]
+        self.waiting.extend(futures)
+        self.waiters += 1
         self._maybe_flush()
-        return await future
+        try:
+            results = [await future for _, future in futures]
+        finally:
+            self.waiters -= 1
+        return {path: error for (path, _), error in zip(futures, results) if error is not None}
 
     def finished(self) -> None:
         self.running -= 1
@@ -382,7 +462,7 @@ class _BatchDeletes:
             self.running += 1
 
     def _maybe_flush(self) -> None:
-        if self.waiting and (len(self.waiting) >= self.limit or len(self.waiting) >= self.running):
+        if self.waiting and (len(self.waiting) >= self.limit or self.waiters >= self.running):
             batch, self.waiting = self.waiting, []
             task = asyncio.create_task(self._flush(batch))
             self._flushes.add(task)
@@ -390,10 +470,7 @@ class _BatchDeletes:
 
     async def _flush(self, batch: list[tuple[str, asyncio.Future]]) -> None:
         try:
-            pause = os.environ.get(PAUSE_ENV)
-            if pause:
-                await asyncio.sleep(float(pause))
-            failures = dict(await self.storage.delete_many([path for path, _ in batch]))
+            failures = await _delete_bytes(self.storage, [path for path, _ in batch])
         except BaseException as exc:  # cancelled, say: the waiters must not hang
             for path, future in batch:
                 if not future.done():
@@ -402,6 +479,27 @@ class _BatchDeletes:
         for path, future in batch:
             if not future.done():
                 future.set_result(failures.get(path))
+
+
+async def _delete_bytes(storage, paths: list[str]) -> dict[str, StorageError]:
+    """Delete the bytes of blobs whose rows went (StorageDriver.delete_many); the failures by path."""
+    pause = os.environ.get(PAUSE_ENV)
+    if pause:
+        await asyncio.sleep(float(pause))
+    return dict(await storage.delete_many(paths))
+
+
+class _all_held:
+    """An async context yielding every key as held (manifest verdicts take no lock)."""
+
+    def __init__(self, keys):
+        self.keys = set(keys)
+
+    async def __aenter__(self) -> set[str]:
+        return self.keys
+
+    async def __aexit__(self, *exc) -> None:
+        return None
 
 
 class _held:

@@ -88,6 +88,8 @@ class RetentionReport:
     counts: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     verdicts: list[RetentionVerdict] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
+    # Who watches the run (grow(n), advance(n)); not a field, so never in as_dict().
+    progress = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -115,10 +117,12 @@ class Retention:
         self.owner = uuid.uuid4().hex  # this process, as a run's lease holder
 
     async def run(self, *, dry_run: bool = False, tenant: str | None = None, trigger: str = "cli",
-                  actor: str = "cli", slot: int | None = None) -> RetentionReport:
+                  actor: str = "cli", slot: int | None = None, progress=None) -> RetentionReport:
         """One run over every tenant with a policy (or only `tenant`). `slot`: a scheduled run's
-        interval; another replica may have it (then `ran` is False)."""
+        interval; another replica may have it (then `ran` is False). `progress` (grow/advance, as
+        hub/cli/progress.Meter) counts the verdicts carried out, tenant by tenant."""
         report = RetentionReport(dry_run, tenant, trigger, started_at=time.time())
+        report.progress = progress
         if not dry_run:
             report.run_id = await self.store.retention_claim_run(
                 owner=self.owner, lease_seconds=self.lease_seconds, tenant=tenant, trigger=trigger, actor=actor,
@@ -206,40 +210,46 @@ class Retention:
         pause = os.environ.get(PAUSE_ENV)
         if pause and not report.dry_run:
             await asyncio.sleep(float(pause))
+        if report.progress is not None:
+            report.progress.grow(len(verdicts))
         for v in verdicts:
-            if v.action != DELETE:
-                if v.tag is not None:
-                    c["protected" if v.action == PROTECT else "kept"] += 1
-                continue
-            if report.dry_run:
-                v.outcome = "would delete"
-                c["deleted" if v.tag is not None else "untagged_deleted"] += 1
-                continue
-            deletes += 1
-            if deletes % RENEW_EVERY == 0 and not await self.store.retention_renew(
-                    report.run_id, self.owner, self.lease_seconds):
-                raise RuntimeError("another replica took this run over (its lease ran out)")
-            detail = {"by": "retention", "run": report.run_id, "rules": list(v.rules), "reason": v.reason,
-                      "digest": v.digest}
             try:
-                if v.tag is not None:
-                    done = await self.registry.delete_tag(v.repository, v.tag, digest=v.digest,
-                                                          actor="retention", detail=detail)
-                    if done:
-                        v.outcome = "deleted"
+                if v.action != DELETE:
+                    if v.tag is not None:
+                        c["protected" if v.action == PROTECT else "kept"] += 1
+                    continue
+                if report.dry_run:
+                    v.outcome = "would delete"
+                    c["deleted" if v.tag is not None else "untagged_deleted"] += 1
+                    continue
+                deletes += 1
+                if deletes % RENEW_EVERY == 0 and not await self.store.retention_renew(
+                        report.run_id, self.owner, self.lease_seconds):
+                    raise RuntimeError("another replica took this run over (its lease ran out)")
+                detail = {"by": "retention", "run": report.run_id, "rules": list(v.rules), "reason": v.reason,
+                          "digest": v.digest}
+                try:
+                    if v.tag is not None:
+                        done = await self.registry.delete_tag(v.repository, v.tag, digest=v.digest,
+                                                              actor="retention", detail=detail)
+                        if done:
+                            v.outcome = "deleted"
+                        else:
+                            v.outcome = await self._why_not(v)
                     else:
-                        v.outcome = await self._why_not(v)
-                else:
-                    done = await self.registry.delete_untagged_manifest(v.repository, v.digest, actor="retention",
-                                                                         detail=detail)
-                    v.outcome = "deleted" if done else "moved"
-            except Exception as exc:  # one refusal (an immutable tag, say) must not stop the run
-                v.outcome = "failed"
-                report.errors.append(f"{v.repository}:{v.tag or v.digest}: {type(exc).__name__}: {exc}")
-            if v.outcome == "deleted":
-                c["deleted" if v.tag is not None else "untagged_deleted"] += 1
-            elif v.outcome in ("moved", "gone", "failed"):
-                c[v.outcome] += 1
+                        done = await self.registry.delete_untagged_manifest(v.repository, v.digest, actor="retention",
+                                                                             detail=detail)
+                        v.outcome = "deleted" if done else "moved"
+                except Exception as exc:  # one refusal (an immutable tag, say) must not stop the run
+                    v.outcome = "failed"
+                    report.errors.append(f"{v.repository}:{v.tag or v.digest}: {type(exc).__name__}: {exc}")
+                if v.outcome == "deleted":
+                    c["deleted" if v.tag is not None else "untagged_deleted"] += 1
+                elif v.outcome in ("moved", "gone", "failed"):
+                    c[v.outcome] += 1
+            finally:  # a verdict is done once carried out (or refused, or failed)
+                if report.progress is not None:
+                    report.progress.advance(1)
 
     async def _why_not(self, v: RetentionVerdict) -> str:
         """A conditional tag delete found nothing: pushed again elsewhere ("moved") or deleted ("gone")."""

@@ -9,47 +9,59 @@ otherwise the page shows a placeholder. Nothing is linked or redirected to it.
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
-from ..keys import AUTH, CONFIG, PROXY, ROUTE
+from ..keys import AUTH, PROXY, ROUTE
+from ..proxy import clientsetup
+from ..proxy.clientsetup import Mirror, Setup
 from .address import PLACEHOLDER, address
 from .pages import ENV, SECURITY_HEADERS
-
-_LOOPBACK = re.compile(r"(?:127(?:\.[0-9]{1,3}){3}|localhost|\[::1\])(?::[0-9]+)?")
-# The registry a mirror stands in for, as containerd's hosts.toml names its own server.
-_UPSTREAM_SERVERS = {"docker.io": "https://registry-1.docker.io"}
 
 
 def wants_html(request: web.Request) -> bool:
     return "text/html" in request.headers.get("Accept", "").lower()
 
 
-async def _mirrored(request: web.Request) -> tuple[list[str], str]:
-    """Names of the upstreams anyone may pull through, and the default mirror's name (or "")."""
+async def client_setup(request: web.Request) -> Setup:
+    """This registry's address and the upstreams anyone may pull through (daemons pull through a
+    mirror without credentials), the default mirror first."""
+    scheme, host = address(request)
     proxy = request.app.get(PROXY)
     if proxy is None:
-        return [], ""
+        return Setup(scheme, host)
     router = proxy.router
     await router.refresh()
     open_registry = AUTH not in request.app
-    names = sorted(name for name, up in router.upstreams.items() if open_registry or up.access.anonymous)
-    default = router.default.name if router.default is not None and router.default.name in names else ""
-    return names, default
+    default = router.default.name if router.default is not None else ""
+    mirrors = sorted((Mirror.of(name, up.aliases, default=name == default)
+                      for name, up in router.upstreams.items() if open_registry or up.access.anonymous),
+                     key=lambda m: (not m.default, m.name))
+    return Setup(scheme, host, tuple(mirrors))
+
+
+async def client_setup_json(request: web.Request) -> web.StreamResponse:
+    """GET /client-setup: what `daohub client setup --server URL` builds its files from (anonymous:
+    the landing page shows the same)."""
+    request[ROUTE] = "web.client_setup"
+    setup = await client_setup(request)
+    response = web.json_response(setup.as_dict())
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 async def landing(request: web.Request) -> web.StreamResponse:
     request[ROUTE] = "web.landing"
     if request.method not in ("GET", "HEAD") or not wants_html(request):
         raise web.HTTPNotFound()  # the same JSON 404 as any unknown path
-    scheme, host = address(request)
-    upstreams, default = await _mirrored(request)
-    mirror = default or (upstreams[0] if upstreams else "docker.io")
+    setup = await client_setup(request)
+    # With nothing mirrored yet, the snippets show what Docker Hub as the default mirror would need.
+    shown = setup if setup.mirrors else Setup(setup.scheme, setup.host, (Mirror.of("docker.io", default=True),))
     html = ENV.get_template("landing.html").render(
-        host=host, scheme=scheme, plain_http=scheme == "http", loopback=bool(_LOOPBACK.fullmatch(host)),
-        auth_enabled=AUTH in request.app, upstreams=upstreams, default=default, mirror=mirror,
-        mirror_server=_UPSTREAM_SERVERS.get(mirror, f"https://{mirror}"), title="DaoHub registry")
+        host=setup.host, scheme=setup.scheme, plain_http=setup.plain_http, loopback=setup.loopback,
+        auth_enabled=AUTH in request.app, setup=setup, shown=shown,
+        daemon_json=clientsetup.daemon_json_text(shown) if shown.default else "",
+        containerd=clientsetup.containerd_files(shown), registries_conf=clientsetup.registries_conf(shown),
+        title="DaoHub registry")
     response = web.Response(text=html, content_type="text/html", charset="utf-8")
     response.headers.update(SECURITY_HEADERS)
     response.headers["Cache-Control"] = "no-store"

@@ -46,7 +46,12 @@ async def test_promote_from_the_command_line(aiohttp_client, tmp_path, capsys):
     assert status == 200 and done["state"] == "completed", done
     assert await manifest_of(client, "team/prod", "1.2") == (200, digest)
     assert await cli("promotion", "list", "--state", "completed") == 0
-    assert capsys.readouterr().out.startswith(f"promotion {promotion}: ")
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["ID", "STATE", "SOURCE"] and table[1].split()[:2] == [str(promotion), "completed"]
+    assert await cli("promotion", "list", "--state", "rejected") == 0
+    assert capsys.readouterr().out == "no promotions rejected\n"
+    assert await cli("promotion", "list", "--json") == 0
+    assert [p["id"] for p in json.loads(capsys.readouterr().out)] == [promotion]
     assert [(r.actor, r.action) for r in await audit_rows(client) if r.action.startswith("promotion.")] == [
         ("ada", "promotion.complete"), ("ada", "promotion.approve"), ("cli", "promotion.request"),
         ("cli", "promotion.refuse")]

@@ -435,3 +435,46 @@ async def test_an_evicted_cache_image_frees_its_blobs_unless_a_tenant_links_them
     assert done.errors == [] and {b["digest"] for b in done.blobs} == {own}
     assert not await stored(registry, own) and await store.get_global_blob_size(own) is None
     assert await stored(registry, shared) and await store.get_blob_size("team/app", shared) is not None
+
+
+async def test_batched_verdicts_leave_a_locked_digest_to_wait_and_share_blob_rows(registry):
+    """Verdicts go in batches, one transaction each. A digest whose lock a push holds is left out
+    of its batch and judged on its own once the lock is free (the pass waits for it); a digest
+    linked in two repositories is unlinked from both in one batch and its blob row and bytes go
+    exactly once."""
+    store = registry.store
+    assert await store.create_tenant("team", "Team", None)
+    own = [await push_blob(registry, "team/app", f"own {i}".encode()) for i in range(40)]
+    shared = await push_blob(registry, "team/app", b"shared")
+    assert await registry.mount_blob("team/other", shared, "team/app", lambda repo: True)
+    m = manifest(blobs=own + [shared], salt="batched")
+    other = manifest(blobs=[shared], salt="other")
+    assert await store.put_manifest("team/app", m, []) == []
+    assert await store.put_manifest("team/other", other, []) == []
+    assert await store.delete_manifest("team/app", m.digest)
+    assert await store.delete_manifest("team/other", other.digest)
+
+    locked, released = own[7], asyncio.Event()
+    taken = asyncio.Event()
+
+    async def push_holding_the_lock() -> None:
+        async with registry.blob_lock(locked):
+            taken.set()
+            await released.wait()
+
+    holder = asyncio.create_task(push_holding_the_lock())
+    await taken.wait()
+    run = asyncio.create_task(Collector(registry, verdict_batch=8).run(grace_seconds=0))
+    for _ in range(200):  # the pass decides every other digest, then waits for the lock
+        if not await stored(registry, own[0]) and not await stored(registry, shared):
+            break
+        await asyncio.sleep(0.05)
+    assert not run.done() and await stored(registry, locked)
+    released.set()
+    report = await run
+    await holder
+    assert report.errors == []
+    assert report.counts["blobs_deleted"] == 41 and report.counts["links_deleted"] == 42
+    for digest in own + [shared]:
+        assert not await stored(registry, digest)
+        assert await store.get_global_blob_size(digest) is None

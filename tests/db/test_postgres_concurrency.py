@@ -149,6 +149,25 @@ async def test_lock_excludes_across_replicas(replicas):
     assert order == ["a done", "b"]
 
 
+async def test_try_locks_across_replicas_in_one_statement_each_way(replicas, postgres_url):
+    a, b = replicas
+    admin = await asyncpg.connect(postgres_url)
+    advisory = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    try:
+        async with a.lock("blob:x"):
+            async with b.try_locks([f"blob:{i}" for i in range(50)] + ["blob:x"]) as held:
+                assert held == {f"blob:{i}" for i in range(50)}  # not x, which a holds
+                assert await admin.fetchval(advisory) == 51
+                async with a.try_locks(["blob:1", "blob:x2"]) as other:
+                    assert other == {"blob:x2"}
+        assert await admin.fetchval(advisory) == 0  # every one released at the end of its block
+        async with b.lock("blob:x", wait=False) as free:
+            assert free is True
+    finally:
+        await admin.close()
+
+
 async def test_lock_of_a_killed_connection_is_released(replicas, postgres_url):
     a, b = replicas
     admin = await asyncpg.connect(postgres_url)

@@ -35,6 +35,21 @@ async def test_migrations_are_applied_once(store):
     assert await store.schema_version() == latest
 
 
+async def test_try_locks_takes_the_free_keys_and_leaves_the_taken_ones(store):
+    async with store.lock("blob:taken"):
+        async with store.try_locks(["blob:a", "blob:taken", "blob:b", "blob:a"]) as held:
+            assert held == {"blob:a", "blob:b"}
+            async with store.lock("blob:a", wait=False) as probe:
+                assert probe is False  # held by the batch until its block ends
+        async with store.try_locks([]) as none:
+            assert none == set()
+    async with store.try_locks(["blob:a", "blob:b", "blob:taken"]) as held:
+        assert held == {"blob:a", "blob:b", "blob:taken"}  # all free again
+    for key in ("blob:a", "blob:b", "blob:taken"):
+        async with store.lock(key, wait=False) as free:
+            assert free is True
+
+
 async def test_lock_excludes_and_can_be_probed(store):
     order = []
 

@@ -12,8 +12,10 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,22 @@ class DockerDaemon:
 
     def __call__(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
         return run([self.docker, "-H", f"unix://{self.sock}", *args], env=self.env, timeout=timeout, check=check)
+
+    @property
+    def config_path(self) -> Path:
+        """The daemon.json this dockerd reads (at start, and again on `reload()`)."""
+        return self.sock.parent / "daemon.json"
+
+    def reload(self, ready: Callable[[], bool], timeout: float = 60) -> None:
+        """SIGHUP: dockerd reads daemon.json again (registry-mirrors, insecure-registries and a few
+        more reload live); waits until `ready()` says the new settings are in force."""
+        os.kill(int((self.sock.parent / "dockerd.pid").read_text().strip()), signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"dockerd did not apply {self.config_path} within {timeout:.0f}s:\n"
+                                     f"{self.log_path.read_text()[-4000:]}")
+            time.sleep(0.1)
 
 
 def docker_cli() -> str:

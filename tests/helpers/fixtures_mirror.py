@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,12 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.util import IN_CI, need_tool
+from tests.e2e.util import IN_CI, need_tool, run
 from tests.helpers.containerd import running_containerd
 from tests.helpers.dockerd import running_dockerd
 from tests.helpers.images import BuiltImage, find_busybox, runnable_image
 from tests.helpers.mirror_docs import Block, blocks
-from tests.helpers.server import DaoHubProcess, DistributionProcess
+from tests.helpers.server import REPO_ROOT, DaoHubProcess, DistributionProcess
 from tests.proxy.util import AccessLog, Upstream
 
 # The image README's examples pull, as the stand-in Docker Hub holds it.
@@ -55,6 +56,11 @@ class MirrorBed:
     def snippet(self, kind: str) -> str:
         """README's snippet of `kind` pointing at this DaoHub."""
         return self.docs[kind].for_hub(self.hub.host)
+
+    def client_setup(self, *args: str) -> str:
+        """`daohub client setup --server <this DaoHub> ARGS` (the real command line); its stdout."""
+        return run([sys.executable, "-m", "hub", "client", "setup", "--server", self.hub.url, *args],
+                   cwd=REPO_ROOT).stdout
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         r = requests.get(f"{self.hub.url}/metrics", timeout=30)

@@ -142,3 +142,34 @@ def test_readme_k3s_registries_yaml_names_the_hosts_toml_mirror(mirror_bed):
     assert list(hosts["host"]) == [f"http://{PLACEHOLDER}"]
     assert hosts["host"][f"http://{PLACEHOLDER}"]["capabilities"] == ["pull", "resolve"]
     assert json.loads(mirror_bed.docs["daemon_json"].text)["registry-mirrors"] == list(hosts["host"])
+
+
+def test_client_setup_writes_hosts_toml_per_namespace_that_containerd_pulls_through(
+        mirror_bed, mirror_containerd, tmp_path):
+    """`daohub client setup --containerd --write` writes one hosts.toml per mirrored registry (Docker Hub,
+    and the upstream that answers to its host:port), backing up one that was there; containerd pulls
+    both images through DaoHub with them."""
+    bed, containerd = mirror_bed, mirror_containerd
+    certs = tmp_path / "certs.d"
+    old = 'server = "https://registry-1.docker.io"\n'
+    (certs / "docker.io").mkdir(parents=True)
+    (certs / "docker.io" / "hosts.toml").write_text(old)
+    out = bed.client_setup("--containerd", "--write", "--containerd-dir", str(certs))
+    written = {p.parent.name: p.read_text() for p in certs.glob("*/hosts.toml")}
+    assert set(written) == {"docker.io", bed.upstream.host}, written
+    assert written["docker.io"] == bed.snippet("hosts_toml")   # README's, for this DaoHub
+    assert tomllib.loads(written[bed.upstream.host])["host"] == {
+        bed.hub.url: {"capabilities": ["pull", "resolve"]}}
+    (backup,) = (certs / "docker.io").glob("hosts.toml.bak-*")
+    assert backup.read_text() == old
+    assert f"containerd: wrote {certs / bed.upstream.host / 'hosts.toml'} (new file)" in out
+    printed = bed.client_setup("--containerd")
+    assert f"# {Path('/etc/containerd/certs.d') / bed.upstream.host / 'hosts.toml'}" in printed
+
+    for ref, repo, ns, image in ((f"docker.io/{MIRROR_REPO}:{MIRROR_TAG}", MIRROR_REPO, "docker.io", bed.image),
+                                 (f"{bed.upstream.host}/{NS_REPO}:{NS_TAG}", NS_REPO, bed.upstream.host,
+                                  bed.ns_image)):
+        containerd.ctr("images", "rm", "--sync", ref, check=False)
+        sent = _pull(containerd, certs, ref)
+        _check_requests(sent, bed.hub.host, repo, ns)
+        assert _image_digest(containerd, ref) == image.digest

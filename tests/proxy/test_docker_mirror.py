@@ -4,6 +4,7 @@ DaoHub's default mirror, and pulls it again from DaoHub's cache once the upstrea
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
@@ -74,3 +75,56 @@ def test_docker_pulls_a_hub_name_through_the_mirror_then_from_cache_with_the_ups
         _check_local_image(dockerd, bed)
     finally:
         bed.upstream.start()
+
+
+UNUSED_MIRROR = "http://127.0.0.1:9"   # the discard port: nothing answers there
+
+
+def _plain(urls: list[str]) -> list[str]:
+    return [u.rstrip("/") for u in urls]
+
+
+def test_client_setup_writes_daemon_json_that_dockerd_pulls_through(mirror_bed, mirror_dockerd):
+    """`daohub client setup --docker --write` merges registry-mirrors into a daemon.json that has other
+    settings (kept, the old file backed up); dockerd reloads it and pulls through the mirror."""
+    bed, dockerd = mirror_bed, mirror_dockerd
+    path = dockerd.config_path
+    original = path.read_text()
+
+    def mirrors() -> list[str]:
+        return json.loads(dockerd("info", "--format", "{{json .RegistryConfig.Mirrors}}").stdout) or []
+
+    try:
+        # A daemon.json of someone else's: another mirror (nothing listens there), a setting of its own.
+        # (dockerd keeps the value of a key the file leaves out: the mirror list is replaced, not dropped.)
+        theirs = {"max-concurrent-downloads": 2, "registry-mirrors": [UNUSED_MIRROR]}
+        path.write_text(json.dumps(theirs) + "\n")
+        dockerd.reload(lambda: _plain(mirrors()) == [UNUSED_MIRROR])
+        printed = bed.client_setup("--docker")
+        assert json.loads(printed) == {"registry-mirrors": [bed.hub.url], "insecure-registries": [bed.hub.host]}
+        out = bed.client_setup("--docker", "--write", "--docker-config", str(path))
+        backups = sorted(path.parent.glob("daemon.json.bak-*"))
+        assert len(backups) == 1 and json.loads(backups[0].read_text()) == theirs
+        assert f"docker: wrote {path} (the previous file is {backups[0]})" in out and "SIGHUP" in out
+        assert json.loads(path.read_text()) == {"max-concurrent-downloads": 2,
+                                                "registry-mirrors": [bed.hub.url, UNUSED_MIRROR],
+                                                "insecure-registries": [bed.hub.host]}
+        # Run again: nothing to change, no second backup.
+        assert "unchanged" in bed.client_setup("--docker", "--write", "--docker-config", str(path))
+        assert sorted(path.parent.glob("daemon.json.bak-*")) == backups
+        dockerd.reload(lambda: _plain(mirrors()) == [bed.hub.url, UNUSED_MIRROR])
+
+        dockerd("rmi", "--force", IMAGE, check=False)
+        mark = bed.log.mark()
+        dockerd("pull", IMAGE)
+        seen = _content_paths(bed.log.since(mark))
+        by_tag = f"/v2/{MIRROR_REPO}/manifests/{MIRROR_TAG}"
+        assert {("HEAD", by_tag, 200), ("GET", by_tag, 200)} & seen, sorted(seen)
+        for digest in map(sha256, bed.image.layers):
+            assert ("GET", f"/v2/{MIRROR_REPO}/blobs/{digest}", 200) in seen, (digest, sorted(seen))
+        assert dockerd("image", "inspect", "--format", "{{.Id}}", IMAGE).stdout.strip() == bed.image.config_digest
+    finally:
+        path.write_text(original)
+        for backup in path.parent.glob("daemon.json.bak-*"):
+            backup.unlink()
+        dockerd.reload(lambda: _plain(mirrors()) == [bed.hub.url])

@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.util import Layout, need_tool, run
 from tests.helpers.containers import isolated_containers_env
-from tests.helpers.fixtures_mirror import MIRROR_REPO, MIRROR_TAG
+from tests.helpers.fixtures_mirror import MIRROR_REPO, MIRROR_TAG, NS_REPO, NS_TAG, NS_UPSTREAM
 from tests.helpers.images import PAYLOAD_PATH, sha256
 from tests.helpers.mirror_docs import KINDS, blocks
 
@@ -67,3 +68,45 @@ def test_readme_skopeo_command_pulls_through_the_path_prefix(mirror_bed, tmp_pat
     assert config["rootfs"]["diff_ids"] == json.loads(bed.image.config)["rootfs"]["diff_ids"]
     manifests = {e["path"] for e in bed.log.since(mark) if "/manifests/" in (e.get("path") or "")}
     assert manifests and all(p.startswith(f"/v2/{bed.mirror_name}/{MIRROR_REPO}/manifests/") for p in manifests)
+
+
+EXISTING_REGISTRIES_CONF = """# This machine's own settings: kept by client setup.
+unqualified-search-registries = ["registry.example"]
+
+[[registry]]
+location = "quay.io"
+blocked = true
+"""
+
+
+def test_client_setup_merges_registries_conf_that_podman_pulls_through(mirror_bed, mirror_root):
+    """`daohub client setup --podman --write` adds DaoHub as the mirror of Docker Hub (mirror mode) and of
+    the upstream's host:port (by its path prefix) to an existing registries.conf, keeping what was there;
+    podman pulls both images through DaoHub."""
+    need_tool("podman")
+    bed = mirror_bed
+    base = mirror_root / "ps"
+    env = isolated_containers_env(base, EXISTING_REGISTRIES_CONF)
+    conf = base / "registries.conf"
+    out = bed.client_setup("--podman", "--write", "--podman-config", str(conf))
+    (backup,) = base.glob("registries.conf.bak-*")
+    assert backup.read_text() == EXISTING_REGISTRIES_CONF and f"podman: wrote {conf}" in out
+    merged = conf.read_text()
+    assert merged.startswith(EXISTING_REGISTRIES_CONF.splitlines()[0])   # comments kept (tomlkit)
+    document = tomllib.loads(merged)
+    assert document["unqualified-search-registries"] == ["registry.example"]
+    registries = {r["location"]: r for r in document["registry"]}
+    assert registries["quay.io"] == {"location": "quay.io", "blocked": True}
+    assert registries["docker.io"]["mirror"] == [{"location": bed.hub.host, "insecure": True}]
+    assert registries[bed.upstream.host]["mirror"] == [{"location": f"{bed.hub.host}/{NS_UPSTREAM}",
+                                                        "insecure": True}]
+
+    for ref, served, image in ((f"docker.io/{MIRROR_REPO}:{MIRROR_TAG}", MIRROR_REPO, bed.image),
+                               (f"{bed.upstream.host}/{NS_REPO}:{NS_TAG}", f"{NS_UPSTREAM}/{NS_REPO}", bed.ns_image)):
+        mark = bed.log.mark()
+        image_id = run(["podman", "pull", "--quiet", ref], env=env).stdout.strip()
+        assert f"sha256:{image_id}" == image.config_digest
+        manifests = {(e["method"], e["path"], e["status"]) for e in bed.log.since(mark)
+                     if "/manifests/" in (e.get("path") or "")}
+        assert manifests and all(p.startswith(f"/v2/{served}/manifests/") and status == 200
+                                 for _, p, status in manifests), manifests

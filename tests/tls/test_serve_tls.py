@@ -99,6 +99,21 @@ def test_a_client_without_the_ca_is_refused_by_its_own_check(tls_hub, pki, trust
     assert "certificate" in refused.stderr, refused.stderr
 
 
+def test_client_setup_reads_an_https_server_with_its_ca_and_refuses_one_it_cannot_verify(tls_hub, pki):
+    """`daohub client setup --server https://... --ca-file CA` reads GET /client-setup over TLS (this
+    server mirrors nothing, which it then says); with a CA that signed nothing there it stops at the
+    certificate."""
+    setup = ["client", "setup", "--server", tls_hub.url]
+    env = tls_hub.environment()
+    trusted = run([tls_hub.python, "-m", "hub", *setup, "--ca-file", str(pki.ca_file)], env=env, check=False)
+    assert trusted.returncode == 1 and "mirrors no upstream registry for anonymous pulls" in trusted.stderr, \
+        trusted.stderr
+    stranger = run([tls_hub.python, "-m", "hub", *setup, "--ca-file", str(pki.stranger_ca_file)], env=env,
+                   check=False)
+    assert stranger.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in stranger.stderr, stranger.stderr
+    assert "Traceback" not in stranger.stderr + trusted.stderr
+
+
 def test_plain_http_on_the_tls_port_gets_400_and_a_closed_connection(tls_hub, pki):
     with socket.create_connection(("127.0.0.1", tls_hub.port), timeout=10) as sock:
         sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: hub.example:5000\r\n\r\n")

@@ -122,3 +122,42 @@ async def test_the_mirror_section_names_the_upstreams_anyone_may_pull_through(ai
     assert "ghcr.io" in page and "private.example" not in page and "internal.example" not in page
     assert "/etc/containerd/certs.d/docker.io/hosts.toml" in page
     assert 'server = "https://registry-1.docker.io"' in page
+
+
+async def test_client_setup_json_lists_what_anyone_may_pull_through_the_default_first(aiohttp_client, tmp_path):
+    """GET /client-setup, what `daohub client setup` builds its files from: anonymous, the same upstreams as
+    the page (none of the private one's names or its URL), and for each the hosts clients call it by."""
+    config = make_config(tmp_path)
+    config.proxy = open_config(tmp_path, default_mirror="docker.io", upstreams=[
+        {"name": "ghcr", "url": "https://ghcr.io", "aliases": ["ghcr.io"], "anonymous_pull": True},
+        {"name": "docker.io", "url": "https://registry-1.docker.io", "aliases": ["index.docker.io"],
+         "anonymous_pull": True},
+        {"name": "private.example", "url": "https://internal.example:8443"}]).proxy
+    client = await aiohttp_client(create_app(config))
+    r = await client.get("/client-setup", headers={"Host": "hub.example:5000"})
+    assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+    assert await r.json() == {"scheme": "http", "host": "hub.example:5000", "mirrors": [
+        {"name": "docker.io", "namespaces": ["docker.io"], "default": True},
+        {"name": "ghcr", "namespaces": ["ghcr.io"], "default": False}]}
+    assert "internal" not in await r.text() and "private" not in await r.text()
+    # The page shows the same files: a hosts.toml per namespace, a path-prefix mirror for ghcr.
+    page = await landing(client, Host="hub.example:5000")
+    assert "/etc/containerd/certs.d/ghcr.io/hosts.toml" in page and 'server = "https://ghcr.io"' in page
+    assert 'location = "hub.example:5000/ghcr"' in page
+    assert "daohub client setup --server http://hub.example:5000 --write" in page
+    r = await client.get("/client-setup", headers={"Host": 'evil"><b>'})
+    assert (await r.json())["host"] == PLACEHOLDER
+
+
+async def test_without_a_default_mirror_the_page_says_docker_cannot_use_it(aiohttp_client, tmp_path):
+    client = await aiohttp_client(create_app(open_config(tmp_path, upstreams=[
+        {"name": "ghcr.io", "url": "https://ghcr.io"}])))
+    page = await landing(client, Host="hub.example:5000")
+    assert "registry-mirrors" in page and '"registry-mirrors"' not in page and "none is set" in page
+    assert "/etc/containerd/certs.d/ghcr.io/hosts.toml" in page
+
+
+async def test_with_nothing_mirrored_the_page_offers_no_client_setup_command(hub):
+    page = await landing(hub, Host="hub.example:5000")
+    assert "No upstream registry is cached here" in page and "daohub client setup" not in page
+    assert '"registry-mirrors": ["http://hub.example:5000"]' in page   # what Docker Hub would need
