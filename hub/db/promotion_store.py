@@ -366,7 +366,8 @@ class PromotionStore:
         return await self._gc_tx(lambda tx: _read(tx, promotion_id), rollback=True)
 
     async def promotions(self, *, tenants: frozenset[str] | None = None, state: str | None = None,
-                         digest: str | None = None, limit: int = 50, before: int | None = None) -> list[PromotionRecord]:
+                         digest: str | None = None, limit: int = 50,
+                         before: int | None = None) -> list[PromotionRecord]:
         """Promotions newest first (ids below `before`): with `tenants` (None: all), only those whose source or
         target is in one of them; with `state` or `digest`, only those."""
         async def run(tx: Any) -> list[Any]:

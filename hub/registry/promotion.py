@@ -14,7 +14,8 @@ Gates are set per tenant, for its target repositories, as one document::
                 "approval": {"role": "maintainer", "allow_self_approval": false}}]}
 
 Every gate whose glob matches the target applies: the target tenant's, and the platform's (one
-document of the same shape, set by the platform admin, for every tenant). `annotations`: each key must be set (non-empty)
+document of the same shape, set by the platform admin, for every tenant). `annotations`: each key
+must be set (non-empty)
 in the manifest's annotations or in its image config's labels; for an index, on the index or on
 every image it lists. `referrer_artifact_types`: the source must hold a referrer of the manifest of
 each type (a signature, an SBOM). `approval`: the promotion waits (pending) until a user whose role in
@@ -127,7 +128,8 @@ def parse_gates(doc: Any, *, platform: bool = False) -> tuple[Gate, ...]:
         approval = item.get("approval")
         if approval is not None:
             if not isinstance(approval, dict) or approval.get("role") not in ROLE_ORDER or not isinstance(
-                    approval.get("allow_self_approval", False), bool) or set(approval) - {"role", "allow_self_approval"}:
+                    approval.get("allow_self_approval", False), bool) or set(approval) - {
+                    "role", "allow_self_approval"}:
                 errors[f"{where}/approval"] = (f"must be {{\"role\": one of {', '.join(ROLE_ORDER)}, "
                                                "\"allow_self_approval\": true|false}")
             else:

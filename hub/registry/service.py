@@ -814,8 +814,8 @@ class Registry:
         size = await self.store.get_blob_size(repository, config)
         if size is None or size > MAX_CONFIG_BYTES:
             return {}
-        chunks = []
-        async for chunk in await self.open_blob(BlobLocation(parse_digest(config), size, parse_digest(config).blob_path)):
+        chunks, digest = [], parse_digest(config)
+        async for chunk in await self.open_blob(BlobLocation(digest, size, digest.blob_path)):
             chunks.append(chunk)
         try:
             doc = json.loads(b"".join(chunks))

@@ -261,8 +261,8 @@ CASES = [
     Case("get_promotion", "GET", "/api/v1/promotions/{promotion}", (401, 200, 200, 200, 200, 404, 403, 200),
          setup=_pending("maintainer")),
     # The maintainer approves it: for those allowed after, it is completed already (409).
-    Case("approve_promotion", "POST", "/api/v1/promotions/{promotion}/approve", (401, 403, 403, 200, 409, 404, 403, 409),
-         {}, setup=_pending("maintainer")),
+    Case("approve_promotion", "POST", "/api/v1/promotions/{promotion}/approve",
+         (401, 403, 403, 200, 409, 404, 403, 409), {}, setup=_pending("maintainer")),
     Case("reject_promotion", "POST", "/api/v1/promotions/{promotion}/reject", (401, 403, 403, 403, 200, 404, 403, 409),
          {}, setup=_pending("admin")),
     Case("get_artifact", "GET", "/api/v1/artifacts/{digest}", (401, 200, 200, 200, 200, 404, 403, 200),

@@ -108,7 +108,8 @@ async def test_a_gate_refuses_a_manifest_without_the_annotation_and_waits_for_ap
     assert [c["passed"] for c in pending["gates"]] == [True, True, True]
     assert (await manifest_of(api, "team/prod", "1.2"))[0] == 404
     path = f"/api/v1/promotions/{pending['id']}"
-    assert (await call(api, "POST", path + "/approve", "developer", json={}))[0] == 403  # a developer, and the requester
+    # alice: a developer, and the requester
+    assert (await call(api, "POST", path + "/approve", "developer", json={}))[0] == 403
     assert (await call(api, "POST", path + "/approve", "guest", json={}))[0] == 403
     assert (await call(api, "POST", path + "/approve", "other_admin", json={}))[0] == 404  # learns nothing of it
     status, done, _ = await call(api, "POST", path + "/approve", "maintainer", json={"reason": "staging passed"})
@@ -144,7 +145,8 @@ async def test_rejected_and_withdrawn_promotions_copy_nothing(api):
     assert (await call(api, "POST", f"/api/v1/promotions/{first['id']}/reject", "maintainer", json={}))[0] == 403
     status, rejected, _ = await call(api, "POST", f"/api/v1/promotions/{first['id']}/reject", "tenant_admin",
                                      json={"reason": "no"})
-    assert status == 200 and (rejected["state"], rejected["decided_by"], rejected["reason"]) == ("rejected", "ada", "no")
+    assert status == 200
+    assert (rejected["state"], rejected["decided_by"], rejected["reason"]) == ("rejected", "ada", "no")
     status, withdrawn, _ = await call(api, "POST", f"/api/v1/promotions/{second['id']}/reject", "developer")
     assert status == 200 and withdrawn["decided_by"] == "alice"
     assert (await manifest_of(api, "team/prod", "1.2"))[0] == 404

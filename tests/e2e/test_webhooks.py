@@ -125,8 +125,10 @@ def test_signed_cloudevents_arrive_for_a_push_a_tag_move_a_pull_a_delete_and_a_p
     r = _api(server, "POST", "/promotions", json={"source": "team/app:1.0", "target": "team/prod:1.0"})
     assert r.status_code == 201, describe(r)
     promotion = r.json()["id"]
-    expected = sorted([("promotion.requested", f"promotion:{promotion}"), ("manifest.pushed", f"team/prod@{two.digest}"),
-                       ("tag.pushed", "team/prod:1.0"), ("promotion.completed", f"promotion:{promotion}"),("manifest.pushed", f"team/app@{one.digest}"), ("tag.pushed", "team/app:1.0"),
+    expected = sorted([("promotion.requested", f"promotion:{promotion}"),
+                       ("manifest.pushed", f"team/prod@{two.digest}"), ("tag.pushed", "team/prod:1.0"),
+                       ("promotion.completed", f"promotion:{promotion}"),
+                       ("manifest.pushed", f"team/app@{one.digest}"), ("tag.pushed", "team/app:1.0"),
                        ("manifest.pushed", f"team/app@{two.digest}"), ("tag.moved", "team/app:1.0"),
                        ("pull", "team/app:1.0"), ("manifest.deleted", f"team/app@{one.digest}"),
                        # skopeo delete reads the manifest by digest first: a pull of it

@@ -70,7 +70,8 @@ def test_invalid_documents_name_every_field(document, pointers):
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=10), inner, max_size=4),
                     max_leaves=30)
 GATE = st.fixed_dictionaries({"repositories": st.sampled_from(["**", "prod/*", "p/[", 7, "a/**/b"])}, optional={
     "annotations": st.lists(st.text(max_size=5), max_size=3) | JSON,

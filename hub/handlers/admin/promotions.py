@@ -39,7 +39,8 @@ from .common import (
 
 
 def promotion_json(record) -> dict:
-    return {"id": record.id, "state": record.state, "source": record.source, "source_reference": record.source_reference,
+    return {"id": record.id, "state": record.state, "source": record.source,
+            "source_reference": record.source_reference,
             "digest": record.digest, "target": record.target, "requested_by": record.requested_by,
             "requested_at": rfc3339(record.requested_at), "gates": list(record.gates),
             "approval_role": record.approval_role, "self_approval": record.self_approval,
