@@ -873,7 +873,7 @@ class Registry:
         links it relies on cannot be the last ones GC deletes meanwhile. No bytes move. DENIED for the
         target's quota or an immutable target tag."""
         async with contextlib.AsyncExitStack() as held:
-            for digest, _ in plan.blobs:  # sorted: two promotions never wait on each other's locks
+            for digest, _ in plan.blobs:  # in digest order: promotions sharing blobs never deadlock
                 await held.enter_async_context(self.blob_lock(digest))
             try:
                 return await self.store.complete_promotion(plan, **record)
