@@ -204,3 +204,23 @@ async def test_the_copy_records_the_references_gc_follows(promotions):
     await promotions.complete_promotion(whole, request=dataclasses.replace(_request(whole), source_reference="multi"))
     assert await _references(promotions, "prod/app") == await _references(promotions, "dev/app")
     assert await promotions.linked_blob_sizes("prod/app", [LAYER, CONFIG, digest("none")]) == {LAYER: 1000, CONFIG: 10}
+
+
+async def test_concurrent_promotions_sharing_blobs_take_their_locks_in_order_and_both_complete(writers):
+    """Registry.promote holds every blob's lock (advisory locks on PostgreSQL, across the two stores)
+    around the copy; in digest order, so promotions of images sharing blobs wait, never deadlock."""
+    from hub.registry.service import Registry
+
+    a, b = writers
+    plan = await _image(a)
+    other = manifest(blobs=(LAYER, CONFIG), salt="other")  # the same blobs, listed the other way round
+    assert await a.put_manifest("dev/app", other, ["other"]) == []
+    plans = [plan, CopyPlan(other.digest, (other,), plan.blobs)]
+    registries = [Registry(a, None), Registry(b, None)]
+    requests = [_request(plans[0], target="prod/one"), dataclasses.replace(_request(plans[1], target="prod/two"),
+                                                                          source_reference="other")]
+    for _ in range(5):
+        done = await asyncio.gather(*(r.promote(p, q.target_repository, request=q)
+                                      for r, p, q in zip(registries, plans, requests, strict=True)))
+        assert [d.state for d in done] == ["completed", "completed"]
+    assert (await a.get_manifest("prod/two", "1.2", by_digest=False)).digest == other.digest
