@@ -32,6 +32,7 @@ from hub.errors import BlobUnknown, ManifestInvalid
 
 from . import artifact, interpolate, model, render, yamlsafe
 from .errors import AppStoreError
+from .markdown import plain_text
 
 log = logging.getLogger("daohub.appstore")
 
@@ -62,8 +63,9 @@ def default_key(repository: str) -> str:
 
 
 def summary_of(description: str) -> str:
-    text = " ".join(description.split())
-    return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
+    """The index's summary of a Markdown description: plain text (appstore.markdown.plain_text),
+    which cards show and search matches as it is."""
+    return plain_text(description, SUMMARY_CHARS)
 
 
 def _compose_name(files: tuple[tuple[str, str], ...]) -> str:

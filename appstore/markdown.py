@@ -65,17 +65,69 @@ def render_markdown(text: str, *, heading_offset: int = 0) -> str:
     return md.render(text[:MAX_SOURCE_CHARS])
 
 
+def _inline_text(token) -> str:
+    """The words of an inline token: emphasis marks dropped, code spans and link texts kept."""
+    words = "".join(" " if child.type in ("softbreak", "hardbreak") else child.content
+                    for child in token.children or ())
+    return " ".join(words.split())
+
+
+def _cut(words: str, limit: int) -> str:
+    if len(words) <= limit:
+        return words
+    cut = words[: limit - 1]
+    if " " in cut[limit // 2:]:  # end on a whole word when one ends in the second half
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "…"
+
+
 def plain_text(text: str, limit: int = 200) -> str:
-    """The first paragraph (or heading) of `text` as plain text, at most `limit` characters:
-    for catalog cards, feeds and `<meta>` descriptions. Not HTML-escaped: the caller escapes."""
+    """A plain-text summary of `text`, at most `limit` characters: for catalog cards, search,
+    feeds and `<meta>` descriptions. Not HTML-escaped: the caller escapes.
+
+    It is the first paragraph outside any list, quote or heading, as words (no `**`, no
+    backticks, link texts without their URLs). A paragraph that introduces a list (it ends with
+    ':') is followed by the list's items, joined by '; ', so "It runs: - a - b" reads "It runs:
+    a; b". Without such a paragraph: the first list's items, else the first heading."""
     if not text:
         return ""
     md = _RENDERERS.get(0) or _RENDERERS.setdefault(0, _build(0))
-    for token in md.parse(text[:MAX_SOURCE_CHARS]):
-        if token.type == "inline" and token.children is not None:
-            words = "".join(" " if child.type in ("softbreak", "hardbreak") else child.content
-                            for child in token.children)
-            words = " ".join(words.replace("\n", " ").split())
-            if words:
-                return words if len(words) <= limit else words[: limit - 1].rstrip() + "…"
-    return ""
+    tokens = md.parse(text[:MAX_SOURCE_CHARS])
+    lists = quotes = 0  # how deep inside lists and block quotes
+    lead = heading = ""
+    items: list[str] = []
+    in_heading = False
+    for token in tokens:
+        if token.type in ("bullet_list_open", "ordered_list_open"):
+            lists += 1
+        elif token.type in ("bullet_list_close", "ordered_list_close"):
+            lists -= 1
+            if lists == 0 and quotes == 0 and items:
+                break  # the first list ends the summary
+        elif token.type == "blockquote_open":
+            quotes += 1
+        elif token.type == "blockquote_close":
+            quotes -= 1
+        elif token.type == "heading_open":
+            in_heading = True
+        elif token.type == "heading_close":
+            in_heading = False
+        elif token.type == "inline":
+            words = _inline_text(token)
+            if not words or quotes:
+                continue
+            if in_heading:
+                heading = heading or words
+            elif lists == 0:
+                if lead:
+                    break  # a second paragraph: the first one did not introduce a list
+                lead = words
+                if not lead.endswith(":"):
+                    break
+            elif lists == 1:  # an item's own paragraph, not a nested list's
+                items.append(words)
+    if lead and items:
+        summary = lead + " " + "; ".join(items)
+    else:
+        summary = lead or "; ".join(items) or heading
+    return _cut(summary, limit)

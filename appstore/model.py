@@ -874,8 +874,43 @@ def coerce_value(param: Parameter, value: Any) -> tuple[str | int | bool | None,
     if ptype is ParamType.SECRET and value and any(c.isspace() for c in value):
         return None, "must not contain spaces"
     if param.pattern is not None and value and re.fullmatch(param.pattern, value) is None:
-        return None, f"does not match the pattern {param.pattern}"
+        return None, describe_pattern(param.pattern)
     return value, None
+
+
+_CLASS_ONLY = re.compile(r"\[(\^?)((?:[^\]\\]|\\.)+)\]([*+?]|\{(\d+)(?:,(\d*))?\})?")
+_RANGES = {"a-z": "lowercase letters", "A-Z": "uppercase letters", "0-9": "digits"}
+
+
+def describe_pattern(pattern: str) -> str:
+    """Why a value does not fit a parameter's `pattern`, in words a person reads (never the
+    regular expression itself): a single character class with a count (`[a-z0-9-]+`,
+    `[0-9]{4,6}`) is spelled out; anything else is "not in the form this app expects"."""
+    found = _CLASS_ONLY.fullmatch(pattern)
+    if not found or found.group(1):
+        return "is not in the form this app expects (see the field's description)"
+    body, kinds = found.group(2), []
+    for span, words in _RANGES.items():
+        if span in body:
+            kinds.append(words)
+            body = body.replace(span, "")
+    body = re.sub(r"\\(.)", r"\1", body)
+    kinds += ["spaces" if c == " " else f"'{c}'" for c in dict.fromkeys(body)]
+    what = ", ".join(kinds[:-1]) + (" and " if len(kinds) > 1 else "") + kinds[-1] if kinds else "other characters"
+    quantifier, low, high = found.group(3), found.group(4), found.group(5)
+    count = ""
+    if quantifier is None or quantifier == "?":
+        count = "one character" if quantifier is None else "at most one character"
+    elif low is not None:
+        if high is None:
+            count = f"exactly {low} characters"
+        elif high == "":
+            count = f"at least {low} characters"
+        else:
+            count = f"{low} to {high} characters"
+    if count:
+        return f"must be {count}, using only {what}"
+    return f"may contain only {what}"
 
 
 # --------------------------------------------------------------------------- folders

@@ -260,9 +260,11 @@ def import_template(template: Any, *, path: str = "template", fetch_stackfile: F
                extensions={EXTENSION: ext}, versions=(version,))
 
 
-def import_feed(doc: Any, *, fetch_stackfile: FetchStackfile | None = None) -> list[App]:
-    """Every template of a v2 or v3 feed as an App. Keys are unique within the feed (a repeated
-    name gets -2, -3...). Raises ModelError listing every bad field of every template."""
+def read_feed(doc: Any, *, fetch_stackfile: FetchStackfile | None = None) -> list[tuple[App | None, dict[str, str]]]:
+    """Every template of a v2 or v3 feed, each as (App, {}) or (None, its field errors), in feed
+    order: one bad template does not hide the others (the import page previews them all). Keys
+    are unique within the feed (a repeated name gets -2, -3...). Raises ModelError when the
+    document is not a feed at all."""
     if not isinstance(doc, dict):
         raise ModelError("a Portainer template feed is a JSON object")
     errors: dict[str, str] = {}
@@ -271,21 +273,33 @@ def import_feed(doc: Any, *, fetch_stackfile: FetchStackfile | None = None) -> l
     templates = doc.get("templates")
     if not isinstance(templates, list):
         errors["templates"] = "must be a list"
+    if errors:
         raise ModelError(errors)
-    apps: list[App] = []
+    out: list[tuple[App | None, dict[str, str]]] = []
     taken: set[str] = set()
     for i, template in enumerate(templates):
         try:
             app = import_template(template, path=f"templates[{i}]", fetch_stackfile=fetch_stackfile)
         except ModelError as exc:
-            errors.update(exc.errors)
+            out.append((None, exc.errors))
             continue
         key, n = app.key, 1
         while key in taken:
             n += 1
             key = f"{app.key[:60]}-{n}"
         taken.add(key)
-        apps.append(replace(app, key=key))
+        out.append((replace(app, key=key), {}))
+    return out
+
+
+def import_feed(doc: Any, *, fetch_stackfile: FetchStackfile | None = None) -> list[App]:
+    """Every template of a v2 or v3 feed as an App. Raises ModelError listing every bad field of
+    every template."""
+    apps, errors = [], {}
+    for app, problems in read_feed(doc, fetch_stackfile=fetch_stackfile):
+        errors.update(problems)
+        if app is not None:
+            apps.append(app)
     if errors:
         raise ModelError(errors)
     return apps

@@ -31,7 +31,7 @@ from hub.errors import Denied, OciError
 from hub.problems import AuthenticationRequired, Conflict, Forbidden, NotFound, ValidationFailed
 from hub.registry.names import NAME_RE, TAG_RE
 
-from . import artifact, catalog, model, render, yamlsafe
+from . import artifact, catalog, model, portainer, render, yamlsafe
 from .errors import AppStoreError, ValuesError
 
 MAX_PAGE = 500
@@ -176,6 +176,28 @@ class AppStore:
         body["versions"] = [version_summary_json(r, records) for r in versions]
         return body
 
+    async def abilities(self, principal: Principal, repository: str) -> dict[str, bool]:
+        """What the caller may do to an app it sees (the rules of publish, set_deprecated and
+        delete_version), so pages offer only those actions: publish, deprecate, delete."""
+        records = await self._versions(principal, repository)
+        info = self._info(records[0])
+        signed_in = principal.is_authenticated(_now())
+        return {"publish": signed_in and PUSH in policy.allowed_actions(principal, info, _now()),
+                "deprecate": signed_in and policy.can_administer_repository(principal, info),
+                "delete": signed_in and policy.can_delete(principal, info, _now())}
+
+    async def changelog(self, principal: Principal, repository: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest `limit` versions of an app, newest first, each with its release notes."""
+        records = await self._versions(principal, repository)
+        out = []
+        for record in _dedupe(records)[:limit]:
+            full = await self.store.get_app_version(repository, record.tag)
+            if full is None:  # deleted in between
+                continue
+            notes = catalog.read_document(full.document, repository, full.tag).version.release_notes
+            out.append({**version_summary_json(record, records), "release_notes": notes})
+        return out
+
     async def version(self, principal: Principal, repository: str, tag: str) -> dict[str, Any]:
         record = await self._record(principal, repository, tag)
         indexed = catalog.read_document(record.document, repository, tag)
@@ -186,6 +208,15 @@ class AppStore:
         body["deprecated"] = record.deprecated
         body["compose_environment"] = render.compose_environment(indexed.version)
         return body
+
+    async def indexed_version(self, principal: Principal, repository: str,
+                              tag: str | None = None) -> catalog.IndexedApp:
+        """A published version (default: the latest) as the model has it, to render it
+        (`daohub app render REPO:VERSION`)."""
+        if tag is None:
+            tag = _latest(_dedupe(await self._versions(principal, repository))).tag
+        record = await self._record(principal, repository, tag)
+        return catalog.read_document(record.document, repository, tag)
 
     async def draft(self, principal: Principal, repository: str,
                     tag: str | None = None) -> tuple[dict[str, Any], list[tuple[str, str]], str | None]:
@@ -336,6 +367,90 @@ class AppStore:
         except Denied as exc:  # the tenant's storage quota, with its numbers
             raise Forbidden(exc.message) from None
         return await self.version(principal, repository, tag)
+
+    async def import_portainer(self, principal: Principal, tenant: str, feed: Any, *,
+                               only: list[str] | None = None, dry_run: bool = False) -> list[dict[str, Any]]:
+        """Import a Portainer template feed (v2 or v3) into `tenant`: each template becomes the app
+        `<tenant>/<key>`, version 1.0.0 (appstore.portainer). With `dry_run`, nothing is written:
+        the answer is the preview. `only` limits the import to those keys.
+
+        Tenant admins (and the platform admin) import. One item per template, in feed order:
+        key, title, repository, kind, parameters, compose (the template DaoHub would publish) and
+        status: "new" (dry run) or "published"; "exists" (that version is there with the same or
+        other content: never replaced); "skipped" (a stack whose compose file lives in a git
+        repository, which DaoHub does not fetch; or left out by `only`); "invalid", with `errors`;
+        "failed" (refused when published: the tenant's quota).
+        """
+        self._signed_in(principal, "import apps")
+        if not isinstance(tenant, str) or not NAME_RE.match(f"{tenant}/x") or "/" in tenant:
+            raise ValidationFailed.field("tenant", "must be a tenant name")
+        if not policy.can_manage_tenant(principal, tenant, policy.Manage.SETTINGS):
+            if policy.can_view_tenant(principal, tenant):
+                raise Forbidden(f"only an admin of tenant {tenant!r} imports apps into it")
+            raise NotFound(f"no tenant {tenant!r}")  # an outsider learns nothing of it
+        if await self.store.get_tenant(tenant) is None:
+            raise NotFound(f"no tenant {tenant!r}")
+        try:
+            read = portainer.read_feed(feed)
+        except AppStoreError as exc:
+            raise field_problem(exc.errors, "feed", "this is not a Portainer template feed") from None
+        wanted = set(only) if only is not None else None
+        out: list[dict[str, Any]] = []
+        for i, (app, errors) in enumerate(read):
+            template = feed["templates"][i] if isinstance(feed["templates"][i], dict) else {}
+            item: dict[str, Any] = {"index": i, "title": str(template.get("title") or ""),
+                                    "kind": portainer.TEMPLATE_TYPES.get(template.get("type", 1), "unknown")
+                                    if type(template.get("type", 1)) is int else "unknown"}
+            out.append(item)
+            if app is None:
+                item.update(key="", repository="", parameters=[], compose="", status="invalid",
+                            errors=[f"{path.removeprefix(f'templates[{i}]').lstrip('.') or 'template'}: {message}"
+                                    for path, message in errors.items()])
+                continue
+            version = app.versions[0]
+            compose = next(iter(version.compose_files.values()), "")
+            repository = f"{tenant}/{app.key}"
+            item.update(key=app.key, title=app.title, repository=repository, compose=compose,
+                        parameters=[p.name for p in version.parameters], errors=[])
+            if not compose.strip():
+                repo = template.get("repository") if isinstance(template.get("repository"), dict) else {}
+                item.update(status="skipped", errors=[
+                    "a stack template: its compose file is in the git repository "
+                    f"{str(repo.get('url') or '(none given)')[:200]}, which DaoHub does not fetch; "
+                    "publish it with the publishing form instead"])
+                continue
+            if wanted is not None and app.key not in wanted:
+                item["status"] = "skipped"
+                item["errors"] = ["not chosen"]
+                continue
+            try:
+                render.check_template(version)
+            except AppStoreError as exc:
+                item.update(status="invalid", errors=[f"{p}: {m}" if p else m for p, m in exc.errors.items()])
+                continue
+            tag = catalog.version_tag(version.version)
+            if not NAME_RE.match(repository):
+                item.update(status="invalid", errors=[f"{repository} is not a valid repository name"])
+                continue
+            if await self.store.get_manifest(repository, tag, by_digest=False, with_content=False) is not None:
+                item["status"] = "exists"
+                continue
+            if dry_run:
+                item["status"] = "new"
+                continue
+            upload = Upload((("compose.yaml", compose),), model.dump_metadata(app, version), None)
+            try:
+                await self.publish(principal, repository, upload)
+            except Conflict:
+                item["status"] = "exists"
+            except ValidationFailed as problem:
+                item.update(status="invalid", errors=[e.get("detail", "") for e in problem.errors or []]
+                            or [problem.detail])
+            except Forbidden as problem:  # the tenant's storage quota: the others may still fit
+                item.update(status="failed", errors=[problem.detail])
+            else:
+                item["status"] = "published"
+        return out
 
     @staticmethod
     def _signed_in(principal: Principal, doing: str) -> None:

@@ -8,6 +8,7 @@ throttled through the store, so every replica sees the same count.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import logging
@@ -18,7 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .keys import KeyRing, SigningKey
-from .passwords import DEFAULT_PARAMS, Argon2Params, hash_password, verify_password, verify_secret
+from .passwords import (
+    DEFAULT_PARAMS,
+    Argon2Params,
+    generate_secret,
+    hash_password,
+    hash_secret,
+    verify_password,
+    verify_secret,
+)
 from .policy import (
     CacheAccess,
     Principal,
@@ -29,9 +38,11 @@ from .policy import (
     requested_repository_names,
     tenant_of,
 )
-from .provider_settings import NAME_RE
+from .provider_settings import NAME_RE, check_providers, spec_from_json
 from .providers import (
     Directory,
+    IdentityProvider,
+    build_providers,
     DirectoryAccount,
     ProviderUnavailable,
     mapped_roles,
@@ -50,12 +61,35 @@ log = logging.getLogger("daohub.auth")
 UNKNOWN_KID_RELOAD_INTERVAL = 5.0
 
 ROBOT_PREFIX = "robot$"
+CLI_SECRET_PREFIX = "dhcli_"  # dhcli_<id>_<secret>: the id finds the row, the whole string is hashed
+OIDC_SIGN_IN_SECONDS = 600  # from the redirect to the provider to its callback
+PROVIDER_REFRESH_SECONDS = 2.0  # how often a replica asks whether the admin API changed the providers
 DIRECTORY_LOGIN_SLOTS = 8  # directory sign-ins checked at once per process
 MAX_USER_AGENT = 300  # characters of a client's User-Agent kept with its refresh token
 
 
 class AuthenticationFailed(Exception):
     """Wrong credentials (the message is safe to show)."""
+
+
+class SignInRefused(Exception):
+    """A browser sign-in with an identity provider that signs no one in (the message is safe to show)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CliSecret:
+    """A personal CLI secret as its owner sees it; `secret` only once, when it is made."""
+
+    id: str
+    username: str
+    name: str
+    created_at: float
+    expires_at: float | None
+    last_used_at: float | None
+    secret: str | None = None
+
+    def __repr__(self) -> str:
+        return f"CliSecret(id={self.id!r}, username={self.username!r}, name={self.name!r})"
 
 
 class LoginThrottled(Exception):
@@ -109,6 +143,12 @@ class AuthService:
         self.settings = settings
         # Directory providers (LDAP), asked for accounts that are not local (docs/sign-in.md).
         self.directory = directory or Directory()
+        # Those of the config file, always first; the admin API's follow (refresh_providers).
+        self.config_providers: tuple[IdentityProvider, ...] = self.directory.order
+        self._stored: dict[str, tuple[float, IdentityProvider]] = {}  # name -> (updated_at, provider)
+        self._stored_version = 0
+        self._stored_checked = float("-inf")
+        self._stored_lock = asyncio.Lock()
         self._ring: KeyRing | None = None
         self._ring_loaded = 0.0
         self.issuer = TokenIssuer(self._current_ring, settings.issuer, settings.service)
@@ -178,6 +218,46 @@ class AuthService:
             await self.load_keys()
             return True
 
+    # Identity providers of the admin API ------------------------------------------------------------
+    async def refresh_providers(self, *, force: bool = False) -> None:
+        """Pick up providers the admin API made, changed or deleted (on any replica): the store's
+        version is read at most every PROVIDER_REFRESH_SECONDS, the providers rebuilt when it moved."""
+        now = time.monotonic()
+        if not force and now - self._stored_checked < PROVIDER_REFRESH_SECONDS:
+            return
+        self._stored_checked = now
+        version = await self.store.identity_providers_version()
+        if version == self._stored_version and not force:
+            return
+        async with self._stored_lock:
+            records = await self.store.stored_identity_providers()
+            configured = {p.name for p in self.config_providers}
+            fresh: dict[str, tuple[float, IdentityProvider]] = {}
+            for record in records:
+                if record.name in configured:
+                    continue  # the config file's provider of that name wins (the API refuses to make one)
+                old = self._stored.get(record.name)
+                if old is not None and old[0] == record.updated_at:
+                    fresh[record.name] = old
+                    continue
+                try:
+                    spec = spec_from_json(record.name, record.type, record.settings, record.secret)
+                    check_providers([spec], where=f"identity provider {record.name}")
+                    (provider,) = build_providers([spec])
+                except Exception as exc:  # noqa: BLE001 (one bad row must not stop the others)
+                    log.warning("identity provider %s of the admin API is left out: %s", record.name, exc)
+                    continue
+                fresh[record.name] = (record.updated_at, provider)
+            gone = [p for name, (_, p) in self._stored.items() if fresh.get(name, (0, None))[1] is not p]
+            self._stored = fresh
+            self.directory.replace([*self.config_providers, *(p for _, p in fresh.values())])
+            self._stored_version = version
+        for provider in gone:
+            await provider.aclose()
+
+    def stored_provider_names(self) -> set[str]:
+        return set(self._stored)
+
     # Bootstrap ---------------------------------------------------------------------------------
     async def ensure_admin(self, password: str | None) -> str | None:
         """Create the platform admin `admin` if there are no users; return a generated password."""
@@ -195,6 +275,7 @@ class AuthService:
     # Principals ----------------------------------------------------------------------------------
     async def principal_for_subject(self, subject: str) -> Principal:
         """Rebuild the principal a token was issued to (for catalog filtering and refresh)."""
+        await self.refresh_providers()
         return (await self._principal_since(subject))[0]
 
     async def _principal_since(self, subject: str) -> tuple[Principal, float]:
@@ -213,16 +294,37 @@ class AuthService:
         if user is None or user.disabled:
             return Principal.anonymous(), 0.0
         since = max(user.created_at, user.password_changed_at)
+        principal = await self._user_principal(user)
+        return (principal, since) if principal is not None else (Principal.anonymous(), 0.0)
+
+    async def _user_principal(self, user) -> Principal | None:
+        """The principal of an enabled user row: a local account's memberships, or a provider
+        account's as its provider says now (None once it no longer vouches for it)."""
         provider = provider_of(user.password_hash)
-        if provider is not None:
-            # Asked again (within the cache): a user who left the directory, or a provider taken
-            # out of the config, stands for no one.
-            account = await self.directory.account(provider, subject)
-            if account is None:
-                return Principal.anonymous(), 0.0
-            return await self._directory_principal(account, user.is_admin), since
-        principal = Principal.user(subject, await self.store.memberships(subject), is_platform_admin=user.is_admin)
-        return principal, since
+        if provider is None:
+            return Principal.user(user.username, await self.store.memberships(user.username),
+                                  is_platform_admin=user.is_admin)
+        # Asked again (within the cache): a user who left the directory, or a provider taken
+        # out of the config, stands for no one.
+        account = await self._provider_account(provider, user.username)
+        if account is None:
+            return None
+        return await self._directory_principal(account, user.is_admin)
+
+    async def _provider_account(self, provider: str, username: str) -> DirectoryAccount | None:
+        p = self.directory.providers.get(provider)
+        if p is None or not p.interactive:
+            return await self.directory.account(provider, username)
+        # A browser sign-in provider (OIDC) cannot be asked: what its last ID token said, for at most
+        # groups_max_age_seconds (docs/sign-in.md).
+        recorded = await self.store.provider_account(username)
+        if recorded is None or recorded.provider != provider:
+            return None
+        max_age = p.settings.groups_max_age_seconds
+        if max_age and time.time() - recorded.signed_in_at > max_age:
+            return None
+        return DirectoryAccount(provider, username, recorded.display_name, recorded.email,
+                                frozenset(recorded.groups))
 
     async def authenticate(self, account: str, secret: str, remote: str) -> Principal:
         """Check Basic credentials of a user or robot from client address `remote`.
@@ -237,6 +339,7 @@ class AuthService:
         process are checked at once (the password hash allows no more anyway): parallel
         logins with the right password, such as a compose file's pulls, are never refused for
         the ones still in flight. Directory sign-ins have DIRECTORY_LOGIN_SLOTS of their own."""
+        await self.refresh_providers()
         address = limiter_address(remote)
         pair, per_address = f"user:{account[:256]}|ip:{address}", f"ip:{address}"
         async with await self._slots_for(account):
@@ -283,6 +386,8 @@ class AuthService:
                 return None
             principal = Principal.for_robot(account, _robot_grant(record))
             return principal if principal.is_active(now) else None
+        if secret.startswith(CLI_SECRET_PREFIX):
+            return await self._check_cli_secret(account, secret)
         user = await self.store.get_user(account)
         if user is None and self._directory_name(account):
             return await self._first_directory_sign_in(account, secret)
@@ -299,6 +404,106 @@ class AuthService:
         if user.disabled or not ok:
             return None
         return Principal.user(account, await self.store.memberships(account), is_platform_admin=user.is_admin)
+
+    async def _check_cli_secret(self, account: str, secret: str) -> Principal | None:
+        """A personal CLI secret of `account` (compared as hashes, in constant time)."""
+        secret_id = secret[len(CLI_SECRET_PREFIX):].partition("_")[0]
+        record = await self.store.get_cli_secret(secret_id[:64]) if secret_id else None
+        ok = record is not None and verify_secret(record.secret_hash, secret)
+        if not ok or record.username != account or (record.expires_at is not None and record.expires_at <= time.time()):
+            return None
+        user = await self.store.get_user(account)
+        if user is None or user.disabled:
+            return None
+        principal = await self._user_principal(user)
+        if principal is not None:
+            await self.store.touch_cli_secret(record.id, time.time())
+        return principal
+
+    # Personal CLI secrets ----------------------------------------------------------------------------
+    async def create_cli_secret(self, username: str, name: str, actor: str,
+                                expires_in: float | None = None) -> CliSecret | None:
+        """A new secret for `username` (shown once: only its hash is kept); None past the limit."""
+        secret_id = secrets.token_hex(8)
+        secret = f"{CLI_SECRET_PREFIX}{secret_id}_{generate_secret(32)}"
+        now = time.time()
+        expires = now + expires_in if expires_in else None
+        if not await self.store.create_cli_secret(secret_id, username, name, hash_secret(secret), now, expires, actor):
+            return None
+        return CliSecret(secret_id, username, name, now, expires, None, secret)
+
+    async def cli_secrets(self, username: str) -> list[CliSecret]:
+        return [CliSecret(r.id, r.username, r.name, r.created_at, r.expires_at, r.last_used_at)
+                for r in await self.store.cli_secrets(username)]
+
+    async def delete_cli_secret(self, username: str, secret_id: str, actor: str) -> bool:
+        return await self.store.delete_cli_secret(username, secret_id, actor)
+
+    # Browser sign-in with an OpenID Connect provider ----------------------------------------------------
+    async def provider_label(self, username: str) -> str:
+        """How the account signs in, for people: "DaoHub" (a local account) or its provider's label."""
+        user = await self.store.get_user(username)
+        name = provider_of(user.password_hash) if user is not None else None
+        if name is None:
+            return "DaoHub"
+        p = self.directory.providers.get(name)
+        return (p.display_name or p.name) if p is not None else name
+
+    def browser_providers(self) -> list[tuple[str, str]]:
+        """(name, label) of the providers that sign in through the browser, in config order."""
+        return [(p.name, p.display_name or p.name) for p in self.directory.order if p.interactive]
+
+    def _browser_provider(self, name: str):
+        p = self.directory.providers.get(name)
+        if p is None or not p.interactive:
+            raise SignInRefused(f"there is no identity provider {name[:64]!r} to sign in with")
+        return p
+
+    async def start_browser_sign_in(self, provider: str, redirect_uri: str, binding: str, next_path: str) -> str:
+        """The URL of the provider's authorization endpoint for a new sign-in, whose state, nonce and
+        PKCE verifier are kept here (by the state's hash), bound to the browser (`binding`, a value only
+        the browser's session cookie gives). Raises SignInRefused, ProviderUnavailable."""
+        await self.refresh_providers()
+        p = self._browser_provider(provider)
+        state, nonce, verifier = p.new_request_secrets()
+        url = await p.authorization_url(redirect_uri, state, nonce, verifier)
+        await self.store.add_login_state(_sha256(state), p.name, nonce, verifier, _sha256(binding), next_path,
+                                         time.time() + OIDC_SIGN_IN_SECONDS)
+        return url
+
+    async def finish_browser_sign_in(self, provider: str, state: str, code: str, redirect_uri: str,
+                                     binding: str) -> tuple[Principal, str]:
+        """The callback: the state must be one this browser started (it works once), then the code is
+        redeemed and the ID token checked; the account is provisioned or updated with the groups it
+        names. (principal, where to go). Raises SignInRefused, ProviderUnavailable."""
+        from auth.providers.oidc import SignInRefused as TokenRefused
+        await self.refresh_providers()
+        p = self._browser_provider(provider)
+        pending = await self.store.take_login_state(_sha256(state)) if state and len(state) <= 200 else None
+        if pending is None or pending.provider != p.name or not secrets.compare_digest(pending.binding,
+                                                                                       _sha256(binding)):
+            raise SignInRefused("this sign-in was not started here or has expired: start again")
+        if not code or len(code) > 2000:
+            raise SignInRefused("the identity provider sent no authorization code")
+        try:
+            identity = await p.redeem_code(code, redirect_uri, pending.code_verifier, pending.nonce)
+        except TokenRefused as exc:
+            raise SignInRefused(str(exc)) from None
+        account = identity.account
+        outcome = await self.store.record_provider_sign_in(
+            account.username, provider_hash(p.name), p.name, identity.subject, account.display_name,
+            account.email, sorted(account.groups))
+        if outcome == "taken":
+            raise SignInRefused(f"the account name {account.username!r} belongs to another account here")
+        if outcome == "disabled":
+            raise SignInRefused("this account is disabled")
+        if outcome == "provisioned":
+            log.info("provisioned user %r from identity provider %s", account.username, p.name)
+        user = await self.store.get_user(account.username)
+        principal = await self._user_principal(user) if user is not None and not user.disabled else None
+        if principal is None:
+            raise SignInRefused("this account cannot sign in")
+        return principal, pending.next_path
 
     async def _first_directory_sign_in(self, account: str, secret: str) -> Principal | None:
         """A name without a row: the directory providers in order; the first that takes the password
@@ -323,7 +528,9 @@ class AuthService:
         group mappings give them in existing tenants and whether they make them platform admin;
         None if the provider does not know them. Raises ProviderUnavailable, KeyError for an
         unknown provider."""
-        account = await self.directory.providers[provider].lookup(username)
+        await self.refresh_providers()
+        p = self.directory.providers[provider]
+        account = await (self._provider_account(provider, username) if p.interactive else p.lookup(username))
         if account is None:
             return None
         return account, *await self._mapped(account)
@@ -421,6 +628,10 @@ class AuthService:
 
     def verifier_keyring(self) -> KeyRing:
         return self._current_ring()
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _robot_grant(record) -> RobotGrant:

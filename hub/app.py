@@ -108,6 +108,7 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
         return
     service = auth_service(config, app[keys.STORE])
     await service.load_keys()
+    await service.refresh_providers(force=True)  # those the admin API made
     generated = await service.ensure_admin(os.environ.get("DAOHUB_ADMIN_PASSWORD"))
     if generated:
         # Shown once, on the first start only; change it after logging in.
@@ -117,6 +118,9 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
 
     store, upstreams = app[keys.STORE], config.proxy.upstreams
     app[keys.ADMINISTRATION] = lambda actor: Administration(store, service, actor, upstreams=upstreams)
+    from auth.provider_admin import ProviderAdmin
+
+    app[keys.PROVIDER_ADMIN] = lambda actor: ProviderAdmin(service, store, config.auth.providers, actor)
     try:
         yield
     finally:

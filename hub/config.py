@@ -11,6 +11,7 @@ import dataclasses
 import ipaddress
 import logging
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -279,6 +280,11 @@ class AppStoreConfig:
     # other tags still move. Withdraw a version by deprecating or deleting it and publish a new
     # one. Off: versions may be overwritten in place.
     immutable_versions: bool = True
+    # Hosts whose Portainer app-template feeds may be imported by URL (the admin API, the import
+    # page, `daohub app import URL`): `host` or `host:port`, matched exactly (case-insensitive);
+    # redirects are not followed. Empty: feeds are imported from uploaded files only. DaoHub never
+    # dials a host a request names unless it is listed here.
+    import_hosts: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -593,6 +599,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("retention.lease_seconds and retention.pull_flush_seconds must be positive, "
                           "retention.pull_flush_entries at least 1")
     _validate_events(cfg)
+    _validate_appstore(cfg.appstore)
     if cfg.registry.max_manifest_bytes <= 0:
         raise ConfigError("registry.max_manifest_bytes must be positive")
     if not 0 < cfg.registry.default_page_size <= cfg.registry.max_page_size:
@@ -634,6 +641,17 @@ def _validate_events(cfg: Config) -> None:
         except ValueError:
             raise ConfigError(f"webhooks.allowed_networks: {cidr!r} is not an IP address or CIDR") from None
     _validate_audit_export(cfg.audit_export)
+
+
+_IMPORT_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+                          r"|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", re.IGNORECASE)
+
+
+def _validate_appstore(store: AppStoreConfig) -> None:
+    for host in store.import_hosts:
+        if not isinstance(host, str) or not _IMPORT_HOST.fullmatch(host):
+            raise ConfigError(f"appstore.import_hosts: {host!r} is not a host or host:port (no scheme, no path)")
+    store.import_hosts = [h.lower() for h in store.import_hosts]
 
 
 def _validate_audit_export(export: AuditExportConfig) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from auth.provider_admin import ProviderAdmin
 from auth.service import AuthService
 from storage_backends import StorageDriver
 
@@ -27,6 +28,8 @@ RELAY = web.AppKey("relay", Relay)
 AUTH = web.AppKey("auth", AuthService)
 # With auth: the Administration acting for an actor (a username), for the admin API.
 ADMINISTRATION = web.AppKey("administration", Callable[[str], Administration])
+# actor -> the identity providers' admin (auth.provider_admin.ProviderAdmin)
+PROVIDER_ADMIN = web.AppKey("provider_admin", Callable[[str], ProviderAdmin])
 # Present only when proxy.upstreams are configured.
 PROXY = web.AppKey("proxy", Proxy)
 # The garbage collector (hub.registry.gc.Collector): serve's passes and the admin API's.

@@ -70,6 +70,22 @@ def postgres_url(postgres_cluster):
 
 
 @pytest.fixture(scope="session")
+def oidc_op(tmp_path_factory):
+    """One OpenID Connect provider for the session (tests/helpers/oidc_provider.py: pyop behind a
+    small HTTPS server on 127.0.0.1, its certificate from `oidc_op.ca_file`, a private CA). Each
+    module registers its own client and users; a test that sets `mode` (bad ID tokens) sets it back
+    before it ends."""
+    from tests.helpers.oidc_provider import OidcTestProvider
+    from tests.helpers.tls import make_pki
+
+    op = OidcTestProvider(make_pki(tmp_path_factory.mktemp("oidc-pki"))).start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+@pytest.fixture(scope="session")
 def slapd(tmp_path_factory):
     """One OpenLDAP server for the session (tests/helpers/slapd.py), with StartTLS and an ldaps://
     port whose certificate comes from `slapd.pki` (a private CA). Each module adds its own ou

@@ -40,6 +40,10 @@ def build_providers(specs: Sequence[ProviderSpec]) -> list[IdentityProvider]:
             from .ldap import LdapProvider
 
             providers.append(LdapProvider(spec))
+        elif spec.type == "oidc":
+            from .oidc import OidcProvider
+
+            providers.append(OidcProvider(spec))
         else:  # config validation lets no other type through
             raise ValueError(f"unknown identity provider type {spec.type!r}")
     return providers
@@ -56,6 +60,18 @@ class Directory:
 
     def __bool__(self) -> bool:
         return bool(self.order)
+
+    def replace(self, providers: Sequence[IdentityProvider]) -> None:
+        """Serve these providers from now on (the admin API changed some); answers cached for a
+        provider that is gone or was rebuilt are dropped."""
+        kept = {p.name: p for p in providers}
+        for name, old in self.providers.items():
+            if kept.get(name) is not old:
+                for cache in (self._accounts, self._binds):
+                    for key in [k for k in cache if k[0] == name]:
+                        del cache[key]
+        self.order = tuple(providers)
+        self.providers = kept
 
     async def sign_in(self, username: str, password: str) -> DirectoryAccount | None:
         """A first sign-in (no row yet): the first provider that takes the password. Raises

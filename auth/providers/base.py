@@ -44,6 +44,10 @@ class IdentityProvider(abc.ABC):
     name: str
     cache_seconds: float
     mappings: tuple[GroupMapping, ...]
+    # True for providers that sign people in through the browser (OIDC): they cannot be asked
+    # about a user, so the account is what they said at the user's last sign-in (AuthService).
+    interactive: bool = False
+    display_name: str = ""
 
     @abc.abstractmethod
     async def check_password(self, username: str, password: str) -> DirectoryAccount | None:

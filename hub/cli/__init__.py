@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     transfer.add_argument("--skip-blobs", action="store_true", help="copy metadata only")
     transfer.add_argument("--skip-metadata", action="store_true", help="copy blobs only")
     transfer.add_argument("--jobs", type=int, default=4, help="blobs copied at once (default 4)")
-    from . import app, appstore, client, gc, identity, promotion, proxy, retention
+    from . import app, appcatalog, appstore, client, gc, identity, promotion, proxy, retention
 
     identity.add_parsers(sub)
     client.add_parsers(sub)
@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     gc.add_parsers(sub)
     retention.add_parsers(sub)
     promotion.add_parsers(sub)
-    appstore.add_parsers(app.add_parsers(sub))
+    app_verbs = app.add_parsers(sub)
+    appstore.add_parsers(app_verbs)
+    appcatalog.add_parsers(app_verbs)
     tls = sub.add_parser("tls", help="TLS helpers").add_subparsers(dest="tls_command", required=True)
     self_signed = tls.add_parser("self-signed", help="write a private CA and a server certificate, "
                                  "for trying out HTTPS")

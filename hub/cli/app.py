@@ -24,19 +24,31 @@ def add_parsers(sub) -> argparse._SubParsersAction:
         "render", help="fill an app version's parameters and print the compose file",
         description="Render an app (a seed folder, an app document or a metadata file with its "
                     "compose files beside it) into a compose file. Exit code 2 lists bad values per field.")
-    render.add_argument("source", help="app folder, or app/metadata document (.json or .yaml)")
+    render.add_argument("source", help="app folder, app/metadata document (.json or .yaml), or a published "
+                                       "version of this registry: <tenant>/<app>:<version> (no version: the latest)")
     render.add_argument("--version", dest="app_version", help="app version (default: the latest)")
     render.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
                         help="a parameter value (repeatable; wins over --values)")
     render.add_argument("--values", help="YAML or JSON file mapping parameter names to values")
     render.add_argument("--project-name", help="set the compose project `name:`")
     render.add_argument("-o", "--output", help="write the compose file here instead of stdout")
-    render.set_defaults(app_handler=_render, needs_config=False)
+    render.add_argument("--config", dest="sub_config", help="YAML config file (for a published version)")
+    render.add_argument("--data-dir", help="data directory (for a published version; default ./data)")
+    # A published version is read from this registry's store: that needs the configuration; a
+    # folder or file does not (a broken DAOHUB_* environment does not stop it).
+    render.set_defaults(app_handler=_render, needs_config=lambda args: _published(args.source) is not None)
     return verbs
 
 
 def needs_config(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "needs_config", True))
+    needs = getattr(args, "needs_config", True)
+    return bool(needs(args) if callable(needs) else needs)
+
+
+def _published(source: str) -> tuple[str, str | None] | None:
+    from .appcatalog import registry_reference
+
+    return registry_reference(source)
 
 
 def run(args: argparse.Namespace, config=None) -> int:
@@ -56,15 +68,26 @@ def _render(args: argparse.Namespace, config) -> int:
     from appstore.model import load_app
     from appstore.render import parse_assignments, render
 
-    try:
-        app = load_app(args.source)
-    except AppStoreError as exc:
-        return _fail(exc.errors, f"{args.source}: ")
-    try:
-        version = app.version(args.app_version)
-    except KeyError:
-        known = ", ".join(v.version for v in app.versions)
-        return _fail({"--version": f"{app.key} has no version {args.app_version} (it has {known})"})
+    published = _published(args.source)
+    if published is not None:
+        from hub.problems import Problem
+
+        from .appcatalog import published_version
+
+        try:
+            version = published_version(config, published[0], published[1] or args.app_version)
+        except Problem as exc:
+            return _fail({"": f"{args.source}: {exc.detail}"})
+    else:
+        try:
+            app = load_app(args.source)
+        except AppStoreError as exc:
+            return _fail(exc.errors, f"{args.source}: ")
+        try:
+            version = app.version(args.app_version)
+        except KeyError:
+            known = ", ".join(v.version for v in app.versions)
+            return _fail({"--version": f"{app.key} has no version {args.app_version} (it has {known})"})
     values: dict = {}
     try:
         if args.values:

@@ -38,15 +38,12 @@ def seed_folders(root: str | Path | None = None) -> list[Path]:
 async def publish_seed_catalog(registry, config, tenant: str, *, public: bool, root: str | Path | None = None,
                                say: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> int:
     """Publish every seed app into `tenant` (created if missing); the number of failures."""
-    from appstore import artifact, model
+    from appstore import model
     from appstore.errors import AppStoreError
-    from appstore.service import AppStore, Upload
-    from auth.policy import Principal
     from hub.app import auth_service
-    from hub.problems import Conflict, Problem
+    from hub.problems import Problem
     from hub.tenancy.service import Administration
 
-    operator = Principal.user("daohub-cli", is_platform_admin=True)
     store = registry.store
     if await store.get_tenant(tenant) is None:
         # Through the admin path: an audit row, and no tenant named like a cache upstream.
@@ -58,7 +55,6 @@ async def publish_seed_catalog(registry, config, tenant: str, *, public: bool, r
             return 1
         say(f"created tenant {tenant}")
     failures = 0
-    apps = AppStore(registry)
     for folder in seed_folders(root):
         try:
             app = model.load_app_folder(folder)
@@ -67,23 +63,40 @@ async def publish_seed_catalog(registry, config, tenant: str, *, public: bool, r
             failures += 1
             continue
         repository = f"{tenant}/{app.key}"
-        icon = None
-        if app.icon_data is not None:
-            icon = artifact.Icon(app.icon_data.name, app.icon_data.data, app.icon_data.media_type)
-        for version in app.versions:
-            upload = Upload(tuple(version.compose_files.items()), model.dump_metadata(app, version), icon)
-            try:
-                await apps.publish(operator, repository, upload)
-            except Conflict:
-                say(f"{repository}:{version.version} exists with other content; kept")
-                continue
-            except Problem as exc:
-                warn(f"{repository}:{version.version}: {exc.detail}")
-                failures += 1
-                continue
-            say(f"published {repository}:{version.version}")
+        failures += await publish_app(registry, repository, app, say=say, warn=warn)
         if public:
             await store.set_repository_public(repository, True)
+    return failures
+
+
+async def publish_app(registry, repository: str, app, *, say: Callable[[str], None] = print,
+                      warn: Callable[[str], None] = print) -> int:
+    """Publish every version of a model App (a folder's) into `repository`, as the operator
+    (platform admin); the number of failures. A version already there with the same content is
+    left alone; with other content it is reported and kept (never replaced)."""
+    from appstore import artifact, model
+    from appstore.service import AppStore, Upload
+    from auth.policy import Principal
+    from hub.problems import Conflict, Problem
+
+    operator = Principal.user("daohub-cli", is_platform_admin=True)
+    apps = AppStore(registry)
+    icon = None
+    if app.icon_data is not None:
+        icon = artifact.Icon(app.icon_data.name, app.icon_data.data, app.icon_data.media_type)
+    failures = 0
+    for version in app.versions:
+        upload = Upload(tuple(version.compose_files.items()), model.dump_metadata(app, version), icon)
+        try:
+            await apps.publish(operator, repository, upload)
+        except Conflict:
+            say(f"{repository}:{version.version} exists with other content; kept")
+            continue
+        except Problem as exc:
+            warn(f"{repository}:{version.version}: {exc.detail}")
+            failures += 1
+            continue
+        say(f"published {repository}:{version.version}")
     return failures
 
 

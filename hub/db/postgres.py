@@ -58,6 +58,7 @@ from ..events import cloudevents as ce
 from .event_store import EventStore, emit, emit_all, manifest_events, quota_warning
 from .gc_store import PostgresGcMixin, PostgresTx
 from .locks import KeyedLocks
+from .signin_store import SignInStoreMixin
 from .immutable_store import ImmutableStore, create_frozen_tags, guard_tag_writes
 from .promotion_store import PromotionStore
 from .retention_store import RetentionStore
@@ -251,7 +252,7 @@ class _AdvisoryLocks:
         self._conn = None
 
 
-class PostgresStore(ImmutableStore, PostgresProxyMixin, PostgresIdentityMixin, PostgresServerStateMixin,
+class PostgresStore(ImmutableStore, SignInStoreMixin, PostgresProxyMixin, PostgresIdentityMixin, PostgresServerStateMixin,
                     PostgresGcMixin, RetentionStore, PromotionStore, EventStore, MetadataStore):
     dialect = "postgres"
 

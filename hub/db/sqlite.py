@@ -40,6 +40,7 @@ from ..events import cloudevents as ce
 from .event_store import EventStore, emit, manifest_events, quota_warning
 from .gc_store import SqliteGcMixin, SqliteTx, drive
 from .locks import FileLocks, KeyedLocks
+from .signin_store import SignInStoreMixin
 from .immutable_store import ImmutableStore, create_frozen_tags, guard_tag_writes
 from .promotion_store import PromotionStore
 from .retention_store import RetentionStore
@@ -63,7 +64,7 @@ def path_from_url(url: str) -> str:
     return url[len("sqlite:///"):]
 
 
-class SqliteStore(ImmutableStore, SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin, SqliteGcMixin,
+class SqliteStore(ImmutableStore, SignInStoreMixin, SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin, SqliteGcMixin,
                   RetentionStore, PromotionStore, EventStore, MetadataStore):
     dialect = "sqlite"
 

@@ -13,8 +13,9 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
-    from . import console
+    from . import console, importer
     from .pages import add_routes
 
+    importer.add_routes(app)  # before the catalog's catch-all 404 under /apps/
     add_routes(app)
     console.add_routes(app)

@@ -449,6 +449,51 @@ async def platform(request: web.Request) -> web.StreamResponse:
                 public_url=request.app[CONFIG].server.public_url, title="Platform", **_nav(request))
 
 
+# Your account: roles in force and personal CLI secrets ------------------------------------------------
+async def account(request: web.Request) -> web.StreamResponse:
+    redirect = require_sign_in(request)
+    if redirect:
+        return redirect
+    return await _account_page(request)
+
+
+async def _account_page(request: web.Request, status: int = 200, **extra) -> web.StreamResponse:
+    principal = principal_of(request)
+    auth = request.app[AUTH]
+    context = {"created": None, "errors": [], "done": request.query.get("done", "")[:200], **extra}
+    return page(request, "console/account.html", status, name=principal.name,
+                provider=await auth.provider_label(principal.name), is_admin=principal.is_platform_admin,
+                memberships=sorted((t, r.value) for t, r in principal.memberships.items()),
+                secrets=await auth.cli_secrets(principal.name), title="Your account", **context, **_nav(request))
+
+
+async def account_action(request: web.Request) -> web.StreamResponse:
+    form = await read_form(request)
+    await check_post(request, form)
+    redirect = require_sign_in(request)
+    if redirect:
+        return redirect
+    principal = principal_of(request)
+    auth = request.app[AUTH]
+    action = form.get("action")
+    if action == "create":
+        name = str(form.get("name", "")).strip()
+        if not name or len(name) > 64 or not name.isprintable():
+            return await _account_page(request, 422, errors=["Name: 1 to 64 printable characters."])
+        made = await auth.create_cli_secret(principal.name, name, principal.name)
+        if made is None:
+            return await _account_page(request, 409, errors=["You have as many CLI secrets as allowed: "
+                                                             "delete one first."])
+        response = await _account_page(request, created=made)
+        return response
+    if action == "delete":
+        secret_id = str(form.get("id", ""))[:64]
+        if not await auth.delete_cli_secret(principal.name, secret_id, principal.name):
+            raise NotFound("no such CLI secret")
+        return see_other(request, "/console/account?" + urlencode({"done": "CLI secret deleted"}))
+    raise ValidationFailed("unknown action")
+
+
 def _cache_counts(proxy) -> dict[str, dict[str, int]]:
     """This replica's cache lookups per upstream since it started (daohub_proxy_cache_requests)."""
     counts: dict[str, dict[str, int]] = {}
@@ -478,6 +523,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/console", to_index)
     app.router.add_get("/console/", wrap(home))
     app.router.add_get("/console/platform", wrap(platform))
+    app.router.add_get("/console/account", wrap(account))
+    app.router.add_post("/console/account", wrap(account_action))
     app.router.add_get("/console/t/{tenant}/", wrap(tenant_repositories))
     app.router.add_get("/console/t/{tenant}/admin", wrap(tenant_admin))
     app.router.add_get("/console/t/{tenant}/robots", wrap(robots))

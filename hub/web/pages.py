@@ -19,16 +19,18 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from appstore import artifact
-from appstore.markdown import plain_text, render_markdown
+from appstore import artifact, interpolate, yamlsafe
+from appstore.catalog import default_key
+from appstore.errors import AppStoreError
+from appstore.markdown import render_markdown
 from appstore.service import AppStore, Upload
 from auth.policy import Principal
 from auth.providers import ProviderUnavailable
-from auth.service import AuthenticationFailed, LoginThrottled
+from auth.service import AuthenticationFailed, LoginThrottled, SignInRefused
 
 from .. import safejson
 from ..clientaddr import client_address
-from ..handlers.appstore.apps import appstore
+from ..handlers.appstore.apps import appstore, icon_response
 from ..keys import AUTH, CONFIG, ROUTE
 from ..problems import Forbidden, MalformedRequest, NotFound, Problem, TooManyRequests, ValidationFailed
 from . import forms
@@ -48,7 +50,6 @@ SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "n
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 ENV.filters["q"] = lambda value: quote(str(value), safe="/")
-ENV.filters["plain"] = plain_text  # a Markdown summary as text for cards (then autoescaped)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SESSION = web.RequestKey("web_session", sessions.Session)
@@ -223,11 +224,19 @@ async def _app_context(request: web.Request, name: str, tag: str | None) -> dict
     tag = tag or app["latest_tag"]
     version = await service.version(request[_PRINCIPAL], name, tag)
     scheme, host = address(request)
+    changelog = [{**entry, "notes_html": markdown(entry["release_notes"])}
+                 for entry in await service.changelog(request[_PRINCIPAL], name)]
     return {"app": app, "version": version, "tag": tag, "description": markdown(version["description"]),
             "release_notes": markdown(version.get("release_notes", "")), "title": version["title"],
+            "changelog": changelog, "may": await _may(request, name),
             "icon_url": _icon_url(name, tag) if version.get("icon") else None, "name": name,
             "compose": {"host": host, "reference": f"{host}/{name}:{tag}", "https": scheme == "https",
                         "environment": version["compose_environment"]}}
+
+
+async def _may(request: web.Request, name: str) -> dict[str, bool]:
+    abilities = await _service(request).abilities(request[_PRINCIPAL], name)
+    return {**abilities, "manage": any(abilities.values())}
 
 
 def _icon_url(name: str, tag: str | None = None) -> str:
@@ -270,9 +279,7 @@ async def render_app(request: web.Request) -> web.StreamResponse:
 async def icon(request: web.Request) -> web.StreamResponse:
     data, media_type, digest = await _service(request).icon(request[_PRINCIPAL], request.match_info["name"],
                                                             request.query.get("version") or None)
-    response = web.Response(body=data, content_type=media_type, headers={
-        "ETag": f'"{digest}"', "Cache-Control": "private, max-age=3600",
-        "Content-Security-Policy": "default-src 'none'; sandbox", "X-Content-Type-Options": "nosniff"})
+    response = icon_response(request, data, media_type, digest, shared=False)
     if request.get(_NEW_SESSION):
         _set_cookie(request, response, request[_SESSION])
     return response
@@ -302,11 +309,73 @@ def _next(value: object) -> str:
     return "/apps/"
 
 
+def _login_page(request: web.Request, status: int = 200, *, next: str, error: str = "", username: str = ""):
+    providers = [(label, f"/apps/login/{quote(name, safe='')}?" + urlencode({"next": next}))
+                 for name, label in request.app[AUTH].browser_providers()]
+    return page(request, "login.html", status, next=next, error=error, username=username, providers=providers,
+                title="Sign in")
+
+
 async def login_form(request: web.Request) -> web.StreamResponse:
     if AUTH not in request.app:
         return see_other(request, "/apps/")
-    return page(request, "login.html", next=_next(request.query.get("next")), error="", username="",
-                title="Sign in")
+    await request.app[AUTH].refresh_providers()
+    return _login_page(request, next=_next(request.query.get("next")))
+
+
+def _callback_url(request: web.Request, provider: str) -> str:
+    """Where the provider sends the browser back: this provider's callback on the public address
+    (server.public_url, else the request's Host; a made-up Host gets a URL the provider refuses)."""
+    scheme, host = address(request)
+    return f"{scheme}://{host}/apps/login/{quote(provider, safe='')}/callback"
+
+
+async def start_provider_sign_in(request: web.Request) -> web.StreamResponse:
+    """"Sign in with <provider>": off to the provider's authorization endpoint, with a state, a nonce
+    and a PKCE challenge kept server-side and bound to this browser's session cookie."""
+    if AUTH not in request.app:
+        raise NotFound("this registry has no accounts")
+    provider = request.match_info["provider"]
+    target = _next(request.query.get("next"))
+    try:
+        url = await request.app[AUTH].start_browser_sign_in(provider, _callback_url(request, provider),
+                                                            request[_SESSION].nonce, target)
+    except SignInRefused as exc:
+        raise NotFound(str(exc)) from None
+    except ProviderUnavailable as exc:
+        return _login_page(request, 503, next=target, error=f"Sign-in is not possible right now: {exc}. "
+                                                            "Try again later.")
+    return finish(request, web.Response(status=302, headers={"Location": url}))
+
+
+async def finish_provider_sign_in(request: web.Request) -> web.StreamResponse:
+    """The provider's redirect back: the state must be one this browser started; the code is
+    redeemed once and the ID token checked, then the browser is signed in."""
+    if AUTH not in request.app:
+        raise NotFound("this registry has no accounts")
+    provider, query = request.match_info["provider"], request.query
+    if query.get("error"):
+        error = str(query.get("error"))[:100]
+        return _login_page(request, 401, next="/apps/", error=f"The identity provider did not sign you in ({error}).")
+    try:
+        principal, target = await request.app[AUTH].finish_browser_sign_in(
+            provider, str(query.get("state", "")), str(query.get("code", "")), _callback_url(request, provider),
+            request[_SESSION].nonce)
+    except SignInRefused as exc:
+        return _login_page(request, 401, next="/apps/", error=f"Sign-in refused: {exc}.")
+    except ProviderUnavailable as exc:
+        return _login_page(request, 503, next="/apps/", error=f"Sign-in is not possible right now: {exc}. "
+                                                              "Try again later.")
+    return await _signed_in(request, principal, _next(target))
+
+
+async def _signed_in(request: web.Request, principal: Principal, target: str) -> web.StreamResponse:
+    # A fresh nonce on signing in: a token seen before no longer works (no session fixation).
+    session = sessions.new_session(session_keys(request), principal.name)
+    await request.app[AUTH].start_web_session(session.sid_hash, principal.name, session.expires)
+    request[_SESSION] = session
+    request[_NEW_SESSION] = True
+    return see_other(request, target)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -317,28 +386,20 @@ async def login(request: web.Request) -> web.StreamResponse:
     username, password = form.get("username"), form.get("password")
     target = _next(form.get("next"))
     if not isinstance(username, str) or not isinstance(password, str) or not username or len(username) > 256:
-        return page(request, "login.html", 400, next=target, error="Enter your username and password.",
-                    username="", title="Sign in")
+        return _login_page(request, 400, next=target, error="Enter your username and password.")
     try:
         principal = await request.app[AUTH].authenticate(username, password, client_address(request))
     except LoginThrottled as exc:
         raise TooManyRequests(f"too many failed sign-ins: try again in {int(exc.retry_after) + 1} seconds",
                               headers={"Retry-After": str(int(exc.retry_after) + 1)}) from None
     except AuthenticationFailed:
-        return page(request, "login.html", 401, next=target, error="Wrong username or password.",
-                    username=username, title="Sign in")
+        return _login_page(request, 401, next=target, error="Wrong username or password.", username=username)
     except ProviderUnavailable as exc:
-        return page(request, "login.html", 503, next=target, username=username, title="Sign in",
-                    error=f"Sign-in is not possible right now: {exc}. Try again later.")
+        return _login_page(request, 503, next=target, username=username,
+                           error=f"Sign-in is not possible right now: {exc}. Try again later.")
     if not principal.is_authenticated(_now()) or principal.robot is not None:
-        return page(request, "login.html", 401, next=target, error="This account cannot sign in here.",
-                    username=username, title="Sign in")
-    # A fresh nonce on signing in: a token seen before no longer works (no session fixation).
-    session = sessions.new_session(session_keys(request), principal.name)
-    await request.app[AUTH].start_web_session(session.sid_hash, principal.name, session.expires)
-    request[_SESSION] = session
-    request[_NEW_SESSION] = True
-    return see_other(request, target)
+        return _login_page(request, 401, next=target, error="This account cannot sign in here.", username=username)
+    return await _signed_in(request, principal, target)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -364,7 +425,11 @@ async def manage(request: web.Request) -> web.StreamResponse:
         return redirect
     name = request.match_info["name"]
     app = await _service(request).app(request[_PRINCIPAL], name)
-    return page(request, "manage.html", app=app, name=name, title=f"Manage {app['title']}",
+    may = await _may(request, name)
+    if not may["manage"]:
+        raise Forbidden("you may see this app but not change it: publishing needs push, deprecating a "
+                        "maintainer or admin of the tenant, deleting the delete permission")
+    return page(request, "manage.html", app=app, name=name, title=f"Manage {app['title']}", may=may,
                 done=request.query.get("done", "")[:200])
 
 
@@ -399,17 +464,27 @@ async def publish_form(request: web.Request) -> web.StreamResponse:
         return redirect
     repository = request.query.get("repository", "")[:300]
     metadata, compose, icon_name = "", "", None
+    fields = forms.PublishFields()
+    latest = ""
     if repository:
         # Start from the latest version: publishing the next one is then a matter of its number.
         try:
             doc, files, icon_name = await _service(request).draft(request[_PRINCIPAL], repository)
         except NotFound:
-            pass
+            fields.key = repository.rsplit("/", 1)[-1]
         else:
             metadata = json.dumps(doc, indent=2, ensure_ascii=False)
             compose = files[0][1] if len(files) == 1 else ""
-    return page(request, "publish.html", repository=repository, metadata=metadata, compose=compose,
-                icon_name=icon_name, version="", errors=[], title="Publish a version")
+            fields = forms.fields_from_metadata(doc)
+            latest = str(doc.get("version", {}).get("version", ""))
+    return _publish_page(request, 200, repository=repository, metadata=metadata, compose=compose,
+                         icon_name=icon_name, keep_icon=True, fields=fields, use_json=False, errors=[],
+                         latest=latest)
+
+
+def _publish_page(request: web.Request, status: int, *, fields: forms.PublishFields, **context) -> web.Response:
+    return page(request, "publish.html", status, fields=fields.padded(), param_types=forms.PARAM_TYPES,
+                title="Publish a version", **context)
 
 
 async def _file_text(field, what: str) -> str | None:
@@ -433,11 +508,12 @@ def _icon(field) -> artifact.Icon | None:
         raise ValidationFailed.field("icon", exc.message) from None
 
 
-def _problem_lines(problem: ValidationFailed) -> list[str]:
+def _problem_lines(problem: ValidationFailed, parameters: list | None = None) -> list[str]:
+    """A problem's field errors as sentences that name fields the way the form does."""
     if not problem.errors:
         return [problem.detail]
-    return [f"{e['pointer'].removeprefix('#/')}: {e['detail']}" if e.get("pointer") else e.get("detail", "")
-            for e in problem.errors]
+    return [f"{forms.field_label(e['pointer'], parameters)}: {e['detail']}" if e.get("pointer")
+            else e.get("detail", "") for e in problem.errors]
 
 
 async def publish(request: web.Request) -> web.StreamResponse:
@@ -449,40 +525,71 @@ async def publish(request: web.Request) -> web.StreamResponse:
     compose_text = await _file_text(compose_field, "compose") or str(form.get("compose", ""))
     compose_name = compose_field.filename if compose_text and getattr(compose_field, "filename", "") \
         else "compose.yaml"
+    # The fields describe the version unless the JSON document is chosen (or is all that was sent:
+    # a form from before the fields, or a script).
+    use_json = form.get("use_json") == "true" or (bool(metadata_text.strip()) and "title" not in form)
+    fields = forms.fields_from_form(form)
+    version = str(form.get("version", "")).strip()
+    icon_name = str(form.get("icon_name", "")) or None
+    keep_icon = form.get("keep_icon") == "true"
+    context = {"repository": repository, "metadata": metadata_text, "compose": compose_text,
+               "icon_name": icon_name, "keep_icon": keep_icon, "use_json": use_json,
+               "latest": str(form.get("latest", ""))}
+    if form.get("action") in ("more_rows", "from_compose"):
+        if form.get("action") == "from_compose":
+            try:
+                names = interpolate.variables(yamlsafe.load(compose_text)) if compose_text.strip() else []
+            except AppStoreError as exc:
+                return _publish_page(request, 422, fields=fields, errors=[f"Compose file: {exc.summary()}"],
+                                     **context)
+            fields = forms.rows_for_variables(fields, names)
+        return _publish_page(request, 200, fields=fields, errors=[], **context)
     errors: list[str] = []
     status = 422
-    try:
-        metadata = (safejson.loads(metadata_text, unpaired_surrogates=False) if metadata_text.strip()
-                    else None)
-    except ValueError as exc:  # JsonTooDeep too: nesting is bounded before parsing
-        metadata, status = None, 400
-        errors.append(f"metadata: not valid JSON ({exc})"
-                      if isinstance(exc, (safejson.JsonTooDeep, safejson.UnpairedSurrogate))
-                      else "metadata: not valid JSON")
-    if metadata is None and not errors:
-        errors.append("metadata: required")
+    metadata = None
+    if use_json:
+        try:
+            metadata = (safejson.loads(metadata_text, unpaired_surrogates=False) if metadata_text.strip()
+                        else None)
+        except ValueError as exc:  # JsonTooDeep too: nesting is bounded before parsing
+            status = 400
+            errors.append(f"metadata: not valid JSON ({exc})"
+                          if isinstance(exc, (safejson.JsonTooDeep, safejson.UnpairedSurrogate))
+                          else "metadata: not valid JSON")
+        if metadata is None and not errors:
+            errors.append("metadata: required")
+        if version and isinstance(metadata, dict) and isinstance(metadata.get("version"), dict):
+            metadata["version"]["version"] = version
+    else:
+        upload = form.get("icon")
+        chosen = upload.filename if getattr(upload, "filename", "") else None
+        if not fields.key and repository:
+            fields.key = default_key(repository)
+        metadata = forms.metadata_from_fields(fields, compose_name, chosen or (icon_name if keep_icon else None))
+        if not fields.title:
+            errors.append("Title: required")
+        if not fields.version:
+            errors.append("Version: required (a semantic version such as 1.2.0)")
     if not compose_text.strip():
-        errors.append("compose: required")
-    version = str(form.get("version", "")).strip()
-    if version and isinstance(metadata, dict) and isinstance(metadata.get("version"), dict):
-        metadata["version"]["version"] = version
+        errors.append("Compose file: required")
+    parameters = (metadata.get("version", {}).get("parameters") if isinstance(metadata, dict)
+                  and isinstance(metadata.get("version"), dict) else None)
     if not errors:
         try:
             name = artifact.check_file_name(compose_name, "compose")
             icon = _icon(form.get("icon"))
-            if icon is None and form.get("keep_icon") == "true":
+            if icon is None and keep_icon:
                 icon = await _current_icon(request, repository, metadata)
             created = await _service(request).publish(request[_PRINCIPAL], repository,
                                                       Upload(((name, compose_text),), metadata, icon))
         except artifact.ArtifactInvalid as exc:
-            errors.append(f"compose: {exc.message}")
+            errors.append(f"Compose file: {exc.message}")
         except ValidationFailed as problem:
-            errors.extend(_problem_lines(problem))
+            errors.extend(_problem_lines(problem, parameters if isinstance(parameters, list) else None))
         else:
             return see_other(request, "/apps/manage/" + quote(repository, safe="/") + "?"
                              + urlencode({"done": f"{created['version']}: published"}))
-    return page(request, "publish.html", status, repository=repository, metadata=metadata_text, compose=compose_text,
-                icon_name=None, version=version, errors=errors, title="Publish a version")
+    return _publish_page(request, status, fields=fields, errors=errors, **context)
 
 
 async def _current_icon(request: web.Request, repository: str, metadata) -> artifact.Icon | None:
@@ -505,6 +612,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/apps/static/{file}", static)
     app.router.add_get("/apps/login", wrap(login_form))
     app.router.add_post("/apps/login", wrap(login))
+    app.router.add_get("/apps/login/{provider}", wrap(start_provider_sign_in))
+    app.router.add_get("/apps/login/{provider}/callback", wrap(finish_provider_sign_in))
     app.router.add_post("/apps/logout", wrap(logout))
     app.router.add_get("/apps/publish", wrap(publish_form))
     app.router.add_post("/apps/publish", wrap(publish))

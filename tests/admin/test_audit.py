@@ -46,8 +46,16 @@ CHANGES = [
     ("revoke_refresh_token", "DELETE", "/api/v1/users/zoe/refresh-tokens/zoe-token", None,
      "user.refresh_tokens.revoke"),
     ("revoke_refresh_tokens", "DELETE", "/api/v1/users/zoe/refresh-tokens", None, "user.refresh_tokens.revoke"),
+    ("create_cli_secret", "POST", "/api/v1/users/root/cli-secrets", {"name": "laptop"}, "user.cli_secret.create"),
+    ("delete_cli_secret", "DELETE", "/api/v1/users/root/cli-secrets/{secret}", None, "user.cli_secret.delete"),
     ("delete_user", "DELETE", "/api/v1/users/zoe", None, "user.delete"),
     ("delete_tenant", "DELETE", "/api/v1/tenants/acme", None, "tenant.delete"),
+    ("create_identity_provider", "POST", "/api/v1/identity-providers",
+     {"name": "sso", "type": "oidc", "oidc": {"issuer": "https://login.example.com", "client_id": "c"}},
+     "identity_provider.create"),
+    ("update_identity_provider", "PATCH", "/api/v1/identity-providers/sso", {"cache_seconds": 10},
+     "identity_provider.update"),
+    ("delete_identity_provider", "DELETE", "/api/v1/identity-providers/sso", None, "identity_provider.delete"),
     ("create_upstream", "POST", "/api/v1/upstreams", {"name": "quay.io", "url": "https://quay.io"},
      "upstream.create"),
     ("update_upstream", "PATCH", "/api/v1/upstreams/quay.io", {"ttl_days": 30}, "upstream.update"),
@@ -66,6 +74,8 @@ CHANGES = [
     ("redeliver_webhook_delivery", "POST", "/api/v1/webhooks/{hook}/deliveries/{delivery}/redeliver", None,
      "webhook.redeliver"),
     ("delete_webhook", "DELETE", "/api/v1/webhooks/{hook}", None, "webhook.delete"),
+    ("import_portainer_feed", "POST", "/api/v1/tenants/team/apps/import",
+     {"feed": {"version": "2", "templates": [{"type": 1, "title": "Cache", "image": "redis:7"}]}}, "appstore.import"),
     # With no policy left, the run deletes nothing: its own row is the one.
     ("start_retention_run", "POST", "/api/v1/retention/runs", {"dry_run": False, "tenant": "team"}, "retention.run"),
 ]
@@ -88,6 +98,9 @@ async def test_every_change_writes_one_audit_row(api):
         assert status < 300, (name, status, got)
         if name == "create_tenant_webhook":
             ids["hook"] = got["id"]
+        if name == "create_cli_secret":
+            assert got["secret"].startswith("dhcli_")
+            ids["secret"] = got["id"]
         if name == "create_promotion":
             ids["promotion"] = got["id"]
         actions = action if isinstance(action, tuple) else (action,)  # some changes are several steps

@@ -65,6 +65,15 @@ async def _refresh_token(client, username: str, jti: str) -> None:
     await client.server.app[STORE].add_refresh_token(jti, username, "test", "", now, now + 600)
 
 
+async def _cli_secret(client, username: str, secret_id: str) -> None:
+    await client.server.app[STORE].create_cli_secret(secret_id, username, "n", "sha256:00", time.time(), None, "test")
+
+
+async def _provider(client, name: str) -> None:
+    await client.server.app[STORE].create_identity_provider(
+        name, "oidc", {"oidc": {"issuer": "https://login.example.com", "client_id": "c"}}, "", "test", {})
+
+
 async def _tenant(client, name: str) -> None:
     await client.server.app[STORE].create_tenant(name)
 
@@ -186,7 +195,20 @@ CASES = [
     Case("revoke_refresh_token", "DELETE", "/api/v1/users/alice/refresh-tokens/t-{role}", only(204, SELF),
          setup=per_role(lambda c, r: _refresh_token(c, "alice", f"t-{rid(r)}"))),
     Case("revoke_refresh_tokens", "DELETE", "/api/v1/users/alice/refresh-tokens", only(204, SELF)),
+    Case("list_cli_secrets", "GET", "/api/v1/users/alice/cli-secrets", SELF),
+    # Only for yourself: not even the platform admin makes a secret that signs in as someone else.
+    Case("create_cli_secret", "POST", "/api/v1/users/alice/cli-secrets", (401, 403, 201, 403, 403, 403, 403, 403),
+         {"name": "by {role}"}),
+    Case("delete_cli_secret", "DELETE", "/api/v1/users/alice/cli-secrets/c-{role}", only(204, SELF),
+         setup=per_role(lambda c, r: _cli_secret(c, "alice", f"c-{rid(r)}"))),
     Case("list_identity_providers", "GET", "/api/v1/identity-providers", PLATFORM),
+    # Outbound URLs DaoHub dials: only the platform admin configures them.
+    Case("create_identity_provider", "POST", "/api/v1/identity-providers", only(201, PLATFORM),
+         {"name": "p-{role}", "type": "oidc", "oidc": {"issuer": "https://{role}.example", "client_id": "c"}}),
+    Case("update_identity_provider", "PATCH", "/api/v1/identity-providers/sso", PLATFORM, {"cache_seconds": 5},
+         setup=lambda c: _provider(c, "sso")),
+    Case("delete_identity_provider", "DELETE", "/api/v1/identity-providers/d-{role}", only(204, PLATFORM),
+         setup=per_role(lambda c, r: _provider(c, f"d-{rid(r)}"))),
     # No provider is configured here (tests/registry/test_ldap_sign_in.py has one): 404 once allowed.
     Case("get_identity_provider", "GET", "/api/v1/identity-providers/corp", only(404, PLATFORM)),
     Case("lookup_identity_provider_user", "POST", "/api/v1/identity-providers/corp/lookup", only(404, PLATFORM),
@@ -267,6 +289,10 @@ CASES = [
          {}, setup=_pending("admin")),
     Case("get_artifact", "GET", "/api/v1/artifacts/{digest}", (401, 200, 200, 200, 200, 404, 403, 200),
          setup=_pending("admin")),
+    # An outsider learns nothing of the tenant (404); its members who are not admins are told (403).
+    Case("import_portainer_feed", "POST", "/api/v1/tenants/team/apps/import", (401, 403, 403, 403, 200, 404, 403, 200),
+         {"feed": {"version": "2", "templates": [{"type": 1, "title": "Cache {role}", "image": "redis:7"}]},
+          "dry_run": True}),
     Case("audit", "GET", "/api/v1/audit", (401, 403, 403, 403, 200, 200, 403, 200)),
     Case("audit_of_team", "GET", "/api/v1/audit?tenant=team", (401, 403, 403, 403, 200, 403, 403, 200)),
 ]

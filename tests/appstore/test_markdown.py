@@ -116,10 +116,20 @@ def test_random_input_only_yields_allowed_markup(text):
 
 
 def test_plain_text_summary():
-    assert plain_text("# Title\n\nbody") == "Title"
+    assert plain_text("# Title\n\nbody") == "body"  # a heading repeats the title: the paragraph says more
+    assert plain_text("# Only a title") == "Only a title"
     assert plain_text("Some **bold**\nand `code` <b>") == "Some bold and code <b>"
-    assert plain_text("word " * 100, limit=20) == "word word word word…"
+    assert plain_text("See [the docs](https://example.org/x).") == "See the docs."
+    assert plain_text("word " * 100, limit=20) == "word word word…"
     assert plain_text("") == "" and plain_text("---\n") == ""
+
+
+def test_plain_text_keeps_a_list_as_items_not_flattened_markdown():
+    text = "It runs:\n\n- `vote`: a web app\n- *redis*: a queue\n  - nested detail\n\nMore text."
+    assert plain_text(text) == "It runs: vote: a web app; redis: a queue"
+    assert plain_text("- one\n- two\n\n1. three") == "one; two"
+    assert plain_text("First.\n\n- not part of it") == "First."
+    assert plain_text("> quoted\n\nBody.") == "Body."
 
 
 def test_huge_input_is_cut():

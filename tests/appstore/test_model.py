@@ -111,7 +111,7 @@ def test_whole_app_round_trip_keeps_templates_and_sorts_versions():
     (lambda d: d["version"]["parameters"][2].update(length=4), "version.parameters[2].length", "8..256"),
     (lambda d: d["version"]["parameters"][2].update(alphabet="ab"), "version.parameters[2].alphabet", "10 distinct"),
     (lambda d: d["version"]["parameters"][3].update(pattern="("), "version.parameters[3].pattern", "regular"),
-    (lambda d: d["version"]["parameters"][3].update(default="ABC"), "version.parameters[3].default", "pattern"),
+    (lambda d: d["version"]["parameters"][3].update(default="ABC"), "version.parameters[3].default", "may contain only"),
     (lambda d: d["version"]["parameters"][3].update(min=1), "version.parameters[3].min", "int and port"),
     (lambda d: d["version"]["parameters"][4].update(min=9), "version.parameters[4].max", "less than min"),
     (lambda d: d["version"]["parameters"][5].update(default="maybe"), "version.parameters[5].default", "true or"),
@@ -204,7 +204,7 @@ def test_coerce_accepts_text_forms(ptype, raw, expected):
     (Parameter("X", ParamType.PORT), 0, "at least 1"), (Parameter("X", ParamType.PORT), "65536", "at most"),
     (Parameter("X", ParamType.BOOL), "maybe", "true or false"), (Parameter("X"), "a\nb", "single line"),
     (Parameter("X"), ["list"], "string"), (Parameter("X", ParamType.SECRET), "has space", "spaces"),
-    (Parameter("X", pattern="[0-9]+"), "12a", "pattern"), (Parameter("X"), "nul\x00", "NUL"),
+    (Parameter("X", pattern="[0-9]+"), "12a", "may contain only digits"), (Parameter("X"), "nul\x00", "NUL"),
 ])
 def test_coerce_refuses(param, raw, fragment):
     value, problem = coerce_value(param, raw)
@@ -316,3 +316,18 @@ def test_semver_order_is_a_total_order(a, b, c):
     release = SemVer(a.major, a.minor, a.patch)
     if a.prerelease:
         assert a.precedes(release)
+
+
+@pytest.mark.parametrize("pattern, words", [
+    ("[a-z0-9-]+", "may contain only lowercase letters, digits and '-'"),
+    ("[a-z ]*", "may contain only lowercase letters and spaces"),
+    ("[0-9]{4,6}", "must be 4 to 6 characters, using only digits"),
+    ("[A-Z]{2}", "must be exactly 2 characters, using only uppercase letters"),
+    ("(foo|bar)-[0-9]+", "is not in the form this app expects (see the field's description)"),
+    ("[^/]+", "is not in the form this app expects (see the field's description)"),
+])
+def test_pattern_errors_are_words_not_regular_expressions(pattern, words):
+    from appstore.model import describe_pattern
+
+    assert describe_pattern(pattern) == words
+    assert pattern not in words

@@ -138,3 +138,48 @@ def test_gitea():
     assert server["environment"]["GITEA__service__DISABLE_REGISTRATION"] == "true"
     password = result.values["DB_PASSWORD"]
     assert len(password) == 24 and set(password) <= set("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789-_")
+
+
+def _decode_png(data: bytes) -> tuple[int, int, list[bytes]]:
+    """(width, height, RGBA rows) of an 8-bit RGBA, non-interlaced PNG with filter 0 rows (what
+    scripts/draw_seed_icons.py writes)."""
+    import struct
+    import zlib
+
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == zlib.crc32(kind + body)
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    width, height, depth, color, _, _, interlace = header
+    assert (depth, color, interlace) == (8, 6, 0)
+    raw = zlib.decompress(idat)
+    stride = 1 + 4 * width
+    rows = [raw[i * stride:(i + 1) * stride] for i in range(height)]
+    assert all(row[0] == 0 for row in rows)
+    return width, height, [row[1:] for row in rows]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_seed_icons_are_drawn_not_plain_squares(key):
+    width, height, rows = _decode_png((SEEDS / key / "icon.png").read_bytes())
+    assert (width, height) == (128, 128)
+    assert rows[0][3] == 0 and rows[-1][-1] == 0  # rounded corners: transparent
+    opaque = {bytes(row[i:i + 4]) for row in rows for i in range(0, len(row), 4) if row[i + 3] == 255}
+    assert len(opaque) >= 8, "a glyph with anti-aliased edges, not one flat colour"
+
+
+def test_the_icon_drawing_script_reproduces_the_committed_icons():
+    import subprocess
+    import sys
+
+    script = Path(appstore.__file__).parents[1] / "scripts" / "draw_seed_icons.py"
+    done = subprocess.run([sys.executable, str(script), "--check", "nginx", "voting-app"], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr

@@ -157,3 +157,12 @@ def test_proxy_upstreams_from_environment_as_yaml():
 def test_bad_proxy_config(upstreams, extra, message):
     with pytest.raises(ConfigError, match=message):
         load_config(environ={"DAOHUB_PROXY_UPSTREAMS": upstreams, **extra})
+
+
+def test_appstore_import_hosts():
+    assert load_config(environ={}).appstore.import_hosts == []  # by default no host is dialled for a feed
+    config = load_config(environ={"DAOHUB_APPSTORE_IMPORT_HOSTS": "Feeds.Example.org, 127.0.0.1:8443,[::1]:9"})
+    assert config.appstore.import_hosts == ["feeds.example.org", "127.0.0.1:8443", "[::1]:9"]
+    for bad in ("https://feeds.example.org", "feeds.example.org/path", "user@host", "*.example.org"):
+        with pytest.raises(ConfigError, match="appstore.import_hosts"):
+            load_config(environ={"DAOHUB_APPSTORE_IMPORT_HOSTS": bad})

@@ -142,18 +142,23 @@ def test_publish_deprecate_delete_through_the_pages(new_page, artifacts, tmp_pat
     (tmp_path / "notes.png").write_bytes(PNG)
     (tmp_path / "compose.yaml").write_text(COMPOSE)
     page.get_by_label("Upload a file").first.set_input_files(str(tmp_path / "compose.yaml"))
+    # The advanced way: the metadata document as JSON instead of the fields.
+    page.get_by_text("Advanced: the metadata document as JSON").click()
+    page.get_by_label("Publish with this JSON document instead of the fields").check()
     page.locator("#metadata").fill(json.dumps(doc, indent=2))
-    page.get_by_label("Icon").set_input_files(str(tmp_path / "notes.png"))
+    page.get_by_label("Icon", exact=True).set_input_files(str(tmp_path / "notes.png"))
     shot(page, artifacts, "publish-form")
     page.get_by_role("button", name="Publish").click()
     page.get_by_text("1.1.0: published").wait_for()
     assert page.get_by_role("rowheader", name="1.1.0").is_visible()
     shot(page, artifacts, "manage-published")
 
-    # The next version from the form as it opens (the latest version's documents): a new number is enough.
+    # The next version from the form's fields as they open (the latest version's): a new number is enough.
     page.get_by_role("link", name="Publish a new version").click()
-    assert '"version": "1.1.0"' in page.locator("#metadata").input_value()
-    page.get_by_label("Version", exact=True).fill("1.2.0")
+    assert page.get_by_label("Title").input_value() == "Private Notes"
+    assert page.get_by_label("Parameter 2 name").input_value() == "HTTP_PORT"
+    assert '"version": "1.1.0"' in page.locator("#metadata").input_value()  # the JSON, behind "Advanced"
+    page.get_by_label("Version (required)").fill("1.2.0")
     assert page.get_by_label("Keep the current icon (notes.png) when no file is chosen").is_checked()
     page.get_by_role("button", name="Publish").click()
     page.get_by_text("1.2.0: published").wait_for()

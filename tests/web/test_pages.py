@@ -113,6 +113,19 @@ async def test_script_injection_is_escaped(hub):
         assert "&lt;script&gt;alert(&#34;t&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html
 
 
+async def test_icons_are_served_as_images_only(hub):
+    r = await hub.get("/apps/icon/team/web")
+    assert r.status == 200 and r.content_type == "image/png" and await r.read() == PNG
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert r.headers["Cache-Control"].startswith("private")
+    again = await hub.get("/apps/icon/team/web", headers={"If-None-Match": r.headers["ETag"]})
+    assert again.status == 304 and await again.read() == b""
+    # The pages that show it keep their own policy: images from this origin only.
+    page = await hub.get("/apps/")
+    assert page.headers["Content-Security-Policy"] == CSP and "img-src 'self'" in CSP
+
+
 async def test_private_app_needs_a_member(hub):
     for path in ("/apps/app/team/private", "/apps/icon/team/private", "/apps/manage/team/private"):
         r = await hub.get(path, allow_redirects=False)
@@ -310,6 +323,21 @@ async def test_publish_deprecate_delete(hub):
     assert r.status == 422 and "The version was not published" in await r.text()
 
 
+async def test_only_the_actions_a_role_allows_are_shown(hub):
+    # A developer publishes but may neither deprecate nor delete: no such buttons, and a POST is refused.
+    await sign_in(hub, "developer")
+    html = await get_page(hub, "/apps/manage/team/web")
+    assert "Publish a new version" in html and "Manage versions" in await get_page(hub, "/apps/app/team/web")
+    assert "Delete 1.0.0" not in html and "Deprecate 1.0.0" not in html
+    for data in ({"tag": "1.0.0", "action": "deprecate"}, {"tag": "1.0.0", "action": "delete", "confirm": "1.0.0"}):
+        r = await hub.post("/apps/manage/team/web", data={"csrf": csrf_of(html), **data}, headers=origin(hub))
+        assert r.status == 403, data
+    hub.session.cookie_jar.clear()
+    await sign_in(hub, "maintainer")
+    html = await get_page(hub, "/apps/manage/team/web")
+    assert "Delete 1.0.0" in html and "Deprecate 1.0.0" in html
+
+
 @pytest.mark.parametrize("nested", ["[" * 1000 + "]" * 1000, '{"a":' * 5000 + "1" + "}" * 5000, "[" * 100_000])
 async def test_publish_form_refuses_deeply_nested_metadata_with_a_400_page(hub, nested):
     await sign_in(hub, "maintainer")
@@ -326,7 +354,9 @@ async def test_publish_form_refuses_deeply_nested_metadata_with_a_400_page(hub, 
 
 async def test_guest_may_not_change_anything(hub):
     await sign_in(hub, "guest")
-    html = await get_page(hub, "/apps/manage/team/web")
+    assert "Manage versions" not in await get_page(hub, "/apps/app/team/web")
+    await get_page(hub, "/apps/manage/team/web", expect=403)
+    html = await get_page(hub, "/apps/")
     r = await hub.post("/apps/manage/team/web", data={"csrf": csrf_of(html), "tag": "1.0.0", "action": "deprecate"},
                        headers=origin(hub))
     assert r.status == 403
@@ -506,9 +536,9 @@ async def test_publish_form_refuses_metadata_with_an_unpaired_surrogate(hub):
     assert "half of a UTF-16 surrogate pair" in text
 
 
-def _run_command(html: str) -> str:
-    block = re.search(r'<pre id="compose-run"[^>]*><code>(.*?)</code></pre>', html, re.S)
-    assert block, "the app page shows how to run the version with Compose"
+def _run_command(html: str, which: str = "compose-run") -> str:
+    block = re.search(rf'<pre id="{which}"[^>]*><code>(.*?)</code></pre>', html, re.S)
+    assert block, f"the app page shows how to run the version ({which})"
     return unescape(block.group(1))
 
 
@@ -518,9 +548,23 @@ async def test_app_page_shows_the_compose_command_for_its_version(hub):
     # public, every parameter has a default or is optional: nothing to set, no login needed
     assert _run_command(html) == f"docker compose -f oci://{host}/team/web:1.0.0 up -d"
     assert "serve DaoHub with TLS" in html  # the test client speaks plain HTTP, which Compose refuses
+    assert _run_command(html, "run-login") == f"docker login {host}"
+    assert "a public app: only needed if its images are private" in html
+    assert _run_command(html, "run-file") == "docker compose -f compose.yaml up -d"
     await sign_in(hub, "developer")
     html = await get_page(hub, "/apps/app/team/private")
-    assert _run_command(html) == f"docker login {host}\ndocker compose -f oci://{host}/team/private:2.0.0 up -d"
+    assert _run_command(html, "run-login") == f"docker login {host}"
+    assert "a public app" not in html
+    assert _run_command(html) == f"docker compose -f oci://{host}/team/private:2.0.0 up -d"
+
+
+async def test_app_page_shows_the_template_and_the_changelog(hub):
+    html = await get_page(hub, "/apps/app/team/web")
+    template = _run_command(html, "template-1")
+    assert "${HTTP_PORT-8080}:80" in template and "image: nginx:${NGINX_TAG-1.27}" in template
+    changelog = html[html.index('id="changelog-heading"'):]
+    assert changelog.index(">1.1.0</a>") < changelog.index(">1.0.0</a>")  # newest first
+    assert "<p>Release 1.1.0</p>" in changelog and "<p>Release 1.0.0</p>" in changelog
 
 
 async def test_app_page_names_the_variables_compose_needs(hub):
@@ -537,3 +581,151 @@ async def test_app_page_names_the_variables_compose_needs(hub):
     assert _run_command(html).endswith("DB_PASSWORD=… INIT=… docker compose -f oci://"
                                        f"{hub.make_url('').host}:{hub.make_url('').port}/team/db:1.0.0 up -d")
     assert "set <code>DB_PASSWORD</code>, <code>INIT</code> in the environment" in html
+
+
+async def test_cards_show_a_plain_text_summary_and_the_app_page_the_markdown(hub):
+    description = ("Runs **two** services:\n\n- `web`: serves [pages](https://example.org/p)\n- `db`: keeps data\n\n"
+                   "## Details\n\n<b>raw</b> HTML stays text.")
+    await publish(hub, "team/notes", publish_body("notes", "1.0.0", title="Notes", description=description))
+    await hub.server.app[STORE].set_repository_public("team/notes", True)
+    html = await get_page(hub, "/apps/?q=notes")
+    card = re.search(r'<p class="summary">(.*?)</p>', html, re.S).group(1)
+    assert card == "Runs two services: web: serves pages; db: keeps data"
+    page = await get_page(hub, "/apps/app/team/notes")
+    assert "<strong>two</strong>" in page and "<li><code>web</code>: serves <a href=\"https://example.org/p\"" in page
+    assert "<h3>Details</h3>" in page and "&lt;b&gt;raw&lt;/b&gt; HTML stays text." in page
+
+
+async def test_the_publish_form_builds_the_metadata_from_its_fields(hub):
+    await sign_in(hub, "developer")
+    html = await get_page(hub, "/apps/publish?repository=team/shop")
+    assert 'name="key" value="shop"' in html  # a new app: its key from the repository
+    compose = "services:\n  shop:\n    image: nginx:1.27\n    ports:\n      - \"${HTTP_PORT}:80\"\n" \
+              "    environment:\n      MODE: ${MODE}\n      CODE: ${CODE}\n"
+    form = {"csrf": csrf_of(html), "repository": "team/shop", "version": "1.0.0", "title": "Shop",
+            "key": "shop", "description": "A **shop**.\n\n- one\n- two", "categories": "web, demo",
+            "release_notes": "First *release*.", "compose": compose, "rows": "3"}
+    r = await hub.post("/apps/publish", data={**form, "action": "from_compose"}, headers=origin(hub))
+    html = await r.text()
+    assert r.status == 200 and "The version was not published" not in html
+    for i, name in enumerate(("HTTP_PORT", "MODE", "CODE")):
+        assert f'name="p{i}_name" value="{name}"' in html
+    rows = {"rows": "3", "p0_name": "HTTP_PORT", "p0_type": "port", "p0_label": "HTTP port", "p0_default": "eighty",
+            "p1_name": "MODE", "p1_type": "enum", "p1_options": "fast, safe", "p1_default": "safe",
+            "p2_name": "CODE", "p2_type": "string", "p2_extra": json.dumps({"pattern": "[A-Z]{3}"}),
+            "p2_default": "abc"}
+    r = await hub.post("/apps/publish", data={**form, **rows, "action": "publish"}, headers=origin(hub))
+    html = unescape(await r.text())
+    assert r.status == 422 and "The version was not published" in html
+    assert "Parameter 1 (HTTP_PORT), default: must be a port number" in html
+    assert "Parameter 3 (CODE), default: must be exactly 3 characters, using only uppercase letters" in html
+    assert "[A-Z]" not in html.split('id="publish-errors"')[1].split("</div>")[0]  # no regex in the messages
+    assert 'name="p0_default" value="eighty"' in html  # what was typed is kept
+    rows.update(p0_default="8080", p2_default="ABC")
+    r = await hub.post("/apps/publish", data={**form, **rows, "action": "publish"}, headers=origin(hub),
+                       allow_redirects=False)
+    assert r.status == 303, await r.text()
+    r = await hub.get("/api/v1/appstore/apps/team/shop/versions/1.0.0", headers=headers("developer"))
+    version = await r.json()
+    assert (version["title"], version["categories"], version["release_notes"]) == ("Shop", ["web", "demo"],
+                                                                                 "First *release*.")
+    params = {p["name"]: p for p in version["parameters"]}
+    assert params["HTTP_PORT"]["type"] == "port" and params["HTTP_PORT"]["default"] == 8080
+    assert [o["value"] for o in params["MODE"]["options"]] == ["fast", "safe"] and params["MODE"]["default"] == "safe"
+    assert params["CODE"]["pattern"] == "[A-Z]{3}"  # a field the form has no control for is kept
+    # The next version starts from this one's fields.
+    html = await get_page(hub, "/apps/publish?repository=team/shop")
+    assert 'name="title" value="Shop"' in html and 'name="p1_options" value="fast, safe"' in html
+    assert "the latest is 1.0.0" in html
+
+
+async def test_the_import_page_previews_a_feed_then_publishes_the_chosen_apps(hub):
+    import aiohttp
+
+    from tests.appstore.feeds import feed
+
+    await sign_in(hub, "developer")
+    assert ">Import</a>" not in await get_page(hub, "/apps/")  # not a tenant admin: no link
+    hub.session.cookie_jar.clear()
+    await sign_in(hub, "tenant_admin")
+    html = await get_page(hub, "/apps/import")
+    assert ">Import</a>" in html and 'value="team"' in html
+    assert "Importing by URL is off on this server" in html  # appstore.import_hosts is empty
+    form = aiohttp.FormData()
+    form.add_field("csrf", csrf_of(html))
+    form.add_field("tenant", "team")
+    form.add_field("action", "preview")
+    form.add_field("feed_file", json.dumps(feed()).encode(), filename="templates.json",
+                   content_type="application/json")
+    r = await hub.post("/apps/import", data=form, headers=origin(hub))
+    html = await r.text()
+    assert r.status == 200, html
+    assert 'name="only" value="static-site" checked' in html and 'name="only" value="kv-cache" checked' in html
+    assert "git.example/stacks" in html and "title: required" in html  # why the others are not importable
+    assert "image: nginx:1.27-alpine" in unescape(html)  # the compose file it would publish
+    assert (await hub.get("/apps/app/team/static-site")).status == 404  # a preview publishes nothing
+    carried = unescape(re.search(r'name="feed_json" value="([^"]*)"', html).group(1))
+    r = await hub.post("/apps/import", headers=origin(hub), data={
+        "csrf": csrf_of(html), "tenant": "team", "action": "import", "feed_json": carried,
+        "source": "uploaded file templates.json", "only": "static-site"})
+    html = await r.text()
+    assert r.status == 200 and "Imported into team: 1 published." in html
+    assert (await hub.get("/apps/app/team/static-site")).status == 200
+    assert (await hub.get("/apps/app/team/kv-cache")).status == 404  # not chosen
+    # Another tenant's admin may not import into team: 404, as for a tenant that does not exist.
+    hub.session.cookie_jar.clear()
+    await sign_in(hub, "other_admin")
+    html = await get_page(hub, "/apps/import")
+    r = await hub.post("/apps/import", headers=origin(hub), data={
+        "csrf": csrf_of(html), "tenant": "team", "action": "preview", "feed_json": carried})
+    assert r.status == 404
+
+
+async def test_the_import_page_fetches_a_url_only_from_an_allowed_host(aiohttp_client, aiohttp_server, tmp_path):
+    from aiohttp import web as aioweb
+
+    from tests.appstore.feeds import feed
+
+    asked = []
+
+    async def serve(request):
+        asked.append(request.path)
+        return aioweb.json_response(feed())
+
+    feeds = aioweb.Application()
+    feeds.router.add_get("/{tail:.*}", serve)
+    server = await aiohttp_server(feeds)
+    host = f"{server.host}:{server.port}"
+    config = make_config(tmp_path)
+    config.appstore.import_hosts = [host]
+    client = await aiohttp_client(create_app(config))
+    await seed(client, images=False)
+    await sign_in(client, "tenant_admin")
+    html = await get_page(client, "/apps/import")
+    assert f"Only from the hosts an admin allowed: {host}." in html
+    for url, expect in ((f"http://{host}/templates.json", 200), ("http://feeds.example/templates.json", 422)):
+        r = await client.post("/apps/import", data={"csrf": csrf_of(html), "tenant": "team", "action": "preview",
+                                                    "url": url}, headers=origin(client))
+        text = unescape(await r.text())
+        assert r.status == expect, text[:500]
+    assert "URL: feeds.example is not one of the hosts an admin allowed" in text
+    assert asked == ["/templates.json"]
+
+
+async def test_the_fields_keep_the_current_icon_when_asked(hub):
+    await sign_in(hub, "developer")
+    html = await get_page(hub, "/apps/publish?repository=team/web")
+    assert 'name="icon_name" value="icon.png"' in html and 'name="keep_icon" value="true" checked' in html
+    fields = {"csrf": csrf_of(html), "repository": "team/web", "title": "Web server", "key": "web", "rows": "3",
+              "p0_name": "NGINX_TAG", "p0_type": "enum", "p0_options": "1.27", "p0_default": "1.27",
+              "p1_name": "HTTP_PORT", "p1_type": "port", "p1_default": "8080", "p2_name": "GREETING",
+              "compose": publish_body()["compose_files"][0]["content"], "icon_name": "icon.png", "action": "publish"}
+    # Unticked, with a mistake: the page still offers the icon, unticked.
+    r = await hub.post("/apps/publish", data={**fields, "version": ""}, headers=origin(hub))
+    html = await r.text()
+    assert r.status == 422 and 'name="keep_icon" value="true">' in html
+    r = await hub.post("/apps/publish", data={**fields, "version": "1.5.0", "keep_icon": "true"}, headers=origin(hub),
+                       allow_redirects=False)
+    assert r.status == 303, await r.text()
+    r = await hub.get("/apps/icon/team/web?version=1.5.0")
+    assert r.status == 200 and await r.read() == PNG

@@ -33,6 +33,7 @@ _PARAMETERS = {  # name: (description, example)
     "tag": ("Tag name.", "v1"),
     "upstream": ("Upstream name.", "docker.io"),
     "provider": ("Identity provider name (auth.providers).", "corp"),
+    "secret_id": ("A CLI secret's id, as the list of them shows it.", "3f9a0c1d2b4e5f60"),
     "token_id": ("A refresh token's id (its jti), as the list of them shows it.", "W3pCg0m1vyrSx7Qn1Hk0dQ"),
     "app": ("The app's repository name, slashes included.", "team/apps/wordpress"),
     "version": ("The version's tag: the version with '+' replaced by '_'.", "1.0.0"),

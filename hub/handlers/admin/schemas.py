@@ -9,8 +9,12 @@ minProperties).
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
 from typing import Any
+
+from auth import provider_settings
 
 from ...events import cloudevents
 from ...events import service as webhooks
@@ -124,6 +128,45 @@ def obj(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any
     return schema
 
 
+def _settings_schema(section_type: type, *, writing: bool) -> dict[str, Any]:
+    """A provider type's section (auth.provider_settings) as a schema: to write (the secret, no file
+    paths for it) or as shown (no secret, `<secret>_set`)."""
+    kind = {"ldap": "ldap", "oidc": "oidc"}[section_type.__name__.removesuffix("Settings").lower()]
+    secret, secret_file = provider_settings.SECRET_FIELDS[kind], provider_settings.FILE_FIELDS[kind]
+    hints = typing.get_type_hints(section_type)
+    properties: dict[str, Any] = {}
+    for f in dataclasses.fields(section_type):
+        hint = hints[f.name]
+        if f.name == secret:
+            if writing:
+                properties[f.name] = {"type": "string", "nullable": True, "writeOnly": True,
+                                      "description": "Write-only: never returned. null clears it."}
+            continue
+        if f.name == secret_file and writing:
+            continue  # API providers give the secret itself, never a path on the server
+        if hint is bool:
+            properties[f.name] = {"type": "boolean"}
+        elif hint is float:
+            properties[f.name] = {"type": "number", "minimum": 0}
+        elif typing.get_origin(hint) is list:
+            properties[f.name] = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 200},
+                                  "maxItems": 50}
+        else:
+            properties[f.name] = {"type": "string", "maxLength": 2000}
+    if not writing:
+        properties[f"{secret}_set"] = {"type": "boolean", "description": "Whether there is one; it is never shown."}
+    return obj(properties)
+
+
+_MAPPING_IN = obj({"group": {"type": "string", "minLength": 1, "maxLength": 1000},
+                   "tenant": {"type": "string", "maxLength": 64}, "role": {"type": "string"},
+                   "platform_admin": {"type": "boolean"}}, ("group",))
+_PROVIDER_IN = {"cache_seconds": {"type": "number", "minimum": 0, "maximum": 86400},
+                "ldap": _settings_schema(provider_settings.LdapSettings, writing=True),
+                "oidc": _settings_schema(provider_settings.OidcSettings, writing=True),
+                "group_mappings": {"type": "array", "items": _MAPPING_IN, "maxItems": 500}}
+
+
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -139,7 +182,22 @@ _ROBOT = {
 }
 
 # Request bodies ----------------------------------------------------------------------------------
+CLI_SECRET_NAME = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[\x20-\x7e]+$"}
+
 REQUESTS: dict[str, dict[str, Any]] = {
+    "IdentityProviderCreate": obj({"name": COMPONENT, "type": {"type": "string",
+                                                               "enum": list(provider_settings.PROVIDER_TYPES)},
+                                   **_PROVIDER_IN}, ("name", "type"),
+                                  example={"name": "corp-sso", "type": "oidc", "oidc": {
+                                      "issuer": "https://login.example.com", "client_id": "daohub",
+                                      "client_secret": "s3cret"},
+                                      "group_mappings": [{"group": "eng", "tenant": "team", "role": "developer"}]}),
+    "IdentityProviderUpdate": obj(_PROVIDER_IN, minProperties=1,
+                                  example={"group_mappings": [{"group": "eng", "tenant": "team", "role": "maintainer"}]}),
+    "CliSecretCreate": obj({"name": {**CLI_SECRET_NAME, "description": "What the secret is for (shown in listings)."},
+                            "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 3650,
+                                                "description": "Omitted: it never expires (revoke it then)."}},
+                           ("name",), example={"name": "laptop docker", "expires_in_days": 90}),
     "ProviderLookup": obj({"username": COMPONENT}, ("username",), example={"username": "alice"}),
     "TenantCreate": obj({"name": COMPONENT,
                          "display_name": {"type": "string", "maxLength": admin.MAX_DISPLAY_NAME_LENGTH},
@@ -215,7 +273,35 @@ REQUESTS: dict[str, dict[str, Any]] = {
 }
 
 # Resources ---------------------------------------------------------------------------------------
+_IMPORT_ITEM = obj({
+    "index": {"type": "integer", "description": "The template's place in the feed, from 0."},
+    "key": {"type": "string"}, "title": {"type": "string"}, "repository": {"type": "string"},
+    "kind": {"type": "string", "description": "container, swarm stack or compose stack"},
+    "parameters": {"type": "array", "items": {"type": "string"}},
+    "compose": {"type": "string", "description": "The compose template DaoHub publishes for it."},
+    "status": {"type": "string", "enum": ["new", "published", "exists", "skipped", "invalid", "failed"]},
+    "errors": {"type": "array", "items": {"type": "string"}}},
+    ("index", "key", "title", "repository", "kind", "parameters", "compose", "status", "errors"))
+REQUESTS["PortainerImport"] = obj({
+    "feed": {"type": "object", "additionalProperties": True,
+             "description": "A Portainer app-template feed: {\"version\": \"2\" or \"3\", \"templates\": [...]}."},
+    "url": {"type": "string", "maxLength": 2000,
+            "description": "Where to fetch the feed: http(s) on a host listed in appstore.import_hosts."},
+    "only": {"type": "array", "items": {"type": "string"}, "maxItems": 1000,
+             "description": "Import only the templates with these keys (as a dry run names them)."},
+    "dry_run": {"type": "boolean", "description": "Answer the preview; publish nothing."}},
+    example={"url": "https://templates.example.org/portainer/v3.json", "dry_run": True})
+
 RESOURCES: dict[str, dict[str, Any]] = {
+    "CliSecret": obj({"id": {"type": "string", "description": "Delete the secret by this id."},
+                      "name": {"type": "string"}, "created_at": TIMESTAMP, "expires_at": NULLABLE_TIMESTAMP,
+                      "last_used_at": NULLABLE_TIMESTAMP,
+                      "secret": {"type": "string", "description": "Only in the answer that creates it: the "
+                                 "password for `docker login -u <you>`. Never shown again."}},
+                     ("id", "name", "created_at", "expires_at", "last_used_at")),
+    "PortainerImportResult": obj({"tenant": {"type": "string"}, "dry_run": {"type": "boolean"},
+                                  "items": {"type": "array", "items": _IMPORT_ITEM}},
+                                 ("tenant", "dry_run", "items")),
     "Tenant": obj({"name": {"type": "string"}, "display_name": {"type": "string"},
                    "quota_bytes": {"type": "integer", "nullable": True}, "created_at": TIMESTAMP},
                   ("name", "display_name", "quota_bytes", "created_at")),
@@ -352,21 +438,18 @@ RESOURCES: dict[str, dict[str, Any]] = {
                        "detail": {"type": "object", "nullable": True, "additionalProperties": True}},
                       ("id", "at", "actor", "action", "target", "tenant", "detail")),
     "IdentityProvider": obj({
-        "name": {"type": "string"}, "type": {"type": "string", "enum": ["ldap"]},
-        "cache_seconds": {"type": "number"}, "source": {"type": "string", "enum": ["config"]},
-        "read_only": {"type": "boolean"},
-        "ldap": obj({**{key: {"type": "string"} for key in (
-            "url", "ca_file", "bind_dn", "user_search_base", "user_filter", "username_attribute",
-            "display_name_attribute", "email_attribute", "group_source", "member_of_attribute",
-            "group_search_base", "group_filter")},
-            "start_tls": {"type": "boolean"}, "verify_tls": {"type": "boolean"},
-            "timeout_seconds": {"type": "number"},
-            "bind_password_set": {"type": "boolean", "description": "The password itself is never shown."}}),
+        "name": {"type": "string"}, "type": {"type": "string", "enum": list(provider_settings.PROVIDER_TYPES)},
+        "cache_seconds": {"type": "number"},
+        "source": {"type": "string", "enum": ["config", "api"]},
+        "read_only": {"type": "boolean", "description": "Providers of the config file are changed there."},
+        "created_at": NULLABLE_TIMESTAMP, "updated_at": NULLABLE_TIMESTAMP,
+        "ldap": _settings_schema(provider_settings.LdapSettings, writing=False),
+        "oidc": _settings_schema(provider_settings.OidcSettings, writing=False),
         "group_mappings": {"type": "array", "items": obj({
             "group": {"type": "string"}, "tenant": {"type": "string", "nullable": True},
             "role": {**ROLE, "nullable": True}, "platform_admin": {"type": "boolean"}},
             ("group", "tenant", "role", "platform_admin"))}},
-        ("name", "type", "cache_seconds", "source", "read_only", "ldap", "group_mappings")),
+        ("name", "type", "cache_seconds", "source", "read_only", "created_at", "updated_at", "group_mappings")),
     "ProviderLookupResult": obj({
         "provider": {"type": "string"}, "available": {"type": "boolean"},
         "error": {"type": "string", "nullable": True},
@@ -509,9 +592,10 @@ def _errors(value: Any, schema: dict[str, Any], path: tuple[str | int, ...]) -> 
         if "pattern" in schema:
             regex = _PATTERNS.setdefault(schema["pattern"], re.compile(schema["pattern"]))
             if not regex.fullmatch(value):
+                # In words, never the regular expression: x-pattern-words says what it asks for.
                 return bad("must be lowercase letters and digits, optionally separated by '.', '_', '__' "
                            "or dashes" if schema["pattern"] == COMPONENT_PATTERN
-                           else f"must match {schema['pattern']}")
+                           else schema.get("x-pattern-words", "is not in the expected form"))
     elif kind in ("integer", "number"):
         if "minimum" in schema and (value < schema["minimum"]
                                     or (schema.get("exclusiveMinimum") and value == schema["minimum"])):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from . import (
+    appimport,
     audit,
     gc,
     members,
@@ -144,13 +145,40 @@ API_ROUTES: tuple[Route, ...] = (
       description="Access tokens already issued stay valid until they expire (`auth.token_ttl_seconds`)."),
     R("DELETE", "/users/{username}/refresh-tokens/{token_id}", users.revoke_refresh_token,
       "Revoke one refresh token of a user (yourself, or anyone as platform admin)", "users", 204),
+    R("GET", "/users/{username}/cli-secrets", users.list_cli_secrets,
+      "List the personal CLI secrets of a user (yourself, or anyone as platform admin)", "users",
+      response="CliSecret", paginated=True, description="The secrets themselves are never shown again."),
+    R("POST", "/users/{username}/cli-secrets", users.create_cli_secret,
+      "Create a personal CLI secret (yourself only): the password for docker login", "users", 201,
+      request="CliSecretCreate", response="CliSecret", conflicts=True,
+      description="The answer holds the secret, once; only its hash is kept. Accounts of an OpenID Connect "
+                  "provider have no password: this is how they use docker, podman and skopeo. Refused with "
+                  "409 past 20 secrets."),
+    R("DELETE", "/users/{username}/cli-secrets/{secret_id}", users.delete_cli_secret,
+      "Revoke a personal CLI secret (yourself, or anyone as platform admin)", "users", 204,
+      description="The next token request with it is refused; tokens issued before keep their grant until "
+                  "they expire (`auth.token_ttl_seconds`)."),
     # Identity providers (docs/sign-in.md)
-    R("GET", "/identity-providers", providers.list_identity_providers, "List identity providers: LDAP "
-      "directories of the config file (platform admin)", "identity-providers", response="IdentityProvider",
-      paginated=True, description="Read-only: providers are set in the config file (`auth.providers`). "
-                                  "Bind passwords are never shown; `bind_password_set` says whether there is one."),
+    R("GET", "/identity-providers", providers.list_identity_providers, "List identity providers: those of "
+      "the config file and those made here (platform admin)", "identity-providers", response="IdentityProvider",
+      paginated=True, description="Providers of the config file (`auth.providers`) are read-only. Secrets are "
+                                  "never shown; `bind_password_set` or `client_secret_set` says whether there is one."),
+    R("POST", "/identity-providers", providers.create_identity_provider, "Create an LDAP or OpenID Connect "
+      "provider with its group mappings (platform admin)", "identity-providers", 201,
+      request="IdentityProviderCreate", response="IdentityProvider", conflicts=True,
+      description="Checked as the config file's providers are. Every replica uses it within seconds. The secret "
+                  "is write-only. Refused with 409 if the name is taken (the config file's names included)."),
     R("GET", "/identity-providers/{provider}", providers.get_identity_provider, "Read an identity provider "
       "(platform admin)", "identity-providers", response="IdentityProvider"),
+    R("PATCH", "/identity-providers/{provider}", providers.update_identity_provider, "Change a provider made "
+      "through the API: settings, secret, group mappings (platform admin)", "identity-providers",
+      request="IdentityProviderUpdate", response="IdentityProvider", conflicts=True,
+      description="The type's section is merged key by key; `group_mappings` replaces the list; a null secret "
+                  "clears it, an absent one keeps it. Providers of the config file are read-only (409)."),
+    R("DELETE", "/identity-providers/{provider}", providers.delete_identity_provider, "Delete a provider made "
+      "through the API (platform admin)", "identity-providers", 204, conflicts=True,
+      description="Its accounts can no longer sign in (their rows stay; a provider of the same name made later "
+                  "serves them again). Providers of the config file are read-only (409)."),
     R("POST", "/identity-providers/{provider}/lookup", providers.lookup_identity_provider_user,
       "Ask an identity provider about a user now: found or not, groups, and the roles its mappings give "
       "(platform admin)", "identity-providers", request="ProviderLookup", response="ProviderLookupResult",
@@ -210,6 +238,16 @@ API_ROUTES: tuple[Route, ...] = (
     R("GET", "/retention/runs/{run_id}", retention.get_retention_run, "One retention run with every verdict",
       "retention", response="RetentionRun"),
     # Webhooks (docs/events.md)
+    # The app store
+    R("POST", "/tenants/{tenant}/apps/import", appimport.import_portainer_feed, "Import a Portainer app-template "
+      "feed (v2/v3) into a tenant, or preview it (tenant admin)", "appstore", request="PortainerImport",
+      response="PortainerImportResult",
+      description="Each template becomes the app `<tenant>/<key>`, version 1.0.0: container templates get a "
+                  "compose file built from their image, ports, volumes, labels and env; stack templates are "
+                  "skipped (their compose file lives in a git repository, which DaoHub does not fetch). A "
+                  "version already there is never replaced (`exists`). `url` is fetched only from a host listed "
+                  "in `appstore.import_hosts`, without following redirects. One `appstore.import` audit row "
+                  "lists what was published."),
     R("GET", "/tenants/{tenant}/webhooks", webhooks.list_tenant_webhooks, "List a tenant's webhook subscriptions "
       "(tenant admin)", "webhooks", response="Webhook", paginated=True),
     R("POST", "/tenants/{tenant}/webhooks", webhooks.create_tenant_webhook, "Subscribe to a tenant's events "

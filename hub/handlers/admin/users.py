@@ -6,11 +6,11 @@ from aiohttp import web
 
 from auth import policy
 from auth.providers import provider_of
-from auth.service import AuthenticationFailed, LoginThrottled
+from auth.service import AuthenticationFailed, CliSecret, LoginThrottled
 
 from ...clientaddr import client_address
 from ...keys import AUTH
-from ...problems import Forbidden, TooManyRequests, ValidationFailed
+from ...problems import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
 from ...tenancy.service import RefreshTokenRecord, UserRecord
 from .common import (
     administration,
@@ -31,6 +31,14 @@ def user_json(record: UserRecord) -> dict:
     return {"username": record.username, "is_admin": record.is_admin, "disabled": record.disabled,
             "created_at": rfc3339(record.created_at), "password_changed_at": rfc3339(record.password_changed_at),
             "provider": provider_of(record.password_hash) or "local"}
+
+
+def cli_secret_json(secret: CliSecret) -> dict:
+    body = {"id": secret.id, "name": secret.name, "created_at": rfc3339(secret.created_at),
+            "expires_at": rfc3339(secret.expires_at), "last_used_at": rfc3339(secret.last_used_at)}
+    if secret.secret is not None:
+        body["secret"] = secret.secret
+    return body
 
 
 def refresh_token_json(record: RefreshTokenRecord) -> dict:
@@ -136,4 +144,43 @@ async def revoke_refresh_token(request: web.Request) -> web.StreamResponse:
 async def revoke_refresh_tokens(request: web.Request) -> web.StreamResponse:
     principal, username = await _token_owner(request)
     await administration(request, principal).revoke_refresh_tokens(username)
+    return no_content()
+
+
+# Personal CLI secrets (docs/sign-in.md) ----------------------------------------------------------------
+async def _secret_owner(request: web.Request):
+    principal = await user(request)
+    username = request.match_info["username"]
+    ensure(policy.can_manage_refresh_tokens(principal, username), "you may only manage your own CLI secrets")
+    await administration(request, principal).account(username)  # 404 for no such user
+    return principal, username
+
+
+async def list_cli_secrets(request: web.Request) -> web.StreamResponse:
+    _, username = await _secret_owner(request)
+    limit, after = page_params(request)
+    items = [s for s in await request.app[AUTH].cli_secrets(username) if after is None or s.id > after]
+    shown = items[:limit]
+    return page(request, [cli_secret_json(s) for s in shown], shown[-1].id if shown else None, len(items) > limit,
+                limit)
+
+
+async def create_cli_secret(request: web.Request) -> web.StreamResponse:
+    principal, username = await _secret_owner(request)
+    # Only for yourself: a secret someone else made would let them sign in as you.
+    ensure(principal.name == username, "you may only create CLI secrets for yourself")
+    body = await json_body(request, "CliSecretCreate")
+    days = body.get("expires_in_days")
+    made = await request.app[AUTH].create_cli_secret(username, body["name"], principal.name,
+                                                     days * 86400.0 if days else None)
+    if made is None:
+        raise Conflict("you have as many CLI secrets as allowed: delete one first")
+    return json_response(cli_secret_json(made), 201,
+                         {"Location": f"/api/v1/users/{username}/cli-secrets/{made.id}", "Cache-Control": "no-store"})
+
+
+async def delete_cli_secret(request: web.Request) -> web.StreamResponse:
+    principal, username = await _secret_owner(request)
+    if not await request.app[AUTH].delete_cli_secret(username, request.match_info["secret_id"], principal.name):
+        raise NotFound("no such CLI secret")
     return no_content()

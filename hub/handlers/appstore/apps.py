@@ -70,24 +70,31 @@ async def get_version(request: web.Request) -> web.StreamResponse:
     return json_response(await appstore(request).version(await principal(request), name, version))
 
 
-async def _icon(request: web.Request, tag: str | None) -> web.StreamResponse:
-    who = await principal(request)
-    data, media_type, digest = await appstore(request).icon(who, request.match_info["name"], tag)
+def icon_response(request: web.Request, data: bytes, media_type: str, digest: str, *,
+                  shared: bool) -> web.Response:
+    """An icon as an image and nothing else, for the API and the web catalog alike: its own type
+    (checked against the file's bytes when it was published), nosniff, a sandboxing CSP, an
+    ETag (304 when it matches) and `shared` caching only for what anyone may see."""
     etag = f'"{digest}"'
-    # Only public apps may sit in shared caches; anonymous callers see nothing else.
-    scope = "public" if who.kind.value == "anonymous" else "private"
     headers = {
         "ETag": etag,
-        "Cache-Control": f"{scope}, max-age={ICON_MAX_AGE}",
+        "Cache-Control": f"{'public' if shared else 'private'}, max-age={ICON_MAX_AGE}",
         "X-Content-Type-Options": "nosniff",
         # Opened on its own, an icon is an image and nothing else: no script, no plugins, no forms.
         "Content-Security-Policy": "default-src 'none'; sandbox",
         "Content-Disposition": "inline; filename=icon" + artifact.ICON_MEDIA_TYPES[media_type],
-        "Vary": "Authorization",
+        "Vary": "Authorization, Cookie",
     }
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         return web.Response(status=304, headers=headers)
     return web.Response(body=data, content_type=media_type, headers=headers)
+
+
+async def _icon(request: web.Request, tag: str | None) -> web.StreamResponse:
+    who = await principal(request)
+    data, media_type, digest = await appstore(request).icon(who, request.match_info["name"], tag)
+    # Only public apps may sit in shared caches; anonymous callers see nothing else.
+    return icon_response(request, data, media_type, digest, shared=who.kind.value == "anonymous")
 
 
 async def get_version_icon(request: web.Request) -> web.StreamResponse:

@@ -12,7 +12,8 @@ from ..admin.schemas import REQUESTS, RESOURCES, TIMESTAMP, obj, ref
 STRING = {"type": "string"}
 NULLABLE_STRING = {"type": "string", "nullable": True}
 STRINGS = {"type": "array", "items": STRING}
-FILE_NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"[A-Za-z0-9_][A-Za-z0-9._-]*"}
+FILE_NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"[A-Za-z0-9_][A-Za-z0-9._-]*",
+             "x-pattern-words": "must be letters, digits, '.', '_' and '-', not starting with '.' or '-'"}
 VALUE = {"description": "A string, integer or boolean, as the parameter's type asks.", "nullable": True}
 
 COMPOSE_FILE = obj({"name": FILE_NAME, "content": {"type": "string", "maxLength": artifact.MAX_COMPOSE_BYTES}},

@@ -1,6 +1,5 @@
 -- Promotion of images between repositories and tenants (issue 17; hub/db/promotion_store.py,
--- hub/registry/promotion.py, docs/promotion.md). Written as 0014 on its branch: renumber at merge
--- if another migration takes 0014 first.
+-- hub/registry/promotion.py, docs/promotion.md).
 
 -- One gate document per tenant, for the tenant's target repositories:
 -- {"gates": [{"repositories": GLOB, "annotations": [...], "referrer_artifact_types": [...],
