@@ -61,6 +61,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[keys.STORAGE] = registry.storage
         app[keys.STORE] = registry.store
         app[keys.REGISTRY] = registry
+        from .registry.promotion import Promotions
+
+        app[keys.PROMOTIONS] = Promotions(registry)
         app[keys.RELAY] = relay = Relay()
         try:
             yield

@@ -39,6 +39,7 @@ RETENTION = web.AppKey("retention", object)
 TAG_PULLS = web.AppKey("tag_pulls", object)
 # Webhook subscriptions (hub.events.service.Webhooks) and, with webhooks.enabled, the delivery worker.
 WEBHOOKS = web.AppKey("webhooks", object)
+PROMOTIONS = web.AppKey("promotions", object)  # hub.registry.promotion.Promotions
 DELIVERER = web.AppKey("deliverer", object)
 # Tests set it before startup: the resolver webhook URL checks and deliveries use (DNS rebinding).
 WEBHOOK_RESOLVER = web.AppKey("webhook_resolver", object)

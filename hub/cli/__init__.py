@@ -1,6 +1,6 @@
 """`daohub serve | migrate | purge-uploads | transfer | tls | version`, and the commands of the modules
-beside it: identity (user, tenant, robot, repo, keys), client (setup), proxy, gc, retention, app and appstore
-(app seed)."""
+beside it: identity (user, tenant, robot, repo, keys), client (setup), proxy, gc, retention, promotion
+(promote), app and appstore (app seed)."""
 
 from __future__ import annotations
 
@@ -266,13 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     transfer.add_argument("--skip-blobs", action="store_true", help="copy metadata only")
     transfer.add_argument("--skip-metadata", action="store_true", help="copy blobs only")
     transfer.add_argument("--jobs", type=int, default=4, help="blobs copied at once (default 4)")
-    from . import app, appcatalog, appstore, client, gc, identity, proxy, retention
+    from . import app, appcatalog, appstore, client, gc, identity, promotion, proxy, retention
 
     identity.add_parsers(sub)
     client.add_parsers(sub)
     proxy.add_parsers(sub)
     gc.add_parsers(sub)
     retention.add_parsers(sub)
+    promotion.add_parsers(sub)
     app_verbs = app.add_parsers(sub)
     appstore.add_parsers(app_verbs)
     appcatalog.add_parsers(app_verbs)
@@ -350,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(gc.run(config, args))
     elif args.command == "retention":
         return asyncio.run(retention.run(config, args))
+    elif args.command in ("promote", "promotion"):
+        return asyncio.run(promotion.run(config, args))
     elif args.command == "transfer":
         return _transfer(config, args)
     elif args.command == "purge-uploads":

@@ -69,6 +69,43 @@ async def put_tenant_document(tx: Any, table: str, tenant: str, text: str, now: 
                      "updated_at = excluded.updated_at, updated_by = excluded.updated_by", tenant, text, now, actor)
 
 
+async def read_tenant_document(tx: Any, table: str, tenant: str) -> Any:
+    """(tenant, document, updated_at, updated_by) of a tenant's document row, or None."""
+    return await tx.fetchrow(f"SELECT tenant, document, updated_at, updated_by FROM {table} WHERE tenant = $1", tenant)
+
+
+PLATFORM_DOCUMENT = "*"  # the key of a platform-wide document (no tenant is named so)
+
+
+def _audited_as(tenant: str) -> tuple[str, str | None]:
+    """(audit target, audit tenant) of a document's change: the tenant's, or the platform's."""
+    return ("platform", None) if tenant == PLATFORM_DOCUMENT else (tenant, tenant)
+
+
+async def replace_tenant_document(tx: Any, table: str, tenant: str, document: dict, actor: str, action: str,
+                                  key: str) -> tuple[str, float]:
+    """Store a tenant's (validated) document (or the platform's: PLATFORM_DOCUMENT) with its audit row
+    (`key`: the document, and `before`); (the text stored, when)."""
+    text, now = json.dumps(document, sort_keys=True), time.time()
+    before = await tx.fetchval(f"SELECT document FROM {table} WHERE tenant = $1", tenant)
+    await put_tenant_document(tx, table, tenant, text, now, actor)
+    target, audit_tenant = _audited_as(tenant)
+    await audit(tx, actor, action, target, {key: document, "before": None if before is None else json.loads(before)},
+                audit_tenant)
+    return text, now
+
+
+async def drop_tenant_document(tx: Any, table: str, tenant: str, actor: str, action: str) -> bool:
+    """Delete a tenant's (or the platform's) document with its audit row (`before`); False if it had none."""
+    before = await tx.fetchval(f"SELECT document FROM {table} WHERE tenant = $1", tenant)
+    if before is None:
+        return False
+    await tx.execute(f"DELETE FROM {table} WHERE tenant = $1", tenant)
+    target, audit_tenant = _audited_as(tenant)
+    await audit(tx, actor, action, target, {"before": json.loads(before)}, audit_tenant)
+    return True
+
+
 async def rules_document(tx: Any, tenant: str) -> str | None:
     return await tx.fetchval("SELECT document FROM immutable_tag_rules WHERE tenant = $1", tenant)
 
@@ -144,34 +181,18 @@ class ImmutableStore:
     tag_guard: TagGuard | None = None
 
     async def immutable_rules(self, tenant: str) -> StoredImmutableRules | None:
-        row = await self._gc_tx(lambda tx: tx.fetchrow(
-            "SELECT tenant, document, updated_at, updated_by FROM immutable_tag_rules WHERE tenant = $1", tenant),
-            rollback=True)
+        row = await self._gc_tx(lambda tx: read_tenant_document(tx, "immutable_tag_rules", tenant), rollback=True)
         return None if row is None else StoredImmutableRules(row[0], json.loads(row[1]), row[2], row[3])
 
     async def set_immutable_rules(self, tenant: str, document: dict, actor: str) -> StoredImmutableRules:
         """Store the tenant's (validated) rules and their audit row in one transaction."""
-        text, now = json.dumps(document, sort_keys=True), time.time()
-
-        async def run(tx: Any) -> dict | None:
-            before = await rules_document(tx, tenant)
-            await put_tenant_document(tx, "immutable_tag_rules", tenant, text, now, actor)
-            await audit(tx, actor, "immutable_tags.set", tenant,
-                        {"rules": document, "before": None if before is None else json.loads(before)}, tenant)
-
-        await self._gc_tx(run)
+        text, now = await self._gc_tx(lambda tx: replace_tenant_document(
+            tx, "immutable_tag_rules", tenant, document, actor, "immutable_tags.set", "rules"))
         return StoredImmutableRules(tenant, json.loads(text), now, actor)
 
     async def delete_immutable_rules(self, tenant: str, actor: str) -> bool:
-        async def run(tx: Any) -> bool:
-            before = await rules_document(tx, tenant)
-            if before is None:
-                return False
-            await tx.execute("DELETE FROM immutable_tag_rules WHERE tenant = $1", tenant)
-            await audit(tx, actor, "immutable_tags.delete", tenant, {"before": json.loads(before)}, tenant)
-            return True
-
-        return await self._gc_tx(run)
+        return await self._gc_tx(lambda tx: drop_tenant_document(tx, "immutable_tag_rules", tenant, actor,
+                                                                 "immutable_tags.delete"))
 
     async def delete_manifest_at(self, repository: str, digest: str, *, actor: str | None = None,
                                  detail: dict | None = None) -> bool:

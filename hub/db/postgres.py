@@ -60,6 +60,7 @@ from .gc_store import PostgresGcMixin, PostgresTx
 from .locks import KeyedLocks
 from .signin_store import SignInStoreMixin
 from .immutable_store import ImmutableStore, create_frozen_tags, guard_tag_writes
+from .promotion_store import PromotionStore
 from .retention_store import RetentionStore
 from .postgres_identity import PostgresIdentityMixin, rows_affected, tenant_range
 from .postgres_proxy import PostgresProxyMixin
@@ -252,7 +253,7 @@ class _AdvisoryLocks:
 
 
 class PostgresStore(ImmutableStore, SignInStoreMixin, PostgresProxyMixin, PostgresIdentityMixin, PostgresServerStateMixin,
-                    PostgresGcMixin, RetentionStore, EventStore, MetadataStore):
+                    PostgresGcMixin, RetentionStore, PromotionStore, EventStore, MetadataStore):
     dialect = "postgres"
 
     def __init__(self, url: str, *, pool_min_size: int = 2, pool_max_size: int = 20,

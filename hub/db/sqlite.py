@@ -42,6 +42,7 @@ from .gc_store import SqliteGcMixin, SqliteTx, drive
 from .locks import FileLocks, KeyedLocks
 from .signin_store import SignInStoreMixin
 from .immutable_store import ImmutableStore, create_frozen_tags, guard_tag_writes
+from .promotion_store import PromotionStore
 from .retention_store import RetentionStore
 from .sqlite_identity import SqliteIdentityMixin
 from .server_state import SqliteServerStateMixin
@@ -64,7 +65,7 @@ def path_from_url(url: str) -> str:
 
 
 class SqliteStore(ImmutableStore, SignInStoreMixin, SqliteProxyMixin, SqliteIdentityMixin, SqliteServerStateMixin, SqliteGcMixin,
-                  RetentionStore, EventStore, MetadataStore):
+                  RetentionStore, PromotionStore, EventStore, MetadataStore):
     dialect = "sqlite"
 
     def __init__(self, path: str, synchronous: str = "FULL"):

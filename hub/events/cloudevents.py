@@ -33,6 +33,10 @@ APP_VERSION_PUBLISHED = TYPE_PREFIX + "app.version.published"
 APP_VERSION_DEPRECATED = TYPE_PREFIX + "app.version.deprecated"
 QUOTA_WARNING = TYPE_PREFIX + "quota.warning"
 QUOTA_EXCEEDED = TYPE_PREFIX + "quota.exceeded"
+PROMOTION_REQUESTED = TYPE_PREFIX + "promotion.requested"
+PROMOTION_APPROVED = TYPE_PREFIX + "promotion.approved"
+PROMOTION_REJECTED = TYPE_PREFIX + "promotion.rejected"
+PROMOTION_COMPLETED = TYPE_PREFIX + "promotion.completed"
 # A tenant's usage crossing this share of its quota (upwards) is a quota.warning, once per crossing.
 QUOTA_WARNING_FRACTION = 0.8
 
@@ -77,6 +81,18 @@ EVENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     QUOTA_EXCEEDED: ("A push was refused because it would take the tenant past its quota (one event per "
                      "refused request; nothing was stored).", ("tenant", "repository", "used_bytes", "limit_bytes",
                                                               "requested_bytes", "kind")),
+}
+# Every promotion event's data (docs/promotion.md): the promotion as the API shows it.
+_PROMOTION_KEYS = ("promotion", "source", "target", "digest", "state", "requested_by", "gates", "decided_by",
+                   "reason")
+EVENT_TYPES |= {
+    PROMOTION_REQUESTED: ("A promotion was accepted and waits for an approval (a promotion no gate holds up "
+                          "completes at once: requested, then completed, in one transaction).", _PROMOTION_KEYS),
+    PROMOTION_APPROVED: ("A pending promotion was approved (completed in the same transaction).", _PROMOTION_KEYS),
+    PROMOTION_REJECTED: ("A pending promotion was rejected: nothing was copied.", _PROMOTION_KEYS),
+    PROMOTION_COMPLETED: ("A promotion copied a manifest (with its child manifests and referrers) into the target "
+                          "repository and pointed the target tag at it: blob links only, no bytes moved.",
+                          _PROMOTION_KEYS + ("copied",)),
 }
 
 

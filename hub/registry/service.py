@@ -33,6 +33,7 @@ from storage_backends import PathNotFoundError, StorageDriver, StorageError
 from ..db import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord
 from ..db.base import QuotaExceededError, QuotaRoom
 from ..db.immutable_store import TagImmutableError
+from ..db.promotion_store import CopyPlan, PromotionRecord, PromotionRequest
 from ..events import cloudevents
 from ..errors import (
     BlobUnknown,
@@ -49,6 +50,7 @@ from ..errors import (
 )
 from ..retention.immutable import tag_guard
 from .manifests import ParsedManifest, parse_manifest
+from .mediatypes import IMAGE_MANIFESTS
 from .names import Digest, digest_of, is_tag, looks_like_digest, parse_digest, validate_tag
 
 if TYPE_CHECKING:
@@ -62,6 +64,10 @@ log = logging.getLogger("daohub.registry")
 BUFFER_SIZE = 512 * 1024
 
 ReadCheck = Callable[[str], bool]
+# A promotion's bounds: the manifests it copies (an index, its children and their referrers), and the
+# size of an image config read for its labels.
+MAX_PROMOTED_MANIFESTS = 1000
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class ManifestHook(Protocol):
@@ -797,6 +803,88 @@ class Registry:
                              artifact_type: str | None = None) -> list[ReferrerRecord]:
         digest = str(parse_digest(subject))
         return await self.store.list_referrers(repository, digest, artifact_type)
+
+    # Promotion (hub/registry/promotion.py) ------------------------------------------------------
+    async def config_labels(self, repository: str, parsed: ParsedManifest) -> dict[str, str]:
+        """The `config.Labels` of an image manifest's config blob in `repository` ({} for an index, an
+        artifact whose config is not an image config, or a config past MAX_CONFIG_BYTES)."""
+        if not parsed.blob_refs or parsed.media_type not in IMAGE_MANIFESTS:
+            return {}
+        config = parsed.blob_refs[0]
+        size = await self.store.get_blob_size(repository, config)
+        if size is None or size > MAX_CONFIG_BYTES:
+            return {}
+        chunks, digest = [], parse_digest(config)
+        async for chunk in await self.open_blob(BlobLocation(digest, size, digest.blob_path)):
+            chunks.append(chunk)
+        try:
+            doc = json.loads(b"".join(chunks))
+        except ValueError:
+            return {}
+        labels = (doc.get("config") or {}).get("Labels") if isinstance(doc, dict) else None
+        if not isinstance(labels, dict):
+            return {}
+        return {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)}
+
+    async def copy_plan(self, repository: str, digest: str, *, max_manifests: int = MAX_PROMOTED_MANIFESTS
+                        ) -> CopyPlan:
+        """What promoting manifest `digest` of `repository` copies: it, the child manifests of an index
+        (recursively), the referrers of each of those (and theirs), and every blob they reference.
+        Manifests come children first, referrers after their subject. MANIFEST_UNKNOWN if it is not
+        there; MANIFEST_INVALID past `max_manifests`."""
+        order: list[NewManifest] = []
+        blobs: dict[str, int] = {}
+        seen: set[str] = set()
+
+        async def visit(d: str) -> None:
+            if d in seen:
+                return
+            seen.add(d)
+            if len(seen) > max_manifests:
+                raise ManifestInvalid(f"a promotion copies at most {max_manifests} manifests",
+                                      detail={"limit": max_manifests})
+            record = await self.store.get_manifest(repository, d, by_digest=True)
+            if record is None:
+                raise ManifestUnknown(detail={"reference": d})
+            parsed = parse_manifest(record.content, record.media_type)
+            for child in parsed.manifest_refs:
+                await visit(child)
+            wanted = [b for b in parsed.blob_refs if b not in blobs]
+            sizes = await self.store.linked_blob_sizes(repository, wanted)
+            missing = [b for b in wanted if b not in sizes]
+            if missing:
+                raise ManifestBlobUnknown(detail={"missing": missing[:50]})
+            blobs.update(sizes)
+            order.append(NewManifest(
+                digest=d, media_type=parsed.media_type, content=record.content, subject=parsed.subject,
+                artifact_type=parsed.artifact_type,
+                annotations_json=json.dumps(parsed.annotations, sort_keys=True) if parsed.annotations else None,
+                blob_refs=parsed.blob_refs, manifest_refs=parsed.manifest_refs))
+            for referrer in await self.store.list_referrers(repository, d):
+                await visit(referrer.digest)
+
+        await visit(str(parse_digest(digest)))
+        return CopyPlan(str(parse_digest(digest)), tuple(order), tuple(sorted(blobs.items())))
+
+    async def promote(self, plan: CopyPlan, target: str, **record) -> PromotionRecord:
+        """Copy `plan` into the promotion's target and record the step (PromotionStore.complete_promotion:
+        `request=` a new one, or `promotion_id=` and `approver=` an approved one), in one transaction,
+        holding every blob's lock (module docstring) from before it to after its commit: the source's
+        links it relies on cannot be the last ones GC deletes meanwhile. No bytes move. DENIED for the
+        target's quota or an immutable target tag."""
+        async with contextlib.AsyncExitStack() as held:
+            for digest, _ in plan.blobs:  # in digest order: promotions sharing blobs never deadlock
+                await held.enter_async_context(self.blob_lock(digest))
+            try:
+                return await self.store.complete_promotion(plan, **record)
+            except QuotaExceededError as exc:
+                raise await self._quota_refused(exc, target) from None
+            except TagImmutableError as exc:
+                raise _immutable_denied(exc) from None
+
+    async def request_promotion(self, request: PromotionRequest) -> PromotionRecord:
+        """Record a promotion that waits for an approval (nothing is copied yet)."""
+        return await self.store.request_promotion(request)
 
 
 __all__ = ["BlobLocation", "ManifestHook", "Registry", "blob_lock_key", "is_tag", "upload_path"]

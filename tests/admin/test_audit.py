@@ -24,6 +24,22 @@ CHANGES = [
      {"name": "bot", "repositories": ["acme/*"], "actions": ["pull"]}, "robot.create"),
     ("revoke_robot", "POST", "/api/v1/tenants/acme/robots/bot/revoke", None, "robot.revoke"),
     ("delete_robot", "DELETE", "/api/v1/tenants/acme/robots/bot", None, "robot.delete"),
+    # Promotions: each step is a row (a promotion no gate holds up is requested and completed at once).
+    ("put_promotion_gates", "PUT", "/api/v1/tenants/team/promotion-gates",
+     {"gates": [{"repositories": "team/prod", "approval": {"role": "admin", "allow_self_approval": True}}]},
+     "promotion_gates.set"),
+    ("create_promotion", "POST", "/api/v1/promotions", {"source": "team/app:v2", "target": "team/prod:v2"},
+     "promotion.request"),
+    ("approve_promotion", "POST", "/api/v1/promotions/{promotion}/approve", {}, ("promotion.approve",
+                                                                                 "promotion.complete")),
+    ("create_promotion", "POST", "/api/v1/promotions", {"source": "team/app:v2", "target": "team/prod:v3"},
+     "promotion.request"),
+    ("reject_promotion", "POST", "/api/v1/promotions/{promotion}/reject", {"reason": "no"}, "promotion.reject"),
+    ("delete_promotion_gates", "DELETE", "/api/v1/tenants/team/promotion-gates", None, "promotion_gates.delete"),
+    ("put_platform_promotion_gates", "PUT", "/api/v1/promotion-gates", {"gates": []}, "promotion_gates.set"),
+    ("delete_platform_promotion_gates", "DELETE", "/api/v1/promotion-gates", None, "promotion_gates.delete"),
+    ("create_promotion", "POST", "/api/v1/promotions", {"source": "team/app:v2", "target": "team/prod:v4"},
+     ("promotion.request", "promotion.complete")),
     ("update_repository", "PATCH", "/api/v1/repositories/team/app", {"public": True}, "repo.visibility"),
     ("delete_tag", "DELETE", "/api/v1/repositories/team/app/tags/v1", None, "tag.delete"),
     ("delete_repository", "DELETE", "/api/v1/repositories/team/app", None, "repo.delete"),
@@ -85,9 +101,12 @@ async def test_every_change_writes_one_audit_row(api):
         if name == "create_cli_secret":
             assert got["secret"].startswith("dhcli_")
             ids["secret"] = got["id"]
+        if name == "create_promotion":
+            ids["promotion"] = got["id"]
+        actions = action if isinstance(action, tuple) else (action,)  # some changes are several steps
         rows = await audit_rows(api)
-        assert len(rows) == before + 1, name
-        assert (rows[0].actor, rows[0].action) == ("root", action), name
+        assert len(rows) == before + len(actions), name
+        assert [(r.actor, r.action) for r in reversed(rows[:len(actions)])] == [("root", a) for a in actions], name
     # A directory lookup is a POST (the username travels in the body) that changes nothing.
     mutating = {r.name for r in ROUTES if r.method != "GET"} - {"lookup_identity_provider_user"}
     assert mutating == {c[0] for c in CHANGES}

@@ -23,6 +23,7 @@ from .conftest import ROLES, headers, push_image, token
 SetUp = Callable[[object], Awaitable[None]]
 RUN_IDS: dict[int, int] = {}  # id(client) -> the retention run its setup recorded
 HOOK_IDS: dict[int, tuple[int, int]] = {}  # id(client) -> (team's webhook, its dead delivery) of its setup
+PROMOTIONS: dict[int, tuple[int, str]] = {}  # id(client) -> (a pending promotion into team, its digest)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,27 @@ async def _team_webhook(client) -> None:
                  if c.subscription_id == hook.id)
     await store.webhook_finish(claim, "test", outcome="dead", status=500, latency_ms=1.0, error="HTTP 500")
     HOOK_IDS[id(client)] = (hook.id, claim.id)
+
+
+async def _gates(client) -> None:
+    await client.server.app[STORE].set_promotion_gates("team", {"gates": []}, "test")
+
+
+async def _platform_gates(client) -> None:
+    await client.server.app[STORE].set_promotion_gates("*", {"gates": []}, "test")
+
+
+def _pending(role: str):
+    """A promotion of team/app:v1 to team/prod:v1 by root, waiting for a `role` of team."""
+    async def setup(client) -> None:
+        from hub.db.promotion_store import PromotionRequest
+
+        store = client.server.app[STORE]
+        digest = (await store.get_manifest("team/app", "v1", by_digest=False, with_content=False)).digest
+        record = await store.request_promotion(PromotionRequest("team/app", "v1", digest, "team/prod", "v1", "root",
+                                                                (), role))
+        PROMOTIONS[id(client)] = (record.id, digest)
+    return setup
 
 
 def rid(role: str) -> str:
@@ -245,6 +267,28 @@ CASES = [
     # The tenant admin queues it again: for the platform admin, allowed too, it is queued already.
     Case("redeliver_webhook_delivery", "POST", "/api/v1/webhooks/{hook}/deliveries/{delivery}/redeliver",
          (401, 404, 404, 404, 204, 404, 403, 409), setup=_team_webhook),
+    Case("get_platform_promotion_gates", "GET", "/api/v1/promotion-gates", PLATFORM, setup=_platform_gates),
+    Case("put_platform_promotion_gates", "PUT", "/api/v1/promotion-gates", PLATFORM, {"gates": []}),
+    Case("delete_platform_promotion_gates", "DELETE", "/api/v1/promotion-gates", only(204, PLATFORM),
+         setup=_platform_gates),
+    Case("get_promotion_gates", "GET", "/api/v1/tenants/team/promotion-gates", TEAM_ADMINS, setup=_gates),
+    Case("put_promotion_gates", "PUT", "/api/v1/tenants/team/promotion-gates", TEAM_ADMINS,
+         {"gates": [{"repositories": "team/{role}", "approval": {"role": "admin"}}]}),
+    Case("delete_promotion_gates", "DELETE", "/api/v1/tenants/team/promotion-gates",
+         (401, 403, 403, 403, 204, 403, 403, 404), setup=_gates),
+    # Pull on team/app and push on the target: a guest may not push (403); bob may not even pull (404).
+    Case("create_promotion", "POST", "/api/v1/promotions", (401, 403, 201, 201, 201, 404, 403, 201),
+         {"source": "team/app:v1", "target": "team/p-{role}:v1"}),
+    Case("list_promotions", "GET", "/api/v1/promotions", USERS),
+    Case("get_promotion", "GET", "/api/v1/promotions/{promotion}", (401, 200, 200, 200, 200, 404, 403, 200),
+         setup=_pending("maintainer")),
+    # The maintainer approves it: for those allowed after, it is completed already (409).
+    Case("approve_promotion", "POST", "/api/v1/promotions/{promotion}/approve",
+         (401, 403, 403, 200, 409, 404, 403, 409), {}, setup=_pending("maintainer")),
+    Case("reject_promotion", "POST", "/api/v1/promotions/{promotion}/reject", (401, 403, 403, 403, 200, 404, 403, 409),
+         {}, setup=_pending("admin")),
+    Case("get_artifact", "GET", "/api/v1/artifacts/{digest}", (401, 200, 200, 200, 200, 404, 403, 200),
+         setup=_pending("admin")),
     # An outsider learns nothing of the tenant (404); its members who are not admins are told (403).
     Case("import_portainer_feed", "POST", "/api/v1/tenants/team/apps/import", (401, 403, 403, 403, 200, 404, 403, 200),
          {"feed": {"version": "2", "templates": [{"type": 1, "title": "Cache {role}", "image": "redis:7"}]},
@@ -263,6 +307,8 @@ async def test_permission_matrix(api, case: Case):
         hook, delivery = HOOK_IDS.get(id(api), (0, 0))
         path = case.path.replace("{role}", rid(role)).replace("{run}", str(RUN_IDS.get(id(api), 0)))
         path = path.replace("{hook}", str(hook)).replace("{delivery}", str(delivery))
+        promotion, digest = PROMOTIONS.get(id(api), (0, ""))
+        path = path.replace("{promotion}", str(promotion)).replace("{digest}", digest)
         body = json.loads(json.dumps(case.body).replace("{role}", rid(role))) if case.body is not None else None
         r = await api.request(case.method, path, json=body, headers=headers(role))
         got[role] = r.status

@@ -1,7 +1,9 @@
 """Webhooks over a real `daohub serve` with auth on, images pushed, pulled and deleted with skopeo,
 and a receiver of the tests' own on 127.0.0.1 (issue 17, must-show 1, 2, 4, 5).
 
-- Signed CloudEvents arrive for a push, a tag move, a pull and a delete; each signature verifies
+- Signed CloudEvents arrive for a push, a tag move, a pull, a delete and a promotion (team/app to
+  team/prod through the API: requested and completed, and the target's manifest.pushed and
+  tag.pushed); each signature verifies
   with the recipe of docs/events.md (tests/events/receiver.py: `verify`, no DaoHub code).
 - While the receiver answers 500, hangs past the timeout, or is down, events queue; after it
   recovers each arrives, accepted exactly once per idempotency key.
@@ -29,7 +31,7 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "admin-pw-1234"
 CREDS = f"admin:{PASSWORD}"
 SECRET = "e2e-webhook-secret-0123"
-TYPES = ["manifest.*", "tag.*", "pull"]
+TYPES = ["manifest.*", "tag.*", "pull", "promotion.*"]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -114,13 +116,19 @@ def fresh(receiver):
     return receiver
 
 
-def test_signed_cloudevents_arrive_for_a_push_a_tag_move_a_pull_and_a_delete(served, fresh):
+def test_signed_cloudevents_arrive_for_a_push_a_tag_move_a_pull_a_delete_and_a_promotion(served, fresh):
     server, hook, client = served
     one = client.push("team/app:1.0")
     two = client.push("team/app:1.0")  # the tag moves
     client.skopeo("inspect", "--raw", "team/app:1.0")
     client.skopeo("delete", f"team/app@{one.digest}")
-    expected = sorted([("manifest.pushed", f"team/app@{one.digest}"), ("tag.pushed", "team/app:1.0"),
+    r = _api(server, "POST", "/promotions", json={"source": "team/app:1.0", "target": "team/prod:1.0"})
+    assert r.status_code == 201, describe(r)
+    promotion = r.json()["id"]
+    expected = sorted([("promotion.requested", f"promotion:{promotion}"),
+                       ("manifest.pushed", f"team/prod@{two.digest}"), ("tag.pushed", "team/prod:1.0"),
+                       ("promotion.completed", f"promotion:{promotion}"),
+                       ("manifest.pushed", f"team/app@{one.digest}"), ("tag.pushed", "team/app:1.0"),
                        ("manifest.pushed", f"team/app@{two.digest}"), ("tag.moved", "team/app:1.0"),
                        ("pull", "team/app:1.0"), ("manifest.deleted", f"team/app@{one.digest}"),
                        # skopeo delete reads the manifest by digest first: a pull of it
@@ -131,11 +139,16 @@ def test_signed_cloudevents_arrive_for_a_push_a_tag_move_a_pull_and_a_delete(ser
     for got in fresh.accepted():
         assert verify(SECRET, got.headers, got.body), got.headers
         event = got.event
-        assert event["specversion"] == "1.0" and event["source"] == "/daohub/team/app"
+        assert event["specversion"] == "1.0"
+        assert event["source"] == ("/daohub/team/prod" if "prod" in event["subject"] or "promotion" in event["type"]
+                                   else "/daohub/team/app")
         assert got.headers["Idempotency-Key"] == event["id"]
         assert event["data"]["actor"] == ("daohub" if event["type"] == "io.daohub.pull" else "admin")
     moved = next(r.event for r in fresh.accepted() if r.event["type"] == "io.daohub.tag.moved")
     assert (moved["data"]["digest"], moved["data"]["previous_digest"]) == (two.digest, one.digest)
+    completed = next(r.event for r in fresh.accepted() if r.event["type"] == "io.daohub.promotion.completed")
+    assert (completed["data"]["source"], completed["data"]["target"], completed["data"]["digest"]) == (
+        f"team/app@{two.digest}", "team/prod:1.0", two.digest)
     pull = next(r.event for r in fresh.accepted() if r.event["type"] == "io.daohub.pull")
     assert pull["data"]["count"] >= 1 and pull["data"].get("tag", "1.0") == "1.0"
     metrics = requests.get(server.url + "/metrics", timeout=10).text

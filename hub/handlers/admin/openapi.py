@@ -39,6 +39,8 @@ _PARAMETERS = {  # name: (description, example)
     "version": ("The version's tag: the version with '+' replaced by '_'.", "1.0.0"),
     "run_id": ("A retention run's id.", "42"),
     "webhook_id": ("A webhook subscription's id.", "7"),
+    "promotion_id": ("A promotion's id.", "12"),
+    "digest": ("A manifest digest.", "sha256:" + "0" * 64),
     "delivery_id": ("A delivery's id, as the delivery log shows it.", "1234"),
 }
 # The app store's git endpoints (hub.handlers.appstore.git) speak git's smart HTTP protocol, not
@@ -63,7 +65,7 @@ def _error_statuses(route) -> list[int]:
         statuses += [400, 413]
     if not route.public:
         statuses += [401, 429] + ([] if route.robots else [403])
-    if route.path_parameters:
+    if route.path_parameters or route.missing:
         statuses.append(404)
     if route.conflicts:
         statuses.append(409)
@@ -114,6 +116,8 @@ def _operation(route) -> dict[str, Any]:
     else:
         success = {"description": "Done."}
     op["responses"] = {str(route.status): success}
+    for status in route.also:  # other successes, with the same body (a promotion: 201 done, 202 pending)
+        op["responses"][str(status)] = success
     for status in _error_statuses(route):
         op["responses"][str(status)] = {"$ref": f"#/components/responses/E{status}"}
     return op

@@ -480,10 +480,73 @@ RESOURCES: dict[str, dict[str, Any]] = {
                 "type": "object", "required": ["detail"],
                 "properties": {"detail": {"type": "string"},
                                "pointer": {"type": "string", "description": "JSON Pointer into the body"},
-                               "parameter": {"type": "string", "description": "query parameter"}}}},
+                               "parameter": {"type": "string", "description": "query parameter"},
+                               "gate": {"type": "string", "description": "a failed promotion gate's number"},
+                               "scope": {"type": "string", "description": "whose gate: platform or tenant"},
+                               "requirement": {"type": "string", "description": "what that gate requires"}}}},
         },
         "required": ["type", "title", "status", "detail"],
     },
+}
+
+# Promotion (docs/promotion.md) ---------------------------------------------------------------------
+_REFERENCE = {"type": "string", "minLength": 3, "maxLength": 512}
+_REASON = {"type": "string", "maxLength": 1000, "description": "Why: kept with the step, in its event and audit row."}
+_CHECK = obj({"gate": {"type": "integer", "description": "The gate's number in its document, from 1."},
+              "scope": {"type": "string", "enum": ["platform", "tenant"],
+                        "description": "Whose document the gate is in: the platform's or the target tenant's."},
+              "requirement": {"type": "string", "description": "`annotation KEY`, `referrer ARTIFACT_TYPE` or "
+                                                                "`approval by ROLE`."},
+              "passed": {"type": "boolean"}, "detail": {"type": "string"}}, ("gate", "requirement", "passed"))
+REQUESTS |= {
+    "PromotionCreate": obj({
+        "source": {**_REFERENCE, "description": "`tenant/repo:tag` or `tenant/repo@digest`: what to promote "
+                                                "(you need pull on it)."},
+        "target": {**_REFERENCE, "description": "`tenant/repo:tag`: where (you need push on it)."},
+    }, ("source", "target"), example={"source": "dev/app:1.2", "target": "prod/app:1.2"}),
+    "PromotionDecision": obj({"reason": _REASON}, example={"reason": "passed the staging tests"}),
+    "PromotionGatesDocument": {
+        "type": "object", "additionalProperties": True,
+        "description": "Promotion gates (docs/promotion.md): `gates`, each a glob over target repositories and "
+                       "what a promotion into them needs: `annotations` (keys set in the manifest's annotations or "
+                       "its config's labels), `referrer_artifact_types` (a referrer of each type), `approval` "
+                       "(`role`, `allow_self_approval`). Checked in full: every problem is a 422 error whose "
+                       "pointer names the field.",
+        "example": {"gates": [{"repositories": "prod/**", "annotations": ["org.opencontainers.image.revision"],
+                               "approval": {"role": "maintainer", "allow_self_approval": False}}]}},
+}
+RESOURCES |= {
+    "Promotion": obj({
+        "id": {"type": "integer"}, "state": {"type": "string", "enum": ["pending", "completed", "rejected"]},
+        "source": {"type": "string", "description": "`repository@digest`: what was (or is to be) copied."},
+        "source_reference": {"type": "string", "description": "The tag or digest the request named."},
+        "digest": {"type": "string"}, "target": {"type": "string", "description": "`repository:tag`."},
+        "requested_by": {"type": "string"}, "requested_at": TIMESTAMP,
+        "gates": {"type": "array", "items": _CHECK, "description": "Every gate requirement checked."},
+        "approval_role": {"type": "string", "nullable": True,
+                          "description": "The role an approver needs in the target's tenant (null: none)."},
+        "self_approval": {"type": "boolean", "description": "Whether the requester may approve it."},
+        "decided_by": {"type": "string", "nullable": True}, "decided_at": NULLABLE_TIMESTAMP,
+        "reason": {"type": "string", "nullable": True}, "completed_at": NULLABLE_TIMESTAMP,
+        "copied": {"type": "object", "nullable": True, "additionalProperties": True,
+                   "description": "manifests, manifests_new, blobs, bytes: what the copy linked (no bytes moved)."},
+    }, ("id", "state", "source", "digest", "target", "requested_by", "requested_at", "gates")),
+    "PromotionGates": obj({"tenant": {"type": "string", "nullable": True, "description": "null: the platform's"},
+                           "gates": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+                           "updated_at": TIMESTAMP, "updated_by": {"type": "string"}},
+                          ("tenant", "gates", "updated_at", "updated_by")),
+    "Artifact": obj({
+        "digest": {"type": "string"}, "media_type": {"type": "string"}, "size": {"type": "integer"},
+        "revision": {"type": "string", "nullable": True,
+                     "description": "org.opencontainers.image.revision of the annotations, else of the config's "
+                                    "labels."},
+        "source_url": {"type": "string", "nullable": True,
+                       "description": "org.opencontainers.image.source of the annotations, else of the labels."},
+        "repositories": {"type": "array", "items": obj({"repository": {"type": "string"},
+                                                        "tags": {"type": "array", "items": {"type": "string"}}})},
+        "promotions": {"type": "array", "items": ref("Promotion")},
+        "referrers": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+    }, ("digest", "repositories", "promotions", "referrers")),
 }
 
 

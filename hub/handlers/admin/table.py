@@ -13,7 +13,21 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import appimport, audit, gc, members, providers, repositories, retention, robots, tenants, upstreams, users, webhooks
+from . import (
+    appimport,
+    audit,
+    gc,
+    members,
+    promotions,
+    providers,
+    repositories,
+    retention,
+    robots,
+    tenants,
+    upstreams,
+    users,
+    webhooks,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/api/v1"
@@ -27,10 +41,12 @@ class Route:
     summary: str
     tag: str
     status: int = 200  # of success
+    also: tuple[int, ...] = ()  # other success statuses, with the same body
     request: str | None = None  # request body schema (schemas.REQUESTS)
     response: str | None = None  # success body schema (schemas.RESOURCES); None: no body
     paginated: bool = False  # ?limit= and ?cursor=, response is a page of `response`
     conflicts: bool = False  # may answer 409
+    missing: bool = False  # may answer 404 though its path has no parameters (what the body names)
     public: bool = False  # no credentials needed
     robots: bool = False  # robots may call it (only GET /me)
     query: tuple[tuple[str, str], ...] = ()  # extra query parameters: (name, description)
@@ -263,6 +279,50 @@ API_ROUTES: tuple[Route, ...] = (
     R("POST", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", webhooks.redeliver_webhook_delivery,
       "Send a delivered or dead delivery again, with a new retry budget (who manages it)", "webhooks", 204,
       conflicts=True, description="409 while the delivery is queued already."),
+    # Promotion and traceability (docs/promotion.md)
+    R("GET", "/tenants/{tenant}/promotion-gates", promotions.get_promotion_gates,
+      "Read a tenant's promotion gates (tenant admin)", "promotions", response="PromotionGates"),
+    R("PUT", "/tenants/{tenant}/promotion-gates", promotions.put_promotion_gates,
+      "Set a tenant's promotion gates (tenant admin)", "promotions", request="PromotionGatesDocument",
+      response="PromotionGates",
+      description="Replaces every gate. A promotion into a repository a gate's glob matches must have the gate's "
+                  "annotations (or config labels) and referrer artifact types, and waits for an approval when the "
+                  "gate asks for one. Audited with the gates before and after."),
+    R("DELETE", "/tenants/{tenant}/promotion-gates", promotions.delete_promotion_gates,
+      "Remove a tenant's promotion gates: promotions into it complete at once (tenant admin)", "promotions", 204),
+    R("GET", "/promotion-gates", promotions.get_platform_promotion_gates,
+      "Read the platform's promotion gates, which apply to every tenant (platform admin)", "promotions",
+      response="PromotionGates", missing=True),
+    R("PUT", "/promotion-gates", promotions.put_platform_promotion_gates,
+      "Set the platform's promotion gates, for every tenant's targets (platform admin)", "promotions",
+      request="PromotionGatesDocument", response="PromotionGates",
+      description="A promotion must pass the platform's gates that match its target as well as its tenant's."),
+    R("DELETE", "/promotion-gates", promotions.delete_platform_promotion_gates,
+      "Remove the platform's promotion gates (platform admin)", "promotions", 204, missing=True),
+    R("POST", "/promotions", promotions.create_promotion, "Promote a manifest (with its child manifests and "
+      "referrers) to another repository (pull on the source, push on the target)", "promotions", 201,
+      request="PromotionCreate", response="Promotion", conflicts=True, also=(202,), missing=True,
+      description="201: completed (blob links and manifest rows, no bytes moved). 202: pending, waiting for the "
+                  "approval a gate asks for. 422 (`promotion-gates-failed`) lists every gate requirement the "
+                  "manifest fails; nothing is recorded. A source you may not pull is 404, as one that does not "
+                  "exist. The target's quota and immutable tags apply (403)."),
+    R("GET", "/promotions", promotions.list_promotions, "List promotions, newest first (those of your tenants; "
+      "every one for the platform admin)", "promotions", response="Promotion", paginated=True,
+      query=(("state", "Only promotions in this state: pending, completed or rejected."),
+             ("digest", "Only promotions of this manifest digest."))),
+    R("GET", "/promotions/{promotion_id}", promotions.get_promotion, "Read a promotion (members of its source's "
+      "or target's tenant)", "promotions", response="Promotion"),
+    R("POST", "/promotions/{promotion_id}/approve", promotions.approve_promotion,
+      "Approve a pending promotion and complete it (a user with the gate's role in the target's tenant)",
+      "promotions", request="PromotionDecision", response="Promotion", conflicts=True,
+      description="The gates are checked again. The requester may not approve their own promotion unless every "
+                  "approval gate allows self-approval (403). 409 when it is not pending."),
+    R("POST", "/promotions/{promotion_id}/reject", promotions.reject_promotion,
+      "Reject a pending promotion (an approver, or its requester withdrawing it)", "promotions",
+      request="PromotionDecision", response="Promotion", conflicts=True),
+    R("GET", "/artifacts/{digest}", promotions.get_artifact, "Trace a manifest: its source revision and URL, the "
+      "repositories and tags holding it, the promotions that moved it and its referrers (what you may pull)",
+      "promotions", response="Artifact"),
     # Audit
     R("GET", "/audit", audit.list_audit, "Read the audit log, newest first (platform admin; tenant admins: "
       "their tenants' rows)", "audit", response="AuditEntry", paginated=True,
