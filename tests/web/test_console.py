@@ -11,6 +11,7 @@ DAOHUB_UPDATE_SCREENSHOTS=1).
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -19,6 +20,7 @@ import os
 import re
 import subprocess
 import tarfile
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -281,3 +283,40 @@ def test_the_landing_page_and_the_phone_layout(console_hub, new_page):
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, width
     shot(phone, "console-repository-phone")
+
+
+def test_the_administration_pages_in_a_browser(console_hub, new_page):
+    """Promotions (a pending one, approved with its button), members, retention (the dry-run
+    preview), GC runs and the platform's GC history: no serious axe violations."""
+    api(console_hub, "PUT", "tenants/team/promotion-gates",
+        {"gates": [{"repositories": "team/prod", "approval": {"role": "admin"}}]})
+    request = urllib.request.Request(
+        f"{console_hub.url}/api/v1/promotions", method="POST",
+        data=json.dumps({"source": "team/xss:1.0.0", "target": "team/prod:1.0.0"}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(
+            f"mary:{USERS['mary'][0]}".encode()).decode()})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 202
+        promotion = json.loads(response.read())
+    page = new_page(viewport={"width": 1200, "height": 900}, bypass_csp=True)
+    sign_in(page, *TENANT_ADMIN)
+    page.goto("/console/t/team/promotions")
+    assert "team/prod:1.0.0" in page.locator("main").inner_text()
+    shot(page, "console-promotions")
+    assert axe(page) == []
+    page.get_by_label("Reason (optional)").first.fill("ship it")
+    page.get_by_role("button", name=f"Approve promotion {promotion['id']}").click()
+    page.get_by_text(f"promotion {promotion['id']} to team/prod:1.0.0: completed").wait_for()
+    for path, name in (("/console/t/team/members", "console-members"), ("/console/t/team/gc", "console-gc")):
+        page.goto(path)
+        assert axe(page) == [], path
+        shot(page, name)
+    page.goto("/console/t/team/retention")
+    page.get_by_role("button", name="Preview: what would a run delete?").click()
+    page.get_by_role("heading", name="Dry run").wait_for()
+    shot(page, "console-retention")
+    assert axe(page) == []
+    admin = new_page(bypass_csp=True)
+    sign_in(admin, "admin", ADMIN_PASSWORD)
+    admin.goto("/console/platform/gc")
+    assert axe(admin) == []

@@ -91,8 +91,8 @@ async def test_a_maintainer_approves_a_pending_promotion_through_the_form(hub):
     assert "completed (looks good)" in recent and "mary" in recent
     status, body, _ = await call(hub, "GET", f"/api/v1/promotions/{promotion['id']}", "developer")
     assert (body["state"], body["decided_by"]) == ("completed", "mary")
-    assert ("mary", "promotion.complete", "team/prod:v1") in [(a.actor, a.action, a.target)
-                                                             for a in await audit_rows(hub)]
+    audited = [(a.actor, a.action, a.target) for a in await audit_rows(hub)]
+    assert {("mary", "promotion.approve", "team/prod:v1"), ("mary", "promotion.complete", "team/prod:v1")} <= set(audited)
 
 
 async def test_the_requester_has_no_approve_button_and_a_direct_post_is_refused(hub):
@@ -127,7 +127,8 @@ async def test_the_requester_withdraws_and_an_outsider_gets_404(hub):
     await post(hub, "/console/t/other/promotions", {"action": "approve", "id": str(promotion["id"])}, expect=404)
     await as_user(hub, "developer")
     r, _ = await post(hub, "/console/t/team/promotions", {"action": "reject", "id": str(promotion["id"])})
-    assert "rejected" in await get(hub, r.headers["Location"])
+    assert f"promotion {promotion['id']} to team/prod:v1: rejected" in await get(hub, r.headers["Location"])
+    assert ("alice", "promotion.reject") in [(a.actor, a.action) for a in await audit_rows(hub)]
 
 
 # GC reports ----------------------------------------------------------------------------------------
