@@ -1,10 +1,10 @@
-"""The console's tenant-administration pages over HTTP (aiohttp's test client, SQLite, tests/admin's
-users and images): promotions awaiting approval (approve through the form; the requester has no
-Approve button and a direct POST is refused; another tenant's admin gets 404), GC reports (a
-tenant's, and every run on the platform page), retention rules with a dry-run preview and the
-immutable-tag rules, members (change a role, add and remove a member, audited as the API does), and
-the signing keys on the platform page (no secret in the page). Every page answers through the same
-services as the admin API (tests/admin/test_*_api.py)."""
+"""The console's tenant-administration pages over HTTP (aiohttp's test client, on SQLite and
+PostgreSQL, with tests/admin's users and images): promotions awaiting approval (approve through the
+form; the requester has no Approve button and a direct POST is refused; another tenant's admin gets
+404), GC reports (a tenant's, and every run on the platform page), retention rules with a dry-run
+preview and the immutable-tag rules, members (change a role, add and remove a member, audited as the
+API does), and the signing keys on the platform page (no secret in the page). Every page answers
+through the same services as the admin API (tests/admin/test_*_api.py)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,17 @@ from hub.app import create_app
 from hub.keys import AUTH
 from hub.web.pages import CSP
 from tests.admin.conftest import CREDENTIALS, audit_rows, call, make_config, seed
+from tests.registry.conftest import DATABASE_SETUP, METADATA_STORES
 
 from .test_pages import csrf_of, origin
 
 HTML = {"Accept": "text/html"}
 
 
-@pytest.fixture
-async def hub(aiohttp_client, tmp_path):
-    client = await aiohttp_client(create_app(make_config(tmp_path)))
+@pytest.fixture(params=METADATA_STORES)
+async def hub(request, aiohttp_client, tmp_path):
+    """On both metadata stores (tests/registry/conftest.py starts PostgreSQL), as tests/admin's `api`."""
+    client = await aiohttp_client(create_app(make_config(tmp_path, DATABASE_SETUP[request.param](request, tmp_path))))
     await seed(client)
     return client
 
