@@ -532,8 +532,11 @@ async def _retention_page(request: web.Request, tenant: str, preview=None) -> we
                 keeps[rule] = keeps.get(rule, 0) + 1
         for verdict in preview.deleted:
             groups.setdefault(verdict.reason, []).append(verdict)
-    rules = [(f"rules[{i}]", json.dumps(rule, sort_keys=True), keeps.get(f"rules[{i}]", 0))
-             for i, rule in enumerate((document or {}).get("rules", [])) if isinstance(rule, dict)]
+    listed = [("rules", (document or {}).get("rules", []))] + [
+        (f"overrides[{i}].rules", override.get("rules", []))
+        for i, override in enumerate((document or {}).get("overrides", [])) if isinstance(override, dict)]
+    rules = [(f"{where}[{i}]", json.dumps(rule, sort_keys=True), keeps.get(f"{where}[{i}]", 0))
+             for where, items in listed for i, rule in enumerate(items) if isinstance(rule, dict)]
     immutable = [rule.describe() for rule in await _immutable_rules(admin, tenant)]
     return page(request, "console/retention.html", stored=stored, document=document, rules=rules,
                 immutable=immutable, preview=preview, groups=sorted(groups.items()),

@@ -290,23 +290,30 @@ def test_the_administration_pages_in_a_browser(console_hub, new_page):
     preview), GC runs and the platform's GC history: no serious axe violations."""
     api(console_hub, "PUT", "tenants/team/promotion-gates",
         {"gates": [{"repositories": "team/prod", "approval": {"role": "admin"}}]})
-    request = urllib.request.Request(
-        f"{console_hub.url}/api/v1/promotions", method="POST",
-        data=json.dumps({"source": "team/xss:1.0.0", "target": "team/prod:1.0.0"}).encode(),
-        headers={"Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(
-            f"mary:{USERS['mary'][0]}".encode()).decode()})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        assert response.status == 202
-        promotion = json.loads(response.read())
+    promotions = []
+    for target in ("team/prod:old", "team/prod:1.0.0"):
+        request = urllib.request.Request(
+            f"{console_hub.url}/api/v1/promotions", method="POST",
+            data=json.dumps({"source": "team/xss:1.0.0", "target": target}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(
+                f"mary:{USERS['mary'][0]}".encode()).decode()})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 202
+            promotions.append(json.loads(response.read()))
     page = new_page(viewport={"width": 1200, "height": 900}, bypass_csp=True)
     sign_in(page, *TENANT_ADMIN)
     page.goto("/console/t/team/promotions")
     assert "team/prod:1.0.0" in page.locator("main").inner_text()
     shot(page, "console-promotions")
     assert axe(page) == []
-    page.get_by_label("Reason (optional)").first.fill("ship it")
-    page.get_by_role("button", name=f"Approve promotion {promotion['id']}").click()
-    page.get_by_text(f"promotion {promotion['id']} to team/prod:1.0.0: completed").wait_for()
+    for promotion in promotions:  # team/prod:old first: the older push
+        page.get_by_label("Reason (optional)").first.fill("ship it")
+        page.get_by_role("button", name=f"Approve promotion {promotion['id']}").click()
+        page.get_by_text(f"promotion {promotion['id']} to {promotion['target']}: completed").wait_for()
+    # Only team/prod's older tag is kept by no rule: even a scheduled run in between would take nothing else.
+    api(console_hub, "PUT", "tenants/team/retention-policy", {
+        "rules": [{"repositories": "**", "tags": {"glob": "**"}, "keep": {"always": True}}],
+        "overrides": [{"repositories": "team/prod", "rules": [{"tags": {"glob": "**"}, "keep": {"latest_pushed": 1}}]}]})
     for path, name in (("/console/t/team/members", "console-members"), ("/console/t/team/gc", "console-gc")):
         page.goto(path)
         assert axe(page) == [], path
@@ -314,8 +321,15 @@ def test_the_administration_pages_in_a_browser(console_hub, new_page):
     page.goto("/console/t/team/retention")
     page.get_by_role("button", name="Preview: what would a run delete?").click()
     page.get_by_role("heading", name="Dry run").wait_for()
+    assert page.locator("table.preview tbody tr").all_inner_texts()[0].startswith("team/prod\told")
+    assert page.locator("#retention-rules tbody tr").all_inner_texts()[1].startswith("overrides[0].rules[0]")
     shot(page, "console-retention")
     assert axe(page) == []
+    delete = urllib.request.Request(f"{console_hub.url}/api/v1/tenants/team/retention-policy", method="DELETE",
+                                    headers={"Authorization": "Basic " + base64.b64encode(
+                                        f"admin:{ADMIN_PASSWORD}".encode()).decode()})
+    with urllib.request.urlopen(delete, timeout=60) as response:
+        assert response.status == 204
     admin = new_page(bypass_csp=True)
     sign_in(admin, "admin", ADMIN_PASSWORD)
     admin.goto("/console/platform/gc")
