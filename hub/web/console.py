@@ -21,7 +21,7 @@ from auth.service import robot_account
 
 from ..errors import OciError
 from ..handlers.admin.promotions import caller_checks
-from ..keys import ADMINISTRATION, AUTH, CONFIG, PROMOTIONS, PROXY, REGISTRY, RETENTION, WEBHOOKS
+from ..keys import ADMINISTRATION, AUTH, CONFIG, GC, PROMOTIONS, PROXY, REGISTRY, RETENTION, WEBHOOKS
 from ..problems import Forbidden, NotFound, Problem, ValidationFailed
 from ..retention import RetentionError, parse_immutable_rules
 from ..retention.immutable import protects
@@ -493,9 +493,26 @@ async def gc_reports(request: web.Request) -> web.StreamResponse:
     if redirect:
         return redirect
     tenant = await _signed_in_admin(request)
+    return await _gc_page(request, tenant)
+
+
+async def _gc_page(request: web.Request, tenant: str, preview=None) -> web.StreamResponse:
     runs = await _admin(request).gc_runs(100, tenant)
-    return page(request, "console/gc.html", runs=runs, scope=tenant, title=f"GC runs of {tenant}",
+    return page(request, "console/gc.html", runs=runs, scope=tenant, preview=preview, title=f"GC runs of {tenant}",
                 **_nav(request, tenant))
+
+
+async def gc_action(request: web.Request) -> web.StreamResponse:
+    """A dry run of GC over the tenant, as a tenant admin may ask the API for (audited gc.run there too)."""
+    form, redirect = await _signed_in_post(request)
+    if redirect:
+        return redirect
+    tenant = await _signed_in_admin(request)
+    if form.get("action") != "dry-run":
+        raise ValidationFailed.field("action", "must be dry-run (a real pass: the platform admin, by API or CLI)")
+    report = await request.app[GC].run(dry_run=True, tenant=tenant)
+    await _admin(request).audit("gc.run", tenant, tenant=tenant)
+    return await _gc_page(request, tenant, preview=report)
 
 
 async def platform_gc(request: web.Request) -> web.StreamResponse:
@@ -505,7 +522,7 @@ async def platform_gc(request: web.Request) -> web.StreamResponse:
     if AUTH in request.app and not policy.can_manage_platform(principal_of(request)):
         raise NotFound("there is no such page")
     runs = await _admin(request).gc_runs(100, None)
-    return page(request, "console/gc.html", runs=runs, scope=None, title="GC runs", **_nav(request))
+    return page(request, "console/gc.html", runs=runs, scope=None, preview=None, title="GC runs", **_nav(request))
 
 
 # Retention and immutability, with a dry-run preview --------------------------------------------------
@@ -703,6 +720,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/console/t/{tenant}/promotions", wrap(promotions))
     app.router.add_post("/console/t/{tenant}/promotions", wrap(promotions_action))
     app.router.add_get("/console/t/{tenant}/gc", wrap(gc_reports))
+    app.router.add_post("/console/t/{tenant}/gc", wrap(gc_action))
     app.router.add_get("/console/t/{tenant}/retention", wrap(retention))
     app.router.add_post("/console/t/{tenant}/retention", wrap(retention_action))
     app.router.add_get("/console/t/{tenant}/members", wrap(members))

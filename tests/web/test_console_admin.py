@@ -151,8 +151,21 @@ async def test_gc_reports_for_the_tenant_and_the_platform(hub):
     for key, value in team_runs[0]["counts"].items():
         assert f"{key} {value}" in text
     await get(hub, "/console/platform/gc", expect=404)  # a tenant admin is not the platform admin
+    # The dry run a tenant admin may ask the API for, from the page: the same counts, audited, nothing recorded.
+    _, api_dry, _ = await call(hub, "POST", "/api/v1/gc/runs", "tenant_admin", json={"dry_run": True, "tenant": "team"})
+    before = await audit_rows(hub, "gc.run")
+    _, shown = await post(hub, "/console/t/team/gc", {"action": "dry-run"}, expect=200)
+    status_line = shown.split('id="gc-preview-heading"')[1].split("</p>")[0]
+    assert "nothing was changed" in status_line
+    for key, value in api_dry["counts"].items():
+        assert f"{key} {value}" in status_line, key
+    after = await audit_rows(hub, "gc.run")
+    assert len(after) == len(before) + 1 and (after[0].actor, after[0].target) == ("ada", "team")
+    assert re.findall(r"<tr><td>(\d+)</td>", shown) == rows  # a dry run is not in the history
+    await post(hub, "/console/t/team/gc", {"action": "run"}, expect=422)
     await as_user(hub, "maintainer")
     await get(hub, "/console/t/team/gc", expect=403)
+    await post(hub, "/console/t/team/gc", {"action": "dry-run"}, expect=403, csrf_from="/console/t/team/promotions")
     await as_user(hub, "other_admin")
     await get(hub, "/console/t/team/gc", expect=404)
     await as_user(hub, "platform_admin")
