@@ -430,6 +430,16 @@ async def _signed_in_post(request: web.Request) -> tuple[dict, web.StreamRespons
     return form, require_sign_in(request)
 
 
+async def _dry_run_post(request: web.Request, real: str) -> tuple[str, web.StreamResponse | None]:
+    """The tenant of a tenant admin's `action=dry-run` POST (or the redirect to sign in)."""
+    form, redirect = await _signed_in_post(request)
+    if redirect:
+        return "", redirect
+    tenant = await _signed_in_admin(request)
+    if form.get("action") != "dry-run":
+        raise ValidationFailed.field("action", f"must be dry-run ({real})")
+    return tenant, None
+
 # Promotions (any member of the tenant reads them; approvers decide) ------------------------------
 MAX_PROMOTIONS = 100
 
@@ -504,12 +514,9 @@ async def _gc_page(request: web.Request, tenant: str, preview=None) -> web.Strea
 
 async def gc_action(request: web.Request) -> web.StreamResponse:
     """A dry run of GC over the tenant, as a tenant admin may ask the API for (audited gc.run there too)."""
-    form, redirect = await _signed_in_post(request)
+    tenant, redirect = await _dry_run_post(request, "a real pass: the platform admin, by API or CLI")
     if redirect:
         return redirect
-    tenant = await _signed_in_admin(request)
-    if form.get("action") != "dry-run":
-        raise ValidationFailed.field("action", "must be dry-run (a real pass: the platform admin, by API or CLI)")
     report = await request.app[GC].run(dry_run=True, tenant=tenant)
     await _admin(request).audit("gc.run", tenant, tenant=tenant)
     return await _gc_page(request, tenant, preview=report)
@@ -561,12 +568,9 @@ async def _retention_page(request: web.Request, tenant: str, preview=None) -> we
 
 
 async def retention_action(request: web.Request) -> web.StreamResponse:
-    form, redirect = await _signed_in_post(request)
+    tenant, redirect = await _dry_run_post(request, "a real run: the API or daohub retention run")
     if redirect:
         return redirect
-    tenant = await _signed_in_admin(request)
-    if form.get("action") != "dry-run":
-        raise ValidationFailed.field("action", "must be dry-run (a real run: the API or daohub retention run)")
     report = await request.app[RETENTION].run(dry_run=True, tenant=tenant, trigger="console",
                                               actor=principal_of(request).name)
     return await _retention_page(request, tenant, preview=report)
