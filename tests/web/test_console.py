@@ -338,3 +338,13 @@ def test_the_administration_pages_in_a_browser(console_hub, new_page):
     sign_in(admin, "admin", ADMIN_PASSWORD)
     admin.goto("/console/platform/gc")
     assert axe(admin) == []
+
+
+def test_the_administration_pages_fit_a_phone(console_hub, new_page):
+    phone = new_page(viewport={"width": 375, "height": 740}, is_mobile=True)
+    sign_in(phone, *TENANT_ADMIN)
+    for path in ("/console/t/team/promotions", "/console/t/team/members", "/console/t/team/retention",
+                 "/console/t/team/gc"):
+        phone.goto(path)
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, (path, width)
