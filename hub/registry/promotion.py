@@ -340,6 +340,18 @@ class Promotions:
             raise Forbidden(f"promotion {record.id} was requested by {actor}: another user must approve it "
                             "(its gates do not allow self-approval)")
 
+    def may_decide(self, record: PromotionRecord, actor: str, has_role: Callable[[str, str], bool],
+                   verb: str) -> bool:
+        """Whether `actor` may approve (verb "approved") or reject ("rejected") `record` now: what the
+        console asks before it shows a button (approve and reject check again)."""
+        try:
+            if verb == "rejected" and actor == record.requested_by:
+                return record.state == "pending"
+            self._may_decide(record, actor, has_role, verb)
+        except Problem:
+            return False
+        return True
+
     async def approve(self, actor: str, record: PromotionRecord, has_role: Callable[[str, str], bool],
                       reason: str | None = None) -> PromotionRecord:
         """Approve a pending promotion and complete it, in one transaction (gates checked again)."""

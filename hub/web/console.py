@@ -20,11 +20,12 @@ from auth.policy import Manage, RepositoryInfo, tenant_of
 from auth.service import robot_account
 
 from ..errors import OciError
-from ..keys import ADMINISTRATION, AUTH, CONFIG, PROXY, REGISTRY, WEBHOOKS
+from ..handlers.admin.promotions import caller_checks
+from ..keys import ADMINISTRATION, AUTH, CONFIG, GC, PROMOTIONS, PROXY, REGISTRY, RETENTION, WEBHOOKS
 from ..problems import Forbidden, NotFound, Problem, ValidationFailed
 from ..retention import RetentionError, parse_immutable_rules
 from ..retention.immutable import protects
-from ..tenancy.service import Administration
+from ..tenancy.service import ROLES, Administration
 from .address import address
 from .pages import ENV, check_post, page, principal_of, read_form, require_sign_in, see_other, wrap
 
@@ -101,6 +102,7 @@ def _nav(request: web.Request, tenant: str | None = None) -> dict:
     open_registry = AUTH not in request.app
     return {"tenant": tenant, "is_tenant_admin": bool(tenant) and (
                 open_registry or policy.can_manage_tenant(principal, tenant, Manage.SETTINGS)),
+            "is_member": bool(tenant) and (open_registry or policy.can_view_tenant(principal, tenant)),
             "is_platform_admin": open_registry or policy.can_manage_platform(principal)}
 
 
@@ -421,6 +423,197 @@ async def audit(request: web.Request) -> web.StreamResponse:
                 **_nav(request, tenant))
 
 
+async def _signed_in_post(request: web.Request) -> tuple[dict, web.StreamResponse | None]:
+    """A POST's form, CSRF- and Origin-checked, and the redirect to sign in when nobody is."""
+    form = await read_form(request)
+    await check_post(request, form)
+    return form, require_sign_in(request)
+
+
+async def _dry_run_post(request: web.Request, real: str) -> tuple[str, web.StreamResponse | None]:
+    """The tenant of a tenant admin's `action=dry-run` POST (or the redirect to sign in)."""
+    form, redirect = await _signed_in_post(request)
+    if redirect:
+        return "", redirect
+    tenant = await _signed_in_admin(request)
+    if form.get("action") != "dry-run":
+        raise ValidationFailed.field("action", f"must be dry-run ({real})")
+    return tenant, None
+
+# Promotions (any member of the tenant reads them; approvers decide) ------------------------------
+MAX_PROMOTIONS = 100
+
+
+async def _member(request: web.Request) -> str:
+    """The tenant of the URL, for its members and the platform admin; 404 to anyone else."""
+    tenant = request.match_info["tenant"]
+    if AUTH in request.app and not policy.can_view_tenant(principal_of(request), tenant):
+        raise NotFound(f"no tenant {tenant!r}")
+    await _admin(request).tenant(tenant)
+    return tenant
+
+
+def _of_tenant(tenant: str):
+    return lambda record: tenant in (tenant_of(record.source_repository), tenant_of(record.target_repository))
+
+
+async def promotions(request: web.Request) -> web.StreamResponse:
+    redirect = require_sign_in(request)
+    if redirect:
+        return redirect
+    tenant = await _member(request)
+    service = request.app[PROMOTIONS]
+    principal = principal_of(request)
+    _, _, has_role = caller_checks(request, principal)
+    only = frozenset({tenant})
+    pending = []
+    for record in await service.list(tenants=only, state="pending", digest=None, limit=MAX_PROMOTIONS, before=None):
+        pending.append({"p": record, "approve": service.may_decide(record, principal.name, has_role, "approved"),
+                        "reject": service.may_decide(record, principal.name, has_role, "rejected"),
+                        "withdraw": record.requested_by == principal.name})
+    recent = [r for r in await service.list(tenants=only, state=None, digest=None, limit=MAX_PROMOTIONS, before=None)
+              if r.state != "pending"][:50]
+    return page(request, "console/promotions.html", pending=pending, recent=recent, viewer=principal.name,
+                done=request.query.get("done", "")[:200], title=f"Promotions of {tenant}", **_nav(request, tenant))
+
+
+async def promotions_action(request: web.Request) -> web.StreamResponse:
+    form, redirect = await _signed_in_post(request)
+    if redirect:
+        return redirect
+    tenant = await _member(request)
+    action, raw = form.get("action"), str(form.get("id", ""))
+    if action not in ("approve", "reject"):
+        raise ValidationFailed.field("action", "must be approve or reject")
+    if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 2 ** 62):
+        raise NotFound(f"no promotion {raw[:40]!r}")
+    principal = principal_of(request)
+    service = request.app[PROMOTIONS]
+    record = await service.find(int(raw), _of_tenant(tenant))
+    _, _, has_role = caller_checks(request, principal)
+    reason = str(form.get("reason", "")).strip()[:1000] or None
+    decided = await getattr(service, action)(principal.name, record, has_role, reason)
+    done = f"promotion {decided.id} to {decided.target}: {decided.state}"
+    return see_other(request, f"/console/t/{quote(tenant)}/promotions?" + urlencode({"done": done}))
+
+
+# Garbage collection reports ---------------------------------------------------------------------------
+async def gc_reports(request: web.Request) -> web.StreamResponse:
+    redirect = require_sign_in(request)
+    if redirect:
+        return redirect
+    tenant = await _signed_in_admin(request)
+    return await _gc_page(request, tenant)
+
+
+async def _gc_page(request: web.Request, tenant: str, preview=None) -> web.StreamResponse:
+    runs = await _admin(request).gc_runs(100, tenant)
+    return page(request, "console/gc.html", runs=runs, scope=tenant, preview=preview, title=f"GC runs of {tenant}",
+                **_nav(request, tenant))
+
+
+async def gc_action(request: web.Request) -> web.StreamResponse:
+    """A dry run of GC over the tenant, as a tenant admin may ask the API for (audited gc.run there too)."""
+    tenant, redirect = await _dry_run_post(request, "a real pass: the platform admin, by API or CLI")
+    if redirect:
+        return redirect
+    report = await request.app[GC].run(dry_run=True, tenant=tenant)
+    await _admin(request).audit("gc.run", tenant, tenant=tenant)
+    return await _gc_page(request, tenant, preview=report)
+
+
+async def platform_gc(request: web.Request) -> web.StreamResponse:
+    redirect = require_sign_in(request)
+    if redirect:
+        return redirect
+    if AUTH in request.app and not policy.can_manage_platform(principal_of(request)):
+        raise NotFound("there is no such page")
+    runs = await _admin(request).gc_runs(100, None)
+    return page(request, "console/gc.html", runs=runs, scope=None, preview=None, title="GC runs", **_nav(request))
+
+
+# Retention and immutability, with a dry-run preview --------------------------------------------------
+async def retention(request: web.Request) -> web.StreamResponse:
+    redirect = require_sign_in(request)
+    if redirect:
+        return redirect
+    tenant = await _signed_in_admin(request)
+    return await _retention_page(request, tenant)
+
+
+async def _retention_page(request: web.Request, tenant: str, preview=None) -> web.StreamResponse:
+    admin = _admin(request)
+    try:
+        stored = await admin.retention_policy(tenant)
+        document = stored.document
+    except NotFound:
+        stored, document = None, None
+    keeps: dict[str, int] = {}
+    groups: dict[str, list] = {}
+    if preview is not None:
+        for verdict in preview.verdicts:
+            for rule in verdict.rules:
+                keeps[rule] = keeps.get(rule, 0) + 1
+        for verdict in preview.deleted:
+            groups.setdefault(verdict.reason, []).append(verdict)
+    listed = [("rules", (document or {}).get("rules", []))] + [
+        (f"overrides[{i}].rules", override.get("rules", []))
+        for i, override in enumerate((document or {}).get("overrides", [])) if isinstance(override, dict)]
+    rules = [(f"{where}[{i}]", json.dumps(rule, sort_keys=True), keeps.get(f"{where}[{i}]", 0))
+             for where, items in listed for i, rule in enumerate(items) if isinstance(rule, dict)]
+    immutable = [rule.describe() for rule in await _immutable_rules(admin, tenant)]
+    return page(request, "console/retention.html", stored=stored, document=document, rules=rules,
+                immutable=immutable, preview=preview, groups=sorted(groups.items()),
+                title=f"Retention of {tenant}", **_nav(request, tenant))
+
+
+async def retention_action(request: web.Request) -> web.StreamResponse:
+    tenant, redirect = await _dry_run_post(request, "a real run: the API or daohub retention run")
+    if redirect:
+        return redirect
+    report = await request.app[RETENTION].run(dry_run=True, tenant=tenant, trigger="console",
+                                              actor=principal_of(request).name)
+    return await _retention_page(request, tenant, preview=report)
+
+
+# Members and roles (tenant admins) --------------------------------------------------------------------
+async def members(request: web.Request) -> web.StreamResponse:
+    redirect = require_sign_in(request)
+    if redirect:
+        return redirect
+    tenant = await _signed_in_admin(request, Manage.MEMBERS)
+    return await _members_page(request, tenant)
+
+
+async def _members_page(request: web.Request, tenant: str, status: int = 200, errors=()) -> web.StreamResponse:
+    listed = await _admin(request).tenant_members(tenant, 500, None)
+    return page(request, "console/members.html", status, members=listed, roles=ROLES, errors=list(errors),
+                done=request.query.get("done", "")[:200], title=f"Members of {tenant}", **_nav(request, tenant))
+
+
+async def members_action(request: web.Request) -> web.StreamResponse:
+    form, redirect = await _signed_in_post(request)
+    if redirect:
+        return redirect
+    tenant = await _signed_in_admin(request, Manage.MEMBERS)
+    action, username = form.get("action"), str(form.get("username", "")).strip()
+    if action == "set":
+        role = str(form.get("role", ""))
+        if role not in ROLES:
+            return await _members_page(request, tenant, 422, [f"Role: one of {', '.join(ROLES)}."])
+        try:
+            await _admin(request).set_member(tenant, username, role)
+        except NotFound:
+            return await _members_page(request, tenant, 404, [f"User {username!r}: there is no such user."])
+        done = f"{username}: {role}"
+    elif action == "remove":
+        await _admin(request).set_member(tenant, username, None)
+        done = f"{username}: removed"
+    else:
+        raise ValidationFailed.field("action", "must be set or remove")
+    return see_other(request, f"/console/t/{quote(tenant)}/members?" + urlencode({"done": done}))
+
+
 # Platform administration -----------------------------------------------------------------------
 async def platform(request: web.Request) -> web.StreamResponse:
     redirect = require_sign_in(request)
@@ -468,9 +661,7 @@ async def _account_page(request: web.Request, status: int = 200, **extra) -> web
 
 
 async def account_action(request: web.Request) -> web.StreamResponse:
-    form = await read_form(request)
-    await check_post(request, form)
-    redirect = require_sign_in(request)
+    form, redirect = await _signed_in_post(request)
     if redirect:
         return redirect
     principal = principal_of(request)
@@ -530,6 +721,15 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/console/t/{tenant}/robots", wrap(robots))
     app.router.add_post("/console/t/{tenant}/robots", wrap(robots_action))
     app.router.add_get("/console/t/{tenant}/audit", wrap(audit))
+    app.router.add_get("/console/t/{tenant}/promotions", wrap(promotions))
+    app.router.add_post("/console/t/{tenant}/promotions", wrap(promotions_action))
+    app.router.add_get("/console/t/{tenant}/gc", wrap(gc_reports))
+    app.router.add_post("/console/t/{tenant}/gc", wrap(gc_action))
+    app.router.add_get("/console/t/{tenant}/retention", wrap(retention))
+    app.router.add_post("/console/t/{tenant}/retention", wrap(retention_action))
+    app.router.add_get("/console/t/{tenant}/members", wrap(members))
+    app.router.add_post("/console/t/{tenant}/members", wrap(members_action))
+    app.router.add_get("/console/platform/gc", wrap(platform_gc))
     app.router.add_get("/console/r/{name:.+}/-/manifests/{digest}", wrap(manifest))
     app.router.add_get("/console/r/{name:.+}", wrap(repository))
     app.router.add_post("/console/r/{name:.+}", wrap(repository_action))

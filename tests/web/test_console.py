@@ -11,6 +11,7 @@ DAOHUB_UPDATE_SCREENSHOTS=1).
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -19,6 +20,7 @@ import os
 import re
 import subprocess
 import tarfile
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -281,3 +283,68 @@ def test_the_landing_page_and_the_phone_layout(console_hub, new_page):
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, width
     shot(phone, "console-repository-phone")
+
+
+def test_the_administration_pages_in_a_browser(console_hub, new_page):
+    """Promotions (a pending one, approved with its button), members, retention (the dry-run
+    preview), GC runs and the platform's GC history: no serious axe violations."""
+    api(console_hub, "PUT", "tenants/team/promotion-gates",
+        {"gates": [{"repositories": "team/prod", "approval": {"role": "admin"}}]})
+    promotions = []
+    for target in ("team/prod:old", "team/prod:1.0.0"):
+        request = urllib.request.Request(
+            f"{console_hub.url}/api/v1/promotions", method="POST",
+            data=json.dumps({"source": "team/xss:1.0.0", "target": target}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(
+                f"mary:{USERS['mary'][0]}".encode()).decode()})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 202
+            promotions.append(json.loads(response.read()))
+    page = new_page(viewport={"width": 1200, "height": 900}, bypass_csp=True)
+    sign_in(page, *TENANT_ADMIN)
+    page.goto("/console/t/team/promotions")
+    assert "team/prod:1.0.0" in page.locator("main").inner_text()
+    shot(page, "console-promotions")
+    assert axe(page) == []
+    for promotion in promotions:  # team/prod:old first: the older push
+        page.get_by_label("Reason (optional)").first.fill("ship it")
+        page.get_by_role("button", name=f"Approve promotion {promotion['id']}").click()
+        page.get_by_text(f"promotion {promotion['id']} to {promotion['target']}: completed").wait_for()
+    # Only team/prod's older tag is kept by no rule: even a scheduled run in between would take nothing else.
+    api(console_hub, "PUT", "tenants/team/retention-policy", {
+        "rules": [{"repositories": "**", "tags": {"glob": "**"}, "keep": {"always": True}}],
+        "overrides": [{"repositories": "team/prod", "rules": [{"tags": {"glob": "**"}, "keep": {"latest_pushed": 1}}]}]})
+    page.goto("/console/t/team/members")
+    assert axe(page) == []
+    shot(page, "console-members")
+    page.goto("/console/t/team/gc")
+    page.get_by_role("button", name="Preview: what would GC free here?").click()
+    page.get_by_text("nothing was changed").wait_for()
+    assert axe(page) == []
+    shot(page, "console-gc")
+    page.goto("/console/t/team/retention")
+    page.get_by_role("button", name="Preview: what would a run delete?").click()
+    page.get_by_role("heading", name="Dry run").wait_for()
+    assert page.locator("table.preview tbody tr").all_inner_texts()[0].startswith("team/prod\told")
+    assert page.locator("#retention-rules tbody tr").all_inner_texts()[1].startswith("overrides[0].rules[0]")
+    shot(page, "console-retention")
+    assert axe(page) == []
+    delete = urllib.request.Request(f"{console_hub.url}/api/v1/tenants/team/retention-policy", method="DELETE",
+                                    headers={"Authorization": "Basic " + base64.b64encode(
+                                        f"admin:{ADMIN_PASSWORD}".encode()).decode()})
+    with urllib.request.urlopen(delete, timeout=60) as response:
+        assert response.status == 204
+    admin = new_page(bypass_csp=True)
+    sign_in(admin, "admin", ADMIN_PASSWORD)
+    admin.goto("/console/platform/gc")
+    assert axe(admin) == []
+
+
+def test_the_administration_pages_fit_a_phone(console_hub, new_page):
+    phone = new_page(viewport={"width": 375, "height": 740}, is_mobile=True)
+    sign_in(phone, *TENANT_ADMIN)
+    for path in ("/console/t/team/promotions", "/console/t/team/members", "/console/t/team/retention",
+                 "/console/t/team/gc"):
+        phone.goto(path)
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, (path, width)

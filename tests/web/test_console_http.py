@@ -11,7 +11,9 @@ from .test_landing import HTML, open_config
 
 async def test_an_open_registry_says_the_console_needs_accounts(aiohttp_client, tmp_path):
     client = await aiohttp_client(create_app(open_config(tmp_path)))
-    for path in ("/console/", "/console/platform", "/console/nothing", "/console/r/team/none", "/console/t/none/"):
+    for path in ("/console/", "/console/platform", "/console/nothing", "/console/r/team/none", "/console/t/none/",
+                 "/console/t/team/promotions", "/console/t/team/gc", "/console/t/team/retention",
+                 "/console/t/team/members", "/console/platform/gc"):
         r = await client.get(path, headers=HTML)
         text = await r.text()
         assert r.status == 404 and r.content_type == "text/html", path

@@ -68,7 +68,7 @@ def _sees(principal):
         {tenant_of(record.source_repository), tenant_of(record.target_repository)} & tenants)
 
 
-def _checks(request: web.Request, principal):
+def caller_checks(request: web.Request, principal):
     """(can_pull, can_push, has_role) of the caller: pull and push exactly as a registry token for the
     caller would grant them (roles, public repositories, pull-through cache namespaces)."""
     auth = request.app[AUTH]
@@ -150,7 +150,7 @@ async def delete_platform_promotion_gates(request: web.Request) -> web.StreamRes
 async def create_promotion(request: web.Request) -> web.StreamResponse:
     principal = await user(request)
     body = await json_body(request, "PromotionCreate")
-    can_pull, can_push, _ = _checks(request, principal)
+    can_pull, can_push, _ = caller_checks(request, principal)
     record = await request.app[PROMOTIONS].request(principal.name, body["source"], body["target"],
                                                    can_pull=can_pull, can_push=can_push)
     return json_response(promotion_json(record), status=202 if record.state == "pending" else 201,
@@ -190,7 +190,7 @@ async def _decide(request: web.Request, verb: str) -> web.StreamResponse:
     principal = await user(request)
     record = await _promotion(request, principal)
     body = await _decision_body(request)
-    _, _, has_role = _checks(request, principal)
+    _, _, has_role = caller_checks(request, principal)
     decide = getattr(request.app[PROMOTIONS], verb)  # approve or reject
     return json_response(promotion_json(await decide(principal.name, record, has_role, body.get("reason"))))
 
@@ -206,7 +206,7 @@ async def reject_promotion(request: web.Request) -> web.StreamResponse:
 # Traceability -------------------------------------------------------------------------------------
 async def get_artifact(request: web.Request) -> web.StreamResponse:
     principal = await user(request)
-    can_pull, _, _ = _checks(request, principal)
+    can_pull, _, _ = caller_checks(request, principal)
     found = await request.app[PROMOTIONS].trace(request.match_info["digest"], can_pull, _sees(principal))
     found["promotions"] = [promotion_json(p) for p in found["promotions"]]
     return json_response(found)
